@@ -1,0 +1,110 @@
+// Command myelin is the Myelin account-and-device server for Matrix.
+//
+//	myelin [serve] [flags]      run the server (the default)
+//	myelin user …               manage accounts (see `myelin help`)
+//	myelin device …             manage devices
+//	myelin registration-token … manage registration tokens
+//	myelin keys rotate          rotate the federation signing key
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/myelin-hs/myelin/impl/app"
+	"github.com/myelin-hs/myelin/impl/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// commands maps a subcommand to its implementation. Admin commands work on
+// the same database as the server, also while it runs.
+var commands = map[string]func(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error{}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	if cmd == "help" {
+		usage(stderr)
+		return 0
+	}
+	if cmd != "serve" && commands[cmd] == nil {
+		fmt.Fprintf(stderr, "myelin: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	fs := flag.NewFlagSet("myelin "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := config.Load(fs, args, os.Getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "myelin: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cmd == "serve" {
+		if err := serve(ctx, cfg, stderr); err != nil {
+			fmt.Fprintf(stderr, "myelin: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if err := commands[cmd](ctx, cfg, fs.Args(), stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "myelin %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: myelin [serve] [flags]
+       myelin user create|passwd|deactivate|list|login-token|threepid …
+       myelin device list|rename|delete …
+       myelin registration-token create|list|delete …
+       myelin keys rotate
+Run 'myelin serve -h' for the flags; every flag also reads MYELIN_<NAME>.
+`)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
+	start := time.Now()
+	log := newLogger(cfg, stderr)
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("myelin listening", "addr", ln.Addr().String(), "server_name", cfg.ServerName,
+		"database", a.Store.Dialect, "registration", cfg.Registration, "startup", time.Since(start).Round(time.Millisecond))
+	return a.Serve(ctx, ln)
+}

@@ -1,0 +1,138 @@
+// Package app assembles a Myelin server from its configuration: the
+// database, the domain services, and the HTTP layer. cmd/myelin and the
+// end-to-end tests both build servers through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/server"
+	"github.com/myelin-hs/myelin/impl/ssapi"
+	"github.com/myelin-hs/myelin/impl/storage"
+)
+
+// App is one running server.
+type App struct {
+	Config *config.Config
+	Log    *slog.Logger
+	Store  *storage.Store
+	Echo   *echo.Echo
+	Auth   auth.Authenticator
+
+	// background tasks run while serving; shutdown hooks run after the
+	// HTTP server has drained (e.g. flushing buffered last-seen updates).
+	background []func(ctx context.Context)
+	shutdown   []func(ctx context.Context) error
+}
+
+// New opens the database (applying migrations) and builds the server.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+	store, err := storage.Open(ctx, cfg.Database, storage.Options{MaxConns: cfg.DatabaseMaxConns})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: log, Store: store}
+	a.Auth = &auth.DBAuthenticator{Store: store}
+
+	cs := &csapi.Server{Config: cfg}
+	ss := &ssapi.Server{}
+
+	e, err := server.New(server.Deps{
+		Config:     cfg,
+		Log:        log,
+		Client:     cs,
+		Federation: ss,
+		Security: map[string]server.SecurityFunc{
+			"accessToken": a.authenticateClient,
+		},
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	a.Echo = e
+	return a, nil
+}
+
+// AccessToken extracts the client's access token: the Authorization: Bearer
+// header, or the access_token query parameter (matrix-nio uses the latter).
+func AccessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+			return strings.TrimSpace(h[7:])
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+func (a *App) authenticateClient(c echo.Context) error {
+	tok := AccessToken(c.Request())
+	if tok == "" {
+		return matrixerr.MissingToken()
+	}
+	p, err := a.Auth.Authenticate(c.Request().Context(), tok)
+	if err != nil {
+		return err
+	}
+	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	return nil
+}
+
+// Serve serves HTTP on ln until ctx is cancelled, then shuts down
+// gracefully: in-flight requests finish, then shutdown hooks run.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.Echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, f := range a.background {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(bgCtx) }()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		a.Log.Warn("shutdown: HTTP server did not drain", "err", err)
+	}
+	stopBG()
+	wg.Wait()
+	for _, f := range a.shutdown {
+		if err := f(shutCtx); err != nil {
+			a.Log.Error("shutdown hook failed", "err", err)
+		}
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// Close releases the database.
+func (a *App) Close() error { return a.Store.Close() }

@@ -1,0 +1,435 @@
+// Package config holds Myelin's typed configuration. Values come, lowest
+// precedence first, from Defaults(), an optional YAML file (--config or
+// MYELIN_CONFIG), MYELIN_* environment variables, and command-line flags.
+// Verify() rejects bad values with one clear line before anything starts.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Registration modes.
+const (
+	RegistrationDisabled = "disabled"
+	RegistrationOpen     = "open"
+	RegistrationToken    = "token"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Listen        string `yaml:"listen"`
+	ServerName    string `yaml:"server_name"`
+	Database      string `yaml:"database"`
+	PublicBaseURL string `yaml:"public_base_url"`
+	// DatabaseMaxConns is the PostgreSQL pool size (or SQLite reader pool).
+	DatabaseMaxConns int `yaml:"database_max_conns"`
+
+	Registration  string `yaml:"registration"`
+	GuestsEnabled bool   `yaml:"guests_enabled"`
+
+	MaxBodyBytes  int64         `yaml:"max_body_bytes"`
+	UIASessionTTL time.Duration `yaml:"uia_session_ttl"`
+	LoginTokenTTL time.Duration `yaml:"login_token_ttl"`
+
+	Password PasswordPolicy `yaml:"password"`
+	Argon2   Argon2         `yaml:"argon2"`
+	// Pepper is an optional server-side secret mixed into password hashes.
+	Pepper string `yaml:"pepper"`
+
+	RateLimit RateLimits `yaml:"rate_limit"`
+	// TrustedProxies lists CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	LastSeenFlushInterval time.Duration `yaml:"last_seen_flush_interval"`
+
+	// Federation.
+	FederationResolve  map[string]string `yaml:"federation_resolve"`
+	FederationPeers    []string          `yaml:"federation_peers"`
+	PublishDeviceNames bool              `yaml:"publish_device_names"`
+	KeyValidity        time.Duration     `yaml:"key_validity"`
+	FederationTestDrop int               `yaml:"-"` // test-only: drop every Nth outgoing EDU
+
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+}
+
+// PasswordPolicy is checked on registration and password change.
+type PasswordPolicy struct {
+	MinLength     int  `yaml:"min_length"`
+	RequireDigit  bool `yaml:"require_digit"`
+	RequireSymbol bool `yaml:"require_symbol"`
+	RequireUpper  bool `yaml:"require_upper"`
+	RequireLower  bool `yaml:"require_lower"`
+}
+
+// Argon2 are the argon2id parameters for new password hashes.
+type Argon2 struct {
+	MemoryKiB   uint32 `yaml:"memory_kib"`
+	Iterations  uint32 `yaml:"iterations"`
+	Parallelism uint8  `yaml:"parallelism"`
+}
+
+// RateLimits configures the token buckets on credential endpoints.
+type RateLimits struct {
+	Enabled bool `yaml:"enabled"`
+	// PerIP and PerAccount apply to login, register, register/available,
+	// password and deactivate.
+	PerIP      Bucket `yaml:"per_ip"`
+	PerAccount Bucket `yaml:"per_account"`
+	// FailedLogin limits failed logins per account, across all processes.
+	FailedLogin Bucket `yaml:"failed_login"`
+}
+
+// Bucket is a token bucket: Rate tokens per second, up to Burst.
+type Bucket struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// Defaults returns the safe defaults.
+func Defaults() Config {
+	return Config{
+		Listen:           "127.0.0.1:8008",
+		ServerName:       "localhost",
+		Database:         "./data/myelin.db",
+		DatabaseMaxConns: 4,
+		Registration:     RegistrationDisabled,
+		MaxBodyBytes:     1 << 20,
+		UIASessionTTL:    15 * time.Minute,
+		LoginTokenTTL:    2 * time.Minute,
+		Password:         PasswordPolicy{MinLength: 8},
+		Argon2:           Argon2{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
+		RateLimit: RateLimits{
+			Enabled:     true,
+			PerIP:       Bucket{Rate: 2, Burst: 20},
+			PerAccount:  Bucket{Rate: 1, Burst: 10},
+			FailedLogin: Bucket{Rate: 1.0 / 60, Burst: 5},
+		},
+		LastSeenFlushInterval: 60 * time.Second,
+		PublishDeviceNames:    true,
+		KeyValidity:           7 * 24 * time.Hour,
+		LogLevel:              "info",
+		LogFormat:             "text",
+	}
+}
+
+var serverNameRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$`)
+
+// Verify checks every value and returns the first problem as one line.
+func (c *Config) Verify() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port: %v", c.Listen, err)
+	}
+	if !serverNameRE.MatchString(c.ServerName) || len(c.ServerName) > 230 {
+		return fmt.Errorf("server-name: %q is not a valid Matrix server name", c.ServerName)
+	}
+	if c.Database == "" {
+		return errors.New("database: must not be empty")
+	}
+	if c.PublicBaseURL != "" {
+		u, err := url.Parse(c.PublicBaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public-base-url: %q is not an http(s) URL", c.PublicBaseURL)
+		}
+	}
+	switch c.Registration {
+	case RegistrationDisabled, RegistrationOpen, RegistrationToken:
+	default:
+		return fmt.Errorf("registration: %q is not one of disabled, open, token", c.Registration)
+	}
+	if c.DatabaseMaxConns < 1 || c.DatabaseMaxConns > 1000 {
+		return fmt.Errorf("database-max-conns: %d is out of range 1..1000", c.DatabaseMaxConns)
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max-body-bytes: %d is below 1024", c.MaxBodyBytes)
+	}
+	if c.UIASessionTTL < time.Second {
+		return fmt.Errorf("uia-session-ttl: %s is too short", c.UIASessionTTL)
+	}
+	if c.LoginTokenTTL < time.Second {
+		return fmt.Errorf("login-token-ttl: %s is too short", c.LoginTokenTTL)
+	}
+	if c.Password.MinLength < 1 || c.Password.MinLength > 512 {
+		return fmt.Errorf("password.min_length: %d is out of range 1..512", c.Password.MinLength)
+	}
+	if c.Argon2.Iterations < 1 || c.Argon2.Parallelism < 1 || c.Argon2.MemoryKiB < 8*uint32(c.Argon2.Parallelism) || c.Argon2.MemoryKiB > 4<<20 {
+		return fmt.Errorf("argon2: memory_kib=%d iterations=%d parallelism=%d are not valid argon2id parameters",
+			c.Argon2.MemoryKiB, c.Argon2.Iterations, c.Argon2.Parallelism)
+	}
+	for name, b := range map[string]Bucket{"per_ip": c.RateLimit.PerIP, "per_account": c.RateLimit.PerAccount, "failed_login": c.RateLimit.FailedLogin} {
+		if c.RateLimit.Enabled && (b.Rate <= 0 || b.Burst < 1) {
+			return fmt.Errorf("rate_limit.%s: rate must be > 0 and burst >= 1", name)
+		}
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
+	if c.LastSeenFlushInterval < 10*time.Millisecond {
+		return fmt.Errorf("last-seen-flush-interval: %s is too short", c.LastSeenFlushInterval)
+	}
+	for name, base := range c.FederationResolve {
+		u, err := url.Parse(base)
+		if name == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("federation-resolve: %q=%q is not NAME=http(s)://host[:port]", name, base)
+		}
+	}
+	if c.KeyValidity < time.Hour {
+		return fmt.Errorf("key-validity: %s is shorter than an hour", c.KeyValidity)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log-format: %q is not one of text, json", c.LogFormat)
+	}
+	return nil
+}
+
+// TrustedProxyPrefixes parses TrustedProxies.
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("trusted-proxies: %q is not an IP or CIDR", s)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted-proxies: %q is not an IP or CIDR", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// BaseURL is the URL clients reach this server at.
+func (c *Config) BaseURL() string {
+	if c.PublicBaseURL != "" {
+		return strings.TrimRight(c.PublicBaseURL, "/")
+	}
+	return "http://" + c.Listen
+}
+
+// setting is one value settable by flag and environment variable.
+type setting struct {
+	name  string // flag name; env is MYELIN_ + upper(name with - → _)
+	usage string
+	set   func(c *Config, v string) error
+}
+
+func str(p func(c *Config) *string) func(c *Config, v string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func dur(p func(c *Config) *time.Duration) func(c *Config, v string) error {
+	return func(c *Config, v string) error {
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func boolean(p func(c *Config) *bool) func(c *Config, v string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
+func integer(p func(c *Config) *int) func(c *Config, v string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", v)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
+// parseDuration accepts Go durations plus a day suffix ("90d").
+func parseDuration(v string) (time.Duration, error) {
+	if strings.HasSuffix(v, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(v, "d"))
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a duration", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 90s, 15m, 7d)", v)
+	}
+	return d, nil
+}
+
+// ParseDuration is parseDuration for other packages (admin CLI).
+func ParseDuration(v string) (time.Duration, error) { return parseDuration(v) }
+
+var settings = []setting{
+	{"listen", "address to listen on (host:port)", str(func(c *Config) *string { return &c.Listen })},
+	{"server-name", "the Matrix server name (the part after ':' in user IDs)", str(func(c *Config) *string { return &c.ServerName })},
+	{"database", "SQLite file path (or sqlite://PATH) or postgres://… URL", str(func(c *Config) *string { return &c.Database })},
+	{"database-max-conns", "PostgreSQL pool size / SQLite reader pool size", integer(func(c *Config) *int { return &c.DatabaseMaxConns })},
+	{"public-base-url", "URL clients use to reach this server (for .well-known)", str(func(c *Config) *string { return &c.PublicBaseURL })},
+	{"registration", "registration mode: disabled, open or token", str(func(c *Config) *string { return &c.Registration })},
+	{"guests", "allow guest registration (kind=guest)", boolean(func(c *Config) *bool { return &c.GuestsEnabled })},
+	{"max-body-bytes", "largest request body accepted", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", v)
+		}
+		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"uia-session-ttl", "lifetime of a user-interactive auth session", dur(func(c *Config) *time.Duration { return &c.UIASessionTTL })},
+	{"login-token-ttl", "lifetime of an m.login.token issued by the admin CLI", dur(func(c *Config) *time.Duration { return &c.LoginTokenTTL })},
+	{"password-min-length", "minimum password length", integer(func(c *Config) *int { return &c.Password.MinLength })},
+	{"pepper", "server-side secret mixed into new password hashes", str(func(c *Config) *string { return &c.Pepper })},
+	{"rate-limit", "on or off: rate limits on credential endpoints", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "on", "true", "1":
+			c.RateLimit.Enabled = true
+		case "off", "false", "0":
+			c.RateLimit.Enabled = false
+		default:
+			return fmt.Errorf("%q is not on or off", v)
+		}
+		return nil
+	}},
+	{"trusted-proxies", "comma-separated IPs/CIDRs whose X-Forwarded-For is trusted", func(c *Config, v string) error {
+		c.TrustedProxies = splitList(v)
+		return nil
+	}},
+	{"last-seen-flush-interval", "how often buffered last-seen updates are written", dur(func(c *Config) *time.Duration { return &c.LastSeenFlushInterval })},
+	{"federation-resolve", "NAME=URL: reach server NAME at base URL (repeatable; env: comma separated)", func(c *Config, v string) error {
+		for _, item := range splitList(v) {
+			name, base, ok := strings.Cut(item, "=")
+			if !ok {
+				return fmt.Errorf("%q is not NAME=URL", item)
+			}
+			if c.FederationResolve == nil {
+				c.FederationResolve = map[string]string{}
+			}
+			c.FederationResolve[strings.TrimSpace(name)] = strings.TrimSpace(base)
+		}
+		return nil
+	}},
+	{"federation-peers", "comma-separated servers that always receive device-list updates", func(c *Config, v string) error {
+		c.FederationPeers = append(c.FederationPeers, splitList(v)...)
+		return nil
+	}},
+	{"publish-device-names", "publish device display names over federation", boolean(func(c *Config) *bool { return &c.PublishDeviceNames })},
+	{"key-validity", "valid_until_ts horizon of the published signing key", dur(func(c *Config) *time.Duration { return &c.KeyValidity })},
+	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"log-format", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"federation-test-drop", "TEST ONLY: drop every Nth outgoing device-list EDU", integer(func(c *Config) *int { return &c.FederationTestDrop })},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// EnvName is the environment variable for a flag name.
+func EnvName(flagName string) string {
+	return "MYELIN_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// multi lets a flag be repeated; each occurrence is applied in order.
+type multi struct {
+	s    setting
+	vals *[]string
+}
+
+func (m multi) String() string { return "" }
+func (m multi) Set(v string) error {
+	*m.vals = append(*m.vals, v)
+	return nil
+}
+
+// Load builds the configuration from args (without the program name),
+// the environment and the optional YAML file, then verifies it.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
+	configPath := fs.String("config", "", "optional YAML configuration file (env MYELIN_CONFIG)")
+	raw := map[string]*[]string{}
+	for _, s := range settings {
+		vals := &[]string{}
+		raw[s.name] = vals
+		fs.Var(multi{s, vals}, s.name, s.usage+" (env "+EnvName(s.name)+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c := Defaults()
+	path := *configPath
+	if path == "" {
+		path = getenv("MYELIN_CONFIG")
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %v", path, err)
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(EnvName(s.name)); v != "" {
+			if err := s.set(&c, v); err != nil {
+				return nil, fmt.Errorf("%s: %v", EnvName(s.name), err)
+			}
+		}
+	}
+	for _, s := range settings {
+		for _, v := range *raw[s.name] {
+			if err := s.set(&c, v); err != nil {
+				return nil, fmt.Errorf("--%s: %v", s.name, err)
+			}
+		}
+	}
+	if err := c.Verify(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

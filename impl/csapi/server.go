@@ -1,0 +1,58 @@
+// Package csapi is the client-server HTTP adapter: it implements the
+// generated clientapi.StrictServerInterface by translating between the
+// generated request/response types and the domain services. It holds no
+// domain logic of its own.
+package csapi
+
+import (
+	"context"
+
+	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/config"
+)
+
+// Server implements every client-server operation of the vendored spec.
+type Server struct {
+	Config *config.Config
+}
+
+// The compiler checks that every operation of the spec is implemented.
+var _ clientapi.StrictServerInterface = (*Server)(nil)
+
+// Versions lists the spec versions served: the r0 line for older clients
+// (matrix-nio) and v1.x for current ones (matrix-js-sdk requires one of
+// v1.1–v1.9 to be listed).
+var Versions = []string{
+	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
+}
+
+func (s *Server) GetVersions(context.Context, clientapi.GetVersionsRequestObject) (clientapi.GetVersionsResponseObject, error) {
+	return clientapi.GetVersions200JSONResponse{Versions: Versions, UnstableFeatures: &map[string]bool{}}, nil
+}
+
+func (s *Server) GetWellknown(context.Context, clientapi.GetWellknownRequestObject) (clientapi.GetWellknownResponseObject, error) {
+	var r clientapi.GetWellknown200JSONResponse
+	r.MHomeserver.BaseUrl = s.Config.BaseURL()
+	return r, nil
+}
+
+func (s *Server) GetCapabilities(ctx context.Context, _ clientapi.GetCapabilitiesRequestObject) (clientapi.GetCapabilitiesResponseObject, error) {
+	if _, err := auth.MustFromContext(ctx); err != nil {
+		return nil, err
+	}
+	var caps clientapi.GetCapabilities200JSONResponseBody_Capabilities
+	caps.MChangePassword = &struct {
+		Enabled bool `json:"enabled"`
+	}{Enabled: true}
+	return clientapi.GetCapabilities200JSONResponse{Capabilities: caps}, nil
+}
+
+func (s *Server) GetTokenOwner(ctx context.Context, _ clientapi.GetTokenOwnerRequestObject) (clientapi.GetTokenOwnerResponseObject, error) {
+	p, err := auth.MustFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return clientapi.GetTokenOwner200JSONResponse{UserId: p.UserID, DeviceId: &p.DeviceID, IsGuest: &p.IsGuest}, nil
+}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/myelin-hs/myelin/impl/matrixerr"
+)
+
+// rewriteR0 serves the r0 API under the same handlers as v3: matrix-nio and
+// other older clients call /_matrix/client/r0/…, Element calls …/v3/…; the
+// endpoints Myelin serves are identical in both.
+func rewriteR0(next echo.HandlerFunc) echo.HandlerFunc {
+	const r0, v3 = "/_matrix/client/r0/", "/_matrix/client/v3/"
+	return func(c echo.Context) error {
+		r := c.Request()
+		if strings.HasPrefix(r.URL.Path, r0) {
+			r.URL.Path = v3 + r.URL.Path[len(r0):]
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = v3 + strings.TrimPrefix(r.URL.RawPath, r0)
+			}
+		}
+		return next(c)
+	}
+}
+
+// recoverer turns a panic into 500 M_UNKNOWN, logging the stack but never
+// sending it.
+func recoverer(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.Error("panic serving request", "method", c.Request().Method,
+						"path", c.Request().URL.Path, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					err = matrixerr.Unknown("Internal server error")
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+// requestLog writes one line per request. Only the path is logged, never
+// the query string (it may carry ?access_token=) or any body.
+func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			lvl := slog.LevelInfo
+			if status >= 500 {
+				lvl = slog.LevelError
+			}
+			log.LogAttrs(c.Request().Context(), lvl, "request",
+				slog.String("method", c.Request().Method),
+				slog.String("path", c.Request().URL.Path),
+				slog.Int("status", status),
+				slog.Duration("took", time.Since(start)),
+				slog.String("ip", c.RealIP()))
+			return nil
+		}
+	}
+}
+
+// bodyCheck enforces the body size limit (413 M_TOO_LARGE), rejects bodies
+// that are not valid UTF-8 (400 M_NOT_JSON: encoding/json would silently
+// replace bad bytes) and treats a body without a JSON Content-Type as JSON,
+// as Synapse does (Echo's binder would otherwise ignore it).
+func bodyCheck(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+				return next(c)
+			}
+			if r.ContentLength > limit {
+				return matrixerr.TooLarge(fmt.Sprintf("Request body larger than %d bytes", limit))
+			}
+			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			r.Body.Close()
+			if err != nil {
+				return matrixerr.NotJSON("Could not read request body")
+			}
+			if int64(len(body)) > limit {
+				return matrixerr.TooLarge(fmt.Sprintf("Request body larger than %d bytes", limit))
+			}
+			if len(bytes.TrimSpace(body)) > 0 {
+				if !utf8.Valid(body) {
+					return matrixerr.NotJSON("Content not JSON: invalid UTF-8")
+				}
+				mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+				if mt != "application/json" {
+					r.Header.Set("Content-Type", "application/json")
+				}
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			return next(c)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+// Package server assembles the HTTP side of Myelin: one Echo instance that
+// serves the generated client-server and server-server interfaces, with
+// request validation from the embedded specs, spec-driven authentication,
+// Matrix errors for every failure, CORS, and logging.
+package server
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/gen/fedapi"
+	"github.com/myelin-hs/myelin/impl/config"
+)
+
+// SecurityFunc authenticates a request for one security scheme of the spec
+// ("accessToken" for clients, "signedRequest" for servers). It may replace
+// the request's context (to carry the authenticated principal) and returns
+// a Matrix error to refuse the request.
+type SecurityFunc func(c echo.Context) error
+
+// Deps are what the HTTP layer needs.
+type Deps struct {
+	Config     *config.Config
+	Log        *slog.Logger
+	Client     clientapi.StrictServerInterface
+	Federation fedapi.StrictServerInterface
+	// Security maps a security scheme name of the spec to its check.
+	Security map[string]SecurityFunc
+	// Routes registers routes the specs do not describe (fallback pages,
+	// metrics). Optional.
+	Routes func(e *echo.Echo)
+}
+
+// New builds the Echo instance.
+func New(d Deps) (*echo.Echo, error) {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(d.Log)
+	ipx, err := ipExtractor(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	e.IPExtractor = ipx
+
+	clientDoc, err := clientapi.GetSwagger()
+	if err != nil {
+		return nil, err
+	}
+	fedDoc, err := fedapi.GetSwagger()
+	if err != nil {
+		return nil, err
+	}
+
+	e.Pre(rewriteR0)
+	e.Use(recoverer(d.Log))
+	e.Use(requestLog(d.Log))
+	// CORS as the client-server spec asks: any origin, the methods and
+	// headers Matrix clients use; preflights are answered here.
+	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins: []string{"*"},
+		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions},
+		AllowHeaders: []string{"X-Requested-With", "Content-Type", "Authorization"},
+	}))
+	e.Use(bodyCheck(d.Config.MaxBodyBytes))
+
+	sec := securityIndex(clientDoc, fedDoc)
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			scheme := sec[c.Request().Method+" "+c.Path()]
+			if scheme != "" {
+				if f := d.Security[scheme]; f != nil {
+					if err := f(c); err != nil {
+						return err
+					}
+				}
+			}
+			return next(c)
+		}
+	})
+	e.Use(validator(clientDoc, func(r *http.Request) bool { return !isClientAPIPath(r.URL.Path) }))
+	e.Use(validator(fedDoc, func(r *http.Request) bool { return !isFederationPath(r.URL.Path) }))
+
+	clientapi.RegisterHandlers(e, clientapi.NewStrictHandler(d.Client, nil))
+	fedapi.RegisterHandlers(e, fedapi.NewStrictHandler(d.Federation, nil))
+	if d.Routes != nil {
+		d.Routes(e)
+	}
+	return e, nil
+}
+
+// isClientAPIPath reports whether the client-server document describes p's
+// namespace. The UIA fallback pages under …/auth/ are HTML, not in the spec.
+func isClientAPIPath(p string) bool {
+	switch {
+	case strings.HasPrefix(p, "/_matrix/client/v3/auth/"):
+		return false
+	case strings.HasPrefix(p, "/_matrix/client/"), p == "/.well-known/matrix/client":
+		return true
+	}
+	return false
+}
+
+func isFederationPath(p string) bool {
+	return strings.HasPrefix(p, "/_matrix/federation/") || strings.HasPrefix(p, "/_matrix/key/")
+}
+
+var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
+
+// securityIndex maps "METHOD /echo/route/:param" to the security scheme the
+// spec requires for that operation, so authentication follows the spec.
+func securityIndex(docs ...*openapi3.T) map[string]string {
+	out := map[string]string{}
+	for _, doc := range docs {
+		for path, item := range doc.Paths.Map() {
+			route := pathParamRE.ReplaceAllString(path, ":$1")
+			for method, op := range item.Operations() {
+				reqs := doc.Security
+				if op.Security != nil {
+					reqs = *op.Security
+				}
+				for _, req := range reqs {
+					for name := range req {
+						out[method+" "+route] = name
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func ipExtractor(cfg *config.Config) (echo.IPExtractor, error) {
+	prefixes, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	if len(prefixes) == 0 {
+		return echo.ExtractIPDirect(), nil
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range prefixes {
+		_, n, err := net.ParseCIDR(p.String())
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...), nil
+}

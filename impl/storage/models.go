@@ -1,0 +1,124 @@
+package storage
+
+// The models below are the tables of migration 20261122000001_core. Times
+// are milliseconds since the Unix epoch, as everywhere in Matrix.
+// (The migration package declares its own frozen copies of the table
+// definitions, so later edits here cannot change what an old migration did.)
+
+import "github.com/uptrace/bun"
+
+// User is a local account. Deactivated accounts keep their row so the user
+// ID is never handed out again.
+type User struct {
+	bun.BaseModel `bun:"table:users"`
+	UserID        string `bun:"user_id,pk"`
+	PasswordHash  string `bun:"password_hash,nullzero"`
+	IsGuest       bool   `bun:"is_guest,notnull"`
+	Deactivated   bool   `bun:"deactivated,notnull"`
+	CreatedTS     int64  `bun:"created_ts,notnull"`
+}
+
+// Device is one of a user's devices.
+type Device struct {
+	bun.BaseModel `bun:"table:devices"`
+	UserID        string  `bun:"user_id,pk"`
+	DeviceID      string  `bun:"device_id,pk"`
+	DisplayName   *string `bun:"display_name"`
+	LastSeenIP    *string `bun:"last_seen_ip"`
+	LastSeenTS    *int64  `bun:"last_seen_ts"`
+	CreatedTS     int64   `bun:"created_ts,notnull"`
+}
+
+// AccessToken binds a token (stored only as its SHA-256) to one device. A
+// unique index on (user_id, device_id) enforces "at most one live token per
+// device"; deleting the device cascades to its token.
+type AccessToken struct {
+	bun.BaseModel `bun:"table:access_tokens"`
+	TokenHash     string `bun:"token_hash,pk"`
+	UserID        string `bun:"user_id,notnull"`
+	DeviceID      string `bun:"device_id,notnull"`
+	CreatedTS     int64  `bun:"created_ts,notnull"`
+}
+
+// UIASession is a user-interactive authentication session. It lives in the
+// database so it survives restarts and works across server processes.
+type UIASession struct {
+	bun.BaseModel `bun:"table:uia_sessions"`
+	SessionID     string `bun:"session_id,pk"`
+	// Operation binds the session to what it was started for, e.g.
+	// "register" or "delete_device:<sha256 of the device id>".
+	Operation string `bun:"operation,notnull"`
+	// UserID is the account the session authenticates ("" for register).
+	UserID    string `bun:"user_id,notnull"`
+	Completed string `bun:"completed,notnull"` // JSON array of stage types
+	Params    string `bun:"params,notnull"`    // JSON object remembered from the first request
+	Result    string `bun:"result,notnull"`    // JSON of the final response (idempotent retries)
+	CreatedTS int64  `bun:"created_ts,notnull"`
+	ExpiresTS int64  `bun:"expires_ts,notnull"`
+}
+
+// RegistrationToken gates registration in "token" mode.
+type RegistrationToken struct {
+	bun.BaseModel `bun:"table:registration_tokens"`
+	Token         string `bun:"token,pk"`
+	UsesAllowed   *int64 `bun:"uses_allowed"`
+	Pending       int64  `bun:"pending,notnull"`
+	Completed     int64  `bun:"completed,notnull"`
+	ExpiryTS      *int64 `bun:"expiry_ts"`
+	CreatedTS     int64  `bun:"created_ts,notnull"`
+}
+
+// LoginToken is a short-lived single-use m.login.token.
+type LoginToken struct {
+	bun.BaseModel `bun:"table:login_tokens"`
+	TokenHash     string `bun:"token_hash,pk"`
+	UserID        string `bun:"user_id,notnull"`
+	ExpiresTS     int64  `bun:"expires_ts,notnull"`
+}
+
+// ThreePID binds a third-party identifier to a user.
+type ThreePID struct {
+	bun.BaseModel `bun:"table:threepids"`
+	Medium        string `bun:"medium,pk"`
+	Address       string `bun:"address,pk"`
+	UserID        string `bun:"user_id,notnull"`
+	AddedTS       int64  `bun:"added_ts,notnull"`
+}
+
+// UserStream holds the last stream_id allocated for a user's device-list
+// change stream. Allocation is an upsert-increment inside the transaction
+// that makes the change, so ids are gap-free, strictly increasing and safe
+// with several processes.
+type UserStream struct {
+	bun.BaseModel `bun:"table:user_streams"`
+	UserID        string `bun:"user_id,pk"`
+	StreamID      int64  `bun:"stream_id,notnull"`
+}
+
+// DeviceListChange is one row of a user's device-list change stream.
+type DeviceListChange struct {
+	bun.BaseModel `bun:"table:device_list_stream"`
+	UserID        string `bun:"user_id,pk"`
+	StreamID      int64  `bun:"stream_id,pk"`
+	DeviceID      string `bun:"device_id,notnull"`
+	Deleted       bool   `bun:"deleted,notnull"`
+	CreatedTS     int64  `bun:"created_ts,notnull"`
+}
+
+// DeviceKeys are a device's uploaded identity keys (the signed JSON object).
+type DeviceKeys struct {
+	bun.BaseModel `bun:"table:device_keys"`
+	UserID        string `bun:"user_id,pk"`
+	DeviceID      string `bun:"device_id,pk"`
+	KeyJSON       string `bun:"key_json,notnull"`
+}
+
+// OneTimeKey is one uploaded one-time key; KeyID is "algorithm:id".
+type OneTimeKey struct {
+	bun.BaseModel `bun:"table:one_time_keys"`
+	UserID        string `bun:"user_id,pk"`
+	DeviceID      string `bun:"device_id,pk"`
+	KeyID         string `bun:"key_id,pk"`
+	Algorithm     string `bun:"algorithm,notnull"`
+	KeyJSON       string `bun:"key_json,notnull"`
+}
