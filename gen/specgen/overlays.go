@@ -87,6 +87,18 @@ var overlays = []overlay{
 	},
 }
 
+// dig follows keys through nested objects; nil when any step is missing.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
 func expect(n int, what string) error {
 	if n == 0 {
 		return fmt.Errorf("found no %s to fix: upstream may have fixed it; review and drop this overlay", what)
@@ -170,11 +182,7 @@ func clientDeviceAlwaysPresent(doc any) int {
 }
 
 func addWhoamiFields(_ *loader, doc map[string]any) error {
-	item, _ := doc["paths"].(map[string]any)["/_matrix/client/v3/account/whoami"].(map[string]any)
-	get, _ := item["get"].(map[string]any)
-	resp, _ := get["responses"].(map[string]any)["200"].(map[string]any)
-	schema, _ := resp["schema"].(map[string]any)
-	props, _ := schema["properties"].(map[string]any)
+	props, _ := dig(doc, "paths", "/_matrix/client/v3/account/whoami", "get", "responses", "200", "schema", "properties").(map[string]any)
 	if props == nil || props["user_id"] == nil {
 		return fmt.Errorf("GET /account/whoami 200 schema with user_id not found")
 	}
@@ -203,7 +211,7 @@ func relaxAuthData(doc any) int {
 }
 
 func addServerKeysWithoutKeyID(_ *loader, doc map[string]any) error {
-	paths := doc["paths"].(map[string]any)
+	paths, _ := doc["paths"].(map[string]any)
 	item, ok := paths["/_matrix/key/v2/server/{keyId}"].(map[string]any)
 	if !ok {
 		return fmt.Errorf("path /_matrix/key/v2/server/{keyId} not found")

@@ -13,7 +13,9 @@ import (
 	"time"
 )
 
-// Error is a Matrix error response.
+// Error is a Matrix error response. An Error with an empty Code renders
+// only Extra: that is how a user-interactive auth challenge (401 with flows,
+// params, session, completed and no errcode) travels.
 type Error struct {
 	Status  int
 	Code    string
@@ -33,8 +35,10 @@ func (e *Error) Body() map[string]any {
 	for k, v := range e.Extra {
 		b[k] = v
 	}
-	b["errcode"] = e.Code
-	b["error"] = e.Message
+	if e.Code != "" { // a bare UIA challenge carries no errcode
+		b["errcode"] = e.Code
+		b["error"] = e.Message
+	}
 	if e.RetryAfter > 0 {
 		b["retry_after_ms"] = e.RetryAfter.Milliseconds()
 	}
