@@ -18,6 +18,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
@@ -31,6 +32,8 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+	// Devices is the device core; its revocations reach the token cache.
+	Devices *devices.Core
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -46,6 +49,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
+	a.Devices = &devices.Core{Store: store}
+	if cfg.TokenCacheSize > 0 {
+		cache := auth.NewCache(store, cfg.TokenCacheSize, log)
+		a.Auth = cache
+		a.Devices.Revoked = cache.Revoked
+		a.background = append(a.background, cache.Run)
+	}
 
 	cs := &csapi.Server{Config: cfg}
 	ss := &ssapi.Server{}

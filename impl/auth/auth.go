@@ -1,5 +1,43 @@
 // Package auth resolves access tokens to the user and device they belong to
 // and carries the result (the Principal) through request contexts.
+//
+// # Token cache
+//
+// Every authenticated request resolves its token, so Cache keeps recently
+// seen tokens in memory (keyed by the token's SHA-256, bounded in size) in
+// front of DBAuthenticator. A revoked token must stop working at once in
+// the process that revoked it and within one second in every other
+// process (other servers on the same PostgreSQL, or the admin CLI on the
+// same SQLite file). The design:
+//
+//   - Every revocation goes through devices.Core, which calls
+//     PublishRevoked inside the revoking transaction, and, after commit,
+//     its Revoked callback; the server wires that to Cache.Revoked, which
+//     drops the entries at once (in this process).
+//   - PublishRevoked makes the revocation visible to other processes as
+//     part of the same transaction, so nothing is announced that did not
+//     commit and nothing commits unannounced. On PostgreSQL it calls
+//     pg_notify (delivered on commit) and every process LISTENs on a
+//     dedicated connection. On SQLite it appends to the token_revocations
+//     log, which every process polls for rows past its cursor (one writer
+//     at a time means rows appear in sequence order, so the cursor never
+//     skips one); rows older than an hour are pruned.
+//   - Freshness watermark: the feed (listener or poller) records the
+//     moment before each successful round trip (a ping on the LISTEN
+//     connection, which delivers every notification committed before it;
+//     a poll of the log). Cached entries are used only while that moment
+//     is less than maxStale (800 ms) old. If the listener drops, the
+//     database is unreachable or the process stalls, lookups go to the
+//     database until the feed catches up, and the whole cache is flushed
+//     when it does, since notifications may have been lost meanwhile.
+//   - A lookup that misses reads the database outside any lock; a
+//     revocation that commits meanwhile could be overtaken by that stale
+//     result. A generation counter, bumped before every invalidation and
+//     checked under the shard lock on insert, drops such results.
+//   - Entries are also re-validated after entryTTL (30 s), which bounds
+//     the life of a token deleted behind Myelin's back (manual SQL).
+//
+// Unknown tokens are never cached: a token issued a moment later must work.
 package auth
 
 import (
@@ -56,7 +94,11 @@ type DBAuthenticator struct {
 // Authenticate implements Authenticator. Unknown tokens and tokens of
 // deactivated accounts answer 401 M_UNKNOWN_TOKEN.
 func (a *DBAuthenticator) Authenticate(ctx context.Context, token string) (Principal, error) {
-	h := tokens.HashToken(token).String()
+	return a.lookup(ctx, tokens.HashToken(token))
+}
+
+func (a *DBAuthenticator) lookup(ctx context.Context, hash tokens.Hash) (Principal, error) {
+	h := hash.String()
 	var row struct {
 		UserID   string `bun:"user_id"`
 		DeviceID string `bun:"device_id"`

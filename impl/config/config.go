@@ -36,6 +36,8 @@ type Config struct {
 	PublicBaseURL string `yaml:"public_base_url"`
 	// DatabaseMaxConns is the PostgreSQL pool size (or SQLite reader pool).
 	DatabaseMaxConns int `yaml:"database_max_conns"`
+	// TokenCacheSize bounds the in-memory access-token cache (0: off).
+	TokenCacheSize int `yaml:"token_cache_size"`
 
 	Registration  string `yaml:"registration"`
 	GuestsEnabled bool   `yaml:"guests_enabled"`
@@ -106,6 +108,7 @@ func Defaults() Config {
 		ServerName:       "localhost",
 		Database:         "./data/myelin.db",
 		DatabaseMaxConns: 4,
+		TokenCacheSize:   65536,
 		Registration:     RegistrationDisabled,
 		MaxBodyBytes:     1 << 20,
 		UIASessionTTL:    15 * time.Minute,
@@ -152,6 +155,9 @@ func (c *Config) Verify() error {
 	}
 	if c.DatabaseMaxConns < 1 || c.DatabaseMaxConns > 1000 {
 		return fmt.Errorf("database-max-conns: %d is out of range 1..1000", c.DatabaseMaxConns)
+	}
+	if c.TokenCacheSize < 0 || c.TokenCacheSize > 10_000_000 {
+		return fmt.Errorf("token-cache-size: %d is out of range 0..10000000", c.TokenCacheSize)
 	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max-body-bytes: %d is below 1024", c.MaxBodyBytes)
@@ -303,6 +309,7 @@ var settings = []setting{
 	{"server-name", "the Matrix server name (the part after ':' in user IDs)", str(func(c *Config) *string { return &c.ServerName })},
 	{"database", "SQLite file path (or sqlite://PATH) or postgres://… URL", str(func(c *Config) *string { return &c.Database })},
 	{"database-max-conns", "PostgreSQL pool size / SQLite reader pool size", integer(func(c *Config) *int { return &c.DatabaseMaxConns })},
+	{"token-cache-size", "access tokens kept in memory to spare a database query per request (0: off)", integer(func(c *Config) *int { return &c.TokenCacheSize })},
 	{"public-base-url", "URL clients use to reach this server (for .well-known)", str(func(c *Config) *string { return &c.PublicBaseURL })},
 	{"registration", "registration mode: disabled, open or token", str(func(c *Config) *string { return &c.Registration })},
 	{"guests", "allow guest registration (kind=guest)", boolean(func(c *Config) *bool { return &c.GuestsEnabled })},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/tokens"
 )
@@ -38,7 +39,9 @@ type Core struct {
 	Store *storage.Store
 	Hooks []ChangeHook
 	// Revoked is told, after commit, the hashes of access tokens that no
-	// longer exist (token caches drop them at once). Optional.
+	// longer exist (token caches drop them at once). Optional. Other
+	// processes learn of them through auth.PublishRevoked, which the
+	// revoking functions call inside the transaction.
 	Revoked func(ctx context.Context, tokenHashes []string)
 	Now     func() time.Time
 }
@@ -155,6 +158,9 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
 			return Login{}, fmt.Errorf("revoke previous token: %w", err)
 		}
+		if err := auth.PublishRevoked(ctx, tx, old); err != nil {
+			return Login{}, err
+		}
 	}
 	tok := tokens.NewAccessToken()
 	at := storage.AccessToken{TokenHash: tokens.HashToken(tok).String(), UserID: userID, DeviceID: deviceID, CreatedTS: now}
@@ -174,6 +180,9 @@ func (c *Core) DeleteDevices(ctx context.Context, tx bun.IDB, userID string, dev
 		var toks []string
 		if err := tx.NewSelect().Model((*storage.AccessToken)(nil)).Column("token_hash").
 			Where("user_id = ?", userID).Where("device_id IN (?)", bun.In(chunk)).Scan(ctx, &toks); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, nil, err
+		}
+		if err := auth.PublishRevoked(ctx, tx, toks); err != nil {
 			return nil, nil, err
 		}
 		revoked = append(revoked, toks...)

@@ -139,10 +139,14 @@ func openSQLite(path string, opt Options) (*Store, error) {
 	}, nil
 }
 
-func openPostgres(dsn string, opt Options) (*Store, error) {
+// PostgresURL is the pgx connection string Myelin uses for a postgres://
+// DSN: the simple query protocol unless the DSN says otherwise, and no TLS
+// on loopback unless asked for. Connections opened outside the pool (the
+// token cache's LISTEN connection) use it too.
+func PostgresURL(dsn string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	q := u.Query()
 	// bun inlines arguments into the SQL text, so prepared statements would
@@ -154,7 +158,15 @@ func openPostgres(dsn string, opt Options) (*Store, error) {
 		q.Set("sslmode", "disable")
 	}
 	u.RawQuery = q.Encode()
-	db, err := sql.Open("pgx", u.String())
+	return u.String(), nil
+}
+
+func openPostgres(dsn string, opt Options) (*Store, error) {
+	connString, err := PostgresURL(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("pgx", connString)
 	if err != nil {
 		return nil, err
 	}

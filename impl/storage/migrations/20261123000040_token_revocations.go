@@ -1,0 +1,33 @@
+package migrations
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/uptrace/bun"
+)
+
+// m40TokenRevocation is the frozen definition of the token revocation log
+// that token caches on SQLite poll (see storage.TokenRevocation).
+type m40TokenRevocation struct {
+	bun.BaseModel `bun:"table:token_revocations"`
+	Seq           int64  `bun:"seq,pk,autoincrement"`
+	TokenHash     string `bun:"token_hash,notnull"`
+	CreatedTS     int64  `bun:"created_ts,notnull"`
+}
+
+func init() {
+	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
+		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.NewCreateTable().Model((*m40TokenRevocation)(nil)).IfNotExists().Exec(ctx); err != nil {
+				return fmt.Errorf("create table token_revocations: %w", err)
+			}
+			_, err := tx.NewCreateIndex().Model((*m40TokenRevocation)(nil)).Index("token_revocations_created_idx").
+				Column("created_ts").IfNotExists().Exec(ctx)
+			return err
+		})
+	}, func(ctx context.Context, db *bun.DB) error {
+		_, err := db.NewDropTable().Model((*m40TokenRevocation)(nil)).IfExists().Exec(ctx)
+		return err
+	})
+}
