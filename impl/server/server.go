@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
-	"strings"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -72,22 +69,7 @@ func New(d Deps) (*echo.Echo, error) {
 	}))
 	e.Use(bodyCheck(d.Config.MaxBodyBytes))
 
-	sec := securityIndex(clientDoc, fedDoc)
-	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			scheme := sec[c.Request().Method+" "+c.Path()]
-			if scheme != "" {
-				if f := d.Security[scheme]; f != nil {
-					if err := f(c); err != nil {
-						return err
-					}
-				}
-			}
-			return next(c)
-		}
-	})
-	e.Use(validator(clientDoc, func(r *http.Request) bool { return !isClientAPIPath(r.URL.Path) }))
-	e.Use(validator(fedDoc, func(r *http.Request) bool { return !isFederationPath(r.URL.Path) }))
+	e.Use(newSpecIndex(clientDoc, fedDoc).middleware(d.Security))
 
 	clientapi.RegisterHandlers(e, clientapi.NewStrictHandler(d.Client, nil))
 	fedapi.RegisterHandlers(e, fedapi.NewStrictHandler(d.Federation, nil))
@@ -95,47 +77,6 @@ func New(d Deps) (*echo.Echo, error) {
 		d.Routes(e)
 	}
 	return e, nil
-}
-
-// isClientAPIPath reports whether the client-server document describes p's
-// namespace. The UIA fallback pages under …/auth/ are HTML, not in the spec.
-func isClientAPIPath(p string) bool {
-	switch {
-	case strings.HasPrefix(p, "/_matrix/client/v3/auth/"):
-		return false
-	case strings.HasPrefix(p, "/_matrix/client/"), p == "/.well-known/matrix/client":
-		return true
-	}
-	return false
-}
-
-func isFederationPath(p string) bool {
-	return strings.HasPrefix(p, "/_matrix/federation/") || strings.HasPrefix(p, "/_matrix/key/")
-}
-
-var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
-
-// securityIndex maps "METHOD /echo/route/:param" to the security scheme the
-// spec requires for that operation, so authentication follows the spec.
-func securityIndex(docs ...*openapi3.T) map[string]string {
-	out := map[string]string{}
-	for _, doc := range docs {
-		for path, item := range doc.Paths.Map() {
-			route := pathParamRE.ReplaceAllString(path, ":$1")
-			for method, op := range item.Operations() {
-				reqs := doc.Security
-				if op.Security != nil {
-					reqs = *op.Security
-				}
-				for _, req := range reqs {
-					for name := range req {
-						out[method+" "+route] = name
-					}
-				}
-			}
-		}
-	}
-	return out
 }
 
 func ipExtractor(cfg *config.Config) (echo.IPExtractor, error) {

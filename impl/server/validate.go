@@ -1,43 +1,120 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
-	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 )
 
-// validator returns Echo middleware that validates requests against the
-// embedded OpenAPI document and answers violations with Matrix errors:
+// specRoute is what the spec says about one operation.
+type specRoute struct {
+	scheme string         // security scheme the operation requires ("" if none)
+	route  *routers.Route // nil: no parameters and no body, nothing to validate
+}
+
+// specIndex finds an operation of the embedded specs from the route Echo
+// matched (its path pattern and the method), so each request costs two
+// map lookups instead of a second routing pass over the spec's paths.
+type specIndex map[string]map[string]*specRoute
+
+var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)
+
+func newSpecIndex(docs ...*openapi3.T) specIndex {
+	idx := specIndex{}
+	for _, doc := range docs {
+		for path, item := range doc.Paths.Map() {
+			echoPath := pathParamRE.ReplaceAllString(path, ":$1")
+			for method, op := range item.Operations() {
+				sr := &specRoute{}
+				reqs := doc.Security
+				if op.Security != nil {
+					reqs = *op.Security
+				}
+				for _, req := range reqs {
+					for name := range req {
+						sr.scheme = name
+					}
+				}
+				if len(op.Parameters) > 0 || len(item.Parameters) > 0 || op.RequestBody != nil {
+					sr.route = &routers.Route{Spec: doc, Path: path, PathItem: item, Method: method, Operation: op}
+				}
+				if idx[echoPath] == nil {
+					idx[echoPath] = map[string]*specRoute{}
+				}
+				idx[echoPath][method] = sr
+			}
+		}
+	}
+	return idx
+}
+
+// validateOptions: authentication is done by the security checks, so the
+// filter's own security check is a no-op.
+var validateOptions = &openapi3filter.Options{
+	AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+	MultiError:         false,
+}
+
+// middleware runs, for each operation of the specs, the security check its
+// scheme requires (security maps a scheme to its check) and then validates
+// the request against the spec, answering violations with Matrix errors:
 // unparseable JSON → M_NOT_JSON, schema violation → M_BAD_JSON naming the
 // field, missing required parameter → M_MISSING_PARAM, other parameter
-// problems → M_INVALID_PARAM, unknown path → 404 / wrong method → 405
-// M_UNRECOGNIZED. Authentication is done by our own middleware, so the
-// filter's security check is a no-op. Requests for which skip returns true
-// (paths the document does not describe) pass through.
-func validator(doc *openapi3.T, skip func(r *http.Request) bool) echo.MiddlewareFunc {
-	opts := &nethttpmiddleware.Options{
-		Options: openapi3filter.Options{
-			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
-			MultiError:         false,
-		},
-		DoNotValidateServers:  true,
-		SilenceServersWarning: true,
-		Skipper:               skip,
-		ErrorHandlerWithOpts: func(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, _ nethttpmiddleware.ErrorHandlerOpts) {
-			_ = validationError(err).Write(w)
-		},
+// problems → M_INVALID_PARAM. Requests Echo routed to no operation of the
+// specs (unknown paths, wrong methods, routes outside the specs) pass
+// through: Echo answers 404/405, which the error handler renders as
+// M_UNRECOGNIZED.
+func (idx specIndex) middleware(security map[string]SecurityFunc) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			sr := idx[c.Path()][c.Request().Method]
+			if sr == nil {
+				return next(c)
+			}
+			if f := security[sr.scheme]; f != nil {
+				if err := f(c); err != nil {
+					return err
+				}
+			}
+			if sr.route != nil {
+				if err := validateRequest(c, sr.route); err != nil {
+					return validationError(err)
+				}
+			}
+			return next(c)
+		}
 	}
-	return echo.WrapMiddleware(nethttpmiddleware.OapiRequestValidatorWithOptions(doc, opts))
+}
+
+func validateRequest(c echo.Context, route *routers.Route) error {
+	r := c.Request()
+	var params map[string]string
+	if names := c.ParamNames(); len(names) > 0 {
+		params = make(map[string]string, len(names))
+		for i, v := range c.ParamValues()[:len(names)] {
+			// Echo matches the escaped path when there is one; the
+			// spec's schemas apply to the decoded value.
+			if r.URL.RawPath != "" {
+				if u, err := url.PathUnescape(v); err == nil {
+					v = u
+				}
+			}
+			params[names[i]] = v
+		}
+	}
+	return openapi3filter.ValidateRequest(r.Context(), &openapi3filter.RequestValidationInput{
+		Request: r, PathParams: params, Route: route, Options: validateOptions,
+	})
 }
 
 func validationError(err error) *matrixerr.Error {
