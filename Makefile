@@ -37,5 +37,13 @@ check-generated: generate
 conformance:
 	$(GO) test -count=1 -v -run 'TestConformance' ./conformance/
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./impl/...
+# The load benchmark (cmd/myelin-bench: a real myelin process against
+# in-run baselines, on SQLite and on PostgreSQL when reachable), then the
+# micro benchmarks. BENCHFLAGS=-quick for a short CI run; -strict makes a
+# missed target fail.
+BENCHFLAGS ?=
+BENCHTIME  ?= 1s
+bench: build
+	$(GO) build -o bin/myelin-bench ./cmd/myelin-bench
+	./bin/myelin-bench -myelin $(BIN) $(BENCHFLAGS)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./impl/...

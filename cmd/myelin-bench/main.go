@@ -1,0 +1,498 @@
+// Command myelin-bench measures a real myelin process over loopback and
+// compares it with two baselines measured in the same run (see
+// baselines.go): for each scenario it prints req/s, p50 and p99 latency,
+// the server's peak RSS, and ratios; then PASS/FAIL for each target of
+// issue 7. `make bench` runs it.
+//
+// The load generator and the server each get one core: the generator
+// re-executes itself under `taskset -c 0`, servers run under
+// `taskset -c 1` with GOMAXPROCS=1.
+//
+//	myelin-bench [-quick] [-strict] [-duration 2s] [-conc 1,16,64] [-backends sqlite,postgres]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/storage"
+)
+
+type options struct {
+	myelin     string
+	duration   time.Duration
+	warmup     time.Duration
+	conc       []int
+	backends   []string
+	postgres   string
+	pin        bool
+	serverCPU  int
+	clientCPU  int
+	trials     int // of the single-shot bulk delete
+	serverArgs []string
+	verbose    bool
+	self       string
+	dir        string
+	run        string // distinguishes usernames registered by this run
+	report     *report
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		var err error
+		switch os.Args[1] {
+		case "bare":
+			err = runBare(os.Args[2:])
+		case "rawdb":
+			err = runRawDB(os.Args[2:])
+		case "hashrate":
+			err = runHashRate(os.Args[2:])
+		default:
+			os.Exit(bench(os.Args[1:]))
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "myelin-bench %s: %v\n", os.Args[1], err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(bench(nil))
+}
+
+func bench(args []string) int {
+	fs := flag.NewFlagSet("myelin-bench", flag.ExitOnError)
+	o := &options{}
+	fs.StringVar(&o.myelin, "myelin", "bin/myelin", "the myelin binary to measure")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "measured time of each load run")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured time before each load run")
+	concs := fs.String("conc", "1,16,64", "concurrency levels (targets are checked at 16)")
+	backends := fs.String("backends", "sqlite,postgres", "databases to run on")
+	fs.StringVar(&o.postgres, "postgres", envOr("MYELIN_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL admin DSN (a scratch database is created)")
+	quick := fs.Bool("quick", false, "CI mode: short runs at concurrency 16 only")
+	fs.BoolVar(&o.pin, "pin", true, "pin generator and server to one core each (needs taskset and 2 cores)")
+	fs.IntVar(&o.serverCPU, "server-cpu", 1, "core of the server processes")
+	fs.IntVar(&o.clientCPU, "client-cpu", 0, "core of the load generator")
+	fs.IntVar(&o.trials, "trials", 3, "repetitions of the 10,000-device delete")
+	serverArgs := fs.String("server-args", "", "extra flags for myelin serve (space separated)")
+	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
+	strict := fs.Bool("strict", false, "exit with status 3 when a target fails")
+	_ = fs.Parse(args)
+	if *quick {
+		o.duration, o.warmup, *concs, o.trials = 300*time.Millisecond, 100*time.Millisecond, "16", 1
+	}
+	for _, c := range strings.Split(*concs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "myelin-bench: -conc: %q is not a positive number\n", c)
+			return 2
+		}
+		o.conc = append(o.conc, n)
+	}
+	o.backends = strings.Split(*backends, ",")
+	o.serverArgs = strings.Fields(*serverArgs)
+	var err error
+	if o.self, err = os.Executable(); err != nil {
+		fmt.Fprintln(os.Stderr, "myelin-bench:", err)
+		return 1
+	}
+	if o.myelin, err = filepath.Abs(o.myelin); err != nil {
+		fmt.Fprintln(os.Stderr, "myelin-bench:", err)
+		return 1
+	}
+	if _, err := os.Stat(o.myelin); err != nil {
+		fmt.Fprintf(os.Stderr, "myelin-bench: %v (run `make build` or pass -myelin)\n", err)
+		return 1
+	}
+	if o.pin {
+		if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 && os.Getenv("MYELIN_BENCH_PINNED") == "" {
+			fmt.Println("note: not pinning (needs taskset and at least 2 cores); numbers are less comparable")
+			o.pin = false
+		}
+	}
+	if o.pin && os.Getenv("MYELIN_BENCH_PINNED") == "" {
+		// Re-execute on the generator's core; every thread inherits it.
+		cmd := exec.Command("taskset", append([]string{"-c", strconv.Itoa(o.clientCPU), o.self}, os.Args[1:]...)...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), "MYELIN_BENCH_PINNED=1")
+		if err := cmd.Run(); err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				return ee.ExitCode()
+			}
+			fmt.Fprintln(os.Stderr, "myelin-bench:", err)
+			return 1
+		}
+		return 0
+	}
+	if o.pin {
+		runtime.GOMAXPROCS(1)
+	}
+	if o.dir, err = os.MkdirTemp("", "myelin-bench-"); err != nil {
+		fmt.Fprintln(os.Stderr, "myelin-bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(o.dir)
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	o.run = hex.EncodeToString(rnd[:])
+	o.report = newReport()
+	o.header()
+
+	hashRate, err := o.hashRate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "myelin-bench:", err)
+		return 1
+	}
+	o.report.hashRate = hashRate
+	fmt.Printf("argon2id hash-bound limit (m=%d KiB, t=%d, p=%d, one core): %.1f hashes/s\n\n",
+		config.Defaults().Argon2.MemoryKiB, config.Defaults().Argon2.Iterations, config.Defaults().Argon2.Parallelism, hashRate)
+	o.report.printHeader()
+	for _, b := range o.backends {
+		if err := o.runBackend(strings.TrimSpace(b)); err != nil {
+			fmt.Fprintf(os.Stderr, "myelin-bench: %s: %v\n", b, err)
+			return 1
+		}
+	}
+	if !o.report.targets() && *strict {
+		return 3
+	}
+	return 0
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (o *options) header() {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("myelin-bench %s on %s: %s, %d cores, %s\n", time.Now().Format(time.RFC3339), host, model, cpuCount(), runtime.Version())
+	pin := "not pinned"
+	if o.pin {
+		pin = fmt.Sprintf("generator on core %d, servers on core %d with GOMAXPROCS=1", o.clientCPU, o.serverCPU)
+	}
+	fmt.Printf("%s; %s measured after %s warm-up per run\n", pin, o.duration, o.warmup)
+}
+
+// cpuCount is the machine's core count (NumCPU only sees our affinity).
+func cpuCount() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for _, r := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, ok := strings.Cut(r, "-")
+		a, _ := strconv.Atoi(lo)
+		z := a
+		if ok {
+			z, _ = strconv.Atoi(hi)
+		}
+		n += z - a + 1
+	}
+	return n
+}
+
+// hashRate runs the hash-bound measurement on the server core.
+func (o *options) hashRate() (float64, error) {
+	a := config.Defaults().Argon2
+	d := 4 * o.duration / 3
+	argv := []string{o.self, "hashrate", "-m", fmt.Sprint(a.MemoryKiB), "-t", fmt.Sprint(a.Iterations), "-p", fmt.Sprint(a.Parallelism), "-duration", d.String()}
+	if o.pin {
+		argv = append([]string{"taskset", "-c", strconv.Itoa(o.serverCPU)}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("hashrate: %w", err)
+	}
+	var r map[string]float64
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("hashrate: %w", err)
+	}
+	return r["hashes_per_second"], nil
+}
+
+// database returns a DSN for a scratch database called name of backend b
+// (or "" if PostgreSQL is unreachable) and a function that removes it.
+func (o *options) database(b, name string) (string, func(), error) {
+	switch b {
+	case "sqlite":
+		return filepath.Join(o.dir, name+".db"), func() {}, nil
+	case "postgres":
+		admin, err := sql.Open("pgx", o.postgres)
+		if err != nil {
+			return "", nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := admin.PingContext(ctx); err != nil {
+			admin.Close()
+			return "", func() {}, nil
+		}
+		name = "myelin_bench_" + o.run + "_" + name
+		if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+			admin.Close()
+			return "", nil, err
+		}
+		u, err := url.Parse(o.postgres)
+		if err != nil {
+			admin.Close()
+			return "", nil, err
+		}
+		u.Path = "/" + name
+		return u.String(), func() {
+			_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+			admin.Close()
+		}, nil
+	}
+	return "", nil, fmt.Errorf("unknown backend %q (sqlite or postgres)", b)
+}
+
+func (o *options) runBackend(b string) error {
+	ctx := context.Background()
+	dsn, cleanup, err := o.database(b, "bench")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if dsn == "" {
+		fmt.Printf("SKIP %s: not reachable at %s (set MYELIN_TEST_POSTGRES)\n", b, o.postgres)
+		return nil
+	}
+	cfg := config.Defaults()
+	cfg.Database = dsn
+	st, err := storage.Open(ctx, dsn, storage.Options{MaxConns: cfg.DatabaseMaxConns})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sd, err := seed(ctx, st, &cfg)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	fixture := filepath.Join(o.dir, b+"-bare.json")
+	raw, _ := json.Marshal(sd.Bare)
+	if err := os.WriteFile(fixture, raw, 0o600); err != nil {
+		return err
+	}
+	reads := func(addr string) []scenario {
+		return []scenario{
+			{name: "GET /devices (3 devices)", key: "devices", req: fixed(httpRequest("GET", addr, "/_matrix/client/v3/devices", sd.Token, nil))},
+			{name: "GET /account/whoami", key: "whoami", req: fixed(httpRequest("GET", addr, "/_matrix/client/v3/account/whoami", sd.Token, nil))},
+		}
+	}
+
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	bare, _, err := o.start("bare", addr, []string{o.self, "bare", "-listen", addr, "-fixture", fixture})
+	if err != nil {
+		return err
+	}
+	o.report.idle(b, "bare", bare)
+	o.loadAll(b, "bare", bare, reads(addr))
+	bare.stop()
+
+	rawdb, _, err := o.start("raw-db", addr, []string{o.self, "rawdb", "-listen", addr, "-database", dsn, "-database-max-conns", fmt.Sprint(cfg.DatabaseMaxConns)})
+	if err != nil {
+		return err
+	}
+	o.report.idle(b, "raw-db", rawdb)
+	o.loadAll(b, "raw-db", rawdb, append(reads(addr), o.sizeScenarios(addr, sd)...))
+	rawdb.stop()
+
+	if err := o.startup(b, dsn); err != nil {
+		return err
+	}
+	argv := append([]string{o.myelin, "serve", "--listen", addr, "--database", dsn, "--registration", "open", "--rate-limit", "off"}, o.serverArgs...)
+	my, took, err := o.start("myelin", addr, argv)
+	if err != nil {
+		return err
+	}
+	defer my.stop()
+	o.report.single(b, "myelin", "start-up, existing database", took, 0)
+	o.report.idle(b, "myelin", my)
+	scen := append(reads(addr),
+		scenario{name: "PUT /devices/{id} rename", key: "rename", req: func(w, seq int) []byte {
+			return httpRequest("PUT", addr, "/_matrix/client/v3/devices/"+sd.DeviceID, sd.Token, fmt.Appendf(nil, `{"display_name":"Bench %d-%d"}`, w, seq))
+		}},
+		scenario{name: "POST /login", key: "login", req: fixed(httpRequest("POST", addr, "/_matrix/client/v3/login", "",
+			fmt.Appendf(nil, `{"type":"m.login.password","identifier":{"type":"m.id.user","user":"login"},"password":%q}`, benchPassword)))},
+		scenario{name: "POST /register (open)", key: "register", req: o.registerRequest(addr, b)},
+	)
+	o.loadAll(b, "myelin", my, append(scen, o.sizeScenarios(addr, sd)...))
+	return o.bulkDelete(ctx, b, my, st, &cfg, sd)
+}
+
+// scenario is one kind of request, run at each concurrency.
+type scenario struct {
+	name  string
+	key   string // compares rows of different servers
+	req   request
+}
+
+func (o *options) sizeScenarios(addr string, sd *seeded) []scenario {
+	var out []scenario
+	for _, n := range sizes {
+		out = append(out, scenario{name: fmt.Sprintf("GET /devices (%d devices)", n), key: fmt.Sprintf("devices-%d", n),
+			req: fixed(httpRequest("GET", addr, "/_matrix/client/v3/devices", sd.BySize[n], nil))})
+	}
+	return out
+}
+
+func (o *options) registerRequest(addr, backend string) request {
+	return func(w, seq int) []byte {
+		body := fmt.Appendf(nil, `{"username":"r%s%s_%d_%d_%d","password":%q,"auth":{"type":"m.login.dummy"}}`,
+			o.run, backend[:2], time.Now().UnixNano()%1e9, w, seq, benchPassword)
+		return httpRequest("POST", addr, "/_matrix/client/v3/register", "", body)
+	}
+}
+
+// loadAll runs each scenario at each concurrency against p, skipping those
+// the server does not implement (yet).
+func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
+	for _, s := range scen {
+		if why := notImplemented(p.addr, s.req(-1, 0)); why != "" {
+			o.report.skip(backend, server, s.name, why)
+			continue
+		}
+		for _, c := range o.conc {
+			p.resetPeak()
+			cpu := make(chan float64, 1)
+			go func() { // the server's CPU use over the measured window
+				time.Sleep(o.warmup)
+				t0, c0 := time.Now(), p.cpuTime()
+				time.Sleep(o.duration)
+				cpu <- float64(p.cpuTime()-c0) / float64(time.Since(t0))
+			}()
+			r := load(p.addr, c, o.warmup, o.duration, s.req)
+			o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), <-cpu)
+		}
+	}
+}
+
+// notImplemented probes an endpoint once and says why it is to be skipped
+// ("" if it works): 501, or 404/405 M_UNRECOGNIZED, as Myelin answers for
+// operations not built yet.
+func notImplemented(addr string, req []byte) string {
+	status, body, err := once(addr, req)
+	if err != nil {
+		return "probe failed: " + err.Error()
+	}
+	var e struct {
+		Errcode string `json:"errcode"`
+	}
+	_ = json.Unmarshal(body, &e)
+	if status == 501 || (status == 404 || status == 405) && e.Errcode == "M_UNRECOGNIZED" {
+		return fmt.Sprintf("endpoint not implemented (%d %s)", status, e.Errcode)
+	}
+	return ""
+}
+
+// startup measures start-up to the first served request on a fresh
+// database (migrations included), the median of three.
+func (o *options) startup(backend, dsn string) error {
+	var times []time.Duration
+	for i := range 3 {
+		fresh, cleanup, err := o.database(backend, fmt.Sprintf("fresh%d", i))
+		if err != nil {
+			return err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		p, took, err := o.start("myelin", addr, []string{o.myelin, "serve", "--listen", addr, "--database", fresh})
+		if err != nil {
+			cleanup()
+			return err
+		}
+		p.stop()
+		cleanup()
+		times = append(times, took)
+	}
+	slices.Sort(times)
+	o.report.single(backend, "myelin", "start-up, fresh database", times[1], 0)
+	return nil
+}
+
+// bulkDelete times POST /delete_devices with bulkDevices devices, with
+// m.login.password user-interactive auth in the same request (a one-stage
+// flow needs no prior session), or a session if the server asks for one.
+func (o *options) bulkDelete(ctx context.Context, backend string, p *proc, st *storage.Store, cfg *config.Config, sd *seeded) error {
+	name := fmt.Sprintf("POST /delete_devices (%d devices)", bulkDevices)
+	auth := map[string]any{"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": "bulk"}, "password": benchPassword}
+	post := func(ids []string) (int, []byte, time.Duration, error) {
+		body, _ := json.Marshal(map[string]any{"devices": ids, "auth": auth})
+		t0 := time.Now()
+		status, resp, err := once(p.addr, httpRequest("POST", p.addr, "/_matrix/client/v3/delete_devices", sd.BulkToken, body))
+		return status, resp, time.Since(t0), err
+	}
+	if why := notImplemented(p.addr, httpRequest("POST", p.addr, "/_matrix/client/v3/delete_devices", sd.BulkToken, []byte(`{"devices":[]}`))); why != "" {
+		o.report.skip(backend, "myelin", name, why)
+		return nil
+	}
+	var times []time.Duration
+	for round := range o.trials {
+		ids, err := seedBulk(ctx, st, cfg, round)
+		if err != nil {
+			return err
+		}
+		p.resetPeak()
+		status, resp, took, err := post(ids)
+		if err == nil && status == 401 {
+			var uia struct {
+				Session string `json:"session"`
+			}
+			if json.Unmarshal(resp, &uia) == nil && uia.Session != "" {
+				auth["session"] = uia.Session
+				var again time.Duration
+				status, resp, again, err = post(ids)
+				took += again
+			}
+		}
+		if err != nil || status != 200 {
+			o.report.skip(backend, "myelin", name, fmt.Sprintf("answered %d %s (%v)", status, resp, err))
+			return nil
+		}
+		n, err := st.R.NewSelect().Model((*storage.Device)(nil)).Where("user_id = ?", "@bulk:"+cfg.ServerName).Count(ctx)
+		if err != nil || n != 1 {
+			return fmt.Errorf("after %s: %d devices left (%v), want 1", name, n, err)
+		}
+		times = append(times, took)
+	}
+	slices.Sort(times)
+	o.report.single(backend, "myelin", name, times[len(times)/2], p.statusKB("VmHWM"))
+	return nil
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// targetConc is the concurrency the ratio targets are checked at.
+const targetConc = 16
+
+// report prints rows as they are measured and checks the targets at the
+// end.
+type report struct {
+	hashRate float64
+	rps      map[string]float64       // backend|server|key|conc
+	singles  map[string]time.Duration // backend|name
+	idleKB   map[string]int64         // backend|server
+	skipped  map[string]string        // backend|server|name → why
+	backends []string
+}
+
+func newReport() *report {
+	return &report{rps: map[string]float64{}, singles: map[string]time.Duration{}, idleKB: map[string]int64{}, skipped: map[string]string{}}
+}
+
+func key(parts ...any) string { return fmt.Sprint(parts...) }
+
+func (r *report) printHeader() {
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s %5s  %s\n", "backend", "server", "scenario", "conc", "req/s", "p50", "p99", "peak RSS", "CPU", "ratios")
+}
+
+func (r *report) seen(backend string) {
+	if !slices.Contains(r.backends, backend) {
+		r.backends = append(r.backends, backend)
+	}
+}
+
+func (r *report) add(backend, server string, s scenario, conc int, res result, peakKB int64, cpu float64) {
+	r.seen(backend)
+	rps := res.RPS()
+	r.rps[key(backend, "|", server, "|", s.key, "|", conc)] = rps
+	var notes []string
+	ratio := func(base, label string) {
+		if b := r.rps[key(backend, "|", base, "|", s.key, "|", conc)]; b > 0 && base != server {
+			notes = append(notes, fmt.Sprintf("%.2f×%s", rps/b, label))
+		}
+	}
+	switch s.key {
+	case "whoami", "devices":
+		ratio("bare", "bare")
+		ratio("raw-db", "raw-db")
+	case "login", "register":
+		if r.hashRate > 0 {
+			notes = append(notes, fmt.Sprintf("%.2f×hash-bound", rps/r.hashRate))
+		}
+	default:
+		ratio("raw-db", "raw-db")
+	}
+	if res.Errors > 0 {
+		codes := slices.Sorted(maps.Keys(res.Status))
+		var st []string
+		for _, c := range codes {
+			st = append(st, fmt.Sprintf("%d×%d", res.Status[c], c))
+		}
+		notes = append(notes, fmt.Sprintf("ERRORS %d [%s]", res.Errors, strings.Join(st, " ")))
+	}
+	fmt.Printf("%-8s %-6s %-34s %4d %9.0f %8s %8s %8s %4.0f%%  %s\n", backend, server, s.name, conc, rps,
+		ms(res.P50), ms(res.P99), mb(peakKB), 100*cpu, strings.Join(notes, " "))
+}
+
+func (r *report) single(backend, server, name string, took time.Duration, peakKB int64) {
+	r.seen(backend)
+	r.singles[key(backend, "|", name)] = took
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, name, "", "", ms(took), "", mb(peakKB))
+}
+
+func (r *report) idle(backend, server string, p *proc) {
+	r.seen(backend)
+	time.Sleep(time.Second) // let start-up garbage be collected, as idle means
+	kb := p.statusKB("VmRSS")
+	r.idleKB[key(backend, "|", server)] = kb
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, "idle RSS", "", "", "", "", mb(kb))
+}
+
+func (r *report) skip(backend, server, name, why string) {
+	r.seen(backend)
+	r.skipped[key(backend, "|", server, "|", name)] = why
+	fmt.Printf("%-8s %-6s %-34s SKIP: %s\n", backend, server, name, why)
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+func mb(kb int64) string {
+	if kb <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMB", float64(kb)/1024)
+}
+
+// targets prints PASS/FAIL for each target of issue 7 and reports whether
+// none failed. A target whose inputs were not measured is SKIPped.
+func (r *report) targets() bool {
+	fmt.Println("\ntargets (ratios at concurrency 16):")
+	ok := true
+	check := func(backend, what string, measured bool, pass bool, detail string) {
+		verdict := "PASS"
+		switch {
+		case !measured:
+			verdict, detail = "SKIP", "not measured"
+		case !pass:
+			verdict, ok = "FAIL", false
+		}
+		fmt.Printf("  %-4s %-8s %-44s %s\n", verdict, backend, what, detail)
+	}
+	for _, b := range r.backends {
+		get := func(server, k string) float64 { return r.rps[key(b, "|", server, "|", k, "|", targetConc)] }
+		my, bare := get("myelin", "whoami"), get("bare", "whoami")
+		check(b, "GET /account/whoami ≥ 0.6 × bare", my > 0 && bare > 0, my >= 0.6*bare, ratioText(my, bare, "bare"))
+		my, raw := get("myelin", "devices"), get("raw-db", "devices")
+		check(b, "GET /devices ≥ 0.9 × raw-db", my > 0 && raw > 0, my >= 0.9*raw, ratioText(my, raw, "raw-db"))
+		login := get("myelin", "login")
+		check(b, "POST /login ≥ 0.9 × hash-bound", login > 0 && r.hashRate > 0, login >= 0.9*r.hashRate, ratioText(login, r.hashRate, "hash-bound"))
+		pass, measured, detail := r.linear(b)
+		check(b, "GET /devices cost grows linearly", measured, pass, detail)
+		idle := r.idleKB[key(b, "|", "myelin")]
+		check(b, "idle RSS < 30 MB", idle > 0, idle < 30*1024, mb(idle))
+		if b == "sqlite" {
+			st := r.singles[key(b, "|", "start-up, fresh database")]
+			check(b, "start-up to first request < 300 ms", st > 0, st < 300*time.Millisecond, ms(st))
+			del := r.singles[key(b, "|", fmt.Sprintf("POST /delete_devices (%d devices)", bulkDevices))]
+			check(b, "POST /delete_devices 10,000 < 1 s", del > 0, del < time.Second, ms(del))
+		}
+	}
+	return ok
+}
+
+func ratioText(a, b float64, label string) string {
+	if a <= 0 || b <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f × %s (%.0f vs %.0f /s)", a/b, label, a, b)
+}
+
+// linear compares the marginal cost per listed device between 100 and
+// 1,000 devices with that up to 100: super-linear growth (a per-device
+// query, a sort gone quadratic) shows as a much higher cost per device at
+// 1,000. The time per request is 1/throughput on the server's one core.
+func (r *report) linear(backend string) (pass, measured bool, detail string) {
+	t := map[int]float64{}
+	for _, n := range sizes {
+		rps := r.rps[key(backend, "|", "myelin", "|", fmt.Sprintf("devices-%d", n), "|", targetConc)]
+		if rps <= 0 {
+			return false, false, ""
+		}
+		t[n] = 1e6 / rps // µs per request
+	}
+	per := func(a, b int) float64 { return (t[b] - t[a]) / float64(b-a) }
+	low, high := per(1, 100), per(100, 1000)
+	detail = fmt.Sprintf("%.0f µs fixed; per device %.2f µs (1→100), %.2f µs (100→1000)", t[1], low, high)
+	if raw := r.rps[key(backend, "|", "raw-db", "|", "devices-1000", "|", targetConc)]; raw > 0 {
+		raw1 := r.rps[key(backend, "|", "raw-db", "|", "devices-1", "|", targetConc)]
+		if raw1 > 0 {
+			detail += fmt.Sprintf("; raw-db %.2f µs", (1e6/raw-1e6/raw1)/999)
+		}
+	}
+	return high <= 2*max(low, 0.05), true, detail
+}
