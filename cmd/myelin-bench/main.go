@@ -357,9 +357,9 @@ func (o *options) runBackend(b string) error {
 
 // scenario is one kind of request, run at each concurrency.
 type scenario struct {
-	name  string
-	key   string // compares rows of different servers
-	req   request
+	name string
+	key  string // compares rows of different servers
+	req  request
 }
 
 func (o *options) sizeScenarios(addr string, sd *seeded) []scenario {

@@ -19,7 +19,9 @@ import (
 
 // benchClient answers the operations the benchmarks call; the validator
 // and the generated decoding run before it, which is what is measured.
-type benchClient struct{ clientapi.StrictServerInterface }
+type benchClient struct {
+	clientapi.StrictServerInterface
+}
 
 func (benchClient) UpdateDevice(context.Context, clientapi.UpdateDeviceRequestObject) (clientapi.UpdateDeviceResponseObject, error) {
 	return clientapi.UpdateDevice200JSONResponse{}, nil
