@@ -18,6 +18,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
@@ -31,6 +32,9 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+
+	Devices  *devices.Core
+	LastSeen *devices.LastSeen
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -46,8 +50,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
+	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
+	a.Devices = &devices.Core{Store: store, Seen: a.LastSeen}
+	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
+	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 
-	cs := &csapi.Server{Config: cfg}
+	cs := &csapi.Server{Config: cfg, Devices: a.Devices}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -89,6 +97,8 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	// Buffered in memory, written in batches (see devices.LastSeen).
+	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
 	return nil
 }
 

@@ -10,11 +10,13 @@ import (
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/devices"
 )
 
 // Server implements every client-server operation of the vendored spec.
 type Server struct {
-	Config *config.Config
+	Config  *config.Config
+	Devices *devices.Core
 }
 
 // The compiler checks that every operation of the spec is implemented.

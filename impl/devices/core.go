@@ -41,6 +41,9 @@ type Core struct {
 	// longer exist (token caches drop them at once). Optional.
 	Revoked func(ctx context.Context, tokenHashes []string)
 	Now     func() time.Time
+	// Seen buffers last-seen updates; reads show its newer values and
+	// deletes drop them. Optional.
+	Seen *LastSeen
 }
 
 func (c *Core) now() int64 {
