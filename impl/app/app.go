@@ -17,11 +17,14 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // App is one running server.
@@ -47,7 +50,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
 
-	cs := &csapi.Server{Config: cfg}
+	hasher := PasswordHasher(cfg)
+	creds := &credentials.Checker{Store: store, Hasher: hasher, ServerName: cfg.ServerName}
+	engine := &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL}
+
+	cs := &csapi.Server{Config: cfg, UIA: engine}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -65,6 +72,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// PasswordHasher hashes new passwords with the configured argon2id
+// parameters and pepper.
+func PasswordHasher(cfg *config.Config) *passwords.Hasher {
+	p := passwords.DefaultParams()
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return passwords.New(p, []byte(cfg.Pepper))
 }
 
 // AccessToken extracts the client's access token: the Authorization: Bearer
