@@ -17,12 +17,15 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // App is one running server.
@@ -55,7 +58,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
 	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 
-	cs := &csapi.Server{Config: cfg, Devices: a.Devices}
+	hasher := PasswordHasher(cfg)
+	creds := &credentials.Checker{Store: store, Hasher: hasher, ServerName: cfg.ServerName}
+	engine := &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL}
+
+	cs := &csapi.Server{Config: cfg, UIA: engine, Devices: a.Devices}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -73,6 +80,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// PasswordHasher hashes new passwords with the configured argon2id
+// parameters and pepper.
+func PasswordHasher(cfg *config.Config) *passwords.Hasher {
+	p := passwords.DefaultParams()
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return passwords.New(p, []byte(cfg.Pepper))
 }
 
 // AccessToken extracts the client's access token: the Authorization: Bearer
