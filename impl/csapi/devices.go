@@ -5,10 +5,14 @@ package csapi
 
 import (
 	"context"
+	"errors"
+
+	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // deviceJSON is the generated Device object (GetDevice200JSONResponse's
@@ -70,10 +74,62 @@ func (s *Server) UpdateDevice(ctx context.Context, req clientapi.UpdateDeviceReq
 	return clientapi.UpdateDevice200JSONResponse{}, nil
 }
 
-func (s *Server) DeleteDevice(context.Context, clientapi.DeleteDeviceRequestObject) (clientapi.DeleteDeviceResponseObject, error) {
-	return nil, notYet("DELETE /devices/{deviceId}")
+func (s *Server) DeleteDevice(ctx context.Context, req clientapi.DeleteDeviceRequestObject) (clientapi.DeleteDeviceResponseObject, error) {
+	var authData any
+	if req.Body != nil && req.Body.Auth != nil {
+		authData = req.Body.Auth
+	}
+	if err := s.deleteDevices(ctx, uia.OpDeleteDevice(req.DeviceId), []string{req.DeviceId}, authData); err != nil {
+		return nil, err
+	}
+	return clientapi.DeleteDevice200JSONResponse{}, nil
 }
 
-func (s *Server) DeleteDevices(context.Context, clientapi.DeleteDevicesRequestObject) (clientapi.DeleteDevicesResponseObject, error) {
-	return nil, notYet("POST /delete_devices")
+func (s *Server) DeleteDevices(ctx context.Context, req clientapi.DeleteDevicesRequestObject) (clientapi.DeleteDevicesResponseObject, error) {
+	var ids []string
+	var authData any
+	if req.Body != nil {
+		ids = req.Body.Devices
+		if req.Body.Auth != nil {
+			authData = req.Body.Auth
+		}
+	}
+	if err := s.deleteDevices(ctx, uia.OpDeleteDevices(ids), ids, authData); err != nil {
+		return nil, err
+	}
+	return clientapi.DeleteDevices200JSONResponse{}, nil
+}
+
+// deleteDevices runs the m.login.password UIA the spec's security note
+// asks for (a stolen token alone must not log the real user out), bound to
+// op (these exact devices), then deletes the devices and finishes the
+// session in one transaction.
+func (s *Server) deleteDevices(ctx context.Context, op string, ids []string, authData any) error {
+	p, err := auth.MustFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	dict, err := authDict(authData)
+	if err != nil {
+		return err
+	}
+	res, err := s.UIA.Authenticate(ctx, uia.Request{
+		Operation: op,
+		UserID:    p.UserID,
+		Flows:     []uia.Flow{{Stages: []string{uia.StagePassword}}},
+		Auth:      dict,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Replay != nil {
+		return nil // this session already deleted them: the answer is {} again
+	}
+	_, err = s.Devices.Delete(ctx, p.UserID, ids, func(ctx context.Context, tx bun.Tx) error {
+		return s.UIA.Finish(ctx, tx, res.SessionID, struct{}{})
+	})
+	if errors.Is(err, uia.ErrAlreadyFinished) {
+		return nil // a concurrent retry of this session did the deletion
+	}
+	return err
 }

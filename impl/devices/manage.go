@@ -140,9 +140,11 @@ func (c *Core) Rename(ctx context.Context, userID, deviceID string, name *string
 
 // Delete deletes the listed devices of userID in one transaction: the
 // devices, their tokens and keys, with one stream row per device that
-// existed. IDs that do not exist (or are not valid IDs) are ignored. It
-// returns how many devices were deleted.
-func (c *Core) Delete(ctx context.Context, userID string, deviceIDs []string) (int, error) {
+// existed. IDs that do not exist (or are not valid IDs) are ignored.
+// within, if not nil, runs in the same transaction after the deletion
+// (the UIA engine records the finished session there). It returns how many
+// devices were deleted.
+func (c *Core) Delete(ctx context.Context, userID string, deviceIDs []string, within func(ctx context.Context, tx bun.Tx) error) (int, error) {
 	ids := make([]string, 0, len(deviceIDs))
 	seen := make(map[string]struct{}, len(deviceIDs))
 	for _, id := range deviceIDs {
@@ -152,13 +154,18 @@ func (c *Core) Delete(ctx context.Context, userID string, deviceIDs []string) (i
 		seen[id] = struct{}{}
 		ids = append(ids, id)
 	}
-	if len(ids) == 0 {
+	if len(ids) == 0 && within == nil {
 		return 0, nil
 	}
 	var deleted, revoked []string
 	err := c.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) (err error) {
-		deleted, revoked, err = c.DeleteDevices(ctx, tx, userID, ids)
-		return err
+		if deleted, revoked, err = c.DeleteDevices(ctx, tx, userID, ids); err != nil {
+			return err
+		}
+		if within != nil {
+			return within(ctx, tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
@@ -175,7 +182,7 @@ func (c *Core) DeleteInBatches(ctx context.Context, userID string, ids []string,
 	n := 0
 	for start := 0; start < len(ids); start += batch {
 		end := min(start+batch, len(ids))
-		k, err := c.Delete(ctx, userID, ids[start:end])
+		k, err := c.Delete(ctx, userID, ids[start:end], nil)
 		n += k
 		if err != nil {
 			return n, err

@@ -133,11 +133,11 @@ func TestDeleteIgnoresUnknownAndInvalidIDsAndOtherUsersDevices(t *testing.T) {
 		}
 		issue(t, c, st, "@alice:test", "A1", "A2")
 		issue(t, c, st, "@bob:test", "B1")
-		n, err := c.Delete(ctx, "@alice:test", []string{"A1", "A1", "B1", "NOPE", "bad\x00id", strings.Repeat("x", 600)})
+		n, err := c.Delete(ctx, "@alice:test", []string{"A1", "A1", "B1", "NOPE", "bad\x00id", strings.Repeat("x", 600)}, nil)
 		if err != nil || n != 1 {
 			t.Fatalf("deleted %d (%v), want 1", n, err)
 		}
-		n, err = c.Delete(ctx, "@alice:test", []string{"A1"})
+		n, err = c.Delete(ctx, "@alice:test", []string{"A1"}, nil)
 		if err != nil || n != 0 {
 			t.Fatalf("deleting again deleted %d (%v)", n, err)
 		}
@@ -201,42 +201,13 @@ func BenchmarkDelete10000Devices(b *testing.B) {
 			}
 			for b.Loop() {
 				b.StopTimer()
-				seed(b, st, ids)
+				testenv.InsertDevices(b, st, "@alice:test", ids)
 				b.StartTimer()
-				n, err := c.Delete(ctx, "@alice:test", ids)
+				n, err := c.Delete(ctx, "@alice:test", ids, nil)
 				if err != nil || n != len(ids) {
 					b.Fatalf("deleted %d (%v)", n, err)
 				}
 			}
 		})
-	}
-}
-
-// seed inserts devices with tokens and keys in bulk (IssueToken one by one
-// would dominate the benchmark's set-up time).
-func seed(b testing.TB, st *storage.Store, ids []string) {
-	ctx := context.Background()
-	devs := make([]storage.Device, len(ids))
-	toks := make([]storage.AccessToken, len(ids))
-	keys := make([]storage.DeviceKeys, len(ids))
-	for i, id := range ids {
-		devs[i] = storage.Device{UserID: "@alice:test", DeviceID: id, CreatedTS: 1}
-		toks[i] = storage.AccessToken{TokenHash: fmt.Sprintf("%064x", i), UserID: "@alice:test", DeviceID: id, CreatedTS: 1}
-		keys[i] = storage.DeviceKeys{UserID: "@alice:test", DeviceID: id, KeyJSON: "{}"}
-	}
-	err := st.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		for start := 0; start < len(ids); start += 1000 {
-			end := min(start+1000, len(ids))
-			d, tk, k := devs[start:end], toks[start:end], keys[start:end]
-			for _, m := range []any{&d, &tk, &k} {
-				if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
 	}
 }

@@ -7,8 +7,9 @@ import (
 
 	"github.com/uptrace/bun"
 
-	"github.com/myelin-hs/myelin/impl/passwords"
+	"github.com/myelin-hs/myelin/impl/app"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/tokens"
 )
 
 // CreateUser makes the account @localpart:<server name> with password
@@ -17,9 +18,7 @@ import (
 // tests of other areas do not depend on them.
 func CreateUser(t testing.TB, s *Server, localpart, password string) (token, deviceID string) {
 	t.Helper()
-	p := passwords.DefaultParams()
-	p.MemoryKiB, p.Iterations, p.Parallelism = s.Config.Argon2.MemoryKiB, s.Config.Argon2.Iterations, s.Config.Argon2.Parallelism
-	hash, err := passwords.New(p, []byte(s.Config.Pepper)).Hash(password)
+	hash, err := app.PasswordHasher(s.Config).Hash(password)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,4 +52,34 @@ func Login(t testing.TB, s *Server, userID, deviceID string) (token string) {
 		t.Fatalf("login %s %s: %v", userID, deviceID, err)
 	}
 	return token
+}
+
+// InsertDevices bulk-inserts devices of userID, each with an access token
+// and device keys, straight into st (for tests and benchmarks that need
+// many devices; IssueToken one by one would dominate their set-up).
+func InsertDevices(t testing.TB, st *storage.Store, userID string, ids []string) {
+	t.Helper()
+	const chunk = 1000
+	err := st.Tx(context.Background(), func(ctx context.Context, tx bun.Tx) error {
+		for start := 0; start < len(ids); start += chunk {
+			part := ids[start:min(start+chunk, len(ids))]
+			devs := make([]storage.Device, len(part))
+			toks := make([]storage.AccessToken, len(part))
+			keys := make([]storage.DeviceKeys, len(part))
+			for i, id := range part {
+				devs[i] = storage.Device{UserID: userID, DeviceID: id, CreatedTS: 1}
+				toks[i] = storage.AccessToken{TokenHash: tokens.HashToken(tokens.NewAccessToken()).String(), UserID: userID, DeviceID: id, CreatedTS: 1}
+				keys[i] = storage.DeviceKeys{UserID: userID, DeviceID: id, KeyJSON: "{}"}
+			}
+			for _, m := range []any{&devs, &toks, &keys} {
+				if _, err := tx.NewInsert().Model(m).Exec(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("insert devices: %v", err)
+	}
 }
