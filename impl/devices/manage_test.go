@@ -211,3 +211,45 @@ func BenchmarkDelete10000Devices(b *testing.B) {
 		})
 	}
 }
+
+func TestIssueTokenRefusesInvalidDeviceIDsAndNames(t *testing.T) {
+	c, st := openCore(t, testenv.SQLite)
+	long := strings.Repeat("n", devices.MaxDisplayNameChars+1)
+	for _, tc := range []struct {
+		id   string
+		name *string
+		code string
+	}{
+		{strings.Repeat("x", devices.MaxDeviceIDBytes+1), nil, "M_INVALID_PARAM"},
+		{"OK", &long, "M_TOO_LARGE"},
+	} {
+		err := st.Tx(context.Background(), func(ctx context.Context, tx bun.Tx) error {
+			_, err := c.IssueToken(ctx, tx, "@alice:test", tc.id, tc.name, "")
+			return err
+		})
+		if me, ok := matrixerr.As(err); !ok || me.Status != 400 || me.Code != tc.code {
+			t.Errorf("IssueToken(%.10q…) = %v, want 400 %s", tc.id, err, tc.code)
+		}
+	}
+	if n, _ := st.R.NewSelect().Model((*storage.Device)(nil)).Count(context.Background()); n != 0 {
+		t.Fatalf("%d devices created", n)
+	}
+}
+
+// BenchmarkLastSeenRecord is the per-request cost authenticateClient adds.
+func BenchmarkLastSeenRecord(b *testing.B) {
+	l := &devices.LastSeen{}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("DEV%04d", i)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Record("@alice:test", ids[i%len(ids)], "192.0.2.1", now)
+			i++
+		}
+	})
+}
