@@ -129,9 +129,15 @@ func (c *Core) Rename(ctx context.Context, userID, deviceID string, name *string
 		if name == nil || (cur.DisplayName != nil && *cur.DisplayName == *name) {
 			return nil
 		}
-		if _, err := tx.NewUpdate().Model((*storage.Device)(nil)).Set("display_name = ?", *name).
-			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
+		res, err := tx.NewUpdate().Model((*storage.Device)(nil)).Set("display_name = ?", *name).
+			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx)
+		if err != nil {
 			return fmt.Errorf("rename device: %w", err)
+		}
+		// Deleted by a concurrent transaction since the SELECT (PostgreSQL):
+		// no "changed" stream row may follow its "deleted" one.
+		if n, _ := res.RowsAffected(); n != 1 {
+			return deviceNotFound()
 		}
 		_, err = c.AppendChanges(ctx, tx, userID, []string{deviceID}, false)
 		return err
