@@ -37,6 +37,16 @@ var overlays = []overlay{
 		},
 	},
 	{
+		Name: "auth-data-session-only",
+		Why: "auth_data.yaml requires `type`, but the spec's prose has the client retry with an auth dict containing only " +
+			"the session once a stage was completed out of band (the fallback web pages, email links); Synapse accepts that. " +
+			"`type` stays documented but is no longer required.",
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(authDataTypeOptional(doc), "a required `type` in the Authentication Data schema")
+		},
+	},
+	{
 		Name: "type-list-any",
 		Why: "keys.yaml and user_keys.yaml type one-time keys as `type: [string, object]` (a bare curve25519 key or a " +
 			"signed key object). A list of types is OpenAPI 3.1 only; the schema's `type` is dropped, which allows any value.",
@@ -212,6 +222,32 @@ func relaxAuthData(doc any) int {
 			m["additionalProperties"] = true
 			n++
 		}
+	})
+	return n
+}
+
+func authDataTypeOptional(doc any) int {
+	n := 0
+	walk(doc, func(m map[string]any) {
+		if m["title"] != "Authentication Data" {
+			return
+		}
+		req, _ := m["required"].([]any)
+		kept := req[:0:0]
+		for _, r := range req {
+			if r != "type" {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == len(req) {
+			return
+		}
+		if len(kept) == 0 {
+			delete(m, "required")
+		} else {
+			m["required"] = kept
+		}
+		n++
 	})
 	return n
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/server"
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Security: map[string]server.SecurityFunc{
 			"accessToken": a.authenticateClient,
 		},
+		Routes: (&fallback.Handler{Stages: engine, ServerName: cfg.ServerName}).Register,
 	})
 	if err != nil {
 		store.Close()
