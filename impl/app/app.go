@@ -17,12 +17,16 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // App is one running server.
@@ -32,8 +36,10 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+
 	// Devices is the device core; its revocations reach the token cache.
-	Devices *devices.Core
+	Devices  *devices.Core
+	LastSeen *devices.LastSeen
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -49,7 +55,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
-	a.Devices = &devices.Core{Store: store}
+	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
+	a.Devices = &devices.Core{Store: store, Seen: a.LastSeen}
+	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
+	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 	if cfg.TokenCacheSize > 0 {
 		cache := auth.NewCache(store, cfg.TokenCacheSize, log)
 		a.Auth = cache
@@ -57,7 +66,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.background = append(a.background, cache.Run)
 	}
 
-	cs := &csapi.Server{Config: cfg}
+	hasher := PasswordHasher(cfg)
+	creds := &credentials.Checker{Store: store, Hasher: hasher, ServerName: cfg.ServerName}
+	engine := &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL}
+
+	cs := &csapi.Server{Config: cfg, UIA: engine, Devices: a.Devices}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -68,6 +81,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Security: map[string]server.SecurityFunc{
 			"accessToken": a.authenticateClient,
 		},
+		Routes: (&fallback.Handler{Stages: engine, ServerName: cfg.ServerName}).Register,
 	})
 	if err != nil {
 		store.Close()
@@ -75,6 +89,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// PasswordHasher hashes new passwords with the configured argon2id
+// parameters and pepper.
+func PasswordHasher(cfg *config.Config) *passwords.Hasher {
+	p := passwords.DefaultParams()
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return passwords.New(p, []byte(cfg.Pepper))
 }
 
 // AccessToken extracts the client's access token: the Authorization: Bearer
@@ -99,6 +121,8 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	// Buffered in memory, written in batches (see devices.LastSeen).
+	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
 	return nil
 }
 

@@ -10,11 +10,16 @@ import (
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // Server implements every client-server operation of the vendored spec.
 type Server struct {
 	Config *config.Config
+	// UIA runs user-interactive auth for every UIA-protected operation.
+	UIA     *uia.Engine
+	Devices *devices.Core
 }
 
 // The compiler checks that every operation of the spec is implemented.
