@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -100,6 +101,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
+	// Loading the embedded specs leaves megabytes of garbage; hand it back
+	// to the OS now rather than when the scavenger gets round to it.
+	debug.FreeOSMemory()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

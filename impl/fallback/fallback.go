@@ -10,15 +10,17 @@
 //   - GET  /_matrix/static/client/login/ is a login form that calls
 //     POST /_matrix/client/v3/login and then window.onLogin(response).
 //
-// The pages are rendered with html/template (contextual escaping), carry a
-// strict Content-Security-Policy, and never reveal whether an account exists.
+// The pages escape every value they show, carry a strict
+// Content-Security-Policy, and never reveal whether an account exists.
 package fallback
 
 import (
 	"context"
 	_ "embed"
-	"html/template"
+	"html"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -44,8 +46,6 @@ var stageHTML string
 
 //go:embed login.html
 var loginHTML string
-
-var stagePage = template.Must(template.New("stage").Parse(stageHTML))
 
 // stageForms are the stages a fallback page can complete, with the form
 // field each needs ("" for none).
@@ -116,7 +116,48 @@ func (h *Handler) stage(c echo.Context) error {
 	pageHeaders(c)
 	c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
 	c.Response().WriteHeader(status)
-	return stagePage.Execute(c.Response(), d)
+	return renderStage(c.Response(), d)
+}
+
+// stageDone is the page body once the stage is complete: the spec asks it
+// to call window.onAuthDone (when embedded) and to tell the opener (when
+// opened as a pop-up).
+const stageDone = `<p id="done">Thank you. You may now close this window and return to the application.</p>
+<script>
+if (typeof window.onAuthDone === "function") { window.onAuthDone(); }
+if (window.opener && window.opener.postMessage) { window.opener.postMessage("authDone", "*"); }
+</script>`
+
+// renderStage fills stage.html. Every value is HTML-escaped (all of them
+// sit in text or in double-quoted attributes). It does not use
+// html/template: executing any text/template calls reflect's MethodByName,
+// which makes the linker keep every exported method of every type in the
+// binary; that cost about 7 MB of binary, all of it resident memory.
+func renderStage(w io.Writer, d stageData) error {
+	server := html.EscapeString(d.ServerName)
+	var body strings.Builder
+	if d.Done {
+		body.WriteString(stageDone)
+	} else {
+		body.WriteString(`<form method="post" action="">` + "\n")
+		body.WriteString(`<input type="hidden" name="session" value="` + html.EscapeString(d.Session) + `">` + "\n")
+		switch d.Stage {
+		case uia.StagePassword:
+			body.WriteString("<p>Confirm your identity on " + server + " by entering your password.</p>\n")
+			body.WriteString(`<label>Password <input type="password" name="password" id="password" autocomplete="current-password" required autofocus></label>` + "\n")
+		case uia.StageRegistrationToken:
+			body.WriteString("<p>Registration on " + server + " needs a registration token.</p>\n")
+			body.WriteString(`<label>Registration token <input type="text" name="token" id="token" autocomplete="off" required autofocus></label>` + "\n")
+		default:
+			body.WriteString("<p>Press the button to continue.</p>\n")
+		}
+		if d.Error != "" {
+			body.WriteString(`<p class="error" id="error">` + html.EscapeString(d.Error) + "</p>\n")
+		}
+		body.WriteString(`<button type="submit" id="submit">Continue</button>` + "\n</form>")
+	}
+	_, err := strings.NewReplacer("{{server}}", server, "{{body}}", body.String()).WriteString(w, stageHTML)
+	return err
 }
 
 func (h *Handler) login(c echo.Context) error {
