@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/uia"
@@ -18,6 +19,8 @@ type Server struct {
 	Config *config.Config
 	// UIA runs user-interactive auth for every UIA-protected operation.
 	UIA *uia.Engine
+	// Accounts registers, logs in and manages accounts.
+	Accounts *accounts.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.

@@ -181,7 +181,7 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 		return "", e.checkPassword(ctx, req)
 	case StageRegistrationToken:
 		tok, _ := req.Auth["token"].(string)
-		if !registrationTokenRE.MatchString(tok) {
+		if !ValidRegistrationToken(tok) {
 			return "", &stageFailure{"M_FORBIDDEN", "Invalid registration token"}
 		}
 		return tok, nil
@@ -190,6 +190,10 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 }
 
 var registrationTokenRE = regexp.MustCompile(`\A[A-Za-z0-9._~-]{1,64}\z`)
+
+// ValidRegistrationToken reports whether tok has the grammar the spec
+// gives registration tokens.
+func ValidRegistrationToken(tok string) bool { return registrationTokenRE.MatchString(tok) }
 
 func (e *Engine) checkPassword(ctx context.Context, req Request) error {
 	if req.UserID == "" {
