@@ -53,17 +53,16 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 	default:
 		return LoginResult{}, matrixerr.Forbidden("Registration is disabled")
 	}
-	account := ""
-	if req.Username != nil {
-		account = toLowerASCII(*req.Username)
-	}
-	if err := s.Limits.Allow(req.IP, account); err != nil {
+	if err := s.Limits.Allow(req.IP, ""); err != nil {
 		return LoginResult{}, err
 	}
 	params := map[string]any{}
 	if req.Username != nil {
 		uid, err := s.UserIDFor(*req.Username)
 		if err != nil {
+			return LoginResult{}, err
+		}
+		if err := s.Limits.Allow("", uid); err != nil {
 			return LoginResult{}, err
 		}
 		if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
@@ -224,11 +223,14 @@ func (s *Service) issue(ctx context.Context, tx bun.IDB, userID, deviceID string
 // UsernameAvailable answers GET /register/available: nil when username is
 // valid and free, else 400 M_INVALID_USERNAME or M_USER_IN_USE.
 func (s *Service) UsernameAvailable(ctx context.Context, username, ip string) error {
-	if err := s.Limits.Allow(ip, toLowerASCII(username)); err != nil {
+	if err := s.Limits.Allow(ip, ""); err != nil {
 		return err
 	}
 	uid, err := s.UserIDFor(username)
 	if err != nil {
+		return err
+	}
+	if err := s.Limits.Allow("", uid); err != nil {
 		return err
 	}
 	taken, err := s.userExists(ctx, s.Store.R, uid)
