@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -40,13 +41,18 @@ func (s *Service) AdminUserID(user string) string {
 	return credentials.NormalizeUserID(user, s.Config.ServerName)
 }
 
-// CreateUser registers username with password, whatever the registration
-// mode. The same username and password rules as POST /register apply.
-func (s *Service) CreateUser(ctx context.Context, username, password string) (string, error) {
-	if username == "" {
-		return "", errInvalidUsername("a username is required")
+// CreateUser registers user (a localpart or a full user ID of this server)
+// with password, whatever the registration mode. The same username and
+// password rules as POST /register apply.
+func (s *Service) CreateUser(ctx context.Context, user, password string) (string, error) {
+	if full, ok := strings.CutPrefix(user, "@"); ok {
+		local, server, _ := strings.Cut(full, ":")
+		if !strings.EqualFold(server, s.Config.ServerName) {
+			return "", errInvalidUsername("user " + user + " is not of this server (" + s.Config.ServerName + ")")
+		}
+		user = local
 	}
-	uid, err := s.UserIDFor(username)
+	uid, err := s.UserIDFor(user)
 	if err != nil {
 		return "", err
 	}
@@ -153,7 +159,7 @@ func (s *Service) AddThreePID(ctx context.Context, userID, medium, address strin
 // generate one), an optional use limit and an optional expiry.
 func (s *Service) CreateRegistrationToken(ctx context.Context, token string, uses *int64, expires *time.Time) (storage.RegistrationToken, error) {
 	if token == "" {
-		token = tokens.NewRefreshLikeToken("", 12)
+		token = tokens.NewRefreshLikeToken("", tokens.MinTokenBytes)
 	}
 	if !uia.ValidRegistrationToken(token) {
 		return storage.RegistrationToken{}, matrixerr.InvalidParam("a registration token is 1 to 64 of A-Z a-z 0-9 . _ ~ -")
