@@ -68,6 +68,13 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
 			return LoginResult{}, err
 		} else if taken {
+			// Taken by this session's own first run? Then this is a retry.
+			if js, err := s.UIA.Replay(ctx, uia.Request{Operation: uia.OpRegister(), Auth: req.Auth}); err != nil || js != nil {
+				if err != nil {
+					return LoginResult{}, err
+				}
+				return replayed(js)
+			}
 			return LoginResult{}, errUserInUse()
 		}
 		params[paramUsername] = uid

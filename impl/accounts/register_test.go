@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/myelin-hs/myelin/impl/config"
@@ -163,6 +164,17 @@ func TestRegistrationIsIdempotentBySessionAndRemembersFirstParams(t *testing.T) 
 		if string(r2.Raw) != string(r1.Raw) {
 			t.Fatalf("repeat answered %s, first %s", r2.Raw, r1.Raw)
 		}
+		// The plain retry of a client that lost the answer names the
+		// username it just registered: still the same answer, not in use.
+		first["auth"] = final["auth"]
+		r3 := s.Do(t, "POST", v3+"/register", "", first)
+		testenv.WantStatus(t, r3, 200)
+		if string(r3.Raw) != string(r1.Raw) {
+			t.Fatalf("retry answered %s, first %s", r3.Raw, r1.Raw)
+		}
+		// Another session is still told the name is taken.
+		delete(first, "auth")
+		testenv.WantError(t, s.Do(t, "POST", v3+"/register", "", first), 400, "M_USER_IN_USE")
 		login(t, s, passwordLogin("alice", pwd))
 		var dev storage.Device
 		if err := s.App.Store.R.NewSelect().Model(&dev).Where("user_id = ? AND device_id = ?", "@alice:localhost", "FIRSTDEV").Scan(context.Background()); err != nil {
@@ -310,6 +322,39 @@ func TestThreePIDRequestTokenEndpointsSayVerificationIsNotConfigured(t *testing.
 					t.Fatalf("error %s", r.Raw)
 				}
 			})
+		}
+	})
+}
+
+func TestConcurrentFinalRequestsOfOneSessionRegisterOnce(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		for name, body := range map[string]map[string]any{
+			"chosen username":    {"username": "alice", "password": pwd},
+			"generated username": {"password": pwd},
+		} {
+			t.Run(name, func(t *testing.T) {
+				session := wantChallenge(t, s.Do(t, "POST", v3+"/register", "", body), "")
+				body["auth"] = map[string]any{"type": "m.login.dummy", "session": session}
+				const n = 6
+				answers := make([]testenv.Response, n)
+				var wg sync.WaitGroup
+				for i := range n {
+					wg.Add(1)
+					go func() { defer wg.Done(); answers[i] = s.Do(t, "POST", v3+"/register", "", body) }()
+				}
+				wg.Wait()
+				for _, a := range answers {
+					testenv.WantStatus(t, a, 200)
+					if string(a.Raw) != string(answers[0].Raw) {
+						t.Fatalf("answers differ: %s vs %s", a.Raw, answers[0].Raw)
+					}
+				}
+			})
+		}
+		users, err := s.App.Services.Accounts.ListUsers(context.Background())
+		if err != nil || len(users) != 2 {
+			t.Fatalf("users %+v %v", users, err)
 		}
 	})
 }

@@ -122,6 +122,25 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 	}
 }
 
+// Replay returns the stored response of the session named in req.Auth if
+// that session finished req's operation, nil otherwise; it attempts no
+// stage. Registration uses it to answer a repeated final request whose
+// username is now taken (by that very request's first run).
+func (e *Engine) Replay(ctx context.Context, req Request) (json.RawMessage, error) {
+	sid, _ := req.Auth["session"].(string)
+	if sid == "" {
+		return nil, nil
+	}
+	s, err := e.open(ctx, req, sid)
+	if _, ok := matrixerr.As(err); ok {
+		return nil, nil // unknown, expired or another request's session
+	}
+	if err != nil || s.row.Result == "" {
+		return nil, err
+	}
+	return json.RawMessage(s.row.Result), nil
+}
+
 // open loads the session named by sid, or prepares a new one when sid is "".
 func (e *Engine) open(ctx context.Context, req Request, sid string) (*session, error) {
 	now := e.now()
