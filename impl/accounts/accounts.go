@@ -53,7 +53,6 @@ func (s *Service) now() time.Time {
 const (
 	MaxUserIDBytes   = 255
 	MaxPasswordBytes = 512
-	MaxDeviceIDBytes = 512
 )
 
 // LoginResult answers a successful registration or login. Fields other
@@ -146,9 +145,17 @@ func CheckPasswordPolicy(p config.PasswordPolicy, password string) error {
 	return nil
 }
 
-func checkDeviceID(id *string) error {
-	if id != nil && len(*id) > MaxDeviceIDBytes {
-		return matrixerr.InvalidParam(fmt.Sprintf("device_id may not be longer than %d bytes", MaxDeviceIDBytes))
+// checkDevice refuses a bad client-chosen device ID or display name early,
+// before UIA or password hashing (IssueToken would only refuse them after);
+// a nil or "" ID means none was chosen.
+func checkDevice(id, displayName *string) error {
+	if id != nil && *id != "" {
+		if err := devices.ValidateDeviceID(*id); err != nil {
+			return err
+		}
+	}
+	if displayName != nil {
+		return devices.ValidateDisplayName(*displayName)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 	if err := s.Limits.Allow(req.IP, ""); err != nil {
 		return LoginResult{}, err
 	}
-	if err := checkDeviceID(req.DeviceID); err != nil {
+	if err := checkDevice(req.DeviceID, req.InitialDeviceDisplayName); err != nil {
 		return LoginResult{}, err
 	}
 	deviceID := ""

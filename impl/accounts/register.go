@@ -89,7 +89,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		}
 		params[paramPasswordHash] = h
 	}
-	if err := checkDeviceID(req.DeviceID); err != nil {
+	if err := checkDevice(req.DeviceID, req.InitialDeviceDisplayName); err != nil {
 		return LoginResult{}, err
 	}
 	if req.DeviceID != nil && *req.DeviceID != "" {

@@ -40,6 +40,9 @@ type App struct {
 	// Services are the domain services the HTTP layer calls.
 	Services *Services
 
+	Devices  *devices.Core
+	LastSeen *devices.LastSeen
+
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
 	background []func(ctx context.Context)
@@ -54,10 +57,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
-
 	a.Services = NewServices(cfg, store)
+	// Only the server buffers last-seen updates (the CLI's services, built
+	// by NewServices alone, have no buffer to flush).
+	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
+	a.Devices = a.Services.Devices
+	a.Devices.Seen = a.LastSeen
+	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
+	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 
-	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Accounts: a.Services.Accounts}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -128,6 +137,8 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	// Buffered in memory, written in batches (see devices.LastSeen).
+	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
 	return nil
 }
 

@@ -5,7 +5,6 @@ package csapi
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
@@ -13,18 +12,6 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 )
-
-// toMap turns a generated JSON object (an auth dict, an identifier) back
-// into the map the domain reads; nil stays nil.
-func toMap(v any) map[string]any {
-	js, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	var m map[string]any
-	_ = json.Unmarshal(js, &m)
-	return m
-}
 
 func deref(s *string) string {
 	if s == nil {
@@ -54,8 +41,11 @@ func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObje
 		InhibitLogin:             body.InhibitLogin != nil && *body.InhibitLogin,
 		IP:                       auth.ClientIP(ctx),
 	}
+	var err error
 	if body.Auth != nil {
-		r.Auth = toMap(body.Auth)
+		if r.Auth, err = authDict(body.Auth); err != nil {
+			return nil, err
+		}
 	}
 	res, err := s.Accounts.Register(ctx, r)
 	if err != nil {
@@ -99,7 +89,11 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 		IP: auth.ClientIP(ctx),
 	}
 	if b.Identifier != nil {
-		r.Identifier = toMap(b.Identifier)
+		// An identifier is a JSON object with additional properties too.
+		var err error
+		if r.Identifier, err = authDict(b.Identifier); err != nil {
+			return nil, err
+		}
 	}
 	res, err := s.Accounts.Login(ctx, r)
 	if err != nil {
@@ -145,7 +139,9 @@ func (s *Server) ChangePassword(ctx context.Context, req clientapi.ChangePasswor
 		IP:            auth.ClientIP(ctx),
 	}
 	if req.Body.Auth != nil {
-		r.Auth = toMap(req.Body.Auth)
+		if r.Auth, err = authDict(req.Body.Auth); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.Accounts.ChangePassword(ctx, p, r); err != nil {
 		return nil, err
@@ -158,11 +154,13 @@ func (s *Server) DeactivateAccount(ctx context.Context, req clientapi.Deactivate
 	if err != nil {
 		return nil, err
 	}
-	var authDict map[string]any
+	var dict map[string]any
 	if req.Body != nil && req.Body.Auth != nil {
-		authDict = toMap(req.Body.Auth)
+		if dict, err = authDict(req.Body.Auth); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.Accounts.Deactivate(ctx, p, authDict, auth.ClientIP(ctx)); err != nil {
+	if err := s.Accounts.Deactivate(ctx, p, dict, auth.ClientIP(ctx)); err != nil {
 		return nil, err
 	}
 	// Myelin binds no 3PID at an identity server, so there is nothing to

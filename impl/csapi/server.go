@@ -11,6 +11,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
@@ -18,7 +19,8 @@ import (
 type Server struct {
 	Config *config.Config
 	// UIA runs user-interactive auth for every UIA-protected operation.
-	UIA *uia.Engine
+	UIA     *uia.Engine
+	Devices *devices.Core
 	// Accounts registers, logs in and manages accounts.
 	Accounts *accounts.Service
 }
