@@ -26,7 +26,7 @@ import (
 // Limiter is the set of buckets of one server process.
 type Limiter struct {
 	ip, account *keyed
-	failed      *Shared
+	failed      *shared
 }
 
 // New returns the limiter for cfg, or nil when rate limits are off.
@@ -37,7 +37,7 @@ func New(cfg config.RateLimits, store *storage.Store) *Limiter {
 	return &Limiter{
 		ip:      newKeyed(cfg.PerIP),
 		account: newKeyed(cfg.PerAccount),
-		failed:  &Shared{Store: store, Rate: cfg.FailedLogin.Rate, Burst: cfg.FailedLogin.Burst},
+		failed:  &shared{Store: store, Rate: cfg.FailedLogin.Rate, Burst: cfg.FailedLogin.Burst},
 	}
 }
 
@@ -66,7 +66,7 @@ func (l *Limiter) BeginLogin(ctx context.Context, account string) (Attempt, erro
 	if l == nil {
 		return Attempt{}, nil
 	}
-	if err := l.failed.Take(ctx, "login:"+account); err != nil {
+	if err := l.failed.take(ctx, "login:"+account); err != nil {
 		return Attempt{}, err
 	}
 	return Attempt{b: l.failed, key: "login:" + account}, nil
@@ -74,7 +74,7 @@ func (l *Limiter) BeginLogin(ctx context.Context, account string) (Attempt, erro
 
 // Attempt is a login attempt that has paid for its possible failure.
 type Attempt struct {
-	b   *Shared
+	b   *shared
 	key string
 }
 
@@ -83,7 +83,7 @@ func (a Attempt) Succeeded(ctx context.Context) error {
 	if a.b == nil {
 		return nil
 	}
-	return a.b.Refund(ctx, a.key)
+	return a.b.refund(ctx, a.key)
 }
 
 // keyed is a set of in-memory buckets, one per key. Buckets that have

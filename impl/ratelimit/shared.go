@@ -13,25 +13,17 @@ import (
 	"github.com/myelin-hs/myelin/impl/storage"
 )
 
-// Shared is a set of token buckets in the table rate_limit_buckets, shared
+// shared is a set of token buckets in the table rate_limit_buckets, shared
 // by every process on the database. Each take is one atomic upsert: the
 // row lock (PostgreSQL) or the single writer (SQLite) serialises
 // concurrent takes of one key, also across processes.
-type Shared struct {
+type shared struct {
 	Store *storage.Store
 	Rate  float64 // tokens per second
 	Burst int
-	Now   func() time.Time
 
 	mu        sync.Mutex
 	lastSweep time.Time
-}
-
-func (s *Shared) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
 }
 
 // refilled is the SQL expression of a row's tokens at ?now, capped at the
@@ -39,10 +31,10 @@ func (s *Shared) now() time.Time {
 const refilled = `(CASE WHEN rate_limit_buckets.tokens + (? - rate_limit_buckets.updated_ts) * ? > ? ` +
 	`THEN ? ELSE rate_limit_buckets.tokens + (? - rate_limit_buckets.updated_ts) * ? END)`
 
-// Take removes one token from key's bucket, or answers 429 with the time
+// take removes one token from key's bucket, or answers 429 with the time
 // until one is available.
-func (s *Shared) Take(ctx context.Context, key string) error {
-	now := s.now().UnixMilli()
+func (s *shared) take(ctx context.Context, key string) error {
+	now := time.Now().UnixMilli()
 	s.sweep(ctx, now)
 	perMS := s.Rate / 1000
 	burst := float64(s.Burst)
@@ -69,8 +61,8 @@ func (s *Shared) Take(ctx context.Context, key string) error {
 	return matrixerr.LimitExceeded(max(wait, time.Millisecond))
 }
 
-// Refund gives one token back to key's bucket (up to the burst).
-func (s *Shared) Refund(ctx context.Context, key string) error {
+// refund gives one token back to key's bucket (up to the burst).
+func (s *shared) refund(ctx context.Context, key string) error {
 	_, err := s.Store.DB.NewUpdate().Model((*storage.RateLimitBucket)(nil)).
 		Set("tokens = CASE WHEN tokens + 1 > ? THEN ? ELSE tokens + 1 END", s.Burst, s.Burst).
 		Where(`"key" = ?`, key).Exec(ctx)
@@ -80,7 +72,7 @@ func (s *Shared) Refund(ctx context.Context, key string) error {
 // sweep deletes, at most once a minute per process, the buckets that have
 // refilled completely (a missing row is a full bucket), so keys tried once
 // do not pile up.
-func (s *Shared) sweep(ctx context.Context, now int64) {
+func (s *shared) sweep(ctx context.Context, now int64) {
 	s.mu.Lock()
 	due := now-s.lastSweep.UnixMilli() > time.Minute.Milliseconds()
 	if due {
