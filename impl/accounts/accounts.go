@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -39,14 +38,6 @@ type Service struct {
 	Credentials *credentials.Checker
 	// Limits may be nil (rate limits off).
 	Limits *ratelimit.Limiter
-	Now    func() time.Time
-}
-
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
 }
 
 // Limits of the spec and of common practice (Synapse).

@@ -116,7 +116,7 @@ func (s *Service) ListUsers(ctx context.Context) ([]UserInfo, error) {
 // NewLoginToken issues a single-use m.login.token for userID, valid for
 // the configured login_token_ttl. Only its hash is stored.
 func (s *Service) NewLoginToken(ctx context.Context, userID string) (string, time.Time, error) {
-	now := s.now()
+	now := time.Now()
 	expires := now.Add(s.Config.LoginTokenTTL)
 	tok := tokens.NewRefreshLikeToken("myl_login_", tokens.AccessTokenBytes)
 	err := s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
@@ -147,7 +147,7 @@ func (s *Service) AddThreePID(ctx context.Context, userID, medium, address strin
 		if err := requireActive(ctx, tx, userID); err != nil {
 			return err
 		}
-		_, err := tx.NewInsert().Model(&storage.ThreePID{Medium: medium, Address: address, UserID: userID, AddedTS: s.now().UnixMilli()}).Exec(ctx)
+		_, err := tx.NewInsert().Model(&storage.ThreePID{Medium: medium, Address: address, UserID: userID, AddedTS: time.Now().UnixMilli()}).Exec(ctx)
 		if storage.IsUniqueViolation(err) {
 			return matrixerr.New(400, "M_THREEPID_IN_USE", fmt.Sprintf("%s %s is already bound to an account", medium, address))
 		}
@@ -167,7 +167,7 @@ func (s *Service) CreateRegistrationToken(ctx context.Context, token string, use
 	if uses != nil && *uses < 1 {
 		return storage.RegistrationToken{}, matrixerr.InvalidParam("uses must be at least 1")
 	}
-	rt := storage.RegistrationToken{Token: token, UsesAllowed: uses, CreatedTS: s.now().UnixMilli()}
+	rt := storage.RegistrationToken{Token: token, UsesAllowed: uses, CreatedTS: time.Now().UnixMilli()}
 	if expires != nil {
 		ms := expires.UnixMilli()
 		rt.ExpiryTS = &ms

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -135,7 +136,7 @@ func (s *Service) consumeLoginToken(ctx context.Context, tx bun.IDB, token strin
 	if err != nil {
 		return "", err
 	}
-	if lt.ExpiresTS <= s.now().UnixMilli() {
+	if lt.ExpiresTS <= time.Now().UnixMilli() {
 		return "", invalid
 	}
 	var deactivated bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -193,7 +194,7 @@ func (s *Service) registerGuest(ctx context.Context, req RegisterRequest) (Login
 }
 
 func (s *Service) insertUser(ctx context.Context, tx bun.IDB, userID, passwordHash string, guest bool) error {
-	u := storage.User{UserID: userID, PasswordHash: passwordHash, IsGuest: guest, CreatedTS: s.now().UnixMilli()}
+	u := storage.User{UserID: userID, PasswordHash: passwordHash, IsGuest: guest, CreatedTS: time.Now().UnixMilli()}
 	_, err := tx.NewInsert().Model(&u).Exec(ctx)
 	return err
 }
