@@ -122,6 +122,25 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 	}
 }
 
+// Replay returns the stored response of the session named in req.Auth if
+// that session finished req's operation, nil otherwise; it attempts no
+// stage. Registration uses it to answer a repeated final request whose
+// username is now taken (by that very request's first run).
+func (e *Engine) Replay(ctx context.Context, req Request) (json.RawMessage, error) {
+	sid, _ := req.Auth["session"].(string)
+	if sid == "" {
+		return nil, nil
+	}
+	s, err := e.open(ctx, req, sid)
+	if _, ok := matrixerr.As(err); ok {
+		return nil, nil // unknown, expired or another request's session
+	}
+	if err != nil || s.row.Result == "" {
+		return nil, err
+	}
+	return json.RawMessage(s.row.Result), nil
+}
+
 // open loads the session named by sid, or prepares a new one when sid is "".
 func (e *Engine) open(ctx context.Context, req Request, sid string) (*session, error) {
 	now := e.now()
@@ -181,7 +200,7 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 		return "", e.checkPassword(ctx, req)
 	case StageRegistrationToken:
 		tok, _ := req.Auth["token"].(string)
-		if !registrationTokenRE.MatchString(tok) {
+		if !ValidRegistrationToken(tok) {
 			return "", &stageFailure{"M_FORBIDDEN", "Invalid registration token"}
 		}
 		return tok, nil
@@ -190,6 +209,10 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 }
 
 var registrationTokenRE = regexp.MustCompile(`\A[A-Za-z0-9._~-]{1,64}\z`)
+
+// ValidRegistrationToken reports whether tok has the grammar the spec
+// gives registration tokens.
+func ValidRegistrationToken(tok string) bool { return registrationTokenRE.MatchString(tok) }
 
 func (e *Engine) checkPassword(ctx context.Context, req Request) error {
 	if req.UserID == "" {
