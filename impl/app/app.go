@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Security: map[string]server.SecurityFunc{
 			"accessToken": a.authenticateClient,
 		},
-		Routes: (&fallback.Handler{Stages: engine, ServerName: cfg.ServerName}).Register,
+		Routes: (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
 	})
 	if err != nil {
 		store.Close()
@@ -100,12 +100,13 @@ type Services struct {
 // NewServices builds the domain services of cfg on store.
 func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	creds := &credentials.Checker{Store: store, Hasher: PasswordHasher(cfg), ServerName: cfg.ServerName}
+	limits := ratelimit.New(cfg.RateLimit, store)
 	sv := &Services{
 		Devices: &devices.Core{Store: store},
-		UIA:     &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL},
+		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
-		Credentials: creds, Limits: ratelimit.New(cfg.RateLimit, store)}
+		Credentials: creds, Limits: limits}
 	return sv
 }
 

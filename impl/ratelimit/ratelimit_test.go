@@ -191,3 +191,20 @@ func TestRateLimitsOffLimitNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestWrongPasswordsInUIADrawOnTheFailedLoginBucket(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, limits(func(l *config.RateLimits) { l.FailedLogin.Burst = 2 }))
+		token := registerAlice(t, s)
+		deleteWith := func(password string) testenv.Response {
+			return s.Do(t, "DELETE", v3+"/devices/NOPE", token, map[string]any{"auth": map[string]any{
+				"type": "m.login.password", "password": password,
+				"identifier": map[string]any{"type": "m.id.user", "user": "alice"}}})
+		}
+		// A stolen access token must not give an unlimited password oracle.
+		testenv.WantError(t, deleteWith("guess 1"), 401, "M_FORBIDDEN")
+		testenv.WantError(t, deleteWith("guess 2"), 401, "M_FORBIDDEN")
+		wantLimited(t, deleteWith("guess 3"))
+		wantLimited(t, s.Do(t, "POST", v3+"/login", "", loginBody("alice", "guess 4")))
+	})
+}

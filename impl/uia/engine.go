@@ -15,6 +15,7 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/tokens"
 )
@@ -32,8 +33,11 @@ type Engine struct {
 	Store *storage.Store
 	// Credentials checks the m.login.password stage exactly as /login does.
 	Credentials *credentials.Checker
-	TTL         time.Duration
-	Now         func() time.Time
+	// Limits charges failed password stages to the account's failed-login
+	// bucket (nil: no limits).
+	Limits *ratelimit.Limiter
+	TTL    time.Duration
+	Now    func() time.Time
 }
 
 func (e *Engine) now() time.Time {
@@ -232,13 +236,19 @@ func (e *Engine) checkPassword(ctx context.Context, req Request) error {
 	if uid != "" && uid != req.UserID {
 		return matrixerr.Forbidden("You can only authenticate as yourself")
 	}
+	// Password guesses through UIA (e.g. with a stolen access token) draw
+	// on the same failed-login bucket of the account as /login.
+	attempt, err := e.Limits.BeginLogin(ctx, req.UserID)
+	if err != nil {
+		return err
+	}
 	if err := e.Credentials.Check(ctx, uid, cred.Password); err != nil {
 		if me, ok := matrixerr.As(err); ok {
 			return &stageFailure{me.Code, me.Message}
 		}
 		return err
 	}
-	return nil
+	return attempt.Succeeded(ctx)
 }
 
 // save writes the session: a new one is inserted (after sweeping expired
