@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/credentials"
@@ -23,6 +24,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/passwords"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
@@ -36,6 +38,8 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+	// Services are the domain services the HTTP layer calls.
+	Services *Services
 
 	// Devices is the device core; its revocations reach the token cache.
 	Devices  *devices.Core
@@ -55,8 +59,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
+	a.Services = NewServices(cfg, store)
+	// Only the server buffers last-seen updates (the CLI's services, built
+	// by NewServices alone, have no buffer to flush).
 	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
-	a.Devices = &devices.Core{Store: store, Seen: a.LastSeen}
+	a.Devices = a.Services.Devices
+	a.Devices.Seen = a.LastSeen
 	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
 	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 	if cfg.TokenCacheSize > 0 {
@@ -66,11 +74,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.background = append(a.background, cache.Run)
 	}
 
-	hasher := PasswordHasher(cfg)
-	creds := &credentials.Checker{Store: store, Hasher: hasher, ServerName: cfg.ServerName}
-	engine := &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL}
-
-	cs := &csapi.Server{Config: cfg, UIA: engine, Devices: a.Devices}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -81,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Security: map[string]server.SecurityFunc{
 			"accessToken": a.authenticateClient,
 		},
-		Routes: (&fallback.Handler{Stages: engine, ServerName: cfg.ServerName}).Register,
+		Routes: (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
 	})
 	if err != nil {
 		store.Close()
@@ -89,6 +93,28 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// Services are the domain services over one database. The server and the
+// admin CLI build them the same way, so an admin change runs the same code
+// (and the same device-change hooks) as an HTTP request.
+type Services struct {
+	Devices  *devices.Core
+	UIA      *uia.Engine
+	Accounts *accounts.Service
+}
+
+// NewServices builds the domain services of cfg on store.
+func NewServices(cfg *config.Config, store *storage.Store) *Services {
+	creds := &credentials.Checker{Store: store, Hasher: PasswordHasher(cfg), ServerName: cfg.ServerName}
+	limits := ratelimit.New(cfg.RateLimit, store)
+	sv := &Services{
+		Devices: &devices.Core{Store: store},
+		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
+	}
+	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
+		Credentials: creds, Limits: limits}
+	return sv
 }
 
 // PasswordHasher hashes new passwords with the configured argon2id

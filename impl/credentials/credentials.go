@@ -47,6 +47,12 @@ func ErrDeactivated() *matrixerr.Error {
 	return matrixerr.New(http.StatusForbidden, "M_USER_DEACTIVATED", "This account has been deactivated")
 }
 
+// IsDeactivated reports whether err is ErrDeactivated.
+func IsDeactivated(err error) bool {
+	me, ok := matrixerr.As(err)
+	return ok && me.Code == "M_USER_DEACTIVATED"
+}
+
 // Parse builds a Password from the fields a login body and a UIA auth dict
 // share: identifier (a JSON object), or the legacy user, or the legacy
 // medium and address.

@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
@@ -37,6 +38,9 @@ type Stages interface {
 // Handler serves the fallback pages.
 type Handler struct {
 	Stages Stages
+	// Limits rate-limits stage attempts per client IP like the other
+	// credential endpoints (nil: no limits).
+	Limits *ratelimit.Limiter
 	// ServerName is shown on the pages.
 	ServerName string
 }
@@ -97,6 +101,9 @@ func (h *Handler) stage(c echo.Context) error {
 	d := stageData{Stage: stage, Session: session, Field: field, ServerName: h.ServerName}
 	status := http.StatusOK
 	if c.Request().Method == http.MethodPost {
+		if err := h.Limits.Allow(c.RealIP(), ""); err != nil {
+			return err
+		}
 		auth := map[string]any{"type": stage, "session": session}
 		if field != "" {
 			auth[field] = c.FormValue(field)

@@ -2,6 +2,7 @@ package fallback_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,12 +68,21 @@ var recordCallbacks = chromedp.Func(func(ctx context.Context, t *chromedp.Target
 	return err
 })
 
-// waitTrue waits until a JavaScript expression is true in the current page.
+// waitTrue waits until a JavaScript expression is true in the current
+// page, across navigations (a form post replaces the document).
 func waitTrue(expr string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, t)
-		return err
-	}))
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			if ok, err := chromedp.Evaluate[bool](expr)(ctx, t); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s: %w", expr, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
 }
 
 func TestPasswordFallbackPageCompletesDeviceDeletionInHeadlessChromium(t *testing.T) {

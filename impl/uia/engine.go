@@ -15,6 +15,7 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/tokens"
 )
@@ -32,8 +33,11 @@ type Engine struct {
 	Store *storage.Store
 	// Credentials checks the m.login.password stage exactly as /login does.
 	Credentials *credentials.Checker
-	TTL         time.Duration
-	Now         func() time.Time
+	// Limits charges failed password stages to the account's failed-login
+	// bucket (nil: no limits).
+	Limits *ratelimit.Limiter
+	TTL    time.Duration
+	Now    func() time.Time
 }
 
 func (e *Engine) now() time.Time {
@@ -122,6 +126,25 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 	}
 }
 
+// Replay returns the stored response of the session named in req.Auth if
+// that session finished req's operation, nil otherwise; it attempts no
+// stage. Registration uses it to answer a repeated final request whose
+// username is now taken (by that very request's first run).
+func (e *Engine) Replay(ctx context.Context, req Request) (json.RawMessage, error) {
+	sid, _ := req.Auth["session"].(string)
+	if sid == "" {
+		return nil, nil
+	}
+	s, err := e.open(ctx, req, sid)
+	if _, ok := matrixerr.As(err); ok {
+		return nil, nil // unknown, expired or another request's session
+	}
+	if err != nil || s.row.Result == "" {
+		return nil, err
+	}
+	return json.RawMessage(s.row.Result), nil
+}
+
 // open loads the session named by sid, or prepares a new one when sid is "".
 func (e *Engine) open(ctx context.Context, req Request, sid string) (*session, error) {
 	now := e.now()
@@ -181,7 +204,7 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 		return "", e.checkPassword(ctx, req)
 	case StageRegistrationToken:
 		tok, _ := req.Auth["token"].(string)
-		if !registrationTokenRE.MatchString(tok) {
+		if !ValidRegistrationToken(tok) {
 			return "", &stageFailure{"M_FORBIDDEN", "Invalid registration token"}
 		}
 		return tok, nil
@@ -190,6 +213,10 @@ func (e *Engine) attempt(ctx context.Context, req Request, s *session, stage str
 }
 
 var registrationTokenRE = regexp.MustCompile(`\A[A-Za-z0-9._~-]{1,64}\z`)
+
+// ValidRegistrationToken reports whether tok has the grammar the spec
+// gives registration tokens.
+func ValidRegistrationToken(tok string) bool { return registrationTokenRE.MatchString(tok) }
 
 func (e *Engine) checkPassword(ctx context.Context, req Request) error {
 	if req.UserID == "" {
@@ -209,13 +236,19 @@ func (e *Engine) checkPassword(ctx context.Context, req Request) error {
 	if uid != "" && uid != req.UserID {
 		return matrixerr.Forbidden("You can only authenticate as yourself")
 	}
+	// Password guesses through UIA (e.g. with a stolen access token) draw
+	// on the same failed-login bucket of the account as /login.
+	attempt, err := e.Limits.BeginLogin(ctx, req.UserID)
+	if err != nil {
+		return err
+	}
 	if err := e.Credentials.Check(ctx, uid, cred.Password); err != nil {
 		if me, ok := matrixerr.As(err); ok {
 			return &stageFailure{me.Code, me.Message}
 		}
 		return err
 	}
-	return nil
+	return attempt.Succeeded(ctx)
 }
 
 // save writes the session: a new one is inserted (after sweeping expired
