@@ -34,6 +34,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,7 +111,7 @@ func (h *Hasher) hashWith(p Params, password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("passwords: reading random salt: %w", err)
 	}
-	key := argon2.IDKey(h.preimage(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen)
+	key := idKey(h.preimage(password), salt, p)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism,
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -169,6 +170,25 @@ func ParseParams(encoded string) (Params, error) {
 	return p, err
 }
 
+// hashSlots bounds the hashes computed at once to the number of cores.
+// Hashing is CPU-bound, so more at once would not finish sooner; but each
+// argon2id computation holds its memory cost (19 MiB by default) until it
+// is done, so a burst of 64 logins on one core would need 1.2 GiB, and
+// the garbage collector would chase it, instead of 19 MiB per core.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+func inHashSlot(f func()) {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	f()
+}
+
+// idKey is argon2.IDKey in a hashing slot.
+func idKey(password, salt []byte, p Params) (key []byte) {
+	inHashSlot(func() { key = argon2.IDKey(password, salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen) })
+	return key
+}
+
 // preimage is what actually gets fed to Argon2id for password.
 func (h *Hasher) preimage(password string) []byte {
 	if len(h.pepper) == 0 {
@@ -184,7 +204,7 @@ func (h *Hasher) verifyArgon2id(password, encoded string) (bool, bool, error) {
 	if err != nil {
 		return false, false, err
 	}
-	got := argon2.IDKey(h.preimage(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen)
+	got := idKey(h.preimage(password), salt, p)
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return false, false, nil
 	}
@@ -273,7 +293,8 @@ func verifyBcrypt(password, encoded string) (bool, bool, error) {
 	if err := checkBcryptShape(encoded); err != nil {
 		return false, false, err
 	}
-	err := bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password))
+	var err error
+	inHashSlot(func() { err = bcrypt.CompareHashAndPassword([]byte(encoded), []byte(password)) })
 	switch {
 	case err == nil:
 		return true, true, nil
