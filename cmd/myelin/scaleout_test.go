@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/myelin-hs/myelin/impl/testenv"
+)
+
+// scaleOutConfig is the YAML both processes share: open registration,
+// cheap hashing, and a failed-login limit of three per account (the other
+// limits are per process and set out of the way).
+const scaleOutConfig = `
+server_name: localhost
+registration: open
+argon2: {memory_kib: 1024, iterations: 1, parallelism: 1}
+rate_limit:
+  enabled: true
+  per_ip: {rate: 1000, burst: 1000}
+  per_account: {rate: 1000, burst: 1000}
+  failed_login: {rate: 0.001, burst: 3}
+`
+
+// myelinProc is a myelin serve process started by a test.
+type myelinProc struct {
+	URL string
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	log bytes.Buffer
+}
+
+func (p *myelinProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.Write(b)
+}
+
+// buildMyelin compiles this command into the test's temporary directory.
+func buildMyelin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "myelin")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startMyelin runs `myelin serve` on a free loopback port and waits for
+// its "listening" line.
+func startMyelin(t *testing.T, bin string, args ...string) *myelinProc {
+	t.Helper()
+	p := &myelinProc{}
+	p.cmd = exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			fmt.Fprintln(p, sc.Text())
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "myelin listening" {
+				addr <- line.Addr
+			}
+		}
+		_, _ = io.Copy(p, stderr)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- p.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("log of the process at %s:\n%s", p.URL, p.log.String())
+			p.mu.Unlock()
+		}
+	})
+	select {
+	case a := <-addr:
+		p.URL = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("myelin did not start:\n%s", p.log.String())
+	}
+	return p
+}
+
+func register(t *testing.T, base, user string) testenv.Response {
+	t.Helper()
+	return testenv.Do(t, base, "POST", v3+"/register", "", map[string]any{
+		"username": user, "password": pwd, "auth": map[string]any{"type": "m.login.dummy"}})
+}
+
+func login(t *testing.T, base, user, password string) testenv.Response {
+	t.Helper()
+	return testenv.Do(t, base, "POST", v3+"/login", "", passwordLogin(user, password))
+}
+
+func passwordAuth(user string) map[string]any {
+	return map[string]any{"type": "m.login.password", "password": pwd,
+		"identifier": map[string]any{"type": "m.id.user", "user": user}}
+}
+
+// cachedOn makes sure token is valid on base and in its token cache.
+func cachedOn(t *testing.T, base, token string) {
+	t.Helper()
+	for range 2 {
+		testenv.WantStatus(t, testenv.Do(t, base, "GET", v3+"/account/whoami", token, nil), 200)
+	}
+}
+
+// Several identical processes on one PostgreSQL, with no sticky sessions,
+// behave as one server (issue 7: scale-out).
+func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
+	testenv.RequireBackend(t, testenv.Postgres)
+	dsn := testenv.NewDatabase(t, testenv.Postgres)
+	cfg := filepath.Join(t.TempDir(), "myelin.yaml")
+	if err := os.WriteFile(cfg, []byte(scaleOutConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildMyelin(t)
+	a := startMyelin(t, bin, "--config", cfg, "--database", dsn)
+	b := startMyelin(t, bin, "--config", cfg, "--database", dsn)
+
+	t.Run("a UIA session started on one completes on the other", func(t *testing.T) {
+		testenv.WantStatus(t, register(t, a.URL, "alice"), 200)
+		r := login(t, b.URL, "alice", pwd)
+		testenv.WantStatus(t, r, 200)
+		tok, dev := r.Str("access_token"), r.Str("device_id")
+		cachedOn(t, a.URL, tok)
+		r = testenv.Do(t, a.URL, "DELETE", v3+"/devices/"+dev, tok, map[string]any{})
+		testenv.WantStatus(t, r, 401)
+		auth := passwordAuth("alice")
+		auth["session"] = r.Str("session")
+		testenv.WantStatus(t, testenv.Do(t, b.URL, "DELETE", v3+"/devices/"+dev, tok, map[string]any{"auth": auth}), 200)
+		done := time.Now()
+		// Deleting the device revoked its token: at once where it was
+		// deleted, within a second on the other process.
+		testenv.WantError(t, testenv.Do(t, b.URL, "GET", v3+"/account/whoami", tok, nil), 401, "M_UNKNOWN_TOKEN")
+		testenv.WantTokenRefusedWithin(t, a.URL, tok, done, testenv.RevocationDelay)
+	})
+
+	t.Run("a logout on one is honoured by the other within a second", func(t *testing.T) {
+		testenv.WantStatus(t, register(t, a.URL, "carol"), 200)
+		r := login(t, a.URL, "carol", pwd)
+		testenv.WantStatus(t, r, 200)
+		tok := r.Str("access_token")
+		cachedOn(t, b.URL, tok)
+		testenv.WantStatus(t, testenv.Do(t, a.URL, "POST", v3+"/logout", tok, map[string]any{}), 200)
+		testenv.WantTokenRefusedWithin(t, b.URL, tok, time.Now(), testenv.RevocationDelay)
+	})
+
+	t.Run("a password change on one logs devices out on the other within a second", func(t *testing.T) {
+		testenv.WantStatus(t, register(t, a.URL, "dave"), 200)
+		r := login(t, a.URL, "dave", pwd)
+		testenv.WantStatus(t, r, 200)
+		other := r.Str("access_token")
+		r = login(t, b.URL, "dave", pwd)
+		testenv.WantStatus(t, r, 200)
+		caller := r.Str("access_token")
+		cachedOn(t, a.URL, other)
+		cachedOn(t, a.URL, caller)
+		testenv.WantStatus(t, testenv.Do(t, b.URL, "POST", v3+"/account/password", caller,
+			map[string]any{"new_password": "another passphrase", "auth": passwordAuth("dave")}), 200)
+		testenv.WantTokenRefusedWithin(t, a.URL, other, time.Now(), testenv.RevocationDelay)
+		testenv.WantStatus(t, testenv.Do(t, a.URL, "GET", v3+"/account/whoami", caller, nil), 200)
+	})
+
+	t.Run("the same username registered on both at once succeeds once", func(t *testing.T) {
+		for i := range 10 {
+			user := fmt.Sprintf("race%d", i)
+			var wg sync.WaitGroup
+			rs := make([]testenv.Response, 2)
+			for j, p := range []*myelinProc{a, b} {
+				wg.Add(1)
+				go func() { defer wg.Done(); rs[j] = register(t, p.URL, user) }()
+			}
+			wg.Wait()
+			won := 0
+			for _, r := range rs {
+				if r.Status == 200 {
+					won++
+				} else {
+					testenv.WantError(t, r, 400, "M_USER_IN_USE")
+				}
+			}
+			if won != 1 {
+				t.Fatalf("%s: %d registrations succeeded, want 1: %s / %s", user, won, rs[0].Raw, rs[1].Raw)
+			}
+		}
+	})
+
+	t.Run("failed logins per account are limited across both", func(t *testing.T) {
+		testenv.WantStatus(t, register(t, a.URL, "erin"), 200)
+		// The limit is three failures; they go to alternate processes.
+		for i, p := range []*myelinProc{a, b, a} {
+			if r := login(t, p.URL, "erin", fmt.Sprintf("wrong %d", i)); r.Status != 403 {
+				t.Fatalf("failed login %d: %d %s", i+1, r.Status, r.Raw)
+			}
+		}
+		for _, p := range []*myelinProc{b, a} {
+			r := login(t, p.URL, "erin", "wrong again")
+			testenv.WantError(t, r, 429, "M_LIMIT_EXCEEDED")
+			if r.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 without Retry-After: %v", r.Header)
+			}
+		}
+	})
+}
