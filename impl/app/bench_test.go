@@ -18,11 +18,11 @@ import (
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
 
-// benchStack serves GET path with a token of a user with three devices
+// benchStack serves GET path with a token of a user with n devices
 // through the whole HTTP stack (routing, middleware, validation,
 // generated handler, JSON, the request log line at the default level)
 // without the network, once the token is served from the cache.
-func benchStack(b *testing.B, path string) {
+func benchStack(b *testing.B, path string, n int) {
 	ctx := context.Background()
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
@@ -48,7 +48,7 @@ func benchStack(b *testing.B, path string) {
 		if _, err := tx.NewInsert().Model(&storage.User{UserID: "@b:localhost", CreatedTS: 1}).Exec(ctx); err != nil {
 			return err
 		}
-		for range 3 {
+		for range n {
 			l, err := a.Devices.IssueToken(ctx, tx, "@b:localhost", "", nil, "127.0.0.1")
 			if err != nil {
 				return err
@@ -90,9 +90,14 @@ func benchStack(b *testing.B, path string) {
 }
 
 func BenchmarkWhoamiThroughTheStack(b *testing.B) {
-	benchStack(b, "/_matrix/client/v3/account/whoami")
+	benchStack(b, "/_matrix/client/v3/account/whoami", 3)
 }
 
 func BenchmarkGetDevicesThroughTheStack(b *testing.B) {
-	benchStack(b, "/_matrix/client/v3/devices")
+	benchStack(b, "/_matrix/client/v3/devices", 3)
+}
+
+// The cost per listed device (compare with the three-device case).
+func BenchmarkGetThousandDevicesThroughTheStack(b *testing.B) {
+	benchStack(b, "/_matrix/client/v3/devices", 1000)
 }
