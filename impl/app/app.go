@@ -15,13 +15,19 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/passwords"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // App is one running server.
@@ -31,6 +37,11 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+	// Services are the domain services the HTTP layer calls.
+	Services *Services
+
+	Devices  *devices.Core
+	LastSeen *devices.LastSeen
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -46,8 +57,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
+	a.Services = NewServices(cfg, store)
+	// Only the server buffers last-seen updates (the CLI's services, built
+	// by NewServices alone, have no buffer to flush).
+	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
+	a.Devices = a.Services.Devices
+	a.Devices.Seen = a.LastSeen
+	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
+	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 
-	cs := &csapi.Server{Config: cfg}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts}
 	ss := &ssapi.Server{}
 
 	e, err := server.New(server.Deps{
@@ -65,6 +84,35 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// Services are the domain services over one database. The server and the
+// admin CLI build them the same way, so an admin change runs the same code
+// (and the same device-change hooks) as an HTTP request.
+type Services struct {
+	Devices  *devices.Core
+	UIA      *uia.Engine
+	Accounts *accounts.Service
+}
+
+// NewServices builds the domain services of cfg on store.
+func NewServices(cfg *config.Config, store *storage.Store) *Services {
+	creds := &credentials.Checker{Store: store, Hasher: PasswordHasher(cfg), ServerName: cfg.ServerName}
+	sv := &Services{
+		Devices: &devices.Core{Store: store},
+		UIA:     &uia.Engine{Store: store, Credentials: creds, TTL: cfg.UIASessionTTL},
+	}
+	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
+		Credentials: creds, Limits: ratelimit.New(cfg.RateLimit, store)}
+	return sv
+}
+
+// PasswordHasher hashes new passwords with the configured argon2id
+// parameters and pepper.
+func PasswordHasher(cfg *config.Config) *passwords.Hasher {
+	p := passwords.DefaultParams()
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return passwords.New(p, []byte(cfg.Pepper))
 }
 
 // AccessToken extracts the client's access token: the Authorization: Bearer
@@ -89,6 +137,8 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	// Buffered in memory, written in batches (see devices.LastSeen).
+	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 )
 
@@ -30,6 +31,16 @@ func rewriteR0(next echo.HandlerFunc) echo.HandlerFunc {
 				r.URL.RawPath = v3 + strings.TrimPrefix(r.URL.RawPath, r0)
 			}
 		}
+		return next(c)
+	}
+}
+
+// clientIP puts the client's address into the request context, where the
+// strict handlers (which see no echo.Context) find it with auth.ClientIP.
+func clientIP(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.SetRequest(r.WithContext(auth.WithClientIP(r.Context(), c.RealIP())))
 		return next(c)
 	}
 }
