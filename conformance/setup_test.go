@@ -39,6 +39,10 @@ type state struct {
 	// Prepare adjusts the example request to the state (for example,
 	// re-signs illustrative key signatures with the device's real key).
 	Prepare func(e *env, body map[string]any) error
+	// Unsupported says why Myelin deliberately answers this operation with
+	// the Matrix error of Status instead of serving it; the case then checks
+	// that error (status, schema) and reports the operation as unsupported.
+	Unsupported string
 	// Absent lists example keys (dotted paths) the server deliberately
 	// does not send, with the reason; the README's list of deviations.
 	Absent map[string]string
@@ -94,15 +98,21 @@ var states = map[string][]state{
 		{Status: http.StatusBadRequest, Why: "the username is taken", Account: "my_cool_localpart"},
 	},
 	"Login": {
-		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas"},
+		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Absent: map[string]string{
+			"well_known": "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+		}},
 		{Status: http.StatusForbidden, Why: "no such account", ServerName: "matrix.org"},
 		{Status: http.StatusTooManyRequests, Why: "the example is repeated beyond the default rate limits",
 			ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Retries: 40,
 			Config: func(c *config.Config) { c.RateLimit = config.Defaults().RateLimit }},
 	},
-	"ChangePassword":    {{Account: "alice"}},
-	"DeactivateAccount": {{Account: "alice"}},
-	"GetDevices":        {{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}}},
+	"RequestTokenToRegisterEmail":       noThreePIDs,
+	"RequestTokenToRegisterMSISDN":      noThreePIDs,
+	"RequestTokenToResetPasswordEmail":  noThreePIDs,
+	"RequestTokenToResetPasswordMSISDN": noThreePIDs,
+	"ChangePassword":                    {{Account: "alice"}},
+	"DeactivateAccount":                 {{Account: "alice"}},
+	"GetDevices":                        {{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}}},
 	"GetDevice": {
 		{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}},
 		{Status: http.StatusNotFound, Why: "the account has no such device", Account: "alice"},
@@ -134,6 +144,11 @@ var states = map[string][]state{
 	// The transaction example is sent by matrix.org.
 	"SendTransaction": {{Origin: "matrix.org"}},
 }
+
+// Myelin verifies no email addresses or phone numbers (3PIDs are bound by
+// the admin CLI), so the requestToken endpoints refuse with a Matrix error.
+var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verification is not configured",
+	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
 
 // resignUploadedKeys replaces the example's device key and signatures
 // (illustrative, unverifiable) with the device's real key and signatures.

@@ -14,7 +14,8 @@ import { readFileSync } from "node:fs";
 import { AutoDiscovery, InteractiveAuth, Method, MatrixError, createClient } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
-logger.setLevel("warn");
+// Errors only: expected 401s (dead tokens) would each log a refresh warning.
+logger.setLevel("error");
 
 class FlowError extends Error {}
 
