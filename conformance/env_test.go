@@ -140,7 +140,7 @@ func (e *env) login(localpart, password string, d device) (string, error) {
 // the body with each stage in turn. Every response along the way goes
 // through the test server's response validation.
 func (e *env) uia(op, method, path, token string, body map[string]any) (testenv.Response, error) {
-	body = deepCopy(body)
+	body = clone(body)
 	delete(body, "auth") // a client's first request carries no auth
 	r := e.send(method, path, token, false, body)
 	for range 5 {

@@ -1,7 +1,7 @@
 package conformance
 
 import (
-	"maps"
+	"encoding/json"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -82,7 +82,7 @@ func requestBodyExample(op *openapi3.Operation) (map[string]any, bool) {
 	if !ok {
 		return nil, false
 	}
-	return deepCopy(obj), true
+	return clone(obj), true
 }
 
 // responseExample is the documented body of op's response with status
@@ -103,24 +103,16 @@ func responseExample(op *openapi3.Operation, code string) (any, *openapi3.Schema
 	return v, mt.Schema
 }
 
-func deepCopy[T any](v T) T {
-	return any(deepCopyAny(v)).(T)
-}
-
-func deepCopyAny(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := maps.Clone(t)
-		for k, x := range out {
-			out[k] = deepCopyAny(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = deepCopyAny(x)
-		}
-		return out
+// clone copies a JSON object deeply, so a case can change its request
+// without touching the spec's example.
+func clone(obj map[string]any) map[string]any {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic(err) // examples come from a JSON document
 	}
-	return v
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return out
 }
