@@ -82,8 +82,8 @@ func New() (*Validator, error) {
 	return v, nil
 }
 
-// Route finds the operation of the documents that serves req, or nil.
-func (v *Validator) Route(req *http.Request) (*routers.Route, map[string]string) {
+// route finds the operation of the documents that serves req, or nil.
+func (v *Validator) route(req *http.Request) (*routers.Route, map[string]string) {
 	for _, a := range v.apis {
 		if !a.owns(req.URL.Path) {
 			continue
@@ -119,7 +119,7 @@ func (v *Validator) check(req *http.Request, status int, header http.Header, bod
 	if req.Method == http.MethodHead || req.Method == http.MethodOptions {
 		return nil // HEAD has no body; OPTIONS are CORS preflights, not spec operations
 	}
-	route, params := v.Route(req)
+	route, params := v.route(req)
 	if route == nil {
 		if !v.inNamespace(req.URL.Path) && !isJSON(header) {
 			return nil // fallback pages and other routes outside the documents
