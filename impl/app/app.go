@@ -18,6 +18,9 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
+	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
@@ -31,6 +34,10 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+
+	Devices    *devices.Core
+	Keys       *e2ekeys.Service
+	Federation *federation.Service
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -47,8 +54,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
 
-	cs := &csapi.Server{Config: cfg}
-	ss := &ssapi.Server{}
+	a.Devices = &devices.Core{Store: store}
+	a.Keys = &e2ekeys.Service{Store: store, Devices: a.Devices, ServerName: cfg.ServerName}
+	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
+		store.Close()
+		return nil, err
+	}
+	// Device-list changes queue their federation EDUs in their own
+	// transaction; remote users' keys come from the federation cache.
+	a.Devices.Hooks = append(a.Devices.Hooks, a.Federation.Outbox.Hook)
+	a.Keys.Remote = a.Federation.Lists
+	a.background = append(a.background, a.Federation.Background()...)
+
+	cs := &csapi.Server{Config: cfg, Keys: a.Keys}
+	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
 		Config:     cfg,
@@ -56,7 +75,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Client:     cs,
 		Federation: ss,
 		Security: map[string]server.SecurityFunc{
-			"accessToken": a.authenticateClient,
+			"accessToken":   a.authenticateClient,
+			"signedRequest": a.authenticateServer,
 		},
 	})
 	if err != nil {
@@ -89,6 +109,18 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	return nil
+}
+
+// authenticateServer checks the X-Matrix signature of a federation request
+// (over the raw body) and puts the origin server in the request context.
+func (a *App) authenticateServer(c echo.Context) error {
+	r := c.Request()
+	origin, err := a.Federation.Verifier.Verify(r.Context(), r.Header.Get("Authorization"), r.Method, r.RequestURI, server.RawBody(r.Context()))
+	if err != nil {
+		return err
+	}
+	c.SetRequest(r.WithContext(federation.WithOrigin(r.Context(), origin)))
 	return nil
 }
 

@@ -10,11 +10,13 @@ import (
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 )
 
 // Server implements every client-server operation of the vendored spec.
 type Server struct {
 	Config *config.Config
+	Keys   *e2ekeys.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.
