@@ -278,6 +278,7 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 		d.release(userID, true)
 		return err
 	}
+	d.Log.Info("device list resynced", "user_id", userID, "stream_id", snap.StreamID, "devices", len(snap.Devices))
 	return nil
 }
 

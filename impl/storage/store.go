@@ -187,8 +187,23 @@ func (s *Store) Close() error {
 // against one PostgreSQL: the migration lock is retried until it is free.
 func (s *Store) Migrate(ctx context.Context) error {
 	m := migrate.NewMigrator(s.DB, migrations.Migrations)
-	if err := m.Init(ctx); err != nil {
-		return fmt.Errorf("database: init migrations: %w", err)
+	// Init creates bun's bookkeeping tables with CREATE TABLE IF NOT
+	// EXISTS, which PostgreSQL does not make safe against a concurrent
+	// identical statement (unique violation in pg_type): processes starting
+	// together retry until the tables exist.
+	for attempt := 1; ; attempt++ {
+		err := m.Init(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			return fmt.Errorf("database: init migrations: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
