@@ -22,7 +22,7 @@ func init() {
 //	                     with expired_ts = now) and start signing with a new one
 func keysCommand(ctx context.Context, cfg *config.Config, args []string, stdout, _ io.Writer) error {
 	if len(args) != 1 || args[0] != "rotate" {
-		return errors.New("usage: myelin keys rotate")
+		return errors.New("usage: myelin keys [flags] rotate (flags before the subcommand)")
 	}
 	store, err := storage.Open(ctx, cfg.Database, storage.Options{MaxConns: 2})
 	if err != nil {

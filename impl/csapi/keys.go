@@ -1,9 +1,7 @@
 package csapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -13,21 +11,11 @@ import (
 	"github.com/myelin-hs/myelin/impl/server"
 )
 
-// keysResponse writes a 200 JSON answer built outside the generated models:
-// device keys are signed objects and must reach clients with every member
-// the device signed, which the generated structs would drop.
+// keysResponse is an answer built outside the generated models: device
+// keys are signed objects (see server.WriteJSON).
 type keysResponse struct{ v any }
 
-func (r keysResponse) write(w http.ResponseWriter) error {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(r.v); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, err := buf.WriteTo(w)
-	return err
-}
+func (r keysResponse) write(w http.ResponseWriter) error { return server.WriteJSON(w, r.v) }
 
 func (r keysResponse) VisitQueryKeysResponse(w http.ResponseWriter) error { return r.write(w) }
 func (r keysResponse) VisitClaimKeysResponse(w http.ResponseWriter) error { return r.write(w) }

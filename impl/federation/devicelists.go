@@ -28,7 +28,6 @@ type DeviceLists struct {
 	Store  *storage.Store
 	Client *Client
 	Log    *slog.Logger
-	Now    func() time.Time
 
 	wakeOnce sync.Once
 	wake     chan struct{}
@@ -47,11 +46,12 @@ const (
 	resyncWorkers    = 4
 )
 
-func (d *DeviceLists) now() int64 {
-	if d.Now != nil {
-		return d.Now().UnixMilli()
-	}
-	return time.Now().UnixMilli()
+func (d *DeviceLists) now() int64 { return time.Now().UnixMilli() }
+
+// populated reports whether the cached list has ever been filled (by a
+// resync or by an update starting a sequence), so it can be answered from.
+func populated(l storage.RemoteDeviceList) bool {
+	return l.StaleGen == l.ResyncedGen || l.ResyncedGen > 0 || l.KnownThrough > 0
 }
 
 func (d *DeviceLists) wakeCh() chan struct{} {
@@ -234,7 +234,7 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 		err = fmt.Errorf("answer is about %q", snap.UserID)
 	}
 	if err != nil {
-		d.release(userID, true)
+		d.release(userID, ctx.Err() == nil) // no backoff for a shutdown
 		return fmt.Errorf("resync %s: %w", userID, err)
 	}
 	err = d.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
@@ -362,7 +362,7 @@ func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 	server, _ := mxid.ServerName(userID)
 	var row storage.RemoteDeviceList
 	err := d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
-	if err == nil && (row.StaleGen == row.ResyncedGen || row.ResyncedGen > 0 || row.KnownThrough > 0) {
+	if err == nil && populated(row) {
 		return nil
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -393,7 +393,7 @@ func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 		if err := d.Store.R.NewSelect().Model(&cur).Where("user_id = ?", userID).Scan(ctx); err != nil {
 			return err
 		}
-		if cur.ResyncedGen > 0 || cur.StaleGen == cur.ResyncedGen {
+		if populated(cur) {
 			return nil
 		}
 		select {

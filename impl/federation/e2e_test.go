@@ -260,6 +260,16 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	bSees("LAPTOP=", 2*time.Second, "deletion seen by B's clients", bQuery)
+
+	// B's clients claim A's one-time keys through federation.
+	testenv.WantStatus(t, testenv.Do(t, urlA, "POST", "/_matrix/client/v3/keys/upload", laptopTok,
+		`{"one_time_keys":{"signed_curve25519:K1":{"key":"one-time"}}}`), 200)
+	claim := map[string]any{"one_time_keys": map[string]any{alice: map[string]string{"LAPTOP": "signed_curve25519"}}}
+	r := testenv.Do(t, urlB, "POST", "/_matrix/client/v3/keys/claim", bobTok, claim)
+	testenv.WantStatus(t, r, 200)
+	if _, ok := r.Body["one_time_keys"].(map[string]any)[alice].(map[string]any)["LAPTOP"].(map[string]any)["signed_curve25519:K1"]; !ok {
+		t.Fatalf("remote claim: %s", r.Raw)
+	}
 	if got := resyncs(); got != 1 {
 		t.Fatalf("B resynced alice's list %d times; the updates in series needed none after the first fetch", got)
 	}

@@ -27,7 +27,6 @@ type Keyring struct {
 	Store    *storage.Store
 	Resolver *Resolver
 	HTTP     *http.Client
-	Now      func() time.Time
 
 	mu        sync.Mutex
 	mem       map[keyRef]cachedKey
@@ -57,16 +56,9 @@ const (
 // ErrNoKey reports that no valid key with the requested ID could be found.
 var ErrNoKey = errors.New("no valid key")
 
-func (k *Keyring) now() time.Time {
-	if k.Now != nil {
-		return k.Now()
-	}
-	return time.Now()
-}
-
 // VerifyKey returns the public key keyID of server, valid now.
 func (k *Keyring) VerifyKey(ctx context.Context, server string, keyID signing.KeyID) (ed25519.PublicKey, error) {
-	now := k.now().UnixMilli()
+	now := time.Now().UnixMilli()
 	ref := keyRef{server, keyID}
 	k.mu.Lock()
 	c, ok := k.mem[ref]
@@ -97,7 +89,7 @@ func (k *Keyring) VerifyKey(ctx context.Context, server string, keyID signing.Ke
 	k.mu.Lock()
 	c, ok = k.mem[ref]
 	k.mu.Unlock()
-	if ok && c.validUntil > k.now().UnixMilli() {
+	if ok && c.validUntil > time.Now().UnixMilli() {
 		return c.pub, nil
 	}
 	return nil, fmt.Errorf("%w: %s does not publish key %s", ErrNoKey, server, keyID)
@@ -144,11 +136,11 @@ func (k *Keyring) fetch(ctx context.Context, server string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("key document: HTTP %d", resp.StatusCode)
 	}
-	keys, validUntil, err := CheckKeyDocument(raw, server, k.now())
+	keys, validUntil, err := CheckKeyDocument(raw, server, time.Now())
 	if err != nil {
 		return err
 	}
-	now := k.now().UnixMilli()
+	now := time.Now().UnixMilli()
 	rows := make([]storage.ServerKey, 0, len(keys))
 	for id, pub := range keys {
 		rows = append(rows, storage.ServerKey{ServerName: server, KeyID: string(id),

@@ -30,7 +30,6 @@ type Outbox struct {
 	PublishNames bool
 	// Poke is called after the change commits (the sender wakes up).
 	Poke func()
-	Now  func() time.Time
 }
 
 var _ devices.ChangeHook = (*Outbox)(nil).Hook
@@ -61,11 +60,7 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 	for _, d := range devs {
 		byID[d.DeviceID] = d
 	}
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
-	}
-	ts := now().UnixMilli()
+	ts := time.Now().UnixMilli()
 	rows := make([]storage.OutboxEDU, 0, len(changes)*len(dests))
 	for _, c := range changes {
 		u := DeviceListUpdate{UserID: c.UserID, DeviceID: c.DeviceID, StreamID: c.StreamID, PrevID: []int64{}, Deleted: c.Deleted}

@@ -19,7 +19,6 @@ type Receiver struct {
 	Store *storage.Store
 	Lists *DeviceLists
 	Log   *slog.Logger
-	Now   func() time.Time
 }
 
 // Spec limits per transaction.
@@ -78,13 +77,9 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 		}
 		updates = append(updates, u)
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
 	stale := false
 	err := r.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewInsert().Model(&storage.ReceivedTxn{Origin: origin, TxnID: txnID, ReceivedTS: now().UnixMilli()}).
+		res, err := tx.NewInsert().Model(&storage.ReceivedTxn{Origin: origin, TxnID: txnID, ReceivedTS: time.Now().UnixMilli()}).
 			On("CONFLICT DO NOTHING").Exec(ctx)
 		if err != nil {
 			return err

@@ -59,7 +59,8 @@ func splitServerName(name string) (host, port string, err error) {
 		if end < 0 {
 			return "", "", fmt.Errorf("bad server name %q", name)
 		}
-		host, rest := name[:end+1], name[end+1:]
+		var rest string
+		host, rest = name[:end+1], name[end+1:]
 		if rest == "" {
 			return host, "", nil
 		}

@@ -3,9 +3,7 @@
 package ssapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 
 	"github.com/myelin-hs/myelin/gen/fedapi"
@@ -20,24 +18,11 @@ type Server struct {
 
 var _ fedapi.StrictServerInterface = (*Server)(nil)
 
-// jsonResponse writes a 200 JSON answer built outside the generated models:
-// signed objects (the key document, device keys) must travel exactly as
-// signed, with members the generated structs do not declare, and a device
-// without keys has no "keys" at all.
+// jsonResponse is an answer built outside the generated models (see
+// server.WriteJSON); a device without keys has no "keys" member at all.
 type jsonResponse struct{ v any }
 
-func (r jsonResponse) write(w http.ResponseWriter) error {
-	var buf bytes.Buffer
-	if raw, ok := r.v.([]byte); ok {
-		buf.Write(raw)
-	} else if err := json.NewEncoder(&buf).Encode(r.v); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, err := buf.WriteTo(w)
-	return err
-}
+func (r jsonResponse) write(w http.ResponseWriter) error { return server.WriteJSON(w, r.v) }
 
 func (r jsonResponse) VisitGetServerKeysResponse(w http.ResponseWriter) error { return r.write(w) }
 func (r jsonResponse) VisitGetServerKeyResponse(w http.ResponseWriter) error  { return r.write(w) }
