@@ -24,8 +24,9 @@ type Device struct {
 }
 
 // LoadDevices returns the devices of the given users with their keys, in
-// (user, device) order. db may be a transaction.
-func LoadDevices(ctx context.Context, db bun.IDB, userIDs []string) ([]Device, error) {
+// (user, device) order; only those in deviceIDs unless it is nil. db may be
+// a transaction.
+func LoadDevices(ctx context.Context, db bun.IDB, userIDs, deviceIDs []string) ([]Device, error) {
 	if len(userIDs) == 0 {
 		return nil, nil
 	}
@@ -35,12 +36,14 @@ func LoadDevices(ctx context.Context, db bun.IDB, userIDs []string) ([]Device, e
 		DisplayName *string `bun:"display_name"`
 		KeyJSON     *string `bun:"key_json"`
 	}
-	err := db.NewSelect().TableExpr("devices AS d").
+	q := db.NewSelect().TableExpr("devices AS d").
 		ColumnExpr("d.user_id, d.device_id, d.display_name, k.key_json").
 		Join("LEFT JOIN device_keys AS k ON k.user_id = d.user_id AND k.device_id = d.device_id").
-		Where("d.user_id IN (?)", bun.In(userIDs)).
-		OrderExpr("d.user_id, d.device_id").
-		Scan(ctx, &rows)
+		Where("d.user_id IN (?)", bun.In(userIDs))
+	if deviceIDs != nil {
+		q = q.Where("d.device_id IN (?)", bun.In(deviceIDs))
+	}
+	err := q.OrderExpr("d.user_id, d.device_id").Scan(ctx, &rows)
 	if err != nil {
 		return nil, err
 	}

@@ -244,7 +244,7 @@ func (s *Service) QueryLocal(ctx context.Context, users map[string][]string, wit
 			ids = append(ids, u)
 		}
 	}
-	devs, err := LoadDevices(ctx, s.Store.R, ids)
+	devs, err := LoadDevices(ctx, s.Store.R, ids, nil)
 	if err != nil {
 		return nil, err
 	}

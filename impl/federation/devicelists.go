@@ -357,51 +357,47 @@ func (d *DeviceLists) Run(ctx context.Context) {
 
 // ensure makes sure userID's list is cached, resyncing it now if it was
 // never fetched. A list that is cached but stale is answered from the cache
-// (the worker refreshes it) rather than making the client wait.
+// (the worker refreshes it) rather than making the client wait; one whose
+// fetch failed lately is not fetched again before its backoff ends.
 func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 	server, _ := mxid.ServerName(userID)
 	var row storage.RemoteDeviceList
 	err := d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
-	if err == nil && populated(row) {
-		return nil
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
 	if errors.Is(err, sql.ErrNoRows) {
-		err := d.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		err = d.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 			if _, _, err := d.lockList(ctx, tx, userID, server); err != nil {
 				return err
 			}
 			return markStale(ctx, tx, userID)
 		})
-		if err != nil {
-			return err
+		if err == nil {
+			err = d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
 		}
 	}
-	for {
-		ok, gen, err := d.claim(ctx, userID, true)
-		if err != nil {
-			return err
+	for err == nil {
+		if populated(row) {
+			return nil
+		}
+		if wait := time.Duration(row.NextAttemptTS-d.now()) * time.Millisecond; wait > 0 {
+			return fmt.Errorf("%s could not be reached; retrying in %s", server, wait.Round(time.Second))
+		}
+		ok, gen, cerr := d.claim(ctx, userID, true)
+		if cerr != nil {
+			return cerr
 		}
 		if ok {
 			return d.resync(ctx, userID, gen)
 		}
 		// Another resync of this user is running (maybe in another
-		// process): wait for it.
-		var cur storage.RemoteDeviceList
-		if err := d.Store.R.NewSelect().Model(&cur).Where("user_id = ?", userID).Scan(ctx); err != nil {
-			return err
-		}
-		if populated(cur) {
-			return nil
-		}
+		// process): wait for its outcome.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+		err = d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
 	}
+	return err
 }
 
 // QueryDevices implements e2ekeys.Remote from the cache, fetching the lists

@@ -266,6 +266,11 @@ func TestConcurrentFirstQueriesFetchAListOnceAndFailuresBackOff(t *testing.T) {
 			t.Fatalf("no backoff after a failed resync: %+v", l)
 		}
 
+		if _, again := r.lists.QueryDevices(context.Background(), map[string][]string{bob: nil}); again["a.test"] == nil || r.fetches.Load() != 1 {
+			t.Fatalf("a query during the backoff fetched again (%d fetches)", r.fetches.Load())
+		}
+		time.Sleep(time.Until(time.UnixMilli(l.NextAttemptTS))) // the backoff passes
+
 		one := "one"
 		r.serve(federation.UserDevices{UserID: bob, StreamID: 2, Devices: []federation.UserDevice{{DeviceID: "D1", DisplayName: &one,
 			Keys: json.RawMessage(`{"user_id":"` + bob + `","device_id":"D1","algorithms":["a"],"keys":{"ed25519:D1":"k"},"signatures":{}}`)}}}, 200)

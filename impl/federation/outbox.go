@@ -52,9 +52,18 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 	if len(dests) == 0 {
 		return nil
 	}
-	devs, err := e2ekeys.LoadDevices(ctx, tx, []string{userID})
-	if err != nil {
-		return err
+	var present []string
+	for _, c := range changes {
+		if !c.Deleted {
+			present = append(present, c.DeviceID)
+		}
+	}
+	var devs []e2ekeys.Device
+	if len(present) > 0 {
+		var err error
+		if devs, err = e2ekeys.LoadDevices(ctx, tx, []string{userID}, present); err != nil {
+			return err
+		}
 	}
 	byID := make(map[string]e2ekeys.Device, len(devs))
 	for _, d := range devs {

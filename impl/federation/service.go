@@ -171,7 +171,7 @@ func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserD
 		Where("user_id = ?", userID).Scan(ctx, &out.StreamID); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return UserDevices{}, err
 	}
-	devs, err := e2ekeys.LoadDevices(ctx, s.Store.R, []string{userID})
+	devs, err := e2ekeys.LoadDevices(ctx, s.Store.R, []string{userID}, nil)
 	if err != nil {
 		return UserDevices{}, err
 	}
