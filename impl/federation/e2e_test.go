@@ -279,7 +279,11 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 	b.stop(t)
 	rename("LAPTOP", "Laptop (while B was down)")
 	testenv.IssueToken(t, stA, coreA, alice, "TABLET")
-	time.Sleep(1500 * time.Millisecond) // let A fail and back off
+	eventually(t, 10*time.Second, "A fails to reach B and backs off", func() (bool, string) {
+		var d storage.Destination
+		err := stA.R.NewSelect().Model(&d).Where("destination = 'b.test'").Scan(ctx)
+		return err == nil && d.Failures > 0, fmt.Sprint(d, err)
+	})
 	b.start(t, bin)
 	bSees("LAPTOP=Laptop (while B was down),TABLET=", 30*time.Second, "changes made while B was down", bCache)
 	if got := resyncs(); got != 1 {
@@ -295,15 +299,16 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 		}
 		return ""
 	}
+	outboxEmpty := func() (bool, string) {
+		n, err := stA.R.NewSelect().Model((*storage.OutboxEDU)(nil)).Count(ctx)
+		return err == nil && n == 0, fmt.Sprint(n, err)
+	}
+	eventually(t, 5*time.Second, "A's outbox drained before its restart", outboxEmpty)
 	before := keyID()
 	a.stop(t)
 	a.start(t, bin, "--federation-test-drop", "2")
 	if after := keyID(); after != before || before == "" {
 		t.Fatalf("A's signing key changed across a restart: %s → %s", before, after)
-	}
-	outboxEmpty := func() (bool, string) {
-		n, err := stA.R.NewSelect().Model((*storage.OutboxEDU)(nil)).Count(ctx)
-		return err == nil && n == 0, fmt.Sprint(n, err)
 	}
 	rename("TABLET", "x")
 	bSees("LAPTOP=Laptop (while B was down),TABLET=x", 2*time.Second, "first EDU after A's restart", bCache)

@@ -245,12 +245,20 @@ func TestOutboxRetriesTheSameTransactionUntilAccepted(t *testing.T) {
 		if len(tries) != 5 || tries[0] != tries[1] || tries[1] != tries[2] || tries[2] != tries[3] || tries[3] == tries[4] {
 			t.Fatalf("txn IDs tried %v: want the first retried 3 times, then a new one", tries)
 		}
-		var d storage.Destination
-		if err := o.store.R.NewSelect().Model(&d).Where("destination = ?", "b.test").Scan(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if d.Failures != 0 || d.LeaseOwner != "" {
-			t.Fatalf("destination state after success: %+v", d)
+		// The lease is given back once the sender finds nothing more to send.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var d storage.Destination
+			if err := o.store.R.NewSelect().Model(&d).Where("destination = ?", "b.test").Scan(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if d.Failures == 0 && d.NextAttemptTS == 0 && d.LeaseOwner == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("destination state after success: %+v", d)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 }

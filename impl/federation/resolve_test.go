@@ -2,6 +2,8 @@ package federation_test
 
 import (
 	"context"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +18,7 @@ func TestServerNamesResolveByTheSpecRules(t *testing.T) {
 	var wellKnown atomic.Pointer[string] // served for example.com
 	delegate := func(body string) { wellKnown.Store(&body) }
 	delegate(`{"m.server":"delegated.example.com:4443"}`)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		if r.Host != "example.com" || r.URL.Path != "/.well-known/matrix/server" {
 			http.NotFound(w, r)
@@ -24,6 +26,8 @@ func TestServerNamesResolveByTheSpecRules(t *testing.T) {
 		}
 		_, _ = w.Write([]byte(*wellKnown.Load()))
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed TLS handshakes are expected
+	srv.StartTLS()
 	defer srv.Close()
 	// Every name "resolves" to the test server, whose certificate is valid
 	// for example.com only; the other names fail TLS like a missing server.
