@@ -45,6 +45,9 @@ func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestOb
 	if _, err := auth.MustFromContext(ctx); err != nil {
 		return nil, err
 	}
+	if req.Body == nil || req.Body.DeviceKeys == nil {
+		return nil, matrixerr.BadJSON(`Missing field "device_keys"`)
+	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout(req.Body.Timeout))
 	defer cancel()
 	keys, failures, err := s.Keys.Query(ctx, req.Body.DeviceKeys)
@@ -57,6 +60,9 @@ func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestOb
 func (s *Server) ClaimKeys(ctx context.Context, req clientapi.ClaimKeysRequestObject) (clientapi.ClaimKeysResponseObject, error) {
 	if _, err := auth.MustFromContext(ctx); err != nil {
 		return nil, err
+	}
+	if req.Body == nil || req.Body.OneTimeKeys == nil {
+		return nil, matrixerr.BadJSON(`Missing field "one_time_keys"`)
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout(req.Body.Timeout))
 	defer cancel()

@@ -153,8 +153,15 @@ func TestEachOneTimeKeyIsClaimedOnceUnderConcurrency(t *testing.T) {
 	})
 }
 
-func TestKeysChangesAnswersAMatrixError(t *testing.T) {
+func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	s := testenv.Start(t, testenv.SQLite, nil)
 	tok := s.Login(t, "@alice:"+s.Config.ServerName, "PHONE")
 	testenv.WantError(t, s.Do(t, "GET", "/_matrix/client/v3/keys/changes?from=s1&to=s2", tok, nil), 400, "M_INVALID_PARAM")
+	for _, path := range []string{"/_matrix/client/v3/keys/query", "/_matrix/client/v3/keys/claim"} {
+		testenv.WantError(t, s.Do(t, "POST", path, tok, nil), 400, "M_BAD_JSON")
+	}
+	r := s.Do(t, "POST", "/_matrix/client/v3/keys/query", tok, map[string]any{"device_keys": map[string]any{"not-a-user": []string{}}})
+	testenv.WantError(t, r, 400, "M_INVALID_PARAM")
+	r = s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, `{"device_keys":{"user_id":"@alice:`+s.Config.ServerName+`","device_id":"PHONE","algorithms":["a"],"keys":{},"signatures":{}}}`)
+	testenv.WantError(t, r, 400, "M_BAD_JSON")
 }
