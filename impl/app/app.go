@@ -54,15 +54,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
 
-	a.Devices = &devices.Core{Store: store}
+	// Device-list changes queue their federation EDUs in their own
+	// transaction; the sender is woken once they commit.
+	outbox := federation.NewOutbox(cfg)
+	a.Devices = &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}}
 	a.Keys = &e2ekeys.Service{Store: store, Devices: a.Devices, ServerName: cfg.ServerName}
 	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
 		store.Close()
 		return nil, err
 	}
-	// Device-list changes queue their federation EDUs in their own
-	// transaction; remote users' keys come from the federation cache.
-	a.Devices.Hooks = append(a.Devices.Hooks, a.Federation.Outbox.Hook)
+	outbox.Poke = a.Federation.Sender.Poke
+	// Remote users' keys come from the federation cache.
 	a.Keys.Remote = a.Federation.Lists
 	a.background = append(a.background, a.Federation.Background()...)
 

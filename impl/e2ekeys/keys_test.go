@@ -25,7 +25,7 @@ func TestUploadedDeviceKeysAreServedWithDisplayNameAndCountAsADeviceChange(t *te
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
 		alice := "@alice:" + s.Config.ServerName
-		tok := s.Login(t, alice, "PHONE")
+		tok := login(t, s, alice, "PHONE")
 		if _, err := s.App.Store.DB.NewUpdate().Model((*storage.Device)(nil)).Set("display_name = ?", "Alice's phone").
 			Where("user_id = ?", alice).Exec(context.Background()); err != nil {
 			t.Fatal(err)
@@ -70,7 +70,7 @@ func TestUploadRefusesKeysNotSignedByTheCallingDevice(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
 		alice := "@alice:" + s.Config.ServerName
-		tok := s.Login(t, alice, "PHONE")
+		tok := login(t, s, alice, "PHONE")
 		good, _ := testenv.SignedDeviceKeys(t, alice, "PHONE")
 		other, _ := testenv.SignedDeviceKeys(t, alice, "LAPTOP")
 		tampered := strings.Replace(string(good), "m.megolm.v1.aes-sha2", "m.megolm.v2.aes-sha2", 1)
@@ -97,7 +97,7 @@ func TestUploadRefusesKeysNotSignedByTheCallingDevice(t *testing.T) {
 func TestOneTimeKeyWithChangedContentIsRefused(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
-		tok := s.Login(t, "@alice:"+s.Config.ServerName, "PHONE")
+		tok := login(t, s, "@alice:"+s.Config.ServerName, "PHONE")
 		up := func(v string) testenv.Response {
 			return s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{"one_time_keys": map[string]any{"curve25519:A": v}})
 		}
@@ -113,7 +113,7 @@ func TestEachOneTimeKeyIsClaimedOnceUnderConcurrency(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
 		alice := "@alice:" + s.Config.ServerName
-		tok := s.Login(t, alice, "PHONE")
+		tok := login(t, s, alice, "PHONE")
 		otks := map[string]any{}
 		for i := range 20 {
 			otks[fmt.Sprintf("signed_curve25519:K%02d", i)] = map[string]any{"key": fmt.Sprintf("key%02d", i)}
@@ -155,7 +155,7 @@ func TestEachOneTimeKeyIsClaimedOnceUnderConcurrency(t *testing.T) {
 
 func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	s := testenv.Start(t, testenv.SQLite, nil)
-	tok := s.Login(t, "@alice:"+s.Config.ServerName, "PHONE")
+	tok := login(t, s, "@alice:"+s.Config.ServerName, "PHONE")
 	testenv.WantError(t, s.Do(t, "GET", "/_matrix/client/v3/keys/changes?from=s1&to=s2", tok, nil), 400, "M_INVALID_PARAM")
 	for _, path := range []string{"/_matrix/client/v3/keys/query", "/_matrix/client/v3/keys/claim"} {
 		testenv.WantError(t, s.Do(t, "POST", path, tok, nil), 400, "M_BAD_JSON")
@@ -164,4 +164,8 @@ func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	testenv.WantError(t, r, 400, "M_INVALID_PARAM")
 	r = s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, `{"device_keys":{"user_id":"@alice:`+s.Config.ServerName+`","device_id":"PHONE","algorithms":["a"],"keys":{},"signatures":{}}}`)
 	testenv.WantError(t, r, 400, "M_BAD_JSON")
+}
+
+func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {
+	return testenv.IssueToken(t, s.App.Store, s.App.Devices, userID, deviceID)
 }

@@ -137,3 +137,7 @@ func (p *peer) do(t *testing.T, base, destination, method, path string, body any
 	_ = json.Unmarshal(raw, &r.Body)
 	return r
 }
+
+func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {
+	return testenv.IssueToken(t, s.App.Store, s.App.Devices, userID, deviceID)
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/storage"
@@ -33,6 +34,13 @@ type Outbox struct {
 }
 
 var _ devices.ChangeHook = (*Outbox)(nil).Hook
+
+// NewOutbox returns the outbox of cfg's server. Every devices.Core that
+// changes devices (the server's and the admin CLI's) must carry its Hook,
+// so no change misses its EDUs; the server sets Poke to its sender's.
+func NewOutbox(cfg *config.Config) *Outbox {
+	return &Outbox{ServerName: cfg.ServerName, Peers: cfg.FederationPeers, PublishNames: cfg.PublishDeviceNames}
+}
 
 // Hook queues one EDU per change and destination. Changes come from one
 // user, in stream order; stream ids are gap-free per user, so the update

@@ -17,7 +17,7 @@ func TestPeersQueryAndClaimLocalKeysAndBecomeSubscribers(t *testing.T) {
 			c.PublishDeviceNames = false
 			c.FederationResolve = map[string]string{"origin.test": origin.srv.URL}
 		})
-		tok := s.Login(t, "@alice:s.test", "PHONE")
+		tok := login(t, s, "@alice:s.test", "PHONE")
 		if _, err := s.App.Store.DB.NewUpdate().Model((*storage.Device)(nil)).Set("display_name = 'Secret name'").
 			Where("user_id = '@alice:s.test'").Exec(context.Background()); err != nil {
 			t.Fatal(err)

@@ -39,7 +39,6 @@ type Service struct {
 	Keyring  *Keyring
 	Client   *Client
 	Verifier *Verifier
-	Outbox   *Outbox
 	Sender   *Sender
 	Lists    *DeviceLists
 	Receiver *Receiver
@@ -60,7 +59,6 @@ func New(ctx context.Context, cfg *config.Config, store *storage.Store, log *slo
 	s.Client = &Client{Identity: s.Identity, Resolver: s.Resolver, HTTP: httpc}
 	s.Sender = &Sender{Store: store, Client: s.Client, ServerName: cfg.ServerName, Log: log, DropEvery: cfg.FederationTestDrop}
 	s.Verifier = &Verifier{ServerName: cfg.ServerName, Keys: s.Keyring, Seen: s.Sender.PeerAlive}
-	s.Outbox = &Outbox{ServerName: cfg.ServerName, Peers: cfg.FederationPeers, PublishNames: cfg.PublishDeviceNames, Poke: s.Sender.Poke}
 	s.Lists = &DeviceLists{Store: store, Client: s.Client, Log: log}
 	s.Receiver = &Receiver{Store: store, Lists: s.Lists, Log: log}
 	if cfg.FederationTestDrop > 0 {

@@ -27,7 +27,7 @@ func TestSignedRequestsAreVerifiedAndBadOnesRefused(t *testing.T) {
 				"badsig.test": badSelf.srv.URL, "down.test": "http://127.0.0.1:1",
 			}
 		})
-		s.Login(t, "@alice:s.test", "PHONE")
+		login(t, s, "@alice:s.test", "PHONE")
 		const path = "/_matrix/federation/v1/user/devices/@alice:s.test"
 
 		r := origin.do(t, s.URL, "s.test", "GET", path, nil, nil)

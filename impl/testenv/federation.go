@@ -15,10 +15,10 @@ import (
 )
 
 // IssueToken creates userID (if absent) and logs in deviceID (creating
-// the device), straight in the database through core, and returns the
-// access token. It stands in for /register and /login in tests of other
-// areas; it also works on the database of a server running in another
-// process (SQLite WAL).
+// the device), straight in the database through core (with its change
+// hooks), and returns the access token. Federation tests use it on the
+// database of a myelin process they started (SQLite WAL allows it while
+// the server runs).
 func IssueToken(t testing.TB, store *storage.Store, core *devices.Core, userID, deviceID string) string {
 	t.Helper()
 	var tok string
@@ -35,12 +35,6 @@ func IssueToken(t testing.TB, store *storage.Store, core *devices.Core, userID, 
 		t.Fatalf("issue token for %s/%s: %v", userID, deviceID, err)
 	}
 	return tok
-}
-
-// Login is IssueToken on an in-process server.
-func (s *Server) Login(t testing.TB, userID, deviceID string) string {
-	t.Helper()
-	return IssueToken(t, s.App.Store, s.App.Devices, userID, deviceID)
 }
 
 // SignedDeviceKeys returns a device_keys object for /keys/upload, signed
