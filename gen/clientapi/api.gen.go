@@ -138,7 +138,7 @@ type DeactivateAccountJSONBody_Auth struct {
 	Session *string `json:"session,omitempty"`
 
 	// Type The login type that the client is attempting to complete.
-	Type                 string                 `json:"type"`
+	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -173,7 +173,7 @@ type ChangePasswordJSONBody_Auth struct {
 	Session *string `json:"session,omitempty"`
 
 	// Type The login type that the client is attempting to complete.
-	Type                 string                 `json:"type"`
+	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -317,7 +317,7 @@ type DeleteDevicesJSONBody_Auth struct {
 	Session *string `json:"session,omitempty"`
 
 	// Type The login type that the client is attempting to complete.
-	Type                 string                 `json:"type"`
+	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -336,7 +336,7 @@ type DeleteDeviceJSONBody_Auth struct {
 	Session *string `json:"session,omitempty"`
 
 	// Type The login type that the client is attempting to complete.
-	Type                 string                 `json:"type"`
+	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -574,7 +574,7 @@ type RegisterJSONBody_Auth struct {
 	Session *string `json:"session,omitempty"`
 
 	// Type The login type that the client is attempting to complete.
-	Type                 string                 `json:"type"`
+	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
@@ -885,9 +885,11 @@ func (a DeactivateAccountJSONBody_Auth) MarshalJSON() ([]byte, error) {
 		}
 	}
 
-	object["type"], err = json.Marshal(a.Type)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -966,9 +968,11 @@ func (a ChangePasswordJSONBody_Auth) MarshalJSON() ([]byte, error) {
 		}
 	}
 
-	object["type"], err = json.Marshal(a.Type)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -1130,9 +1134,11 @@ func (a DeleteDevicesJSONBody_Auth) MarshalJSON() ([]byte, error) {
 		}
 	}
 
-	object["type"], err = json.Marshal(a.Type)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -1211,9 +1217,11 @@ func (a DeleteDeviceJSONBody_Auth) MarshalJSON() ([]byte, error) {
 		}
 	}
 
-	object["type"], err = json.Marshal(a.Type)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -1439,9 +1447,11 @@ func (a RegisterJSONBody_Auth) MarshalJSON() ([]byte, error) {
 		}
 	}
 
-	object["type"], err = json.Marshal(a.Type)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'type': %w", err)
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
 	}
 
 	for fieldName, field := range a.AdditionalProperties {
@@ -4618,253 +4628,253 @@ func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L15c9u21j/+VjB65jtNUknekrTxb56Z68ROoza2Uy9JF3ZEiIQk1CTAEKAV9d6899/gYCFAUbK8pO3t",
-	"o/7TWBIBEDg4y+ds/+4kPC84I0yKzv6/O4IkVUnl/DyZkpzARzhJiBAX/Iow9WdKRFLSQlLOOvudiylB",
-	"+gdDqX6BSiKrkpEUjeYIowRnGZIcxfFWxieUxTHipfqrJBMqJCnjuNPtUDXSx4qU8063w3BOOvsdf9BO",
-	"tyPnBXxa0B/IvPP582f11JirBUkqM/XdMZYl/YReZZQw2Tsn5TUp0cG7AXp0PCcZZUhUI0Hk4063c01K",
-	"ode/09/ub3c+dzu8IAwXtLPf2etv9/c63U6B5RQ2YKs/I1nWu2J8xrZymGUrgVnUtxMiF7flOyIFSqlI",
-	"+DUp50gttcyx+hLhEa8kklOCUp5jyvpI7eGYZgTlWP00yaqURAynKVUP4AxdkbnootmUJlN0fHl+gcY8",
-	"y/gMBvkeX2NU4OQKTwhiOKdsghLOrglTD3cjRvqTPorjhOd98gnnRUb6+RwXRb8oeUFKOY9jtQQqEGGi",
-	"KolA9gs1HBEIlyRioqISjzLzWYETkqIxLxHByRThoshoYl6PpagkaZUQAesrqbhCfByxJMNiSkQ/YhE7",
-	"4ZIgOcVqH2DitOCUSUQFYlwiRtTZ45JmczTFLM00OanhpjwnAo62G7FRJYHMGJdTUqIZGZmvFMmNCKqE",
-	"WaU9CbU54Sjo8uxtvwPHX8ILDFJ9fB9IlsGJd7qdkoiCM6Gvw+72tvpfwpk0FOC9/tbvgsMtEer+YPjW",
-	"neM7va9UjxMSzEE9Ri8lBWEpYRIOHlVCLXv1OffrK8JHv5NEKpIOZ7gUehc15Qq1RSmRpMwpI82tRVRN",
-	"T+Uc2Q/UscIuR4wXhixrzqGenyMx5VWWqo2nTJISJ1ItckblVC3PEJ969bxfz6X+HmFBhlWZdfY7UykL",
-	"sb9lrpmj2ITn6o3yvl3YcOXT9lfN53k5qT+qhOS5uwXmIBsDmR+p62Kf4+Wko9hPEZxm85Vu3ntDkj4t",
-	"emxC7Vg4Q/2abTxYfatoGci9QeLqIz1zz3yScMZIoh4XwdGs2n5HYEKqewR7UJKPFS1J2tn/tV7fb13H",
-	"kt/UixjU79ZGq60nu/4mNuj1QXeyOfYdtrOVHu+yoQO7lvM1drUxXkCi3piHTkytHm2Bo5g1tIq5vjrU",
-	"p9tPF/f4hNuNXCIfrzHN8CgjfXgDUeU5LudWphohv3qEpoRVL4MnQm2CWTNOc8qokJrnd35TM20NA9m+",
-	"db23hZOEV0xupUQxs2ssgX0VXLSI/EP3G5i6EqT8SiAzQheVJOfXih8qjQiPaKZO0ZKY+jGSPGKgJCE8",
-	"UatWghLkstJhnIishBGs8aUgZW9gOe01QQeVnCryMJL44N0gHsIoB8zoaEjraDWjFtUop1KSVN2mhiwe",
-	"wzR6M9AUi4hhNQ5MJYhQCpRZY8BtlBKTTDGb6H0YZ3wm6kNFWripjeAMzaYEJDeO2DXOaBouk4Iqck1T",
-	"ksJElyyjV0SLIbdO0W2sO+VEaxESXxGEGYpjmg59dTKOI1bgEudK/KERSXAlmiJQTU4+FSQxeyPohGl9",
-	"hnysiJB6v0jEFjmPkASnizpFTR8HmiY6+noSIV/ydH4rnSLkZ7iS0+Wahiwr0ry5B7VuiUOi8e+RT509",
-	"6hEaXiC0hoA3/xwmJYHtwUqmqntacF6KKS5JKkhSErUHhpQ6+51P6r+a8Vheqf7sjznvLAhd92gbH7/G",
-	"WUUQ11RsfqkUKjSh14Qt6pP9RYZsP2gbXt9U9b1VZN1doQJhKUlegP4jOShKGZGkfyPPh2893ty40odY",
-	"4jbpSdOlUvOiRYJJjio2oiwFZmS2yDCsvXeDQ4HGJc/7ERuM4SbZW9htXhIwRuzlgXumv1A3DHZlhgXi",
-	"JZ1QhrNsrn/KEUwNloNe2ZiSso8GY32jvPHdXVaauDGAgmmQnaUbMSpRXglpLFB38/VPh/qFhyURVSaV",
-	"GTqOWBwz3hNVUfBSxnEoun11r+3UWqTjp5591XeKu5xoQ3akLvfnexoRId0veasWq0Jd6FQNy0uEQWWy",
-	"LJeXmkmGB6rOC9i0IxF1kC3E0aYZPRKPlaUpKuC1cWznJsJQg6K2+sQFmuJrgkaEMDUXr1i6dGh19hlp",
-	"nlg9gaYDzoh6r5yXJJhnjGmm2bh9p7QihoMvzFSSsba4fG6/oFRHbETUjypmt6s2pjBbcePgZoG9HTEg",
-	"1xEJ92zcPJMpVncgeCHvTXwmDRTMqlxxEjNip9upd0xxlprC61+s5knLqO23NVREAw8pcQfvAYdda1Op",
-	"URN3bnUZ2s0CvUbYG0sWmirwWsKOCmRfurtgMVgGnrZcMZRRRSBGzkg8MfpZrTg5/p8is+fjKsvmnW6H",
-	"SpILT2C2Sb2lUqmDyxIDawEd66alaYGl1TFDDzWs4pk20qicfX99DbkLb3mjXORjzeTDvbG77AtGmDRi",
-	"jeNRa32oTWrQtHmD31pkqRW9rzM+8ymks7jvoESKVSDPDZjMK84kpkwgzEITpqlSzGiWIUb0roEwpAzx",
-	"MjVmg5Kr2Cg2duvDzeyj1xat806oKIkgTJK0azg0fKo0+JH7UskNDIqTekoRR0rB1sXl3IyqT6OrxXdR",
-	"jTKaoAKXQHqYoVOlxdg3GRyixFofesFTUpJ2/VGf7wj/4euUV0QZg2POR7hsk8TdVWohFaCdOX2wZqoL",
-	"Ww7MucBCoBFOrqy0UHw5Yg4mG4PM8QyVLrJA88cKNk8rgsCWvBMhejPVUDgnYOElOMtCFQT04U/zP27k",
-	"0Pr+L1cbrerRWZNje8LHTCPW46Kane++uAc7V/OXaoMymlOtQJaKbA2SCwRopPICmyZlmfB0icJ+PHw7",
-	"OB5cDI9+enV0dHh0iEhZ8hLBA/6uN3/Xxlvg0TaGO61yzHolwSmoBXqKnAiBJyGNdy44R7m69uZlRNs8",
-	"JZHlfIjHkpTDfAnDxTlIV8VkaQ50ldMso4IknKWBKDJm/wxTqdSXsVKTZDlv6joaffAXu7u9ve1WpwzB",
-	"CSkXiNBu/npqQX2K+oixJD04cdAJ4BJrR1Rn/9eGC+rX3z7/5uNCHvCCG7CLj/xcCmVQKAPqJrRHXfoZ",
-	"L9PlWM8rwDf05tpfA3kCQqLVHW64pWdhPgiiAwxfu2pq7AgAF3uQbkWK1SWyAtNLfcFnTGn+xs6ye/QP",
-	"QYhQY5bzN6eXbw/RyekFKsk1vyLurevn7cOGG1uS7KMP1krSk3vPCHXOtVGEcEnM+KlZudBHX18ohzWJ",
-	"RVRIU9I7S3EbSGgDCT0MJJTxCa/kMCXXNGnT1S2Fe9Z9C7Frx5+cEloiLARPqLLakBm1W/OJiNlLYLiC",
-	"JX6weEgq+uiQjHGVaVVIUSCwhg9TwlAcj3EmSBx3fWMkwQwJqRRfjeSm15gptV0dYAy/42OJ9HuinMgp",
-	"T1FUbW/vJf+jvunpb+ATEg9DS/krJX5yTJk6DvM2AcHqK2J2dcR5RjBT28rIbOjLh0UqYGQWygRZ28Ch",
-	"CkCnWJIRZpjhm63wYOLf/hz8qb6+SiA7VrOWDum2wJn9muVvTP6Nyb8x+Tcm/8bk35j8G5N/Y/LfyeS3",
-	"9rez9622cT+Df0uphNmWWaWLeG3HAJpGreIdyZQovmHZimZ2MKi6TKXSq588AbHndOknTyBC7gbkADnY",
-	"wNO4IbxRcrerYCAbYaJN1ZnSrv27yyZWJY1YHC9sQBw76z4AK2CHrRFrQjw1fwH7V7PUBGeaZWLpMIb/",
-	"uEDflr39z9DN1kXkU0IKCU+rpR0PL96cHR29GxwOT04vhq9PL08O49jKKRdkTMeIcbdxOZbJ1NB2xNp2",
-	"38mhMa+YwQw8VMIEbyBBWIowi5h+2ggCPaAdqii5NefqCB6UlASAKHea/cbbDE6Gl+dH5lUYl/7rtIEl",
-	"5rzN2WrERK+KSkGycRcRCnYb6MMaN7FgiaYF/9eIww+1gxPDq9OEIGqVViZLniFuwaqI9fto9RmikhQZ",
-	"Tsj+vh/W3fLLODbjDVf9ah/9j7puPX1XeybO7v+9ejs4OrkYHh98f3o2fH90dj44Pfl/PTtOD8bpmXFs",
-	"yHgItJx5k1zwMyKItKjLkXr6HtALzrLTMTAtT5/RKx8aTGO/k3N2ReZiiEsy/O7s6OBCcVuYGDSbf4WR",
-	"geokh0aR6OzvLMAcjdEXpVLF6MdKKeAQ8zwhTO1Frfzr57V1b9mIUYzm+vZ4BGTW0UcDoyKNlOpphk44",
-	"E1TAPTBKfzLFJU4Up1Ck/+t27wXu/XHQ+6X/v8Peb3GshhEoI2wip3o4dQvU9Scp2n32zHselqckl/vZ",
-	"SBF/Ief9iAWitW13F0W43u42Rh5yCcndfQslOM5oQv61MjSk22HkkxxmlF0tTnVqQqcBYNQgobfP1DMb",
-	"u+1REDTLIlaSlJYkkQHjAYlxefbWiAodpK2GpBPGle0FssCguZRNIrb3bnAYTB8YIyWvJlOE0bvT8wuH",
-	"i7YGt3rbsZVwNimxrDKso2GnMs/a9iik77YT8d4YcZbNLU+27GxsYo78kRSLAV2fVfmIlGgCzBj0fL3Z",
-	"OYf4oIQwHSyiI4oM9xOEsG7ERMILi3ZjieIYJoxj9DWK4+DexTEqMLXCmQqwy/A1p0o8FmrqNKuZMtjD",
-	"SvM3L6BXlGABppvZYXW4sqREoBGRM2JoRJ0BBJsA4KwBuSZt9LXkCPU+ypKS5OoDIA+Nf+qtm6OUCFqq",
-	"m8zIzEq6R5AtglFJcspSUj42mRTKKrQRWnOUcnUZfbAuYmZGrRekWqcx0AcaVfr2gnWZ1iIsoKedG9XN",
-	"kOnZ+9wgphb7viV8KsguagubargJyDXllciU6q5FDjGv2HYSJjhbRCxRdKeIUO8/tvdSa0qp5psVFVN3",
-	"3OV2/1lPcQEsqTInTLB7xPSxU4FEQRI6tpaYyWQCaX1mYRY6bkS/xbEiT1EpMUbSVlj7hhDCKReSKeo1",
-	"TL4lwCnheV4xbepC0gc6xnP3wtk8Yia3CWFU8FKae1NH4jaZ1UIcFEszIizjIqXbhVpXDQZLSVGSBMSe",
-	"VrFRkakD4Vrnyvm19vxgNK5kVZJwayNm9hY05nZlWR1KkMzmTLsG0pveGPnfINp2k6q+DRqf/tMiDgVN",
-	"l7FpjaoMDhXZ239D0hjiBa51EBOip80krTMgRUIlUZSxoDqgVs3hAhwRy3WHiDWUB2BXi9pDcDg7u3t4",
-	"lLRKKZCW7akiB6y+y2NKshS0Z+NRwJBAMpsS46P18SU96IKSpTmN5F1Nq7VJ5Rlexg4JkkBoQiKmTbQ4",
-	"BmG9ZXUXo17rCY0OXntvH6l5bKKEISwlKrSjBIcs8PGCe1W/C7FcyS6/1kke0XHEDI2NMvK4i2ZTbgWT",
-	"skg14KiMKC1uDZ6mxLEZR28b3G4QPVSYrTZ5ggau7Pp7rFguFqLKjSvA5xMRA3ViiouCMOS/v374K4Eo",
-	"u+bZtZaZzjvcDP3E6bW6Gtpvv4wlWwkfx1vmEwH8Qd/JiD2iZB/YfX/78c2KVYHldEty/zBvxAjVpV0H",
-	"mjmwStUMtCAmWw1e47e5nd+oxuc6bRZ9x+FqHTDC4FTBNO8EHqemdaOzgHoZuSYZOoIR1gYG1ds6GLDf",
-	"wAEvT344Of1w8oUAwAOGKgZJpeZXPEmqUp3WTUd5O6RN3ecxKQlLgHhpmQI2P/exb3OFSpLwCaPCmYZ+",
-	"/H3Xxj37uB3VXEszhHonURwfD8+Pzt4fncH5Xpxdnl8cHSqVXF3JBmjjOaDqfJ2yEnLL+KnalIyILYvX",
-	"0KS59wCkeXh0Mjjy6fJi5fbhLOMzsqHW+1FrW8YHdhnuSwgYC4QjBkI3kUYWN1MGDeijTMIFUWusmpDX",
-	"hTiA9d4XVVlwa6cJAvbzIvbcWRdlzgUVKXtomLmYKovWWL7/Z1Hmlr39U2DmYPdvgzKrAzw/Po9YQIfB",
-	"cH8h0hysY13A2XCTu0HOIeDcdpxLEOeWn7ZBzi0/+ysw5+PzwfnhyT1A51tCzUAhOo36pZI+6lyH+lw7",
-	"+53tb77Z3n6xvb29vbMBn78M+OwOoI3ByxnvZURKUqKqKEgJqODg/LS3t/P8eW8H4ayY4t4uMoNohcvy",
-	"/4jZ+8lQHPsnG8deIG+BS7XXSoMbq9s3U8ZpSnGWEZOVFrwUkMkG274Dth3erbbjDrjqUmdDeCkfEkI/",
-	"Pz5fBqBDrIyjqIcB0A3VGgi9QaAtqHrEZEnVrnvAOroZV4e3Yjo0uwGro3VR9YV8fi2810LVYeYQVoc1",
-	"rcTU74eAW6bSILobIfENlrjBEjdY4gZL/CJYouJ51gRoRxR9+feFYcV3vqjdoIsbdHGDLm7Qxb8KXQz0",
-	"/tuBi/2b0MXZlOOcri5I2l4kzWWF2nQCX1j3UVCvs6s2xgU+lKTONVkou9pFEfOqWloFQwAclWPxsSIl",
-	"TokaUL2rHlbfPFqiiLlCo4p1TKiunYbiWP14SNM4RlAxttZp+mhgIM2ICSormDbIKLMIlxLj8yZ+6o0M",
-	"UURepIfBLXBRGPSqa9BJKDREZc0wDFwZMaU3t9YVBXF7qra8c8+crI5Zb2e/86/fOdkPClR2l6rfOttt",
-	"2KaEH8JXaHDo5/q50w5CYh7h1HBKpbCg653+zuP2uBIxnEDk/o0ZiDpNA37cMvyuP7yXkOc2oc2i0MOm",
-	"Bi2eMbHwIjfnX9oJ1mU39v5nHAwVjjDSbE5X6Fk7+W2JLDFceXhx+sPRiSdJLpknbMM33IiP+4gPl2ke",
-	"KjT3Vgpen569HBweBofo80sLlOvyT9LnR8DkHDltzvbOZ1tzdGXrqV0OBZNjTbxsPweSb/KfNvlPf3r+",
-	"01raHFsUdGtnRiW40DVqDZndVqfUCtdXftrxmGAdZEmkjmbV5QZKkpFrDGBLPWWr5vTKX9N9dafmC/rl",
-	"8U3Rb3VAcD5Q3xt/GlqyHRakHE55VXb2n29vQ/FqndseVAYgUBkw7exDbQP4Vcl5PrQADizSFj1Rf+zA",
-	"PYC/up1d/4+9zn6nYu5PSYTs1S0M3DdAc1BjobPf2dFEuEwLbL7/HbOZARyH7QrOL1C6NQWILnJlFSN2",
-	"czX7Znn1lh1uJFbb+edBPQA69qrkYOYVnqFlkDbY4Kv29Bb4T1mtOWgXwclrOp9REXJD+G5RoW1yGLMM",
-	"L9E3rBhTv3V7VfUFkmsRPZznFmhsPbnF3Qnodr0GBxe6HIA5IWM0+lMHxSstqTva9jbgjPP8vX7mXC68",
-	"fC1JmoIqJVLXAfW+aFvI0j1wqdb27b2ViPYGDOY2tm2G+TKY2p+Z2s4PSgdgZAY/bMSV79yoEdkldL0z",
-	"a99LsYqUvCIJDTa8uuZ8wGbW1coCTsJ9OG+jbG2Urb+TsuXUnKbyYjWt4LIsU7ZSkhFJ/FJNy0IBH6IZ",
-	"wCHMJjzky1VzgogX60gkukRJgPq0wEJ5W6V7NcOheZ3/kpJmEOi4qWn2t65ptrSYGazUFD5KLYhpWhzZ",
-	"Fblz+7Xz48vLg18Gry/Pfuh0OweXg6NXF+dnJ4dqRa7y0LK6SvXw/VuXILLr/y8o32WWqqPE/BJWNnGu",
-	"qzGRVNf2Mh9GrE6V3NT52tT52tT52tT52tT5+qfU+bqV1vyyyq609DVmdur0QascG3djjhmeQJTUCg3Z",
-	"Cf7bIJE4y5wgs+528CRo1blshRl9vfU+CKNb86+BzzVUPlIqigzPh7bpKUtLTtNOt5NhIYeCEDakBbQp",
-	"3e3v9Z8GX0jR2d95+s3Tpy92vvnm2fbu08+/3ej2XSlK1HZ53o1w55zHyePadeGb5pDmoukhFmTuChf0",
-	"oL613ITp6V+H9yfYxEXkJ9jVBS+3/hY6mSJBpBWUgOa5lzWzooMRcEqdAQSP2IKmilc0wsbr82NVZgCy",
-	"oJJsvcbwgNvE7eCdS0Sz0Z9uXWDUqiEg6LqPHh1rxo7RmMxQTlml7DdeSQiHVdZcV7drHY9pQglLlB6H",
-	"BWeiES9YE9ot3kAuURgkzYmQOC/QoyZsIChLTP1yRj8hUvBk+tiWfXCvKSK27ouiJe8ZsdYXDS5Ot6M5",
-	"h0Yfnq94+2XgRE3RDeprHHRj1/wujPaq3FgIokX/uZH1G1br6zy3Y+dvqZDLmUPIVu/D4rf+rf8xSD9r",
-	"mlI65J8NhdwBCaFyNQ7SMSolBF+3sMza5gqtVmiNXWA5rTtj2w3qLMbwLxh59W391GvlnuqUN/jMBp95",
-	"AHzm838LqqGj0jeYxgbT2GAaG0xjg2lsMI21O03B7ce1XbtKz+2uiVVwpk6YsklGnP45mltZRdMVKMXt",
-	"tEqdBHv9J+qV98dPvjhm0m0t5LvBMzZ4xgbP+HPwjPXQCqV3P20/Fh97sN2SLVnZ5BUtuweHdwj+aHLn",
-	"G9l+UbWw/csixRZryInEKZbYNorzsYdFbq+fvAvDrwpbVeK/B0ZYzetsg63U53kLPM60rYdtNWpe8AAV",
-	"qGKuHVUQnDU3YcmQqrdu4/dwjSdk1tozrz7fL1564UvYyJqYbPuuv+Aq6nuwrvbVjjJekbnY0id/gzcJ",
-	"O2vUZCdOue5Xb/bBBPs6Lc3kEqsJjDDANXKAxJwlJg7fVt4KcxJtaeQ6kxBa5SlDy82/rx59Yvc4myOA",
-	"sBDWIaRuf5Vm7uqaPKJKm+RyaoZRrxAxhHKSj0gpprRQhq4kKI5/55TF8eP/Dz3BLH2iZtJJeHDf2l6T",
-	"l66KMmaIfDKVmLzzVjMFz3RdBZY4Hpc8dzWUJY/jVkX3BzIXpt3LesxPgLUupDLoNDRsEQUqZB+du4JI",
-	"uqACVDQaYZlM41hXhIiYWhkUbDHpnMoYYojgMqMQ8J1BCbr/bKlT/U8fXYYEwriMWFVkHK/cPasxKGtM",
-	"16ZjvDTIbxqxxnYKv5RHcwjF5cDkHhFEPgEh2bfwiMnJAcibrQWB+t3dhYD4ZvfZi6fDp0+/3RvuvNh7",
-	"CvXWl58LYeltTyViulCHO5VE1+YITgH1kJwXNHG9br1KRRETVTLVFqsuKWQgg0osQEqAHkypztzWdRap",
-	"hEruyZToUjRVARC9L1kbOyr5ffbz2fNvXwyfPd/bHe4+3Xt2V0tqaeKHFntLYpiBXwJBQwCdcQrXHLCN",
-	"+Xk1kxRVNmLt/gU9M/bD8uf/GvFRkK/sR97diB9mZCzvuH518HBJ1RjqO10uirC0J3lPESdhSTmHMjIQ",
-	"b6+r/ngNALTbIGKO3VqvuP/OSYZL3HznlFeTu7705zWhkEWZ1XZi4rai90fItK/T9O0lNIztilj1IAh+",
-	"PlrYVbXQ1aI5wzRf0XdbfS0QZ6QHwejABZV+VQkQnUVJemoxJiK+rd+yGkHJlAeLS+aMDNVihmoxq8DV",
-	"9fJkcDbhJZXTPNBLBZ0wkg6Tqrwmu8+e7bxYASGvytWCDdPlx2CrSdpHByjHheaulb44XZ22bj+OmAt6",
-	"hS/sCkGZbkChLdd9/9+d798evP7h+w/nr85b36UVFlV7yiu53BJfMMKhsNoMU6nt7pTPmBLCSohqQoF3",
-	"USqLtPxe9NHONrJGPBVGXiY8zwlLwc8N+TOhrb29Tr5CSBfrmL36lqVkrAt/ydbz6iwzF7QMethSbWNM",
-	"s6q8V4bgYIx0Fgrseg3V2l5srjAt5OB0Nb/FJTSUTnipzgAQdygIBDVBrOZQLxXEsvS+N/3ZGYwKmTL2",
-	"uF39rwA2dhC/W8aokkH2txV1yiwyyelKYUNmh7Q/Tq+3jwa6wK+pJcZL0xQHKlOGA6rncip0npfV1+I4",
-	"oB1d6atJhP9uuzP35UU3M5HTBdarVqxoj9ZRIct5SsTc51avDVgNimPdwtsxGd2/e19/ekXmQ5qalt6x",
-	"dXIojq/XC8d7TowWqT534wjbG/yKzHv1p7Y9uOIBzlr3rPeIGYzmBzJHpzAJ0l/emvH9e5Hz7R8cHBy8",
-	"majvtJ/ojx9Gbydfn5SD3wuGJ/Ovi8HPz6t3b5/+Mjv6bvf6629fv8jyiWDZL38oAabGg6RqsXwFJNUz",
-	"BSz49dsPn376+N1oVo6+PT/e+/mbF8/Iy+enB9+OZi8TfvzL659efmQX7Nm3Bz9/+OX8Iz18+kxmL98n",
-	"h3j37Tdns/SHn8jow9b7Pw4zNn7//dcvfudXOy9niqd9blNV7ssYdQlOYH9Gxbxlu1D1bK011MqIU1jv",
-	"obJovrtUZTmDIkEiCJKypA9RRoFFZy+UxkhA4VrUYUBOPKgOY+Dem7jGkuQYpx2s4/xfqZNYkb1SLTE6",
-	"rqeVCF1KTlvpeSHn+jd+aEVLKHDEAta8qMi3X6lff/tHaCvdzpLmZ0Y61kFEY2LK3cOywEDW8kjXDDOn",
-	"oPV/MAwoRM1AYy3AvQyNdk2By8DU/wowjK9MVB1IdizDxyIGNUTnKINaxB6Upo15qOUWJG1LjggTIJal",
-	"8MpkJjZ+walWrvqmwwEYl3X5Tcrq9fTXyLWub9H99b36LvypKt+arGDp50tcqIctENhiWQEnlpd06awZ",
-	"tyfXG9FB7R7WXzt5n2d5/3qnX4vfHiaiJ6Z4t9Pt5P2cTMwv3Me3giVWeIHB/XloFVfroJkSYU5cVwtD",
-	"kvfRcSVMhwn/t4NDAKsiBrwi45OJophGGrWvbbRw4puO9IYCCu90oEyI9azUyuubbqNHtOZ0g5Ln9tHq",
-	"eXoWfTWmJBcku/ZHjxhhCU91bXtTPre+z4ES2GDvniIWqEd7r569fP2B7v787TF+f/378bfHu7uHL/Pp",
-	"7tN3+eRsm727/v50cFD+MZkP1IBtGlZ2VNGz719SuT347jm7HD8rLv/4cHF5JM7evydbb76/4j9UR7PZ",
-	"i8u3g1bTPVTtbnsLbwsNnLvZGt4qX7deByi45claDd69be0dsZ9A5wCcJVUGMJarIaMIDeKx9ZuM1PFL",
-	"FKs3ATvr+/PTk3i4lpLeeoDp+em32wfbOz9ROnmzV72kh+8/bR39/gfm8+RN8vvHF9n4x5+2qw/i46ds",
-	"d0KPB/T83dm3+Gm6+2Lnww6d/vD92y38dT7/6Xzv+TcfLp6fHAySlwdBJY1619uSnVcWNqyZie6RUB9Y",
-	"XXhwgZeYQ1uHk7SituvVSewGwQMeSzccKKDthYABo9YuBg2EkqJi2pZqiSKtA7/Axa59WIbOPKIObLyR",
-	"+luSMicpxbW6pfMAGJco4ddeJdCI1a/QXxYNdLMjO/BJ604K7pgEkTY6oJZmLc5os3mXZj/0Jg7YmLcH",
-	"z90E1oRhafcz7Q1cmC4Ec/RRHd1pAt40YON7zV09Z+vYcn0esEDOu3ZNMbSYAktMfxrHXa9mqaEGE9oZ",
-	"x5Zw4hjqPatjm9/Bkvc1lTurFn6EWyC6raT++8inOyMNX5CNhjyg5c51DtQyvxIo5yOambYrAWtte5P2",
-	"e7JBQv8aJNQzR9bGQdd1lqX3TYo7NCZaq4P/nrCSZmbLcSVQx8WUiBbnpUW2WkKPmqFlapIvCiVt7MGN",
-	"PbixBzf24MYe3NiDD2kPtqVZNL0oNh7YxtgHqQ9k1ghcAt3JvkH/Nu7U5V5Sk13mVhV1TIhK1KmDVFDA",
-	"NbXGtoJtGv/jTZcr9JVqnmn4rSEVMIPVhVGWL2WKCAyTDF2nqz2ncEWX7HAjUifc4GWs90D992Nnv7P1",
-	"cX79y/Xsd3rx6bv0u8vts1eT6vDVW3L2NcvFaO/1+OS7va335On15beGilqcqz/WztXf98Zne29Ifrzz",
-	"/PibVx+mfPD0/OrZLyLN0/GPb8QPb3c+Vedj+fz4fHYf5+rgR/Lq6N3oxZvXV7s73ySXL65mL45OaSVe",
-	"Pb86HlzxwRkbsfHp9Nlp8nzvfGcyncx/P5++/K6o9p6Osh95znH2av7Th/kU44u94/LtLz//eHBgyjn/",
-	"H/Ag31mf95wnhdGOl/tO4Eo/rOvEZxdD6MqzjlD2PHLhKzmMJLiM2pQyPYT4GFXMesaDu2baINoc2Tpm",
-	"fEqyFIWVhpv5E8tuZmd/Z7uFBDv7u9u3cvrbvVnX9e/6csEBL1YktGjQ7RMKwHhbbj/d3YSDpOXVCQah",
-	"4R2Uyq9TnhcTcXVMgGm3JCJmpENBkytI7tW8XRCALtWQ2RxRaZtZxLEaNY5Ri7RfCL1/q5bxGpJ175vM",
-	"aVL+f3VUn/fhJft18/xVxauWVAy4WGsLlxcGWKesRt2EFjaTarNiYS8jFm7mcqjW7WrnQSr7hKttkpWr",
-	"X74pnL0pnP1AhbOD3EgQI+szLo+h2g6/zeTJVrTLqxBA6rY8pk6TEBUEU4UVmgA+TTDT5SbManhJ/yAW",
-	"NRg3ih/YA/ehUZv4bRsHGo6Ka2iSgsfBE6d5JSQUB+E92/pecWZnyjrPRrBc19u+pfNaMFfEHCMK+ukj",
-	"Xi622vebWNvl4XnE6tpWi6WtvGSHxcVg6ayqc0IiFp8R0w99SguX3OWPp8PcjPtIW+ChpAGGeA/80RMz",
-	"dX0MT8HK+zTtm7pk8L/9TjIl5Go+1I37oUsdo5LibNjuR/i+gvTfdyYntO5B0qEZvyYjzDDDHp9YFG4L",
-	"yKZOhG+t+dHWjtJatBCjhtAhKUqSwLlQhsb4mlegDMZx/YzOp2sB8ZbXKnAgQlDuAPJptX5ob0GN5BvX",
-	"n+7WFTzWNS3QXTqgduMl0FI+9UnStFIOb4wNLBtS09JVC2G4gxbTa284GNDA+tXIbKWG5SXIXITgulqE",
-	"rW1Dg6H7SF0dFHulIYBjxkOYqOamUDpMXx+vnIn1WvptTMTtS3pd6taIbq9alJGVl2JRxAbubEUWQpkK",
-	"FtJjZJbNe+b0a8qaMA7pVHQccjmPxIImikud4d1OTlJa5a19Jn1V10CGeEnn167J0Fdj2etQf2swtBFB",
-	"X0FD9K/udxmXdzM6s2WnQFF3qiYVKI6b7MWiO7plbMT8rkaLyG971Oc680nd9r2P3pliSTEYVr0RFiSN",
-	"h1r6371+3YiYKNzUbwW0wEu7nWA9nlpTz6fZfNt82mL8WOFMewUsBspL9Ls62YybPvkyAFQNtJ1x0O/v",
-	"cebLbuWfWjjPmMVDQwsdPEp2dvc6YUTCd28ufj74/tVRJ/CXB5JzX9u9kMzY7cxIlg3hluqOXbUVov5W",
-	"RDKsyqy9J71uVmXh2OHKx2jaD55c1eYsfNGWHpeB5mP5vOmp3Ff6GhXhbxIMqiVz+cOBZml72hlF8s4C",
-	"WLErkvaoY3joQ0sYTEsQu0uQbzQxd8W/Zr5TrHWB6ty8E2hp4wXfgRyw6/UsTs68WCazk2iKhbJsoKqi",
-	"rSELCvGTJ/VVevLE4RrWJCKfZIkTv9mOntZ6l+pm0I9GcySKjJr+2fqRMS2F0lYyzh6bpm1zi0BHjMo+",
-	"gs7WOBNc67ZxXL+JZn9G4cikVkFmeN66aSu9M8B0ejXTMWnKg0M9qS3A5O9N2xzhBVsvndTrKNtLSUGY",
-	"umIaSNNy8OZOfDdlhBVGMTHaX8LZmE4qreDX2F3DIBmMbcG+bsQSc+jnb04v34I/ynr09LN6al3CzA5P",
-	"PN9vN2LcrCKbu17sxnq+PHtre4sbLMcOh69sp0KcG2e0xXbUTXF2Gng4+2r3e1oJUZpqSgUEBTajx9bg",
-	"e4ZrBkFHt2F/+lfN53k5aXawtKqikQiNgcyPcFE0+Oli88XwldoLmtpDlBzZvfHZQlB2rzlD/Zpt10d9",
-	"q47R8WdvWPWRnrnnIpgY07l8jWZ5K7b/JjHt1ucp0G/qRQzaym76XRhbTnb9TXROyi+wk82x77CdrfR4",
-	"lw11PtzzNXa1MV5Aor4T2d7SG0dbC2h1ZY2AXfvwlq2LtH3vzu5eO/CX2IfUNs2+745rvvMUeh/eNDjY",
-	"YmFY3zDJlVFrgzNt//f+AzaA35zrfZq465MylWshDFXDSxAoxFxlrdo5hsY8y/hMKQj17oj9iCH0BMWx",
-	"dzJxvI8CD2SjlixkGGg6AjUcMtDtKJfnR2fDw6ODVxeD9wcXR4d2sJCJpASq2dcsZOOk2ThpHtBJ0+45",
-	"6d/kiFnq1jZJzu1umkHQMqMuCedb0F1kjS0q4YIyjjLOJqR0JvWYl7q6ujKqDWbqBWy3uUgCGx2SgoVt",
-	"o6EMzfjQhS+6QhB6tB5ES9gqEI1oR1wSOwjCEEdHU7Iyovqt3qF7xpWsxfeCV4Z9C01+r4SjRr1qp8+t",
-	"QyWCg9UczJ/+PtS0hbNsTYrKsoZnSR0XNq5AS1XW77c2XVFhZYRYJCUYMscpCXhnHx3U9QTAcqyhQijJ",
-	"6FMfujvxRWwl9WmPIhV1FxznoTG8BV0OUPDCaEQSrAzshS+oULPp6B5lfxQll8pMBoYmoDQ8Tq7q2s0E",
-	"CZ4TJVUnRAo05VmqCwKYYrl6GyPmvLHMWNxg1PgwGwrfgd505CanBU5dn5xlwkvvgvYUS7V0zbjV9PBC",
-	"0Gk9YhU02gdnBb4iC2t0zQQM/tN26Q+y7E+59xrmb2yLFxX1sJd9xZ272623INcX7HPdReRTQgp1appW",
-	"EqwG0JSL0UQLanuywngeGsjkmflTvzBzv+eGEryWPcazX2qBIWccXVGlPZhCfPZRqN/aQwBaxvZDnTMh",
-	"HKXp4pQWAlNnCVtRR7VbSjQgrvEpmqHh1W4YW9c/1NoCKkgJWVfc+Ok9WyfIo1F00Mgc0/tVun40dUye",
-	"qfThjg/cuxCm0YzSMMdjkEPM0EKsBpV/XaSG+ZmBJS19+MQA+ge2BScBX7HRlRaeZjgncex33IA8QAM9",
-	"uzYekxKr+6doJqxiGTHwSRW4lEIn1ykNN5FqKMH91zm+PL9AhIILIsdFgKE2VsMZ+FR9AB3qtShbKsGZ",
-	"usdMsVco8auYUfh8FAkD8qfcBATkarONr9e8S9fUAFbG0ODk/cHbwSEYRScHx0dxbOLG4VUt7AVvcHJ6",
-	"oVS8Kje7416/NuDtRQ1dAJDZYBiFs9j8ZW9CcHQIjtoG8IrbndQO8YAvduHK1/WWm8rliKdzrwqqZrgm",
-	"0zqOV4QOxLE+5pdHiFrv//Ktgp9CcGvjIjeddREryQSXaabemiuGUVS6HtyBqaGtLqg7eJsaqHgrnHvC",
-	"tQMgJGFTiMvmq8WGXgPea1S6fn8LFwVhKaTJT2We/Y/uWOccwnXKxIIGYYXNOiWulWwBTcvwIHCL6Mf7",
-	"6FBXgAIEWZO+dkO3lSlWA3VC6Ake7ux3jHi3TviJAQzg4zaHu1/BGH70D+srGDBrpS82erE9YVw+cf5g",
-	"KOlE0JTPGvwK6NDFbI9ICCHrXGswRyBr2o4XdBqzFbLtoHGsS2FrOblpgPgXNkD85wXX1ZfaiwZZjLhj",
-	"UzqicuiSHhYLyqlbqgtw+BEZrvq/z9fN5dBKqOLqvhdWalQ3AxXTGnNKWqrDUUJMO2fVxUwgJJ+ykCeO",
-	"cSZCLBE+cW814jwjmP39w9+8LO8wOvUWQWZ+YX77q4UgmGCu9njXMAxiecGbERa0zs5c0OvsUlx4BFwO",
-	"nlNpW/4Frl9QDTySrqMq6iCucPVh2O+azV3+y+Kw/r7BUMqkNkGGOhQH9ESPdSi7pLAS1V3UuwVQLbSq",
-	"/lIRVA/1Vpuoqz8p6sqaAo+OfxocPl4egfX3NR3Wy7tf133qEctiFNq9YxrOj86GgxP1fy+u4dAweru1",
-	"4K8pCU7ngL6yTaTDF4x0cA1wbuEYj5jn0tbHGcdoH/kKxNLDtA8vQkDLR1D3H+tIPv0xtJqwIx399Ort",
-	"5fng/cohDPeGfkhCmXVQYKHACfS/sknToznojDVFA8OrnStEmDN1TYNq7EgCcAO9mUOxU8c+KlnZVdai",
-	"9VKAN3rBLA2Oy3sN7b+v0a7ZlGYi7LSMBSpIqfgPDB92UVbv8MYrNKbRFP1zM2VGrjGTutWRxon0C5os",
-	"YqAApN3dEfNmugGI7yKcySmvJlPN/tXmAcPXo4Myly/ZDb8DOR2bBph+bM7CRulqZJ7Mv+1Gbfq6b/q6",
-	"b/q6b/q6b/q6/0P6uj9YbGattZ41/J0pFUrlSzfK6r3CN71TdhAoeKVl4J5aDBjx+jrgAIEwt2lu5C7w",
-	"AJpUGS5RHF9RpgxXz3+i1c2IQR8JdXW4uYVNB7fGmrJs7vzLgfDyIexNIOcmkPOBAzlvEY/iBeZAEEGK",
-	"Jb4xHmcLX2NqesQvqVv0ShsJkiNBCMQxIAv4gjyzA+hoK7Deug5HDGNlGu2PdafVum+Lun9diyfBgYYm",
-	"bbd23cHstUXgr8O2hmxG+V2Tko7NgYMVF7EWC9D0r5bOVrRRZzCjjifDMvg0YmMq/VY0XwlnmhoiyQFo",
-	"exTYNBgF1ZeVYoMlMboQlQt80U5nmnFWLCWlSHhJxOO2qAqlSM2omEJLeEFq9KooqembVLvJfKbXjdiU",
-	"z4iNhXPjKZUEjLkRQXiGzXm5WpxmdLdqpuRyls0jVmoKDfbMC9XPCWaLm4pGJFG0jSrmTlZdXB3nAJQD",
-	"mf3SnTzNqJzrugmB/89F8FDZ0hlUDXRp5jzwBlrHJ+/W6roGg7zyl8PHy/zwzmmyqmlw7ZvP58OE82zo",
-	"/CedGxzyiw/csaew77momYVa6Sqvg89WmoJinOHJoqkcnL5/oQ2tGKaBsxmeA8KN4litwtY180zJkhQZ",
-	"tRdld3sbnf7gQajO23ebBLCFVW1Q0n8aSoq8gG573ABJNgjRBHI9OI7qSOzuQGqw7DsiqXaM+0KpG3V4",
-	"ow4/tDq8ri4a1jq9o2oMtX62zNIurP98WfR6YNNqD6FRCWysLwBOMCgylcAgiAyiyJ4oS1Rf+2bs52qt",
-	"H4UzuzAzF2YKdxgm1cFiXRssDLC19n5jVz6BmxVGzIRgc/ihrZ5klWRqsWUmS55B4kRbeGO9cxfcWjJH",
-	"avh7FH6re0v45Wrh9IYmrG2/oyMkxBCXZPjd2dHBhSJhmBjQu3+FWetqG4ZGaezs7yxEujVGX7zqFaMf",
-	"K4L0ZV0MBtbPa/uoBa4gEfO236yjjwayjk22QyecCZNdZ+PKprjEiVJSIxbHv273XuDeHwe9X/r/O+z9",
-	"FsdqGIEywiZyqodTooF8SghJ0e6zZ97zuqyijJj72Yjoxqr9iAX8qm13F/mi3u7WDh7BHZDcEWvIFqEu",
-	"9b/8KhUt0zDySQ4zyq4Wp7I1Svrog9UPvX32HU7d1rIIM5plynpJaUkSrx0OoLFUoMuzt7a2iAv1MMHN",
-	"WiMV1SjXQRIR23s3OAymDwD3EnxmGL07Pb9w6WathRe87dhKOJuUWFYmEBxiCNr2KKTv5WEmGunnLNOc",
-	"QTfWBc5hY1z8keI4YoBnm7LUEwhzAxRNb3bOhYTWsMC5bLMzwzoEIcrSFAkvbKc2iAmBCeMYfY3iOLh3",
-	"cYwKTMu6Mi+EyF5zqozsAiLsspqjuXAf8wJ6RQkWoK2ZHYY4w5KCq1PblepH6gxsZ2CbQNakjb6GM0Jh",
-	"SlmiLX1NHjoE1kbCaA1LB3BGTK/qEelP+tBYN6fKmn9s6pgLwqQJEVVPQrKFn8LimLyNGAU5Ydx7EE6s",
-	"kwHhEB3/D/sD3yjDQ6Zn73ODmFp8WE1LkKbD24WgeWkQvm/X5hw0T8IUDhEaEJaKCPX+Y3svcWYqq6ib",
-	"WFExdcddbvef9RQXwJIqrSGx9bX1sTfzrZCax3rY/QAwiHGl6dAPZrLJIkvKVa6M+ppyIf2QryZn0t7L",
-	"vGLafFZ7o/td1AWRagsFo4KXFj734twazKoRWjbFLM2IsIyLlGHW2eJgaV0cz+RHFRlmhqJLkvNrncaG",
-	"0biCli7B1kbM7C1o9nG8ZVSerbrcoYka3vJi4P2Sa164anpjVZrFziItemoTlnnwmNBl4IlYFtxmPYeD",
-	"Q0X29t+6xQYvcK2DCJPCbALVlM6AFAmVRFHGguqAWjWHiymh5QrdIWIN5UHHfCxoD8Hh7Ozu4VHSKqVA",
-	"WraXMTpg9V0eU5KlyHT11mrp5dlbL0PZ96HqQReULJOezE3TSH2/TPiwTX0yTtegQBH0wDt4N/hKbRkI",
-	"6y2ruxhzQU94YQLdXTLkIzUPN031PFBYp5E38iMfN7V68y7EciW7/FoneUTHDs4eZeRxF82m3AomG6xb",
-	"lDwvpEv0vqYpaPJmHL1tdXIlFWarDZ5gK7ehRvKmn7Xn8wmTgzCFIEfkv79++CsAXnh2rWWmy92TDYPG",
-	"dWsXK1iylfBxvGU+MZ0DjbPwESX7wO77249vVqwKLKdbkvuHeSMQJdaMvjywSpULvYRAB9sDy3UuM+rx",
-	"YhKSiZBwypl3ExoqrmmvX6pD1k/ZFCb7Y92NEQQY4BP3j/28eHN2dPRucLiIbF60vZ6Pd0GVXrLBN/+e",
-	"UaCNg3XQ4QKgYY/TU94kb0MxnCqN0BvtcOpaSyNQREyBDuNRAeyHpXreriJt03s0zwnT/APLQFlGLrUu",
-	"tGp8/qnFABOyrHTZO7VKSOXjoEjDiLR0CTOwaq0E6Twkta8ZTZTiqkMPiNDJS7rMgK0z4dpuafCqBRNS",
-	"A6t3bm4YCesqIjherY7pAzo/Ont/dDY8Ob0YXpxdnkPtKXNGoXJaq20lGRtJh1lTyVTr0K5Izf5lWQm/",
-	"vWYz8OE+gTeOtg6PTgYAs9ZMo7UyvoW4dfDGhmV8qVgc003b4jQjgka8Yguw7EsyoUw0xY/tzWg0HHfp",
-	"bNBOWpVN37MeeBUomwsqUvbQqCw0ibZAxp8EyoZzroXNRsyQCvpS6Ozx+eD88OSvgGdhM3WHmZfqgqrd",
-	"Gerd6ex3tr/5Znv7xfb29vbOBrD9MoCtO4DWphYz3suIVEKjKgpSApI2OD/t7e08f97bQTgrpri3i8wg",
-	"wC/dJYuYpXKG4tg/2TrzV5knuBS60RYdKxqG6kYpxVlmEoEbyckvN3jw3fDg8G61HXfAm5YC9OGlfEjY",
-	"+fz4fBnoDCqmo6iHAZ0N1RrYuUGgLUh0xGRJi4z4YDS6GYuGt/KKU3lQNFoXifba1/rCZi0kGmYOoWhY",
-	"00oc+n6osWUqDaLbwMgbGHkDI29g5A2MvIGRNzDyHWFkJbqtPXgDmOzrcxpRtjl3FhHUiLI/5M24csQc",
-	"sIw2uPIGV35QXLkJyfxJsLJ3A+4ILvt36G8DMfu7uUGYNwjzfxvCbNBKEYaqakFkLFVXiWcR0bXZaEVV",
-	"Ftza3V4RVHcR2uFnownc3Nnf/tJVHQh0jCWFD0BVeq+7voKqA7XINesscxTH5U/9n/u/mEK2pyzTD2dY",
-	"Kj4cx7/EsbHwbUHAkph5xjbtvp46jn/q/2yf6EeM9knfskd79RV96Iy1OC63+9v97Tju2n/vqH9rG6rc",
-	"6e/q76ipEqBn9n7a+GUzERAKhLjk7kz9YbQ0RD4VpKRqGUpZJ1gZe0JNZJvbKw1G42RxXDEhFbkP7Q+N",
-	"4SFI/WgNNLpEBsWvU+1R91rJWSFW64Q1NKdbyhlOrcPOxzZ7oh+x13ayjAIrc+XBFcWr0/CmkXwyyUzt",
-	"MelIRvOSiIWko3bRrB9wMr/ymtsxszGmVrt5bygfk0xdWuOcSJRhkGVG11UzNWopuKcRMAQmlbkHCYcT",
-	"blU8xd+40K2JweaAsywKgkvz2ixFILcqeN0R0Qktym40doGuEMISQ+1mSrU64S/OBWFaFkJILgD4LgkW",
-	"3NXwTzkS3AE5QQLkFSGF2yn1Bo4q1FIjpkvSKMPzq2tiC2JlBOueAp46rQZTDMalRWJl/8Ir8IhVxaTE",
-	"KVHbUPKipFiSbN5HBx6Fd92TNp8NYEPtwrFkHLGa4C2x6W/sssSiQ+c7It9bTnXfRL+F+6Q+9HsN5nP7",
-	"lUsFrNnkrx19/aG1/zJ0onWK9dpbfpgS8JLxUusN0+BKWzqiXqmZtuy/pqA6amU4Ht1ZxtNH7pqr6b2r",
-	"3o2YLXOJkyt9pXV9Dt28Gyvuziew+m6zUpC38IgFtQZa+3H6UqkF4qn7iZvfBSV11nng1nVt3IPrqgVO",
-	"XC6TjA0l4J5yNuhcASeK05wy53zu/Pb58+fP/38AAAD//w==",
+	"7L15c9u21j/+VjB65jtNUlnekrTxb56Z68RuozaOUy9JF3ZEiIQk1CTAEqAV9d6899/gYCFAUrK8JLf3",
+	"Puo/jSURAIGDs3zO9s9ewvOCM8Kk6B38sydIUpVULs6TGckJfISThAhxwa8IU3+mRCQlLSTlrHfQu5gR",
+	"pH8wkuoXqCSyKhlJ0XiBMEpwliHJURxvZ3xKWRwjXqq/SjKlQpIyjnv9HlUj/VmRctHr9xjOSe+g5w/a",
+	"6/fkooBPC/ojWfQ+ffqknppwtSBJZaa+O8GypB/Rq4wSJrfOSXlNSnT4bogenSxIRhkS1VgQ+bjX712T",
+	"Uuj17w52Bju9T/0eLwjDBe0d9PYHO4P9Xr9XYDmDDdgezEmWbV0xPmfbOcyyncAs6tspke1t+Z5IgVIq",
+	"En5NygVSSy1zrL5EeMwrieSMoJTnmLIBUns4oRlBOVY/TbIqJRHDaUrVAzhDV2Qh+mg+o8kMnVyeX6AJ",
+	"zzI+h0F+wNcYFTi5wlOCGM4pm6KEs2vC1MP9iJHBdIDiOOH5gHzEeZGRQb7ARTEoSl6QUi7iWC2BCkSY",
+	"qEoikP1CDUcEwiWJmKioxOPMfFbghKRowktEcDJDuCgympjXYykqSVolRMD6SiquEJ9ELMmwmBExiFjE",
+	"3nJJkJxhtQ8wcVpwyiSiAjEuESPq7HFJswWaYZZmmpzUcDOeEwFH24/YuJJAZozLGSnRnIzNV4rkxgRV",
+	"wqzSnoTanHAUdHn2ZtCD4y/hBYapPr4PJMvgxHv9XklEwZnQ12FvZ0f9L+FMGgrwXn/7D8Hhlgh1fzB8",
+	"687xnd5XqscJCeawHmMrJQVhKWESDh5VQi179TkP6ivCx3+QRCqSDme4FHoXNeUKtUUpkaTMKSPNrUVU",
+	"TU/lAtkP1LHCLkeMF4Ysa86hnl8gMeNVlqqNp0ySEidSLXJO5UwtzxCfevV8UM+l/h5jQUZVmfUOejMp",
+	"C3Gwba6Zo9iE5+qN8oFd2Gjl0/ZXzed5Oa0/qoTkubsF5iAbA5kfqetin+PltKfYTxGcZvOVbt57Q5I+",
+	"LXpsQu1YOEP9ml08WH2raBnIvUHi6iM985b5JOGMkUQ9LoKjWbX9jsCEVPcI9qAkf1a0JGnv4Ld6fb/3",
+	"HUt+XS9iWL9bF612nuz6m9ig1wfdyebYd9jOTnq8y4YO7VrO19jVxngBiXpjHjkxtXq0Fkcxa+gUcwN1",
+	"qE93nrb3+C23G7lEPl5jmuFxRgbwBqLKc1wurEw1Qn71CE0Jq14GT4XaBLNmnOaUUSE1z+/9rmbaHgWy",
+	"fft6fxsnCa+Y3E6JYmbXWAL7KrjoEPlH7jcwdSVI+ZVAZoQ+KknOrxU/VBoRHtNMnaIlMfVjJHnEQElC",
+	"eKpWrQQlyGWlwzgRWQkjWONLQcqtoeW01wQdVnKmyMNI4sN3w3gEoxwyo6MhraPVjFpU45xKSVJ1mxqy",
+	"eALT6M1AMywihtU4MJUgQilQZo0Bt1FKTDLDbKr3YZLxuagPFWnhpjaCMzSfEZDcOGLXOKNpuEwKqsg1",
+	"TUkKE12yjF4RLYbcOkW/se6UE61FSHxFEGYojmk68tXJOI5YgUucK/GHxiTBlWiKQDU5+ViQxOyNoFOm",
+	"9RnyZ0WE1PtFItbmPEISnLZ1ipo+DjVN9PT1JEK+5OniVjpFyM9wJWfLNQ1ZVqR5cw9r3RKHROPfI586",
+	"t6hHaLhFaA0Bb/45SkoC24OVTFX3tOC8FDNcklSQpCRqDwwp9Q56H9V/NeOxvFL9OZhw3msJXfdoFx+/",
+	"xllFENdUbH6pFCo0pdeEtfXJQZsh2w+6htc3VX1vFVl3V6hAWEqSF6D/SA6KUkYkGXTyfMuHG9f3CEvc",
+	"JSlpulRCXnRIK8lRxcaUpcB4zHYY5rT/bngk0KTk+SBiwwncGnvj+s0LAYaHvShwp/QX6jbBDsyxQLyk",
+	"U8pwli30TzmCqcFK0CubUFIO0HCib483vru3Sus2xk4wDbKz9CNGJcorIY216W65/ulIv/CoJKLKpDI5",
+	"JxGLY8a3RFUUvJRxHIppX7XrPKG2JPy4ZV/1neIkb7XROlYX+dM9DYaQxpe8VYcFoS5vqoblJcKgHln2",
+	"ykvNEMMDVecFLNmRiDrIDuLo0oIeicfKqhQV8NU4tnMTYahBUVt94gLN8DVBY0KYmotXLF06tDr7jDRP",
+	"rJ5A0wFnRL1XzksSzDPBNNMs275TWhHDrVszlWSirSufs7cU6IiNifpRxex21YYTZituHNwssK0jBuQ6",
+	"JuGeTZpnMsPqDgQv5L2Jz5CBglmVK6XGjNjr9+odUxpeTeH1L1brnMuo7fc11EEDBSnRBu8Bh11rTqlR",
+	"CXdvdRm6TQC9RtgbSxaaKvBago0KZF+637IOLLNOO64YyqgiECNTJJ4aXaxWkhyvT5HZ80mVZYtev0cl",
+	"yYUnHLsk3FIJ1MNliYG1gD5109K0cNKql6GHGkLxzBhp1MuBv76GjIW3vFEG8olm8uHe2F32hSBMGrHG",
+	"8ai1PtQmNWjavMHvHbLUit7vMj73KaTX3ndQGMUqQOcG/OUVZxJTJhBmobnSVB/mNMsQI3rXQBhShniZ",
+	"GhNByVVslBi79eFmDtB3FpnzTqgoiSBMkrRvODR8qrT1sftSyQ0MSpJ6ShFHSsGuxeXCjKpPo6/Fd1GN",
+	"M5qgApdAepihU6XF2DcZHqHEWhp6wTNSkm5dUZ/vGP/l649XRBl+E87HuOySxP1VKiAVoIk53a9mqq0t",
+	"B+ZcYCHQGCdXVloovhwxB4lNQOZ4RkkfWVD5zwo2Tyt9wJa8EyF6M9VQOCdgzSU4y0IVBHTfj4u/buTQ",
+	"+v7/vlRttKpHb02O7QkfM41Yj4tqdr734h7sXM1fqg3KaE61AlkqsjWoLRCgkcotNk3KMuHpEuX8ZPRm",
+	"eDK8GB3//Or4+Oj4CJGy5CWCB/xdb/6ui7fAo10Md1blmG2VBKegFugpciIEnoY03rvgHOXq2puXEV3z",
+	"lESWixGeSFKO8iUMF+cgXRWTpTnQVU6zjAqScJYGosiY+HNMpVJfJkpNkuWiqetopMFf7N7Ozo5bnTL6",
+	"pqRsEaHd/PXUgvoU9RFjSbbgxEEngEusnU69g98a7qbffv/0u48BeSALbkAsPspzKZRBoQyom5Addenn",
+	"vEyX4zqvAMvQm2t/DeQJaIhWd7jhlp41+SDoDTB87ZapcSIAV+xBuhUpVpfICkwv9QWfM6X5GzvL7tF/",
+	"CRqEGrOcvz69fHOE3p5eoJJc8yvi3rp+3j5suLElyQH6YK0kPbn3jFDnXBtFCJfEjJ+alQt99PWFcriS",
+	"aCNAmpLeWYrbwD8b+Of28E/Gp7ySo5Rc06RLL7fU7FnyHYStHXpyRmiJsBA8ocpCQ2bUfs0TImYJ3nAA",
+	"S+hg3ZBUDNARmeAq02qPojZgAx9mhKE4nuBMkDju+4ZHghkSUim5GqFNrzFTKro6rBh+xycS6fdEOZEz",
+	"nqKo2tnZT/5HfbOlv4FPSDwKreKvlKjJMWVq683bBMSpr4PZ1THnGcFMbSsj85EvC9onzsg85P+ytndD",
+	"cU9nWJIxZpjhmy3uYOLfvwzWVF9VJXwdW1lLX3Rb4Ex8zd435v3GvN+Y9xvzfmPeb8z7jXm/Me/vZN5b",
+	"W9vZ9lbbuJ9xv61UwmzbrNJFsnbb+00DVvGOZEYU37BsRTM7GFRdplLp1U+egNhzuvSTJxD5dgNKgBxE",
+	"4GncELYoudtVMIaNMNFm6Vxp1/7dZVOrkkYsjlsbEMfOkg+ACdhha7Ca0E3NX8DW1Sw1wZlmmVg6POFf",
+	"LoC3Y2//NXKz9RH5mJBCwtNqaSeji9dnx8fvhkejt6cXo+9OL98exbGVUy54mE4Q427jciyTmaHtiHXt",
+	"vpNDE14xgw94CIQJykCCsBRhFjH9tBEEekA7VFFya7rVkTkoKQmATu40B423Gb4dXZ4fm1dhXPqv0wWM",
+	"mPM2Z6vREb0qKgXJJn1EKNhtoA9rjMQCI5oW/F8jDj/UzkwMr04TgqhVWpkseYa4BaYiNhig1WeISlJk",
+	"OCEHB364dscv49iMN1r1qwP0P+q6bem7umXi5/7fqzfD47cXo5PDH07PRu+Pz86Hp2//35YdZwvG2TLj",
+	"2FDwEFQ58ya54GdEEGkRlmP19D1gFpxlpxNgWp4+o1c+MvjFQS/n7IosxAiXZPT92fHhheK2MDFoNv8I",
+	"I/7USY6MItE72G1BGo3R21KpYvTPSingEMs8JUztRa386+e1dW/ZiFGMFvr2eARk1jFAQ6MijZXqaYZO",
+	"OBNUwD0wSn8ywyVOFKdQpP/bztYLvPXX4davg/8dbf0ex2oYgTLCpnKmh1O3QF1/kqK9Z8+852F5SnK5",
+	"n40V8RdyMYhYIFq7drctwvV2dzHykEtI7u5bKMFxRhPyj5VhIP0eIx/lKKPsqj3VqQmJBjBRA4LePlPP",
+	"bOx3RzzQLItYSVJakkQGjAckxuXZGyMqdPC1GpJOGVe2F8gCg9xSNo3Y/rvhUTB9YIyUvJrOEEbvTs8v",
+	"HAbaGbTqbcd2wtm0xLLKsI5ynck869qjkL67TsR7Y8RZtrA82bKziYkv8kdSLAZ0fVblY1KiKTBj0PP1",
+	"ZuccYoESwnRgiI4eMtxPEML6ERMJLyyyjSWKY5gwjtHXKI6DexfHqMDUCmcqwC7D15wq8VioqdOsZspg",
+	"DyvN37yAXlGCBZhuZofV4cqSEoHGRM6JoRF1BhBYAuCyBuSatDHQkiPU+yhLSpKrD4A8NNapt26BUiJo",
+	"qW4yI3Mr6R5BFghGJckpS0n52GRIKKvQRmMtUMrVZfTBuoiZGbVekGqdxkAfaFzp2wvWZVqLsICedm9U",
+	"N0OmZ+9zg5g67PuOUKkga6grRKrhEiDXlFciU6q7FjnEvGLXSZigaxGxRNGdIkK9/9jeS60ppZpvVlTM",
+	"3HGXO4NnW4oLYEmVOWGC2COmj50KJAqS0Im1xEyGEkjrMwuz0Ekj0i2OFXmKSokxknZC2DeEC864kExR",
+	"r2HyHcFMCc/zimlTF5I50AleuBfOFhEzOUsIo4KX0tybOsK2yaxaMU8szYiwjIuUbhdqXTUYLCVFSRIQ",
+	"e1rFRkWmDoRrnSvn19rLg9GkklVJwq2NmNlb0Ji7lWV1KEGSmjPtGkhvemNEf4Nou02q+jZofPqLRRcK",
+	"mi5j0xpVGR4psrf/hmQwxAtc6yAmHE+bSVpnQIqESqIoo6U6oE7N4QIcEct1h4g1lAdgV23tITic3b19",
+	"PE46pRRIy+4UkENW3+UJJVkK2rPxKGBIDJnPiPHH+viSHrSlZGlOI3lf02ptUnmGl7FDguQOmpCIaRMt",
+	"jkFYb1vdxajXekKjg9ee2kdqHpsAYQhLiQrtKMEhC3zccqXqdyGWK9nl1zrJIzqJmKGxcUYe99F8xq1g",
+	"UhapBhyVEaXFrcHTlDg24+htg9sNoocKs9Um/8/AlX1/jxXLxUJUuXEF+HwiYqBOzHBREIb899cPfyUQ",
+	"Zdc8u9Yy03mCm2GeOL1WV0P76JexZCvh43jbfCKAP+g7GbFHlBwAux/sPL5ZsSqwnG1L7h/mjRihurTr",
+	"QDOHVqmagxbEZKfBa/w2t/Mb1fhcr8ui7zlcrQdGGJwqmOa9wOPUtG50ds9WRq5Jho5hhLWBQfW2DgYc",
+	"NHDAy7c/vj398PYzAYCHDFUMkkXNr3iSVKU6rZuO8nZIm7rPE1ISlgDx0jIFbH7hY9/mCpUk4VNGhTMN",
+	"/Vj7vo1x9nE7qrmWZgj1TqI4PhmdH5+9Pz6D8704uzy/OD5SKrm6kg3QxnNA1Xk4ZSXktvFTdSkZEVsW",
+	"m6FJc/8BSPPo+O3w2KfLi5Xbh7OMz8mGWu9HrV3ZHdhlri8hYCwQjhgI3UQaWdxMBTSgjzIJW6LWWDUh",
+	"rwtxAOu9L6qy4NZOEwTs5zb23FsXZc4FFSl7aJi5mCmL1li+/2dR5o69/SIwc7D7t0GZ1QGen5xHLKDD",
+	"YLh/I9IcrGNdwNlwk7tBziHg3HWcSxDnjp92Qc4dP/t3YM4n58Pzo7f3AJ1vCTUDhej06JdK+qhzHelz",
+	"7R30dr75Zmfnxc7Ozs7uBnz+POCzO4AuBi/nfCsjUpISVUVBSkAFh+enW/u7z59v7SKcFTO8tYfMIFrh",
+	"svw/YvZ+MhTH/snGsRe0W+BS7bXS4Cbq9s2VcZpSnGXEZKAFLwVkssG274Bth3er67gDrrrU2RBeyoeE",
+	"0M9PzpcB6BAr4yjqYQB0Q7UGQm8QaAeqHjFZUrXrHrCObsbV4a2YDsNuwOpoXVS9laevhfdaqDrMHMLq",
+	"sKaVmPr9EHDLVBpEdyMkvsESN1jiBkvcYImfBUtUPM+aAN2Ioi//PjOs+M4XtRt0cYMubtDFDbr470IX",
+	"A73/duDi4CZ0cT7jOKerC412Fz9zGaA2ncAX1gMU1OHsq41xgQ8lqXNNWuVU+yhiXrVKq2AIgKNyLP6s",
+	"SIlTogZU76qH1TePlihiroCoYh1TqmuioThWPx7RNI4RVIKtdZoBGhpIM2KCygqmDTLKLMKlxPiiiZ96",
+	"I0MUkRfpYXALXBQGveobdBKKClFZMwwDV0ZM6c2d9UJB3J6qLe/dMyerZ9bbO+j94w9ODoLCk/2l6rfO",
+	"dht1KeFH8BUaHvm5fu60g5CYRzg1nFIpLOh6d7D7uDuuRIymELl/YwaiTtOAH3cMv+cP7yXkuU3osij0",
+	"sKlBi+dMtF5kcCO7sROsy27s/c84GCocYaTZnK7Gs3by2xJZYrjy6OL0x+O3niS5ZJ6wDd9wIz7uIz5c",
+	"Vnmo0NxbKfju9Ozl8OgoOESfX1qgXJd6kj4/AibnyGlztnc+25qjK1tP7XIomBxr4mX3OZB8k/+0yX/6",
+	"4vlPa2lzrC3o1s6MSnCha88aMrutTqkVrq/8tOMJwTrIkkgdzarLDZQkI9cYwJZ6yk7N6ZW/pvvqTs0X",
+	"9Mvem2Le6oDgfKBuN/44smQ7Kkg5mvGq7B0839mBotQ6tz2oDECgCmDaO4DaBvCrkvN8ZAEcWKQtcKL+",
+	"2IV7AH/1e3v+H/u9g17F3J+SCLlVtyZw3wDNQY2F3kFvVxPhMi2w+f53zGYGcBy2Kzi/QOnWFCD6yJVQ",
+	"jNjNVeqbZdM7driRWG3nXwT1AOjEq4iDmVdkhpZB2mCDr9rTa/Gfslpz0D6Ck9d0Pqci5IbwXVuhbXIY",
+	"swwv0TesDlO/dXe19BbJdYgeznMLNHaeXHt3Arpdr3HBhS4HYE7IGI3+1EGhSkvqjra9DTjjPH+vnzmX",
+	"rZevJUlTUKVE6pqf3hddC1m6By7V2r69txLR3VjB3MauzTBfBlP7M1Pb0UHpAIzM4YeNuPLdGzUiu4S+",
+	"d2bdeylWkZJXJKHBhlfXkg/YzLpaWcBJuA/nbZStjbL1d1K2nJrTVF6sphVclmXKVkoyIolfqmlZKOBD",
+	"FPk/gtmEh3y5ak4Q8WIdiUSXKAlQnw5YKO+qYK9mODKv8x9SvgwCHTf1y/429cuWFi6DVZkiR6kFLE2b",
+	"Iju7O6Pfej+9vDz8dfjd5dmPvX7v8HJ4/Ori/OztkWIjrsrQshpK9fCDW5cbsuv/DyjVZZaqI8L8clU2",
+	"Sa6v8Y9U1/EyH0asTovc1PTa1PTa1PTa1PTa1PT6b6npdSsN+WWVXWnpa0zq1Ol+VhE2rsUcMzyFiKgV",
+	"2rAT/LdBHXGWOUFmXevgNdBqctkJKfo66n3QRLfm3wL/aqh8pFQUGV6MbONSlpacpr1+L8NCjgQhbEQL",
+	"aDW6N9gfPA2+kKJ3sPv0m6dPX+x+882znb2nn36/0cW7UpSo7fI8GeHOOe+Sx7XrIjfNIc1F00O0ZO4K",
+	"d/OwvrXchOTpX4f3J9jENsoT7GrLo62/hW6kSBBpBSUgd+5lzazocAycUmf7wCO2eKniFY0Q8fr8WJUZ",
+	"MCyoGluvMTzgLnE7fOeSzmykp1sXGLBqCAiwHqBHJ5qxYzQhc5RTVilbjVcSQl+V5dbXLVcnE5pQwhKl",
+	"x2HBmWjEBtaEdos3kEsUBklzIiTOC/SoCREIyhJTl5zRj4gUPJk9tiUe3GuKiK37omjJe0as80WDi9Pv",
+	"ac6hkYbnK95+GRBRU3SD+hoH3dg1v5OivSo3Fn3o0H9uZP2G1fo6z+3Y+Rsq5HLmELLV+7D47X/qfwzT",
+	"T5qmlA75pWGPO6AeVK7GPHpGpYRA6w6WWdtcodUK7a0LLGd1d2u7Qb12vH7LyKtv68etTu6pTnmDxWyw",
+	"mFtiMZ/+UxAMHW2+wS82+MUGv9jgFxv8YoNfrN0tCm4/rm3YVTptf01cgjN1wpRNM+J0zfHCyiqarkAk",
+	"bqdB6uTW6y+oQ94fK/ns+Ei/s0DvBrvYYBcb7OLLYBfrIRNK737afSw+zmA7HluyskkpWnYPj+4Q1NHk",
+	"zjey/aLqYPuXRYotrpATiVMssW325uMMbW6vn7wLw68KWy3iPwcyWM3rbOOs1Od5LR5nWs/Dtho1L3iA",
+	"ClQx12YqCLpamHBjSMFbt3l7uMa3ZN7Z964+389eUuFz2MiamGxbrn/DVdT3YF3tqxtRvCILsa1P/gbP",
+	"EXbWqMk6nHHdc97sgwnidVqayRFWExhhgGvkAIkFS0x8va2oFeYa2pLHdYYgtMBThpab/0A9+sTucbZA",
+	"AFchrEND3f4qzdzVK3lElTbJ5cwMo14hYgjlJB+TUsxooQxdSVAc/8Epi+PH/x96gln6RM2kk+vgvnW9",
+	"Ji9ddWTMEPloKix5561mCp7pu8oqcTwpee5qI0sex52K7o9kIUwbl/WYnwBrXUhl0GkY2CIKVMgBOneF",
+	"jnShBKhUNMYymcWxrvQQMbUyKMRi0jSVMcQQwWVGIZA7g9Jy/9pWp/qvAboMCYRxGbGqyDheuXtWY1DW",
+	"mK45x3hpUN40Yo3tFH6JjuYQisuByT0miHwEQrJv4RGTkwOQD1sLAvW7uwsB8c3esxdPR0+ffrs/2n2x",
+	"/xTqqC8/F8LS255KxHQBDncqia65EZwC2kJyUdDE9av1KhBFTFTJTFusulSQgQwq0YKUAD2YUZ2Rresn",
+	"UgkV2pMZ0SVmqgLgeF+yNnZU8vvs57Pn374YPXu+vzfae7r/7K6W1NKEDi32lsQmA78EgoZgOeMArjlg",
+	"F/PzaiEpqmzE1f0DemEchGXN/zHm4yAP2Y+yuxE/zMhE3nH96uDhkqox1He6DBRh6ZbkW4o4CUvKBZSH",
+	"gTh6Xc3HK+yvXQQRc+zWesD9d04yXOLmO6e8mt71pT+tCYW0ZVbXiYnbit6fIIO+Tr+3l9Awtiti1YMg",
+	"qPm4tatqoatFc4ZpvqJ3tvpaIM7IFgSZAxdU+lUlQHQWJdlSizGR7l09k9UISqY8WLwxZ2SkFjNSi1kF",
+	"rq6X/4KzKS+pnOWBXirolJF0lFTlNdl79mz3xQoIeVUOFmyYLisGW03SATpEOS40d630xenrdHT7ccRc",
+	"gCt8YVcIynQDCu247gf/7P3w5vC7H3/4cP7qvPNdOmFRtae8ksst8ZYRDgXT5phKbXenfM6UEFZCVBMK",
+	"vItSWaTl92KAdneQNeKpMPIy4XlOWAo+bciLCW3tnXXyEEK6WMfs1bcsJRNd0Et2nldvmbmgZdDDlmCb",
+	"YJpV5b0y/4YTpLNLYNdrqNb2WHMFZyG3pq/5LS6hUXTCS3UGgLhDoR+o9WE1h3qpIJal973psc5gVMiA",
+	"scft6noFsLGD+N0yxpUMsrqtqFNmkUk6VwobMjuk/XF6vQM01IV7TY0wXppmN1BxMhxQPZdTofO3rL4W",
+	"xwHt6ApeTSL8Z9eduS8vupmJnLZYr1qxoj1aR4As5ykRc59bvTZgNSiOdWtux2R0X+4D/ekVWYxoalp1",
+	"x9bJoTi+Xi8c7zkxWqT63I0jbM/vK7LYqj+1bb8VD3DWume9R8xgND+SBTqFSZD+8taM759tzndweHh4",
+	"+HqqvtN+or9+HL+Zfv22HP5RMDxdfF0Mf3levXvz9Nf58fd7119/+92LLJ8Klv36lxJgajxIlhbLV0BS",
+	"PVPAgr978+Hjz39+P56X42/PT/Z/+ebFM/Ly+enht+P5y4Sf/Prdzy//ZBfs2beHv3z49fxPevT0mcxe",
+	"vk+O8N6bb87m6Y8/k/GH7fd/HWVs8v6Hr1/8wa92X84VT/vUparclzHq0prA/oyKecs2oOrZWmuolRGn",
+	"sN5DZdF8d6nKcgbFf0QQEGVJHyKKAovOXiiNkYDC1dZhQE48qA5j4N6buMaSRBinHazj/F+pk1iRvVIt",
+	"MTqup5UIXSJOW+l5IRf6N35oRUfYb8QC1txW5Luv1G+//1doK/3ekqZmRjrWAUMTYsrYw7LAQNbySNcC",
+	"M6eg9X8wDChEzUDDLMC9DI32TeHKwNT/CjCMr0wEHUh2LMPHIga1QRcogxrDHpSmjXmo0RYkY0uOCBMg",
+	"lqXwyl8mNn7BqVauqqbDARiXdVlNyur1DNbIoa5v0f31vfoufFGVb01WsPTzJS7Uow4IrF0uwInlJd03",
+	"a8btyfVGdFC3h/W3Xj7gWT643h3U4ncLE7ElZniv1+/lg5xMzS/cx7eCJVZ4gcH9eWQVV+ugmRFhTlxX",
+	"AUOSD9BJJUznCP+3wyMAqyIGvCLj06mimEZ6tK9tdHDim470hsII73SgTIj1rNTK65tuo0e05nSDkuf2",
+	"0ep5ehZ9NWYkFyS79kePGGEJT3XNelMWt77PgRLYYO+eIhaoR/uvnr387gPd++XbE/z++o+Tb0/29o5e",
+	"5rO9p+/y6dkOe3f9w+nwsPxruhiqAbs0rOy4omc/vKRyZ/j9c3Y5eVZc/vXh4vJYnL1/T7Zf/3DFf6yO",
+	"5/MXl2+GnaZ7qNrd9hbeFho4d7M1vFW+br0OUHDLk7UavHvb2jtiP4GOADhLqgxgLFcbRhEaxF7rNxmr",
+	"45coVm8CdtYP56dv49FaSnrnAabnp9/uHO7s/kzp9PV+9ZIevf+4ffzHX5gvktfJH3++yCY//bxTfRB/",
+	"fsz2pvRkSM/fnX2Ln6Z7L3Y/7NLZjz+82cZf54ufz/eff/Ph4vnbw2Hy8jCIqq13vSuxeWXBwpqZ6N4H",
+	"9YHVBQVbvMQc2jqcpBO1Xa/+YT8IHvBYuuFAAW23AgaMWtsOGgglRcW0LdURRVoHfoGLXfuwDJ15RB3Y",
+	"eGP1tyRlTlKKa3VLx/wzLlHCr70KnxGrX2GwLBroZkd24JPWHRLcMQkibXRALc2WB2hfmv3QmzhkE94d",
+	"PHcTWBOGpd3PtDdwYdoK5higOrrTBLxpwMb3mrs6zdax5fo3YIGcd+2aYmgdBZaY/jSO+14tUkMNJrQz",
+	"ji3hxDHUcVbHtriDJe9rKndWLfwIt0B0W0n995FPd0YaPiMbDXlAx53rHaplfiVQzsc0M+1UAtba9Sbd",
+	"92SDhP57kFDPHFkbB13XWZbeNwHuyJhonQ7+e8JKmpktx5VAHRczIjqclxbZ6gg9aoaWqUk+K5S0sQc3",
+	"9uDGHtzYgxt7cGMPPqQ92JVm0fSi2HhgG2MfpD6QeSNwCXQn+waD27hTl3tJTXaZW1XUMyEqUa8OUkEB",
+	"19Qa2wq2afyPN12u0Feqeabht4ZUwAxWF0ZZvpQpIjBMMnSdrvacwhVdssONSJ1wg5ex3kP130+9g972",
+	"n4vrX6/nf9CLj9+n31/unL2aVkev3pCzr1kuxvvfTd5+v7/9njy9vvzWUFGHc/Wn2rn6x/7kbP81yU92",
+	"n5988+rDjA+fnl89+1WkeTr56bX48c3ux+p8Ip+fnM/v41wd/kReHb8bv3j93dXe7jfJ5Yur+YvjU1qJ",
+	"V8+vToZXfHjGxmxyOnt2mjzfP9+dzqaLP85nL78vqv2n4+wnnnOcvVr8/GExw/hi/6R88+svPx0emjLN",
+	"/wc8yHfW5z3nSWG04+W+E7jSD+s68dnFCLrtrCOUPY9c+EoOIwkuozalTG8gPkEVs57x4K6Z9oY2R7aO",
+	"GZ+RLEVhBeFm/sSym9k72N3pIMHewd7OrZz+dm/Wdf27fltwwO3qgxYNun1CARhvy+2nu5twkLS8OsEg",
+	"NLyDEvh1ynM7EVfHBJg2SiJiRjoUNLmC5F7N2wUB6FINmS0QlbZJRRyrUeMYdUj7Vuj9G7WM7yBZ977J",
+	"nCbl/zdH9fkAXnJQN8VfVahqScWAi7W2cHlhgHVKaNTNZWEzqTYrWnsZsXAzl0O1bld7D1LFJ1xtk6xc",
+	"XfJNQexNQewHKogd5EaCGFmfcXkM1XbubSZPdqJdXoUAUrfbMTWZhKggmCqsxgTwaYKZLjdhVsNL+hex",
+	"qMGkUfzAHrgPjdrEb9sQ0HBUXEOTFDwOnjjNKyGhOAjfsi3tFWd2pqzzbATLdT3rOzqqBXNFzDGioE8+",
+	"4mW7hb7fnNouDy8iVtexapex8pId2ovB0llV54RELD4jps/5jBYuucsfT4e5GfeRtsBDSQMM8R74oydm",
+	"6voYnoKVD2g6MDXI4H8HvWRGyNVipBvyQ/c5RiXF2ajbj/BDBem/70xOaN1bpEczfk3GmGGGPT7RFm4t",
+	"ZFMnwnfW/OhqM2ktWohRQ+iIFCVJ4FwoQxN8zStQBuO4fkbn03WAeMtrFTgQISh3APm0Wj+0t6BG8o3r",
+	"T3fhCh7rm9bmLh1Qu/ESaBWf+iRpWiSHN8YGlo2oadWqhTDcQYvpdTcSDGhg/cpjtlLD8nJjLkJwXS3C",
+	"1rahwdADpK4Oir3SEMAx4xFMVHNTKBOmr49XzsR6Lf32JOLm4DT41oNXLnXLQ7dXHcrIykvRFrGBO1uR",
+	"hVCmgoX0GJlniy1z+jVlTRmHdCo6CbmcR2JBc8SlzvB+LycprfLO/pG+qmsgQ7yko2vfZOirsex1qL81",
+	"GNqYoK+g0flX97uMy7sUndmyU6CoO1WTChTHTfZi0R3dCjZifreiNvLbHfW5znxSt3MfoHemWFIMhtXW",
+	"GAuSxiMt/e9eq25MTBRu6rf4afHSfi9Yj6fW1PNpNt81n7YY/6xwpr0CFgPlJfpDnWzGTf97GQCqBtrO",
+	"OOj39zjzZbfyixbOM2bxyNBCD4+T3b39XhiR8P3ri18Of3h13Av85YHkPNB2LyQz9ntzkmUjuKW6E1dt",
+	"hai/FZGMqjLr7jWvm1BZOHa08jGaDoInV7UvC1+0o3dloPlYPm96JQ+UvkZF+JsEg2rJXP5woFnaXnVG",
+	"kbyzAFbsiqRb1DE89KEjDKYjiN0lyDeak7viX3PfKda5QHVu3gl0tOeC70AO2PV6FidnXiyT2Uk0w0JZ",
+	"NlBV0daLBYX4yZP6Kj154nANaxKRj7LEid9ER09rvUt1k+dH4wUSRUZNX2z9yISWQmkrGWePTTO2hUWg",
+	"I0blAEHHapwJrnXbOK7fRLM/o3BkUqsgc7zo3LSV3hlgOls10zFpysMjPaktwOTvTdcc4QVbL53U6xS7",
+	"lZKCMHXFNJCm5eDNHfZuyggrjGJitL+EswmdVlrBr7G7hkEynNiCff2IJebQz1+fXr4Bf5T16Oln9dS6",
+	"hJkdnni+337EuFlFtnA91o31fHn2xvYMN1iOHQ5f2Q6EODfOaIvtqJvi7DTwcA7U7m9pJURpqikVEBTY",
+	"jB5bg+8ZrhkEHd2G/elfNZ/n5bTZmdKqikYiNAYyP8JF0eCn7aaK4St1FzS1hyg5snvjs4Wg7F5zhvo1",
+	"u66P+lYdo+PP3rDqIz3zlotgYkzn8jWa4K3Y/pvEtFufp0C/rhcx7Cq76XdX7DjZ9TfROSk/w042x77D",
+	"dnbS41021Plwz9fY1cZ4AYn6TmR7S28cbS2g1ZU1Anbtw1u2LtLOvTu2e22+X2IfUts08b47rvnOU+h9",
+	"eNPgYO3CsL5hkiuj1gZn2r7ugwds7L451/s0Z9cnZSrXQhiqhpcgUIi5ylq1cwxNeJbxuVIQ6t0RBxFD",
+	"6AmKY+9k4vgABR7IRi1ZyDDQdARqOGSg21Euz4/PRkfHh68uhu8PL46P7GAhE0kJVK6vWcjGSbNx0jyg",
+	"k6bbczK4yRGz1K1tkpy73TTDoD1GXRLOt6D7yBpbVMIFZRxlnE1J6UzqCS91dXVlVBvM1AvY7nKRBDY6",
+	"JAUL2zJDGZrxkQtfdIUg9GhbEC1hq0A0oh1xSewgCEMcHU3JyojqN3qH7hlXshbfC14Z9i00+b0Sjhr1",
+	"qp0+tw6VCA5WczB/+vtQ0zbOsjUpKssaniV1XNi4Ai1VWb/f2nRFhZURok1KMGSOUxLwzgE6rOsJgOVY",
+	"Q4VQktGnPnR34ovYSurTHkUq6o43zkNjeAu6HKLghdGYJFgZ2K0vqFCz6egeZX8UJZfKTAaGJqA0PE6u",
+	"6trNBAmeEyVVp0QKNONZqgsCmGK5ehsj5ryxzFjcYNT4MBsK34HedOQmpwVOXZ+cZcJL74L2FEu1dM24",
+	"1fTwQtBBPWIVNNAHZwW+Iq01umYCBv/puvSHWfZF7r2G+Rvb4kVFPexlX3Hn7nbrLcj1GftX9xH5mJBC",
+	"nZqmlQSrATTlYjTVgtqerDCehwYyeWb+1C/M3O+5oQSvPY/x7JdaYMg5R1dUaQ+mEJ99FOq3biEALWP7",
+	"oc6ZEI7SdHFKC4Gps4StqKPaLSUaENf4FM3Q8Go3jK3rH2ptARWkhKwrbvz0nq0T5NEoOmhkjun9Kl0/",
+	"mjomz1T6cMcH7l0I02hGaZjjMcghZqgVq0Hlvy9Sw/zMwJKWPnxiAP0D24KTgK/Y6EoLTzOckzj2O25A",
+	"HqCBnl0bj2mJ1f1TNBNWsYwY+KQKXEqhk+uUhptINZTg/uucXJ5fIELBBZHjIsBQG6vhDHyqPoAO9VqU",
+	"LZXgTN1jptgrlPhVzCh8PoqEAflTbgICcrXZxtdr3qVvagArY2j49v3hm+ERGEVvD0+O49jEjcOrWtgL",
+	"3uDt6YVS8arc7I57/dqAtxc1dAFAZoNhFM5i85e9CcHRIThqG8ArbndSO8QDvtiHK1/XW24ql2OeLrwq",
+	"qJrhmkzrOF4ROhDH+phfHiNqvf/Ltwp+CsGtjYvcdNZFrCRTXKaZemuuGEZR6Xpwh6aGtrqg7uBtaqDi",
+	"rXDuCdcOgJCETSEum68WG3oNeK9R6QaDbVwUhKWQJj+TefY/ujudcwjXKRMtDcIKm3VKXCvZApqW4UHg",
+	"FtGPD9CRrgAFCLImfe2G7ipTrAbqhdATPNw76Bnxbp3wUwMYwMddDne/gjH86L+sh2DArJW+2OjF9oRx",
+	"+cT5g6GkE0EzPm/wK6BDF7M9JiGErHOtwRyBrGk7XtBpzFbItoPGsS6FreXkptnhF2p2+N8XSFdfYC/y",
+	"ox1dx2Z0TOXIJTi0i8epG6mLbfjRF67Sv8/DzUXQCqfi4L7HVWoENwN10hpuSjKqw1ECSzti1SVMIPye",
+	"spD/TXAmQtwQPnFvNeY8I5j9/UPdvIzuMBL1FgFlfhF++6tWwEswV3dsaxjysLy4zRgLWmditnQ4uxQX",
+	"CgGXg+dU2vZ+gZsX1ACPpOsIijpgK1x9GOK7ZiOX/7CYq79v4JMyn01AoQ67AZ3QYx3KBims9HQX9W7B",
+	"Uq0W1J8rWuqh3moTYfWFIqys2v/o5Ofh0ePl0VZ/XzNhvRz7dV2lHrG0I87uHb9wfnw2Gr5V//diGI4M",
+	"o7dbC76ZkuB0AUgr20Q1fMaoBtfs5hZO8Ih57mt9nHGMDpCvQCw9TPtwG+5ZPoK6/1hH7emPoa2EHen4",
+	"51dvLs+H71cOYbg39D4SyoSDYgoFTqDXlU2QHi9AZ6wpGhhe7UghwpypaxBU40QSQBrowxyKnTrOUcnK",
+	"vrIMrUcCPM8tEzQ4Lu81tK++RrbmM5qJsKsyFqggpeI/MHzYMVm9w2uvqJhGTvTPzZQZucZM6rZGGhPS",
+	"L2gyhoECkHZtR8yb6QbQvY9wJme8ms40+1ebBwxfjw7KXL5kN/xu43Riml36cTitjdKVxzyZf9uN2vRw",
+	"3/Rw3/Rw3/Rw3/Rw/y/p4f5gcZi11nrW8G2mVCiVL90oq/cK1fRO2UGg4IGWgSuqHRzi9XDAAQJhbtPC",
+	"yF3gATSpMlyiOL6iTBmunq9Eq5sRg54R6upwcwubzmyNNWXZwvmSA+Hlw9WboM1N0OYDB23eIvbEC8KB",
+	"gIEUS3xj7M02vsbU9INfUqPolTYSJEeCEIhZQBbwBXlmB9CRVWC99R2OGMbFNFod666qdY8Wdf/6Fk+C",
+	"Aw1N2n7tpoPZa4vAX4dtA9mM6LsmJZ2YAwcrLmIdFqDpVS2drWgjzGBGHTuGZfBpxCZU+m1nvhLONDVE",
+	"kgPQ9iiwaTAKKi0rxQZLYnQhKlt80U5nGm9WLCWlSHhJxOOuCAqlSM2pmEH7d0Fq9KooqemRVLvEfKbX",
+	"j9iMz4mNe3PjKZUEjLkxQXiOzXm5uptmdLdqpuRyli0iVmoKDfbMC8vPCWbtTUVjkijaRhVzJ6suro5p",
+	"AMqBLH7pTp5mVC50jYTA1+eidajs6AKqBro0cx56A63jf3drdR2CQV75y+GTZT535zRZ1SC49sPni1HC",
+	"eTZy/pPeDc739gN37B/sey5qZqFWusrr4LOVpqCYZHjaNpWD0/cvtKEVwzRwNscLQLhRHKtV2BpmnilZ",
+	"kiKj9qLs7eyg0x89CNV5+26T7NVa1QYl/W9DSZEXvG2PGyDJBiGaoK0Hx1Edid0dSA2WfUck1Y5xXyh1",
+	"ow5v1OGHVofX1UXDuqZ3VI2hrs+2WdqF9Z8vi1QPbFrtITQqgY3rBcAJBkWm6hcEjEHE2BNliepr34zz",
+	"XK31o3BmF1LmQkrhDsOkOjCsbwODAbbW3m/sSiVws8KImXBrDj+0lZKskkwttsxkyTNIkugKZax37oJb",
+	"S+ZYDX+PIm91Hwm/NC2c3siEsB30dISEGOGSjL4/Oz68UCQMEwN6948wQ11tw8gojb2D3VZUW2P09lWv",
+	"GP2zIkhf1nbgr35e20cdcAWJmLf9Zh0DNJR1HLIdOuFMmEw6G1c2wyVOlJIasTj+bWfrBd7663Dr18H/",
+	"jrZ+j2M1jEAZYVM508Mp0UA+JoSkaO/ZM+95XUJRRsz9bEx0E9VBxAJ+1bW7bb6ot7uzW0dwByR3xBqy",
+	"RahB/Q+/IkXHNIx8lKOMsqv2VLYeyQB9sPqht8++w6nfWQJhTrNMWS8pLUnitb4BNJYKdHn2xtYRcaEe",
+	"JpBZa6SiGuc6SCJi+++GR8H0AeBegs8Mo3en5xcutayzyIK3HdsJZ9MSy8oEfUMMQdcehfS9PMxEI/2c",
+	"ZZoz6Ca6wDlsjIs/UhxHDPBsU4J6CmFugKLpzc65kNAGFjiXbWxmWIcgRFmaIuGF7coGMSEwYRyjr1Ec",
+	"B/cujlGBaVlX4YVw2GtOlZFdQIRdVnM0F+5jXkCvKMECtDWzwxBnWFJwdWq7Uv1InYHtAmyTxZq0MdBw",
+	"RihMKUu0pa/JQ4e72kgYrWHpAM6I6VU9IoPpAJro5lRZ849NzXJBmDQhoupJSKzw01Uck7cRoyAnjHsP",
+	"Qod14h8couP/YS/gG2V4yPTsfW4QU4cPq2kJ0nR0uxA0L+XB9+3a/ILmSZgiIUIDwlIRod5/bO8lzkwV",
+	"FXUTKypm7rjLncGzLcUFsKRKa0hsLW197M3cKqTmsR52PwAMYlxpOvKDmWxiyJLSlCujvmZcSD/kq8mZ",
+	"tPcyr5g2n9Xe6N4WdfGj2kLBqOClhc+9OLcGs2qEls0wSzMiLOMiZZhh1h4srQvhmVyoIsPMUHRJcn6t",
+	"U9YwmlTQviXY2oiZvQXNPo63jcqzXZc2NFHD2168u19ezQtXTW+sQNPuItKhpzZhmQePCV0GnohlwW3W",
+	"czg8UmRv/63bafAC1zqIMOnKJlBN6QxIkVBJFGW0VAfUqTlczAgtV+gOEWsoDzrmo6U9BIezu7ePx0mn",
+	"lAJp2V2y6JDVd3lCSZYi08Fbq6WXZ2+8bGTfh6oHbSlZJhWZmwaR+n6Z8GGb5mScrkExIuh3d/hu+JXa",
+	"MhDW21Z3MeaCnvDCBLq7xMdHah5uGuh5oLBOGW/kQj5uavXmXYjlSnb5tU7yiE4cnD3OyOM+ms+4FUw2",
+	"WLcoeV5Il9R9TVPQ5M04etvqREoqzFYbPMFWaUONRE0/Q8/nEyYHYQZBjsh/f/3wVwC88Oxay0yXpycb",
+	"Bo3rzC5WsGQr4eN423xiugQaZ+EjSg6A3Q92Ht+sWBVYzrYl9w/zRiBKrBl9eWiVKhd6CYEOtt+V61Jm",
+	"1ON2wpGJkHDKmXcTGiquaaVfqkPWT9l0Jftj3XkRBBjgE/eP/bx4fXZ8/G541EY2L7pez8e7oCIv2eCb",
+	"f88o0MbBOuiwBWjY4/SUN8m7UAynSiP0Wjuc+tbSCBQRU4zDeFQA+2GpnrevSNv0Gc1zwjT/wDJQlpFL",
+	"owutGp9/ajHAhCwrXeJOrRLS9jgo0jAiLV3CDKxaK0E6D0nta0YTpbjq0AMidPKSLilga0q4FlsavOrA",
+	"hNTA6p2bG0bCGooIjlerY/qAzo/P3h+fjd6eXowuzi7Poc6UOaNQOa3VtpJMjKTDrKlkqnVoV6Rm/7Ks",
+	"hN9Ksxn4cJ/AG0dbR8dvhwCz1kyjswq+hbh18MaGZXyuWBzTOdviNGOCxrxiLVj2JZlSJprix/ZhNBqO",
+	"u3Q2aCetyqbvWQ+8CpTNBRUpe2hUFhpCWyDjC4Gy4ZxrYbMRM6SCPhc6e3I+PD96+++AZ2EzdTeZl+qC",
+	"qt0Z6d3pHfR2vvlmZ+fFzs7Ozu4GsP08gK07gM4GFnO+lRGphEZVFKQEJG14frq1v/v8+dYuwlkxw1t7",
+	"yAwC/NJdsohZKmcojv2TrTN/lXmCS6GbatGJomGoZJRSnGUmEbiRnPxygwffDQ8O71bXcQe8aSlAH17K",
+	"h4Sdz0/Ol4HOoGI6inoY0NlQrYGdGwTagURHTJa0yIgPRqObsWh4K68QlQdFo3WRaK9VrS9s1kKiYeYQ",
+	"ioY1rcSh74caW6bSILoNjLyBkTcw8gZG3sDIGxh5AyPfEUZWotvagzeAyb4+pxFlm3NnEUGNKPtD3owr",
+	"R8wBy2iDK29w5QfFlZuQzBeClb0bcEdw2b9DfxuI2d/NDcK8QZj/0xBmg1aKMFRVCyJjqbpKPG1E12aj",
+	"FVVZcGt3ewVP3UXohp+NJnBzF3/7S1d1INAxlhQ+AFXpve7wCqoO1B3XrLPMURyXPw9+Gfxqitaeskw/",
+	"nGGp+HAc/xrHxsK3BQFLYuaZ2LT7euo4/nnwi31iEDE6IAPLHu3VV/ShM9biuNwZ7Ax24rhv/72r/q1t",
+	"qHJ3sKe/o6ZKgJ7Z+2njl81EQCgQ4pK7M/WH0dIQ+ViQkqplKGWdYGXsCTWRbWSvNBiNk8VxxYRU5D6y",
+	"PzSGhyD1ozXQ6BIZFL9OtUfdaxtnhVitE9bQnG4fZzi1Djuf2OyJQcS+s5NlFFiZKwWuKF6dhjeN5NNp",
+	"ZmqPSUcympdELCQdtYtm/YCT+ZXX3I6ZjTF12c17Q/mYZObSGhdEogyDLDO6rpqpUUvBPY2AITCpzD1I",
+	"OJxyq+Ip/saFbkMMNgecZVEQXJrXZikCuVXB646JTmhRdqOxC3SFEJYYajdTqtUJf3EuCNOyEEJyAcB3",
+	"SbDgrl5/ypHgDsgJEiCvCCncTqk3cFShlhoxXZJGGZ5fXRNbECsjWPcP8NRpNZhiMC4tEiv7F16BR6wq",
+	"piVOidqGkhclxZJkiwE69Ci87560+WwAG2oXjiXjiNUEb4lNf2OXJdoOne+JfG851X0T/Vr3SX3o9xXM",
+	"F/YrlwpYs8nfevr6Qxv/ZehE5xTrtbL8MCPgJeOl1htmwZW2dES9UjNd2X9NQXXcyXA8urOMZ4DcNVfT",
+	"e1e9HzFb5hInV/pK6/oculE3VtydT2H1/WalIG/hEQtqDXT23vSlUgfEU/cON78LSuqs88Ct69q4B9dV",
+	"C5y4XCYZG0rAPeVs0KUCThSnOWXO+dz7/dOnT5/+/wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -19,18 +19,32 @@ type overlay struct {
 
 var overlays = []overlay{
 	{
-		Name:  "empty-properties-list",
-		Why:   "transaction.yaml declares a PDU as `properties: []`; properties must be an object. `{}` says the same (no declared properties).",
-		APIs:  []string{"fedapi"},
-		Apply: func(_ *loader, doc map[string]any) error { return expect(rewriteEmptyProperties(doc), "`properties: []`") },
+		Name: "empty-properties-list",
+		Why:  "transaction.yaml declares a PDU as `properties: []`; properties must be an object. `{}` says the same (no declared properties).",
+		APIs: []string{"fedapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(rewriteEmptyProperties(doc), "`properties: []`")
+		},
 	},
 	{
 		Name: "auth-data-any-values",
 		Why: "auth_data.yaml types its additional properties as objects, but every real UIA stage sends strings " +
 			"(`\"password\": \"…\"`, `\"token\": \"…\"`) or nested objects (`identifier`); with the upstream schema every real " +
 			"request fails validation. Any JSON value is allowed.",
-		APIs:  []string{"clientapi"},
-		Apply: func(_ *loader, doc map[string]any) error { return expect(relaxAuthData(doc), "the Authentication Data schema") },
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(relaxAuthData(doc), "the Authentication Data schema")
+		},
+	},
+	{
+		Name: "auth-data-session-only",
+		Why: "auth_data.yaml requires `type`, but the spec's prose has the client retry with an auth dict containing only " +
+			"the session once a stage was completed out of band (the fallback web pages, email links); Synapse accepts that. " +
+			"`type` stays documented but is no longer required.",
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(authDataTypeOptional(doc), "a required `type` in the Authentication Data schema")
+		},
 	},
 	{
 		Name: "type-list-any",
@@ -44,8 +58,10 @@ var overlays = []overlay{
 		Why: "client_device.yaml lets display_name, last_seen_ip and last_seen_ts be absent, but matrix-nio rejects a whole " +
 			"device list when any device lacks one of them; Synapse sends null. They are made required and nullable, so the " +
 			"generated models always emit the keys and response validation accepts null.",
-		APIs:  []string{"clientapi"},
-		Apply: func(_ *loader, doc map[string]any) error { return expect(clientDeviceAlwaysPresent(doc), "the Device schema") },
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(clientDeviceAlwaysPresent(doc), "the Device schema")
+		},
 	},
 	{
 		Name: "whoami-device-and-guest",
@@ -206,6 +222,32 @@ func relaxAuthData(doc any) int {
 			m["additionalProperties"] = true
 			n++
 		}
+	})
+	return n
+}
+
+func authDataTypeOptional(doc any) int {
+	n := 0
+	walk(doc, func(m map[string]any) {
+		if m["title"] != "Authentication Data" {
+			return
+		}
+		req, _ := m["required"].([]any)
+		kept := req[:0:0]
+		for _, r := range req {
+			if r != "type" {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) == len(req) {
+			return
+		}
+		if len(kept) == 0 {
+			delete(m, "required")
+		} else {
+			m["required"] = kept
+		}
+		n++
 	})
 	return n
 }

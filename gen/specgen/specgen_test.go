@@ -88,6 +88,17 @@ func TestAuthDataAcceptsStringCredentials(t *testing.T) {
 	}
 }
 
+func TestAuthDataAllowsASessionOnlyRetry(t *testing.T) {
+	doc := map[string]any{"a": map[string]any{"title": "Authentication Data", "type": "object",
+		"required": []any{"type"}}}
+	if n := authDataTypeOptional(doc); n != 1 {
+		t.Fatalf("relaxed %d schemas", n)
+	}
+	if _, ok := doc["a"].(map[string]any)["required"]; ok {
+		t.Fatal("type must no longer be required")
+	}
+}
+
 func TestCommittedOpenAPIDocumentsAreUpToDate(t *testing.T) {
 	for _, a := range apis {
 		got, err := build("../../spec", a)

@@ -15,16 +15,22 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
+	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/passwords"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // App is one running server.
@@ -34,8 +40,11 @@ type App struct {
 	Store  *storage.Store
 	Echo   *echo.Echo
 	Auth   auth.Authenticator
+	// Services are the domain services the HTTP layer calls.
+	Services *Services
 
 	Devices    *devices.Core
+	LastSeen   *devices.LastSeen
 	Keys       *e2ekeys.Service
 	Federation *federation.Service
 
@@ -53,22 +62,27 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a := &App{Config: cfg, Log: log, Store: store}
 	a.Auth = &auth.DBAuthenticator{Store: store}
+	a.Services = NewServices(cfg, store)
+	// Only the server buffers last-seen updates (the CLI's services, built
+	// by NewServices alone, have no buffer to flush).
+	a.LastSeen = &devices.LastSeen{Store: store, Log: log}
+	a.Devices = a.Services.Devices
+	a.Devices.Seen = a.LastSeen
+	a.background = append(a.background, func(ctx context.Context) { a.LastSeen.Run(ctx, cfg.LastSeenFlushInterval) })
+	a.shutdown = append(a.shutdown, a.LastSeen.Flush)
 
-	// Device-list changes queue their federation EDUs in their own
-	// transaction; the sender is woken once they commit.
-	outbox := federation.NewOutbox(cfg)
-	a.Devices = &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}}
-	a.Keys = &e2ekeys.Service{Store: store, Devices: a.Devices, ServerName: cfg.ServerName}
+	a.Keys = a.Services.Keys
 	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
 		store.Close()
 		return nil, err
 	}
-	outbox.Poke = a.Federation.Sender.Poke
-	// Remote users' keys come from the federation cache.
+	// The sender is woken once a device change (and its EDUs) commits;
+	// remote users' keys come from the federation cache.
+	a.Services.Outbox.Poke = a.Federation.Sender.Poke
 	a.Keys.Remote = a.Federation.Lists
 	a.background = append(a.background, a.Federation.Background()...)
 
-	cs := &csapi.Server{Config: cfg, Keys: a.Keys}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -80,6 +94,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 			"accessToken":   a.authenticateClient,
 			"signedRequest": a.authenticateServer,
 		},
+		Routes: (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
 	})
 	if err != nil {
 		store.Close()
@@ -87,6 +102,43 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// Services are the domain services over one database. The server and the
+// admin CLI build them the same way, so an admin change runs the same code
+// (and the same device-change hooks) as an HTTP request.
+type Services struct {
+	Devices  *devices.Core
+	UIA      *uia.Engine
+	Accounts *accounts.Service
+	Keys     *e2ekeys.Service
+	// Outbox queues the federation EDUs of every device change, in the
+	// change's transaction (the hook of Devices).
+	Outbox *federation.Outbox
+}
+
+// NewServices builds the domain services of cfg on store.
+func NewServices(cfg *config.Config, store *storage.Store) *Services {
+	creds := &credentials.Checker{Store: store, Hasher: PasswordHasher(cfg), ServerName: cfg.ServerName}
+	limits := ratelimit.New(cfg.RateLimit, store)
+	outbox := federation.NewOutbox(cfg)
+	sv := &Services{
+		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}},
+		Outbox:  outbox,
+		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
+	}
+	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
+		Credentials: creds, Limits: limits}
+	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
+	return sv
+}
+
+// PasswordHasher hashes new passwords with the configured argon2id
+// parameters and pepper.
+func PasswordHasher(cfg *config.Config) *passwords.Hasher {
+	p := passwords.DefaultParams()
+	p.MemoryKiB, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return passwords.New(p, []byte(cfg.Pepper))
 }
 
 // AccessToken extracts the client's access token: the Authorization: Bearer
@@ -111,6 +163,8 @@ func (a *App) authenticateClient(c echo.Context) error {
 		return err
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+	// Buffered in memory, written in batches (see devices.LastSeen).
+	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
 	return nil
 }
 

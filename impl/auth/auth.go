@@ -22,6 +22,21 @@ type Principal struct {
 
 type ctxKey struct{}
 
+type ipKey struct{}
+
+// WithClientIP returns ctx carrying the client's address (echo's RealIP:
+// X-Forwarded-For only from trusted proxies).
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, ipKey{}, ip)
+}
+
+// ClientIP is the client's address of the request ctx belongs to ("" outside
+// a request).
+func ClientIP(ctx context.Context) string {
+	ip, _ := ctx.Value(ipKey{}).(string)
+	return ip
+}
+
 // WithPrincipal returns ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)

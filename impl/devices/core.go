@@ -41,6 +41,9 @@ type Core struct {
 	// longer exist (token caches drop them at once). Optional.
 	Revoked func(ctx context.Context, tokenHashes []string)
 	Now     func() time.Time
+	// Seen buffers last-seen updates; reads show its newer values and
+	// deletes drop them. Optional.
+	Seen *LastSeen
 }
 
 func (c *Core) now() int64 {
@@ -108,10 +111,22 @@ type Login struct {
 // IssueToken binds a fresh access token to deviceID of userID, creating the
 // device (with displayName and last-seen from this request) if it does not
 // exist. An empty deviceID generates one. The device's previous token is
-// revoked: there is at most one live token per device (seed 000).
+// revoked: there is at most one live token per device (seed 000). A
+// client-chosen deviceID or displayName that breaks ValidateDeviceID or
+// ValidateDisplayName is refused with its Matrix error.
 func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID string, displayName *string, ip string) (Login, error) {
 	now := c.now()
 	created := false
+	if deviceID != "" {
+		if err := ValidateDeviceID(deviceID); err != nil {
+			return Login{}, err
+		}
+	}
+	if displayName != nil {
+		if err := ValidateDisplayName(*displayName); err != nil {
+			return Login{}, err
+		}
+	}
 	if deviceID == "" {
 		for range 10 {
 			cand := tokens.NewDeviceID()

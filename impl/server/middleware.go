@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 )
 
@@ -31,6 +32,16 @@ func rewriteR0(next echo.HandlerFunc) echo.HandlerFunc {
 				r.URL.RawPath = v3 + strings.TrimPrefix(r.URL.RawPath, r0)
 			}
 		}
+		return next(c)
+	}
+}
+
+// clientIP puts the client's address into the request context, where the
+// strict handlers (which see no echo.Context) find it with auth.ClientIP.
+func clientIP(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.SetRequest(r.WithContext(auth.WithClientIP(r.Context(), c.RealIP())))
 		return next(c)
 	}
 }
@@ -84,7 +95,8 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 // bodyCheck enforces the body size limit (413 M_TOO_LARGE), rejects bodies
 // that are not valid UTF-8 (400 M_NOT_JSON: encoding/json would silently
 // replace bad bytes) and treats a body without a JSON Content-Type as JSON,
-// as Synapse does (Echo's binder would otherwise ignore it).
+// as Synapse does (Echo's binder would otherwise ignore it); only HTML
+// form posts keep their type.
 func bodyCheck(limit int64) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -107,8 +119,9 @@ func bodyCheck(limit int64) echo.MiddlewareFunc {
 				if !utf8.Valid(body) {
 					return matrixerr.NotJSON("Content not JSON: invalid UTF-8")
 				}
+				// HTML forms (the auth fallback pages) keep their type.
 				mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-				if mt != "application/json" {
+				if mt != "application/json" && mt != "application/x-www-form-urlencoded" {
 					r.Header.Set("Content-Type", "application/json")
 				}
 			}

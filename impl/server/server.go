@@ -62,6 +62,7 @@ func New(d Deps) (*echo.Echo, error) {
 
 	e.Pre(rewriteR0)
 	e.Use(recoverer(d.Log))
+	e.Use(clientIP)
 	e.Use(requestLog(d.Log))
 	// CORS as the client-server spec asks: any origin, the methods and
 	// headers Matrix clients use; preflights are answered here.

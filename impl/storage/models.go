@@ -55,6 +55,10 @@ type UIASession struct {
 	Result    string `bun:"result,notnull"`    // JSON of the final response (idempotent retries)
 	CreatedTS int64  `bun:"created_ts,notnull"`
 	ExpiresTS int64  `bun:"expires_ts,notnull"`
+	// RegistrationToken is the token whose use this session has reserved
+	// (migration 20261123000010); the use is counted when the session
+	// finishes and released when it expires unfinished.
+	RegistrationToken *string `bun:"registration_token"`
 }
 
 // RegistrationToken gates registration in "token" mode.
@@ -121,4 +125,13 @@ type OneTimeKey struct {
 	KeyID         string `bun:"key_id,pk"`
 	Algorithm     string `bun:"algorithm,notnull"`
 	KeyJSON       string `bun:"key_json,notnull"`
+}
+
+// RateLimitBucket is a token bucket shared by every server process
+// (migration 20261123000010): failed logins per account.
+type RateLimitBucket struct {
+	bun.BaseModel `bun:"table:rate_limit_buckets"`
+	Key           string  `bun:"key,pk"`
+	Tokens        float64 `bun:"tokens,notnull"`
+	UpdatedTS     int64   `bun:"updated_ts,notnull"`
 }

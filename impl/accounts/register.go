@@ -1,0 +1,252 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/tokens"
+	"github.com/myelin-hs/myelin/impl/uia"
+)
+
+// RegisterRequest is one POST /register.
+type RegisterRequest struct {
+	Guest                    bool // kind=guest
+	Username                 *string
+	Password                 *string
+	DeviceID                 *string
+	InitialDeviceDisplayName *string
+	InhibitLogin             bool
+	Auth                     map[string]any // the "auth" object, nil when absent
+	IP                       string
+}
+
+// Names of the registration parameters remembered in the UIA session. The
+// password is remembered only as its hash.
+const (
+	paramUsername     = "username"
+	paramPasswordHash = "password_hash"
+	paramDeviceID     = "device_id"
+	paramDisplayName  = "initial_device_display_name"
+	paramInhibitLogin = "inhibit_login"
+)
+
+// Register registers an account. Username and password are checked before
+// user-interactive auth starts; the parameters of the session's first
+// request win over later ones; repeating the final request of a finished
+// session returns the same result.
+func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResult, error) {
+	if req.Guest {
+		return s.registerGuest(ctx, req)
+	}
+	var flows []uia.Flow
+	switch s.Config.Registration {
+	case config.RegistrationOpen:
+		flows = []uia.Flow{{Stages: []string{uia.StageDummy}}}
+	case config.RegistrationToken:
+		flows = []uia.Flow{{Stages: []string{uia.StageRegistrationToken}}}
+	default:
+		return LoginResult{}, matrixerr.Forbidden("Registration is disabled")
+	}
+	if err := s.Limits.Allow(req.IP, ""); err != nil {
+		return LoginResult{}, err
+	}
+	params := map[string]any{}
+	if req.Username != nil {
+		uid, err := s.UserIDFor(*req.Username)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		if err := s.Limits.Allow("", uid); err != nil {
+			return LoginResult{}, err
+		}
+		if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
+			return LoginResult{}, err
+		} else if taken {
+			// Taken by this session's own first run? Then this is a retry.
+			if js, err := s.UIA.Replay(ctx, uia.Request{Operation: uia.OpRegister(), Auth: req.Auth}); err != nil || js != nil {
+				if err != nil {
+					return LoginResult{}, err
+				}
+				return replayed(js)
+			}
+			return LoginResult{}, errUserInUse()
+		}
+		params[paramUsername] = uid
+	}
+	if req.Password != nil {
+		if err := CheckPasswordPolicy(s.Config.Password, *req.Password); err != nil {
+			return LoginResult{}, err
+		}
+		h, err := s.Credentials.Hasher.Hash(*req.Password)
+		if err != nil {
+			return LoginResult{}, err
+		}
+		params[paramPasswordHash] = h
+	}
+	if err := checkDevice(req.DeviceID, req.InitialDeviceDisplayName); err != nil {
+		return LoginResult{}, err
+	}
+	if req.DeviceID != nil && *req.DeviceID != "" {
+		params[paramDeviceID] = *req.DeviceID
+	}
+	if req.InitialDeviceDisplayName != nil {
+		params[paramDisplayName] = *req.InitialDeviceDisplayName
+	}
+	if req.InhibitLogin {
+		params[paramInhibitLogin] = true
+	}
+	uiaReq := uia.Request{Operation: uia.OpRegister(), Flows: flows, Auth: req.Auth, Params: params}
+	res, err := s.UIA.Authenticate(ctx, uiaReq)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	if res.Replay != nil {
+		return replayed(res.Replay)
+	}
+	out, err := s.completeRegistration(ctx, res, req.IP)
+	if errors.Is(err, uia.ErrAlreadyFinished) || errors.Is(err, errUsernameRaced) {
+		// A concurrent request of this session registered first: answer
+		// with its result (or, if another session took the name, in use).
+		uiaReq.Auth = map[string]any{"session": res.SessionID}
+		if again, aerr := s.UIA.Authenticate(ctx, uiaReq); aerr == nil && again.Replay != nil {
+			return replayed(again.Replay)
+		}
+		return LoginResult{}, errUserInUse()
+	}
+	return out, err
+}
+
+var errUsernameRaced = errors.New("accounts: username registered concurrently")
+
+func replayed(js json.RawMessage) (LoginResult, error) {
+	var r LoginResult
+	err := json.Unmarshal(js, &r)
+	return r, err
+}
+
+// completeRegistration creates the account of a completed UIA session from
+// the session's parameters.
+func (s *Service) completeRegistration(ctx context.Context, res uia.Result, ip string) (LoginResult, error) {
+	str := func(k string) (string, bool) { v, ok := res.Params[k].(string); return v, ok }
+	hash, ok := str(paramPasswordHash)
+	if !ok {
+		return LoginResult{}, matrixerr.MissingParam("Missing parameter: password")
+	}
+	userID, chosen := str(paramUsername)
+	deviceID, _ := str(paramDeviceID)
+	var displayName *string
+	if n, ok := str(paramDisplayName); ok {
+		displayName = &n
+	}
+	inhibit, _ := res.Params[paramInhibitLogin].(bool)
+	var out LoginResult
+	err := s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
+		var err error
+		if chosen {
+			err = s.insertUser(ctx, tx, userID, hash, false)
+			if storage.IsUniqueViolation(err) {
+				return nil, errUsernameRaced
+			}
+		} else {
+			userID, err = s.insertGeneratedUser(ctx, tx, hash, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var revoked []string
+		if inhibit {
+			out = LoginResult{UserID: userID}
+		} else if out, revoked, err = s.issue(ctx, tx, userID, deviceID, displayName, ip); err != nil {
+			return nil, err
+		}
+		return revoked, s.UIA.Finish(ctx, tx, res.SessionID, out)
+	})
+	return out, err
+}
+
+// registerGuest registers a guest: no UIA, and by the spec every parameter
+// but initial_device_display_name is ignored; the server picks the device.
+func (s *Service) registerGuest(ctx context.Context, req RegisterRequest) (LoginResult, error) {
+	if !s.Config.GuestsEnabled {
+		return LoginResult{}, errGuestForbidden("Guest access is disabled")
+	}
+	if err := s.Limits.Allow(req.IP, ""); err != nil {
+		return LoginResult{}, err
+	}
+	var out LoginResult
+	err := s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
+		uid, err := s.insertGeneratedUser(ctx, tx, "", true)
+		if err != nil {
+			return nil, err
+		}
+		var revoked []string
+		out, revoked, err = s.issue(ctx, tx, uid, "", req.InitialDeviceDisplayName, req.IP)
+		return revoked, err
+	})
+	return out, err
+}
+
+func (s *Service) insertUser(ctx context.Context, tx bun.IDB, userID, passwordHash string, guest bool) error {
+	u := storage.User{UserID: userID, PasswordHash: passwordHash, IsGuest: guest, CreatedTS: time.Now().UnixMilli()}
+	_, err := tx.NewInsert().Model(&u).Exec(ctx)
+	return err
+}
+
+// insertGeneratedUser registers a random localpart, skipping taken ones.
+// The check keeps the transaction usable (a failed INSERT would abort it
+// on PostgreSQL).
+func (s *Service) insertGeneratedUser(ctx context.Context, tx bun.IDB, passwordHash string, guest bool) (string, error) {
+	for range 10 {
+		uid := "@" + tokens.RandomLocalpart() + ":" + s.Config.ServerName
+		taken, err := s.userExists(ctx, tx, uid)
+		if err != nil {
+			return "", err
+		}
+		if !taken {
+			return uid, s.insertUser(ctx, tx, uid, passwordHash, guest)
+		}
+	}
+	return "", errors.New("accounts: could not generate a free user ID")
+}
+
+// issue binds a new access token to a device of userID (seed 000: an
+// empty deviceID is generated, a known one is reused and its previous
+// token revoked, an unknown one is created) and returns the hashes of the
+// tokens it revoked.
+func (s *Service) issue(ctx context.Context, tx bun.IDB, userID, deviceID string, displayName *string, ip string) (LoginResult, []string, error) {
+	l, err := s.Devices.IssueToken(ctx, tx, userID, deviceID, displayName, ip)
+	if err != nil {
+		return LoginResult{}, nil, err
+	}
+	return LoginResult{UserID: userID, AccessToken: l.AccessToken, DeviceID: l.DeviceID, HomeServer: s.Config.ServerName}, l.Revoked, nil
+}
+
+// UsernameAvailable answers GET /register/available: nil when username is
+// valid and free, else 400 M_INVALID_USERNAME or M_USER_IN_USE.
+func (s *Service) UsernameAvailable(ctx context.Context, username, ip string) error {
+	if err := s.Limits.Allow(ip, ""); err != nil {
+		return err
+	}
+	uid, err := s.UserIDFor(username)
+	if err != nil {
+		return err
+	}
+	if err := s.Limits.Allow("", uid); err != nil {
+		return err
+	}
+	taken, err := s.userExists(ctx, s.Store.R, uid)
+	if err != nil {
+		return err
+	}
+	if taken {
+		return errUserInUse()
+	}
+	return nil
+}
