@@ -313,4 +313,17 @@ func TestTransactionsAnswerEachPDUAndCheckTheOrigin(t *testing.T) {
 	if me, ok := matrixerr.As(err); !ok || me.Status != 403 {
 		t.Fatalf("a transaction whose origin is not the sender's was accepted: %v", err)
 	}
+	// Transaction IDs are remembered for a day, then forgotten.
+	old := storage.ReceivedTxn{Origin: "a.test", TxnID: "old", ReceivedTS: time.Now().Add(-25 * time.Hour).UnixMilli()}
+	if _, err := r.store.DB.NewInsert().Model(&old).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.recv.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	_ = r.store.R.NewSelect().Model((*storage.ReceivedTxn)(nil)).Column("txn_id").Scan(context.Background(), &ids)
+	if fmt.Sprint(ids) != "[p1]" {
+		t.Fatalf("remembered transactions after pruning: %v", ids)
+	}
 }

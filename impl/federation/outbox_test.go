@@ -445,3 +445,23 @@ func TestChangesAreQueuedForSubscribersAndPeersWithTheDeviceState(t *testing.T) 
 		}
 	})
 }
+
+func TestHearingFromABackedOffDestinationRetriesItAtOnce(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		ctx := context.Background()
+		rec := newRecorder(t)
+		o := newOrigin(t, openStore(t, b), rec, "b.test")
+		far := time.Now().Add(time.Hour).UnixMilli()
+		if _, err := o.store.DB.NewInsert().Model(&storage.Destination{Destination: "b.test", Failures: 7, NextAttemptTS: far}).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o.newDevices(t, "@alice:a.test", 1)
+		s := o.sender(t)
+		run(t, s)
+		s.PeerAlive(ctx, "b.test")
+		waitOutboxEmpty(t, o.store)
+		if edus, _, _ := rec.snapshot("b.test"); len(edus) != 1 {
+			t.Fatalf("%d EDUs delivered", len(edus))
+		}
+	})
+}
