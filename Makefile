@@ -5,7 +5,7 @@ BIN       ?= bin/myelin
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all generate build run test lint conformance bench check-generated
+.PHONY: all generate build run test lint conformance clients bench check-generated
 
 all: build
 
@@ -34,8 +34,18 @@ check-generated: generate
 	@git diff --exit-code -- gen/ || (echo "generated code under gen/ is stale: run make generate and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- gen/)" || (git status --porcelain -- gen/; echo "untracked generated files"; exit 1)
 
+# Replays the spec's examples against real servers (SQLite, and PostgreSQL
+# when reachable) and prints the coverage table; fails on any failed case.
+# Run inside conformance/ so go test streams the table even when it passes.
 conformance:
-	$(GO) test -count=1 -v -run 'TestConformance' ./conformance/
+	cd conformance && $(GO) test -count=1 -run '^TestConformance' -conformance.report
+
+# Drives a real myelin process with matrix-nio and matrix-js-sdk through the
+# core flows. Installs matrix-js-sdk from the lockfile when missing; needs
+# /usr/bin/python3 with python3-matrix-nio (Debian) and Node 20.
+clients:
+	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
+	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^TestRealClients' ./conformance/
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against
 # in-run baselines, on SQLite and on PostgreSQL when reachable), then the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 
+	"github.com/myelin-hs/myelin/impl/app"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/storage"
@@ -39,7 +40,9 @@ func deviceCommand(ctx context.Context, cfg *config.Config, args []string, stdou
 		return err
 	}
 	defer st.Close()
-	core := &devices.Core{Store: st}
+	// The same core as the server's, with its hooks: an admin change is
+	// published over federation like any other.
+	core := app.NewServices(cfg, st).Devices
 	if ok, err := core.UserExists(ctx, user); err != nil {
 		return err
 	} else if !ok {

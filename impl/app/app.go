@@ -21,7 +21,9 @@ import (
 	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/csapi"
 	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/fallback"
+	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
@@ -42,8 +44,10 @@ type App struct {
 	Services *Services
 
 	// Devices is the device core; its revocations reach the token cache.
-	Devices  *devices.Core
-	LastSeen *devices.LastSeen
+	Devices    *devices.Core
+	LastSeen   *devices.LastSeen
+	Keys       *e2ekeys.Service
+	Federation *federation.Service
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -74,8 +78,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.background = append(a.background, cache.Run)
 	}
 
-	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts}
-	ss := &ssapi.Server{}
+	a.Keys = a.Services.Keys
+	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
+		store.Close()
+		return nil, err
+	}
+	// The sender is woken once a device change (and its EDUs) commits;
+	// remote users' keys come from the federation cache.
+	a.Services.Outbox.Poke = a.Federation.Sender.Poke
+	a.Keys.Remote = a.Federation.Lists
+	a.background = append(a.background, a.Federation.Background()...)
+
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
+	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
 		Config:     cfg,
@@ -83,7 +98,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Client:     cs,
 		Federation: ss,
 		Security: map[string]server.SecurityFunc{
-			"accessToken": a.authenticateClient,
+			"accessToken":   a.authenticateClient,
+			"signedRequest": a.authenticateServer,
 		},
 		Routes: (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
 	})
@@ -102,18 +118,25 @@ type Services struct {
 	Devices  *devices.Core
 	UIA      *uia.Engine
 	Accounts *accounts.Service
+	Keys     *e2ekeys.Service
+	// Outbox queues the federation EDUs of every device change, in the
+	// change's transaction (the hook of Devices).
+	Outbox *federation.Outbox
 }
 
 // NewServices builds the domain services of cfg on store.
 func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	creds := &credentials.Checker{Store: store, Hasher: PasswordHasher(cfg), ServerName: cfg.ServerName}
 	limits := ratelimit.New(cfg.RateLimit, store)
+	outbox := federation.NewOutbox(cfg)
 	sv := &Services{
-		Devices: &devices.Core{Store: store},
+		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}},
+		Outbox:  outbox,
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
 		Credentials: creds, Limits: limits}
+	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	return sv
 }
 
@@ -149,6 +172,18 @@ func (a *App) authenticateClient(c echo.Context) error {
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 	// Buffered in memory, written in batches (see devices.LastSeen).
 	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
+	return nil
+}
+
+// authenticateServer checks the X-Matrix signature of a federation request
+// (over the raw body) and puts the origin server in the request context.
+func (a *App) authenticateServer(c echo.Context) error {
+	r := c.Request()
+	origin, err := a.Federation.Verifier.Verify(r.Context(), r.Header.Get("Authorization"), r.Method, r.RequestURI, server.RawBody(r.Context()))
+	if err != nil {
+		return err
+	}
+	c.SetRequest(r.WithContext(federation.WithOrigin(r.Context(), origin)))
 	return nil
 }
 

@@ -192,6 +192,14 @@ func (c *Config) Verify() error {
 			return fmt.Errorf("federation-resolve: %q=%q is not NAME=http(s)://host[:port]", name, base)
 		}
 	}
+	for _, peer := range c.FederationPeers {
+		if !serverNameRE.MatchString(peer) {
+			return fmt.Errorf("federation-peers: %q is not a server name", peer)
+		}
+	}
+	if c.FederationTestDrop < 0 {
+		return fmt.Errorf("federation-test-drop: %d is negative", c.FederationTestDrop)
+	}
 	if c.KeyValidity < time.Hour {
 		return fmt.Errorf("key-validity: %s is shorter than an hour", c.KeyValidity)
 	}

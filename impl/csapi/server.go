@@ -12,12 +12,14 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
 // Server implements every client-server operation of the vendored spec.
 type Server struct {
 	Config *config.Config
+	Keys   *e2ekeys.Service
 	// UIA runs user-interactive auth for every UIA-protected operation.
 	UIA     *uia.Engine
 	Devices *devices.Core

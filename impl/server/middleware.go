@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -126,7 +127,19 @@ func bodyCheck(limit int64) echo.MiddlewareFunc {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
+			c.SetRequest(r.WithContext(context.WithValue(r.Context(), rawBodyKey{}, body)))
 			return next(c)
 		}
 	}
+}
+
+type rawBodyKey struct{}
+
+// RawBody returns the request body as received (nil if there was none). It
+// is what X-Matrix signatures cover, and what handlers of signed JSON (device
+// keys) need: the generated models drop members they do not declare, which
+// would break the signatures.
+func RawBody(ctx context.Context) []byte {
+	b, _ := ctx.Value(rawBodyKey{}).([]byte)
+	return b
 }

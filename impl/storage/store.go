@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
@@ -198,8 +199,23 @@ func (s *Store) Close() error {
 // against one PostgreSQL: the migration lock is retried until it is free.
 func (s *Store) Migrate(ctx context.Context) error {
 	m := migrate.NewMigrator(s.DB, migrations.Migrations)
-	if err := m.Init(ctx); err != nil {
-		return fmt.Errorf("database: init migrations: %w", err)
+	// Init creates bun's bookkeeping tables with CREATE TABLE IF NOT
+	// EXISTS, which PostgreSQL does not make safe against a concurrent
+	// identical statement (unique violation in pg_type): processes starting
+	// together retry until the tables exist.
+	for attempt := 1; ; attempt++ {
+		err := m.Init(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			return fmt.Errorf("database: init migrations: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -223,9 +239,39 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Tx runs fn in one write transaction.
+// Tx runs fn in one write transaction. Functions registered with
+// AfterCommit during fn run once the transaction has committed.
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return s.DB.RunInTx(ctx, nil, fn)
+	ac := &afterCommit{}
+	if err := s.DB.RunInTx(context.WithValue(ctx, afterCommitKey{}, ac), nil, fn); err != nil {
+		return err
+	}
+	for _, f := range ac.fns {
+		f()
+	}
+	return nil
+}
+
+type afterCommitKey struct{}
+
+type afterCommit struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+// AfterCommit arranges for f to run after the transaction of ctx (one
+// started by Store.Tx) commits; it is dropped if the transaction rolls back.
+// Outside such a transaction f runs at once. Work that must see the
+// committed rows, e.g. waking the federation sender, is registered this way.
+func AfterCommit(ctx context.Context, f func()) {
+	ac, _ := ctx.Value(afterCommitKey{}).(*afterCommit)
+	if ac == nil {
+		f()
+		return
+	}
+	ac.mu.Lock()
+	ac.fns = append(ac.fns, f)
+	ac.mu.Unlock()
 }
 
 // IsUniqueViolation reports whether err is a unique/primary key violation.

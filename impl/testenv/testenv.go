@@ -29,6 +29,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/myelin-hs/myelin/conformance/validate"
 	"github.com/myelin-hs/myelin/impl/app"
 	"github.com/myelin-hs/myelin/impl/config"
 )
@@ -175,6 +176,7 @@ func StartConfig(t testing.TB, cfg *config.Config) *Server {
 		ln.Close()
 		t.Fatalf("app.New: %v", err)
 	}
+	checkResponses(t, a)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{URL: "http://" + ln.Addr().String(), App: a, Config: cfg, stop: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Serve(ctx, ln) }()
@@ -191,6 +193,30 @@ func (s *Server) Stop() {
 	s.stop = nil
 	<-s.done
 	s.App.Close()
+}
+
+var (
+	validatorOnce sync.Once
+	validator     *validate.Validator
+	validatorErr  error
+)
+
+// checkResponses makes every response of a test server checked against the
+// spec (conformance/validate): a violation fails the test that started the
+// server. Benchmarks are left unchecked so they measure the server alone;
+// `make test` runs no benchmarks.
+func checkResponses(t testing.TB, a *app.App) {
+	t.Helper()
+	if _, bench := t.(*testing.B); bench {
+		return
+	}
+	validatorOnce.Do(func() { validator, validatorErr = validate.New() })
+	if validatorErr != nil {
+		t.Fatalf("response validator: %v", validatorErr)
+	}
+	a.Echo.Pre(validator.Middleware(func(err error) {
+		t.Errorf("response violates the spec: %v", err)
+	}))
 }
 
 type testWriter struct{ t testing.TB }

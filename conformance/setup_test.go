@@ -1,0 +1,184 @@
+package conformance
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/myelin-hs/myelin/impl/config"
+)
+
+// state is what a server must hold before an example can be replayed
+// against it. The requests and the expected responses come from the spec
+// at test time; this file only says which accounts, devices and keys the
+// examples talk about, so a fresh server can be brought into that state
+// through the public API.
+type state struct {
+	// Status is the documented response this state produces; 0 means the
+	// operation's success status (its lowest declared 2xx).
+	Status int
+	// Why says how the state produces a non-success Status.
+	Why string
+	// ServerName is the server name the example's IDs live on.
+	ServerName string
+	// Config changes the server's configuration.
+	Config func(c *config.Config)
+	// Account is registered (over the API) before the request; its first
+	// device's access token sends the replayed request.
+	Account  string
+	Password string
+	// Devices of the account: the first is made by registration, the
+	// others by logging in with their ID.
+	Devices []device
+	// BadToken sends the request with an access token nobody holds.
+	BadToken bool
+	// Origin is the remote server name that signs federation requests.
+	Origin string
+	// Retries re-sends the example up to this many times while the answer
+	// is not Status (to drain a rate limit).
+	Retries int
+	// Prepare adjusts the example request to the state (for example,
+	// re-signs illustrative key signatures with the device's real key).
+	Prepare func(e *env, body map[string]any) error
+	// Unsupported says why Myelin deliberately answers this operation with
+	// the Matrix error of Status instead of serving it; the case then checks
+	// that error (status, schema) and reports the operation as unsupported.
+	Unsupported string
+	// Absent lists example keys (dotted paths) the server deliberately
+	// does not send, with the reason; the README's list of deviations.
+	Absent map[string]string
+}
+
+type device struct {
+	ID, Name string
+	// Keys uploads signed device keys and a signed one-time key.
+	Keys bool
+}
+
+func (s state) origin() string {
+	if s.Origin != "" {
+		return s.Origin
+	}
+	return "conformance.test"
+}
+
+func (s state) password() string {
+	if s.Password != "" {
+		return s.Password
+	}
+	return "correct horse battery staple"
+}
+
+// The states of the examples, keyed by operation. An operation without an
+// entry is replayed once against a fresh server: with an account when it
+// needs an access token, signed by a remote server when it needs that.
+var states = map[string][]state{
+	"GetVersions": {{Absent: map[string]string{
+		"unstable_features.org.example.my_feature": "an illustrative vendor feature; Myelin advertises none",
+	}}},
+	"GetWellknown": {{Absent: map[string]string{
+		"m.identity_server": "Myelin has no identity server to advertise",
+	}}},
+	"GetCapabilities": {{Account: "alice", Absent: map[string]string{
+		"capabilities.m.room_versions": "Myelin serves accounts and devices, no rooms",
+	}}},
+	"GetTokenOwner": {
+		{ServerName: "example.org", Account: "joe"},
+		{Status: http.StatusUnauthorized, Why: "the access token is unknown", BadToken: true},
+	},
+	"Register": {
+		// The example registers cheeky_monkey on matrix.org.
+		{ServerName: "matrix.org"},
+		{Status: http.StatusBadRequest, Why: "the username is taken", ServerName: "matrix.org", Account: "cheeky_monkey"},
+		{Status: http.StatusForbidden, Why: "registration is disabled", Config: func(c *config.Config) {
+			c.Registration = config.RegistrationDisabled
+		}},
+	},
+	"CheckUsernameAvailability": {
+		{},
+		{Status: http.StatusBadRequest, Why: "the username is taken", Account: "my_cool_localpart"},
+	},
+	"Login": {
+		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Absent: map[string]string{
+			"well_known": "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+		}},
+		{Status: http.StatusForbidden, Why: "no such account", ServerName: "matrix.org"},
+		{Status: http.StatusTooManyRequests, Why: "the example is repeated beyond the default rate limits",
+			ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Retries: 40,
+			Config: func(c *config.Config) { c.RateLimit = config.Defaults().RateLimit }},
+	},
+	"RequestTokenToRegisterEmail":       noThreePIDs,
+	"RequestTokenToRegisterMSISDN":      noThreePIDs,
+	"RequestTokenToResetPasswordEmail":  noThreePIDs,
+	"RequestTokenToResetPasswordMSISDN": noThreePIDs,
+	"ChangePassword":                    {{Account: "alice"}},
+	"DeactivateAccount":                 {{Account: "alice"}},
+	"GetDevices":                        {{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}}},
+	"GetDevice": {
+		{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}},
+		{Status: http.StatusNotFound, Why: "the account has no such device", Account: "alice"},
+	},
+	"UpdateDevice": {
+		{Account: "alice", Devices: []device{{ID: "QBUAZIFURK", Name: "android"}}},
+		{Status: http.StatusNotFound, Why: "the account has no such device", Account: "alice"},
+	},
+	"DeleteDevice":  {{Account: "alice", Devices: []device{{}, {ID: "QBUAZIFURK", Name: "android"}}}},
+	"DeleteDevices": {{Account: "alice", Devices: []device{{}, {ID: "QBUAZIFURK"}, {ID: "AUIECTSRND"}}}},
+	// The key examples are about @alice:example.com's device JLAFKJWSCS.
+	"UploadKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS"}},
+		Prepare: resignUploadedKeys}},
+	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}}},
+	"ClaimKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
+	"GetKeysChanges": {{Account: "alice", Status: http.StatusBadRequest, Why: "Myelin has no /sync, so the example's tokens are unknown",
+		Unsupported: "no /sync: Myelin issues no stream tokens to compare device-list changes between"}},
+	"QueryUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}}},
+	"ClaimUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
+		Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
+	"GetUserDevices": {{ServerName: "example.org", Account: "alice",
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}}},
+	"GetServerKeys": {{ServerName: "example.org", Absent: map[string]string{
+		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
+	}}},
+	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{
+		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
+	}}},
+	// The transaction example is sent by matrix.org.
+	"SendTransaction": {{Origin: "matrix.org", Absent: map[string]string{
+		"pdus.$failed_event:example.org":     "Myelin holds no rooms: PDUs get an empty result",
+		"pdus.$successful_event:example.org": "Myelin holds no rooms: PDUs get an empty result",
+	}}},
+}
+
+// Myelin verifies no email addresses or phone numbers (3PIDs are bound by
+// the admin CLI), so the requestToken endpoints refuse with a Matrix error.
+var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verification is not configured",
+	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
+
+// resignUploadedKeys replaces the example's device key and signatures
+// (illustrative, unverifiable) with the device's real key and signatures.
+func resignUploadedKeys(e *env, body map[string]any) error {
+	dk, ok := body["device_keys"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("the upload example has no device_keys")
+	}
+	user, _ := dk["user_id"].(string)
+	dev, _ := dk["device_id"].(string)
+	fresh, err := e.deviceKeysFor(user, dev)
+	if err != nil {
+		return err
+	}
+	keys, _ := dk["keys"].(map[string]any)
+	keys["ed25519:"+dev] = fresh["keys"].(map[string]any)["ed25519:"+dev]
+	if body["device_keys"], err = e.signAs(user, dev, dk); err != nil {
+		return err
+	}
+	otks, _ := body["one_time_keys"].(map[string]any)
+	for id, k := range otks {
+		if obj, ok := k.(map[string]any); ok {
+			if otks[id], err = e.signAs(user, dev, obj); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
