@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,8 +21,10 @@ import (
 )
 
 // scaleOutConfig is the YAML both processes share: open registration,
-// cheap hashing, and a failed-login limit of three per account (the other
-// limits are per process and set out of the way).
+// cheap hashing, a failed-login limit of three per account (the other
+// limits are per process and set out of the way), and remote.test, served
+// by the test at the URL filled in, as a federation peer that receives
+// every device-list update.
 const scaleOutConfig = `
 server_name: localhost
 registration: open
@@ -29,7 +34,58 @@ rate_limit:
   per_ip: {rate: 1000, burst: 1000}
   per_account: {rate: 1000, burst: 1000}
   failed_login: {rate: 0.001, burst: 3}
+federation_peers: [remote.test]
+federation_resolve: {remote.test: "%s"}
 `
+
+// eduRecorder plays remote.test: it accepts every transaction and records
+// the device-list updates of each transaction ID once (a retried
+// transaction is the same delivery).
+type eduRecorder struct {
+	mu   sync.Mutex
+	txns map[string]bool
+	edus map[string][]int64 // user → stream IDs in arrival order
+}
+
+func newEDURecorder(t *testing.T) (*eduRecorder, string) {
+	r := &eduRecorder{txns: map[string]bool{}, edus: map[string][]int64{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		txnID, ok := strings.CutPrefix(req.URL.Path, "/_matrix/federation/v1/send/")
+		var txn struct {
+			EDUs []struct {
+				Type    string `json:"edu_type"`
+				Content struct {
+					UserID   string `json:"user_id"`
+					StreamID int64  `json:"stream_id"`
+				} `json:"content"`
+			} `json:"edus"`
+		}
+		if !ok || req.Method != "PUT" || json.NewDecoder(req.Body).Decode(&txn) != nil {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		r.mu.Lock()
+		if !r.txns[txnID] {
+			r.txns[txnID] = true
+			for _, e := range txn.EDUs {
+				if e.Type == "m.device_list_update" {
+					r.edus[e.Content.UserID] = append(r.edus[e.Content.UserID], e.Content.StreamID)
+				}
+			}
+		}
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"pdus":{}}`))
+	}))
+	t.Cleanup(srv.Close)
+	return r, srv.URL
+}
+
+func (r *eduRecorder) streamIDs(user string) []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int64(nil), r.edus[user]...)
+}
 
 // myelinProc is a myelin serve process started by a test.
 type myelinProc struct {
@@ -135,8 +191,9 @@ func cachedOn(t *testing.T, base, token string) {
 func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 	testenv.RequireBackend(t, testenv.Postgres)
 	dsn := testenv.NewDatabase(t, testenv.Postgres)
+	remote, remoteURL := newEDURecorder(t)
 	cfg := filepath.Join(t.TempDir(), "myelin.yaml")
-	if err := os.WriteFile(cfg, []byte(scaleOutConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, scaleOutConfig, remoteURL), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bin := buildMyelin(t)
@@ -225,6 +282,38 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 			if r.Header.Get("Retry-After") == "" {
 				t.Fatalf("429 without Retry-After: %v", r.Header)
 			}
+		}
+	})
+
+	t.Run("each device-list update is sent once by one of them", func(t *testing.T) {
+		testenv.WantStatus(t, register(t, a.URL, "frank"), 200)
+		r := login(t, b.URL, "frank", pwd)
+		testenv.WantStatus(t, r, 200)
+		tok, dev := r.Str("access_token"), r.Str("device_id")
+		// Renames on both processes at once: each appends a change that
+		// whichever process's sender gets to it delivers.
+		var wg sync.WaitGroup
+		for i := range 20 {
+			p := []*myelinProc{a, b}[i%2]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				testenv.WantStatus(t, testenv.Do(t, p.URL, "PUT", v3+"/devices/"+dev, tok, map[string]any{"display_name": fmt.Sprintf("Phone %d", i)}), 200)
+			}()
+		}
+		wg.Wait()
+		// Registration and login made devices 1 and 2, the renames 3…22.
+		want := make([]int64, 22)
+		for i := range want {
+			want[i] = int64(i + 1)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for len(remote.streamIDs("@frank:localhost")) < len(want) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // a duplicate would arrive meanwhile
+		if got := remote.streamIDs("@frank:localhost"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("remote.test received stream IDs %v, want each of 1…22 once, in order", got)
 		}
 	})
 }
