@@ -144,7 +144,10 @@ func runRawDB(args []string) error {
 func serveUntilSignal(e *echo.Echo, listen string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := &http.Server{Addr: listen, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	// The http.Server settings of app.Serve: the comparison is of what
+	// runs inside the handler, not of connection timeouts.
+	srv := &http.Server{Addr: listen, Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {

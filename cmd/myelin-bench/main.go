@@ -64,6 +64,8 @@ func main() {
 			err = runRawDB(os.Args[2:])
 		case "hashrate":
 			err = runHashRate(os.Args[2:])
+		case "load":
+			err = runLoad(os.Args[2:])
 		default:
 			os.Exit(bench(os.Args[1:]))
 		}

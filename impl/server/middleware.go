@@ -86,7 +86,7 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 				slog.String("path", c.Request().URL.Path),
 				slog.Int("status", status),
 				slog.Duration("took", time.Since(start)),
-				slog.String("ip", c.RealIP()))
+				slog.String("ip", auth.ClientIP(c.Request().Context())))
 			return nil
 		}
 	}
