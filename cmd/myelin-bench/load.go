@@ -14,19 +14,25 @@ import (
 	"time"
 )
 
-// runLoad drives one GET at a running server and prints the result: a
-// way to hold a server under load while profiling it.
+// runLoad drives one request at a running server and prints the result:
+// a way to hold a server under load while profiling it.
 //
 //	myelin-bench load -addr 127.0.0.1:8008 -path /_matrix/client/v3/account/whoami -token T
 func runLoad(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:8008", "server address")
-	path := fs.String("path", "/_matrix/client/v3/account/whoami", "path to GET")
+	method := fs.String("method", "GET", "request method")
+	path := fs.String("path", "/_matrix/client/v3/account/whoami", "request path")
+	body := fs.String("body", "", "JSON request body")
 	token := fs.String("token", "", "access token")
 	conc := fs.Int("conc", 16, "concurrency")
 	d := fs.Duration("duration", 10*time.Second, "measured time")
 	_ = fs.Parse(args)
-	r := load(*addr, *conc, time.Second, *d, fixed(httpRequest("GET", *addr, *path, *token, nil)))
+	var b []byte
+	if *body != "" {
+		b = []byte(*body)
+	}
+	r := load(*addr, *conc, time.Second, *d, fixed(httpRequest(*method, *addr, *path, *token, b)))
 	fmt.Printf("%.0f req/s, p50 %s, p99 %s, statuses %v\n", r.RPS(), r.P50, r.P99, r.Status)
 	return nil
 }

@@ -365,11 +365,15 @@ type scenario struct {
 	key  string // compares rows of different servers
 	req  request
 	// hashing scenarios do one argon2id hash per request (tens a second):
-	// they are measured for at least hashingDuration.
+	// at concurrency 64 a request waits over a second for its turn, so
+	// they warm up and are measured for longer.
 	hashing bool
 }
 
-const hashingDuration = 1500 * time.Millisecond
+const (
+	hashingWarmup   = 2 * time.Second
+	hashingDuration = 3 * time.Second
+)
 
 func (o *options) sizeScenarios(addr string, sd *seeded) []scenario {
 	var out []scenario
@@ -396,20 +400,20 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 			o.report.skip(backend, server, s.name, why)
 			continue
 		}
-		d := o.duration
+		w, d := o.warmup, o.duration
 		if s.hashing {
-			d = max(d, hashingDuration)
+			w, d = max(w, hashingWarmup), max(d, hashingDuration)
 		}
 		for _, c := range o.conc {
 			p.resetPeak()
 			cpu := make(chan float64, 1)
 			go func() { // the server's CPU use over the measured window
-				time.Sleep(o.warmup)
+				time.Sleep(w)
 				t0, c0 := time.Now(), p.cpuTime()
 				time.Sleep(d)
 				cpu <- float64(p.cpuTime()-c0) / float64(time.Since(t0))
 			}()
-			r := load(p.addr, c, o.warmup, d, s.req)
+			r := load(p.addr, c, w, d, s.req)
 			o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), <-cpu)
 		}
 	}
