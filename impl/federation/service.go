@@ -174,6 +174,13 @@ func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserD
 		return UserDevices{}, err
 	}
 	for _, d := range devs {
+		if d.Keys == nil {
+			// The spec requires keys on every listed device; one without
+			// identity keys cannot take part in encryption, which is what
+			// this list is for, so it is left out (and appears once it
+			// uploads keys, through the change stream).
+			continue
+		}
 		ud := UserDevice{DeviceID: d.DeviceID, Keys: d.Keys}
 		if s.Config.PublishDeviceNames {
 			ud.DisplayName = d.DisplayName
