@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,81 +82,6 @@ func (r *eduRecorder) streamIDs(user string) []int64 {
 	return append([]int64(nil), r.edus[user]...)
 }
 
-// myelinProc is a myelin serve process started by a test.
-type myelinProc struct {
-	URL string
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	log bytes.Buffer
-}
-
-func (p *myelinProc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.Write(b)
-}
-
-// buildMyelin compiles this command into the test's temporary directory.
-func buildMyelin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "myelin")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startMyelin runs `myelin serve` on a free loopback port and waits for
-// its "listening" line.
-func startMyelin(t *testing.T, bin string, args ...string) *myelinProc {
-	t.Helper()
-	p := &myelinProc{}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			fmt.Fprintln(p, sc.Text())
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "myelin listening" {
-				addr <- line.Addr
-			}
-		}
-		_, _ = io.Copy(p, stderr)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- p.cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("log of the process at %s:\n%s", p.URL, p.log.String())
-			p.mu.Unlock()
-		}
-	})
-	select {
-	case a := <-addr:
-		p.URL = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("myelin did not start:\n%s", p.log.String())
-	}
-	return p
-}
-
 func register(t *testing.T, base, user string) testenv.Response {
 	t.Helper()
 	return testenv.Do(t, base, "POST", v3+"/register", "", map[string]any{
@@ -196,9 +116,9 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, scaleOutConfig, remoteURL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildMyelin(t)
-	a := startMyelin(t, bin, "--config", cfg, "--database", dsn)
-	b := startMyelin(t, bin, "--config", cfg, "--database", dsn)
+	bin := testenv.BuildMyelin(t)
+	a := testenv.StartProcess(t, bin, "--config", cfg, "--database", dsn)
+	b := testenv.StartProcess(t, bin, "--config", cfg, "--database", dsn)
 
 	t.Run("a UIA session started on one completes on the other", func(t *testing.T) {
 		testenv.WantStatus(t, register(t, a.URL, "alice"), 200)
@@ -249,7 +169,7 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 			user := fmt.Sprintf("race%d", i)
 			var wg sync.WaitGroup
 			rs := make([]testenv.Response, 2)
-			for j, p := range []*myelinProc{a, b} {
+			for j, p := range []*testenv.Process{a, b} {
 				wg.Add(1)
 				go func() { defer wg.Done(); rs[j] = register(t, p.URL, user) }()
 			}
@@ -271,12 +191,12 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 	t.Run("failed logins per account are limited across both", func(t *testing.T) {
 		testenv.WantStatus(t, register(t, a.URL, "erin"), 200)
 		// The limit is three failures; they go to alternate processes.
-		for i, p := range []*myelinProc{a, b, a} {
+		for i, p := range []*testenv.Process{a, b, a} {
 			if r := login(t, p.URL, "erin", fmt.Sprintf("wrong %d", i)); r.Status != 403 {
 				t.Fatalf("failed login %d: %d %s", i+1, r.Status, r.Raw)
 			}
 		}
-		for _, p := range []*myelinProc{b, a} {
+		for _, p := range []*testenv.Process{b, a} {
 			r := login(t, p.URL, "erin", "wrong again")
 			testenv.WantError(t, r, 429, "M_LIMIT_EXCEEDED")
 			if r.Header.Get("Retry-After") == "" {
@@ -294,7 +214,7 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 		// whichever process's sender gets to it delivers.
 		var wg sync.WaitGroup
 		for i := range 20 {
-			p := []*myelinProc{a, b}[i%2]
+			p := []*testenv.Process{a, b}[i%2]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
