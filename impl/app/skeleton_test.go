@@ -74,3 +74,19 @@ func TestCORSPreflightIsAnswered(t *testing.T) {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+func TestJSONBodyWithAFormContentTypeIsReadAsJSON(t *testing.T) {
+	// `curl -d '{…}'` sends application/x-www-form-urlencoded; Synapse reads
+	// the body as JSON whatever the type, and so do we on the spec's routes.
+	s := testenv.Start(t, testenv.SQLite, nil)
+	req, _ := http.NewRequest("POST", s.URL+"/_matrix/client/v3/register", strings.NewReader(`{"username":"curly","password":"a long enough password","auth":{"type":"m.login.dummy"}}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register with a form content type: %d", resp.StatusCode)
+	}
+}

@@ -94,10 +94,11 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 
 // bodyCheck enforces the body size limit (413 M_TOO_LARGE), rejects bodies
 // that are not valid UTF-8 (400 M_NOT_JSON: encoding/json would silently
-// replace bad bytes) and treats a body without a JSON Content-Type as JSON,
-// as Synapse does (Echo's binder would otherwise ignore it); only HTML
-// form posts keep their type.
-func bodyCheck(limit int64) echo.MiddlewareFunc {
+// replace bad bytes) and, on the spec's JSON endpoints, treats a body
+// without a JSON Content-Type as JSON, as Synapse does (Echo's binder would
+// otherwise ignore it, and `curl -d` sends a form type). Routes outside the
+// spec (the HTML fallback pages) keep their form posts.
+func bodyCheck(limit int64, spec specIndex) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
@@ -119,9 +120,8 @@ func bodyCheck(limit int64) echo.MiddlewareFunc {
 				if !utf8.Valid(body) {
 					return matrixerr.NotJSON("Content not JSON: invalid UTF-8")
 				}
-				// HTML forms (the auth fallback pages) keep their type.
 				mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-				if mt != "application/json" && mt != "application/x-www-form-urlencoded" {
+				if mt != "application/json" && spec[c.Path()] != nil {
 					r.Header.Set("Content-Type", "application/json")
 				}
 			}

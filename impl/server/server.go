@@ -68,9 +68,9 @@ func New(d Deps) (*echo.Echo, error) {
 		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions},
 		AllowHeaders: []string{"X-Requested-With", "Content-Type", "Authorization"},
 	}))
-	e.Use(bodyCheck(d.Config.MaxBodyBytes))
-
-	e.Use(newSpecIndex(clientDoc, fedDoc).middleware(d.Security))
+	spec := newSpecIndex(clientDoc, fedDoc)
+	e.Use(bodyCheck(d.Config.MaxBodyBytes, spec))
+	e.Use(spec.middleware(d.Security))
 
 	clientapi.RegisterHandlers(e, clientapi.NewStrictHandler(d.Client, nil))
 	fedapi.RegisterHandlers(e, fedapi.NewStrictHandler(d.Federation, nil))
