@@ -120,6 +120,10 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Without --public-base-url, .well-known advertises cfg.Listen: make it
+	// the address actually bound (port 0 picks one). Nothing reads it
+	// before Serve starts handling requests.
+	cfg.Listen = ln.Addr().String()
 	log.Info("myelin listening", "addr", ln.Addr().String(), "server_name", cfg.ServerName,
 		"database", a.Store.Dialect, "registration", cfg.Registration, "startup", time.Since(start).Round(time.Millisecond))
 	_ = logOut.Flush()
