@@ -1,19 +1,13 @@
 package federation_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"net"
-	"net/http"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,102 +19,6 @@ import (
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
-
-// syncBuffer collects a process's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a real myelin process.
-type proc struct {
-	name, url string
-	args      []string
-	cmd       *exec.Cmd
-	log       *syncBuffer
-	exited    chan struct{}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func (p *proc) start(t *testing.T, bin string, extra ...string) {
-	t.Helper()
-	if p.log == nil {
-		p.log = &syncBuffer{}
-		t.Cleanup(func() {
-			p.stop(t)
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", p.name, p.log)
-			}
-		})
-	}
-	p.cmd = exec.Command(bin, append(append([]string{"serve"}, p.args...), extra...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.exited = make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/_matrix/client/versions")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("%s exited at start:\n%s", p.name, p.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not start:\n%s", p.name, p.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop ends the process gracefully (SIGTERM) and waits for it.
-func (p *proc) stop(t *testing.T) {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		t.Errorf("%s did not stop on SIGTERM", p.name)
-	}
-}
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -141,19 +39,18 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs two myelin processes")
 	}
+	bin := testenv.BuildMyelin(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "myelin")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/myelin-hs/myelin/cmd/myelin").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	portA, portB := freePort(t), freePort(t)
-	urlA, urlB := "http://127.0.0.1:"+portA, "http://127.0.0.1:"+portB
+	// Fixed addresses: each server's configuration names the other, and B
+	// restarts on the same one.
+	addrA, addrB := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	urlA, urlB := "http://"+addrA, "http://"+addrB
 	dbA, dbB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
 	common := []string{"--federation-resolve", "a.test=" + urlA, "--federation-resolve", "b.test=" + urlB, "--rate-limit=off", "--log-level", "info"}
-	a := &proc{name: "A", url: urlA, args: append([]string{"--server-name", "a.test", "--listen", "127.0.0.1:" + portA, "--database", dbA}, common...)}
-	b := &proc{name: "B", url: urlB, args: append([]string{"--server-name", "b.test", "--listen", "127.0.0.1:" + portB, "--database", dbB}, common...)}
-	a.start(t, bin)
-	b.start(t, bin)
+	argsA := append([]string{"--server-name", "a.test", "--listen", addrA, "--database", dbA}, common...)
+	argsB := append([]string{"--server-name", "b.test", "--listen", addrB, "--database", dbB}, common...)
+	a := testenv.StartProcess(t, bin, argsA...)
+	b := testenv.StartProcess(t, bin, argsB...)
 
 	// Accounts are made in the databases (admin access beside the running
 	// servers); the hook queues A's changes in A's outbox, which A's
@@ -276,7 +173,7 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 
 	// With B stopped, changes on A queue up and arrive, in order, after B
 	// restarts (no resync needed).
-	b.stop(t)
+	b.Stop(t)
 	rename("LAPTOP", "Laptop (while B was down)")
 	upload(testenv.IssueToken(t, stA, coreA, alice, "TABLET"), "TABLET")
 	eventually(t, 10*time.Second, "A fails to reach B and backs off", func() (bool, string) {
@@ -284,7 +181,7 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 		err := stA.R.NewSelect().Model(&d).Where("destination = 'b.test'").Scan(ctx)
 		return err == nil && d.Failures > 0, fmt.Sprint(d, err)
 	})
-	b.start(t, bin)
+	testenv.StartProcess(t, bin, argsB...)
 	bSees("LAPTOP=Laptop (while B was down),TABLET=", 30*time.Second, "changes made while B was down", bCache)
 	if got := resyncs(); got != 1 {
 		t.Fatalf("B needed a resync (%d) to catch up after its restart; the outbox should have delivered", got)
@@ -305,8 +202,8 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "A's outbox drained before its restart", outboxEmpty)
 	before := keyID()
-	a.stop(t)
-	a.start(t, bin, "--federation-test-drop", "2")
+	a.Stop(t)
+	testenv.StartProcess(t, bin, append(argsA, "--federation-test-drop", "2")...)
 	if after := keyID(); after != before || before == "" {
 		t.Fatalf("A's signing key changed across a restart: %s → %s", before, after)
 	}

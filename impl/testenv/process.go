@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,12 +27,28 @@ func BuildMyelin(t testing.TB) string {
 	return bin
 }
 
+// FreeAddr returns a loopback host:port nobody listens on now, for a
+// process whose address must be known before it starts (another server's
+// configuration names it) or kept across a restart.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // Process is a `myelin serve` process started by a test.
 type Process struct {
-	URL string
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	log bytes.Buffer
+	URL     string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once the process has exited
+	err     error         // its exit status, once exited is closed
+	stopped bool
+	mu      sync.Mutex
+	log     bytes.Buffer
 }
 
 func (p *Process) Write(b []byte) (int, error) {
@@ -40,11 +58,13 @@ func (p *Process) Write(b []byte) (int, error) {
 }
 
 // StartProcess runs `bin serve args…` on a free loopback port and returns
-// once it has logged that it listens. It is stopped (SIGTERM) when the
-// test ends, and its log is shown if the test failed.
+// once it has logged that it listens, so args must leave the log level at
+// info or below. A --listen in args replaces the free port (later flags
+// win). The process is stopped when the test ends, and its log is shown if
+// the test failed.
 func StartProcess(t testing.TB, bin string, args ...string) *Process {
 	t.Helper()
-	p := &Process{}
+	p := &Process{exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -63,30 +83,48 @@ func StartProcess(t testing.TB, bin string, args ...string) *Process {
 				addr <- line.Addr
 			}
 		}
+		// Wait only once stderr is read to its end (os/exec's rule).
+		p.err = p.cmd.Wait()
+		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- p.cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
+		p.Stop(t)
 		if t.Failed() {
 			p.mu.Lock()
-			t.Logf("log of the process at %s:\n%s", p.URL, p.log.String())
+			t.Logf("log of myelin serve %s (at %s):\n%s", strings.Join(args, " "), p.URL, p.log.String())
 			p.mu.Unlock()
 		}
 	})
 	select {
 	case a := <-addr:
 		p.URL = "http://" + a
+	case <-p.exited:
+		p.stopped = true
+		t.Fatalf("myelin serve exited before listening: %v", p.err)
 	case <-time.After(30 * time.Second):
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		t.Fatalf("myelin did not start:\n%s", p.log.String())
+		t.Fatal("myelin serve did not listen within 30s")
 	}
 	return p
+}
+
+// Stop shuts the process down gracefully (SIGTERM) and waits for it. A
+// process that does not stop within 30 s is killed; that, or an exit
+// status other than success, fails the test. Stopping again does nothing.
+func (p *Process) Stop(t testing.TB) {
+	t.Helper()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("myelin at %s exited: %v", p.URL, p.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("myelin at %s did not stop within 30s of SIGTERM", p.URL)
+	}
 }
