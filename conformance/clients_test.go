@@ -1,18 +1,9 @@
 package conformance
 
 import (
-	"bufio"
-	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
@@ -80,12 +71,13 @@ func TestRealClientsCompleteTheCoreFlows(t *testing.T) {
 	if len(available) == 0 {
 		t.Skip("no real Matrix client library installed")
 	}
-	bin := buildMyelin(t)
+	bin := testenv.BuildMyelin(t)
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
-		url := startMyelin(t, bin, testenv.NewDatabase(t, b))
+		p := testenv.StartProcess(t, bin, "--database", testenv.NewDatabase(t, b),
+			"--registration", "open", "--rate-limit", "off", "--server-name", "localhost")
 		for _, c := range available {
 			t.Run(c.name, func(t *testing.T) {
-				cmd := c.cmd(url)
+				cmd := c.cmd(p.URL)
 				out, err := cmd.CombinedOutput()
 				t.Logf("%s:\n%s", c.name, out)
 				if err != nil {
@@ -94,86 +86,4 @@ func TestRealClientsCompleteTheCoreFlows(t *testing.T) {
 			})
 		}
 	})
-}
-
-func buildMyelin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "myelin")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/myelin")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address nobody listens on. The server must be
-// told its real port up front: it advertises its URL in .well-known.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startMyelin runs the binary until the test ends and returns its URL.
-func startMyelin(t *testing.T, bin, database string) string {
-	t.Helper()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve",
-		"--listen", addr, "--database", database, "--registration", "open", "--rate-limit", "off",
-		"--server-name", "localhost", "--log-level", "warn")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 20 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var logs strings.Builder
-	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			mu.Lock()
-			fmt.Fprintln(&logs, sc.Text())
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-			t.Errorf("myelin exited: %v", err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if logs.Len() > 0 {
-			t.Logf("myelin log:\n%s", logs.String())
-		}
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/_matrix/client/versions")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			mu.Lock()
-			defer mu.Unlock()
-			t.Fatalf("myelin did not answer /versions at %s: %v\n%s", url, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
