@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/uptrace/bun"
 )
@@ -109,55 +108,29 @@ const deviceFK = "(user_id, device_id) REFERENCES devices (user_id, device_id) O
 func init() {
 	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			tables := []struct {
-				model any
-				fks   []string
-			}{
-				{(*m1User)(nil), nil},
-				{(*m1Device)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
-				{(*m1AccessToken)(nil), []string{deviceFK}},
-				{(*m1UIASession)(nil), nil},
-				{(*m1RegistrationToken)(nil), nil},
-				{(*m1LoginToken)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
-				{(*m1ThreePID)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
-				{(*m1UserStream)(nil), nil},
-				{(*m1DeviceListChange)(nil), nil},
-				{(*m1DeviceKeys)(nil), []string{deviceFK}},
-				{(*m1OneTimeKey)(nil), []string{deviceFK}},
+			err := createTables(ctx, tx,
+				table{(*m1User)(nil), nil},
+				table{(*m1Device)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
+				table{(*m1AccessToken)(nil), []string{deviceFK}},
+				table{(*m1UIASession)(nil), nil},
+				table{(*m1RegistrationToken)(nil), nil},
+				table{(*m1LoginToken)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
+				table{(*m1ThreePID)(nil), []string{"(user_id) REFERENCES users (user_id)"}},
+				table{(*m1UserStream)(nil), nil},
+				table{(*m1DeviceListChange)(nil), nil},
+				table{(*m1DeviceKeys)(nil), []string{deviceFK}},
+				table{(*m1OneTimeKey)(nil), []string{deviceFK}},
+			)
+			if err != nil {
+				return err
 			}
-			for _, t := range tables {
-				q := tx.NewCreateTable().Model(t.model).IfNotExists()
-				for _, fk := range t.fks {
-					q = q.ForeignKey(fk)
-				}
-				if _, err := q.Exec(ctx); err != nil {
-					return fmt.Errorf("create table: %w", err)
-				}
-			}
-			indexes := []struct {
-				model  any
-				name   string
-				unique bool
-				cols   []string
-			}{
-				{(*m1AccessToken)(nil), "access_tokens_device_uq", true, []string{"user_id", "device_id"}},
-				{(*m1UIASession)(nil), "uia_sessions_expires_idx", false, []string{"expires_ts"}},
-				{(*m1LoginToken)(nil), "login_tokens_expires_idx", false, []string{"expires_ts"}},
-				{(*m1ThreePID)(nil), "threepids_user_idx", false, []string{"user_id"}},
-				{(*m1Device)(nil), "devices_last_seen_idx", false, []string{"user_id", "last_seen_ts"}},
-			}
-			for _, ix := range indexes {
-				q := tx.NewCreateIndex().Model(ix.model).Index(ix.name).Column(ix.cols...).IfNotExists()
-				if ix.unique {
-					q = q.Unique()
-				}
-				if _, err := q.Exec(ctx); err != nil {
-					return fmt.Errorf("create index %s: %w", ix.name, err)
-				}
-			}
-			return nil
+			return createIndexes(ctx, tx,
+				index{(*m1AccessToken)(nil), "access_tokens_device_uq", true, []string{"user_id", "device_id"}},
+				index{(*m1UIASession)(nil), "uia_sessions_expires_idx", false, []string{"expires_ts"}},
+				index{(*m1LoginToken)(nil), "login_tokens_expires_idx", false, []string{"expires_ts"}},
+				index{(*m1ThreePID)(nil), "threepids_user_idx", false, []string{"user_id"}},
+				index{(*m1Device)(nil), "devices_last_seen_idx", false, []string{"user_id", "last_seen_ts"}},
+			)
 		})
-	}, func(ctx context.Context, db *bun.DB) error {
-		return fmt.Errorf("the core schema cannot be rolled back")
-	})
+	}, irreversible("core"))
 }

@@ -25,16 +25,11 @@ func init() {
 				ColumnExpr("registration_token VARCHAR").Exec(ctx); err != nil {
 				return fmt.Errorf("add uia_sessions.registration_token: %w", err)
 			}
-			if _, err := tx.NewCreateTable().Model((*m10RateLimitBucket)(nil)).IfNotExists().Exec(ctx); err != nil {
-				return fmt.Errorf("create rate_limit_buckets: %w", err)
+			if err := createTables(ctx, tx, table{model: (*m10RateLimitBucket)(nil)}); err != nil {
+				return err
 			}
-			if _, err := tx.NewCreateIndex().Model((*m10RateLimitBucket)(nil)).Index("rate_limit_buckets_updated_idx").
-				Column("updated_ts").IfNotExists().Exec(ctx); err != nil {
-				return fmt.Errorf("create index rate_limit_buckets_updated_idx: %w", err)
-			}
-			return nil
+			return createIndexes(ctx, tx,
+				index{(*m10RateLimitBucket)(nil), "rate_limit_buckets_updated_idx", false, []string{"updated_ts"}})
 		})
-	}, func(ctx context.Context, db *bun.DB) error {
-		return fmt.Errorf("the accounts schema cannot be rolled back")
-	})
+	}, irreversible("accounts"))
 }

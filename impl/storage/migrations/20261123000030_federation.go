@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/uptrace/bun"
 )
@@ -91,39 +90,23 @@ type m30RemoteDeviceSeen struct {
 func init() {
 	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			for _, model := range []any{
-				(*m30SigningKey)(nil), (*m30ServerKey)(nil), (*m30DeviceListSubscriber)(nil),
-				(*m30OutboxEDU)(nil), (*m30Destination)(nil), (*m30ReceivedTxn)(nil),
-				(*m30RemoteDeviceList)(nil), (*m30RemoteDevice)(nil), (*m30RemoteDeviceSeen)(nil),
-			} {
-				if _, err := tx.NewCreateTable().Model(model).IfNotExists().Exec(ctx); err != nil {
-					return fmt.Errorf("create table: %w", err)
-				}
+			err := createTables(ctx, tx,
+				table{model: (*m30SigningKey)(nil)}, table{model: (*m30ServerKey)(nil)},
+				table{model: (*m30DeviceListSubscriber)(nil)}, table{model: (*m30OutboxEDU)(nil)},
+				table{model: (*m30Destination)(nil)}, table{model: (*m30ReceivedTxn)(nil)},
+				table{model: (*m30RemoteDeviceList)(nil)}, table{model: (*m30RemoteDevice)(nil)},
+				table{model: (*m30RemoteDeviceSeen)(nil)},
+			)
+			if err != nil {
+				return err
 			}
-			indexes := []struct {
-				model  any
-				name   string
-				unique bool
-				cols   []string
-			}{
+			return createIndexes(ctx, tx,
 				// At most one current signing key (NULLs are distinct).
-				{(*m30SigningKey)(nil), "signing_keys_current_uq", true, []string{"is_current"}},
-				{(*m30OutboxEDU)(nil), "federation_outbox_dest_idx", false, []string{"destination", "id"}},
-				{(*m30ReceivedTxn)(nil), "federation_received_txns_ts_idx", false, []string{"received_ts"}},
-				{(*m30RemoteDeviceList)(nil), "remote_device_lists_stale_idx", false, []string{"next_attempt_ts"}},
-			}
-			for _, ix := range indexes {
-				q := tx.NewCreateIndex().Model(ix.model).Index(ix.name).Column(ix.cols...).IfNotExists()
-				if ix.unique {
-					q = q.Unique()
-				}
-				if _, err := q.Exec(ctx); err != nil {
-					return fmt.Errorf("create index %s: %w", ix.name, err)
-				}
-			}
-			return nil
+				index{(*m30SigningKey)(nil), "signing_keys_current_uq", true, []string{"is_current"}},
+				index{(*m30OutboxEDU)(nil), "federation_outbox_dest_idx", false, []string{"destination", "id"}},
+				index{(*m30ReceivedTxn)(nil), "federation_received_txns_ts_idx", false, []string{"received_ts"}},
+				index{(*m30RemoteDeviceList)(nil), "remote_device_lists_stale_idx", false, []string{"next_attempt_ts"}},
+			)
 		})
-	}, func(ctx context.Context, db *bun.DB) error {
-		return fmt.Errorf("the federation schema cannot be rolled back")
-	})
+	}, irreversible("federation"))
 }

@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/uptrace/bun"
 )
@@ -19,12 +18,11 @@ type m40TokenRevocation struct {
 func init() {
 	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if _, err := tx.NewCreateTable().Model((*m40TokenRevocation)(nil)).IfNotExists().Exec(ctx); err != nil {
-				return fmt.Errorf("create table token_revocations: %w", err)
+			if err := createTables(ctx, tx, table{model: (*m40TokenRevocation)(nil)}); err != nil {
+				return err
 			}
-			_, err := tx.NewCreateIndex().Model((*m40TokenRevocation)(nil)).Index("token_revocations_created_idx").
-				Column("created_ts").IfNotExists().Exec(ctx)
-			return err
+			return createIndexes(ctx, tx,
+				index{(*m40TokenRevocation)(nil), "token_revocations_created_idx", false, []string{"created_ts"}})
 		})
 	}, func(ctx context.Context, db *bun.DB) error {
 		_, err := db.NewDropTable().Model((*m40TokenRevocation)(nil)).IfExists().Exec(ctx)
