@@ -97,19 +97,11 @@ func (r *receiving) send(txnID string, updates ...federation.DeviceListUpdate) {
 // devices is the cached list of user as "DEVICE=name" in device order.
 func (r *receiving) devices(user string) string {
 	r.t.Helper()
-	var rows []storage.RemoteDevice
-	if err := r.store.R.NewSelect().Model(&rows).Where("user_id = ?", user).Order("device_id").Scan(context.Background()); err != nil {
+	s, err := cachedDevices(context.Background(), r.store, user)
+	if err != nil {
 		r.t.Fatal(err)
 	}
-	var out []string
-	for _, d := range rows {
-		n := ""
-		if d.DisplayName != nil {
-			n = *d.DisplayName
-		}
-		out = append(out, d.DeviceID+"="+n)
-	}
-	return strings.Join(out, ",")
+	return s
 }
 
 func (r *receiving) list(user string) storage.RemoteDeviceList {

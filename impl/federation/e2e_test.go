@@ -108,19 +108,11 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 	}
 	// B's cache, including devices without keys.
 	bCache := func() string {
-		var rows []storage.RemoteDevice
-		if err := stB.R.NewSelect().Model(&rows).Where("user_id = ?", alice).Order("device_id").Scan(ctx); err != nil {
+		s, err := cachedDevices(ctx, stB, alice)
+		if err != nil {
 			return err.Error()
 		}
-		var out []string
-		for _, d := range rows {
-			n := ""
-			if d.DisplayName != nil {
-				n = *d.DisplayName
-			}
-			out = append(out, d.DeviceID+"="+n)
-		}
-		return strings.Join(out, ",")
+		return s
 	}
 	bSees := func(want string, within time.Duration, what string, view func() string) {
 		t.Helper()

@@ -141,3 +141,21 @@ func (p *peer) do(t *testing.T, base, destination, method, path string, body any
 func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {
 	return testenv.IssueToken(t, s.App.Store, s.App.Devices, userID, deviceID)
 }
+
+// cachedDevices is user's device list in store's remote-device cache, as
+// "DEVICE=name,…" in device order.
+func cachedDevices(ctx context.Context, store *storage.Store, user string) (string, error) {
+	var rows []storage.RemoteDevice
+	if err := store.R.NewSelect().Model(&rows).Where("user_id = ?", user).Order("device_id").Scan(ctx); err != nil {
+		return "", err
+	}
+	var out []string
+	for _, d := range rows {
+		n := ""
+		if d.DisplayName != nil {
+			n = *d.DisplayName
+		}
+		out = append(out, d.DeviceID+"="+n)
+	}
+	return strings.Join(out, ","), nil
+}
