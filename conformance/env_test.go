@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -291,18 +290,7 @@ func (e *env) send(method, requestURI, token string, signed bool, body map[strin
 		}
 		req.Header.Set("Authorization", h)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, requestURI, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	r := testenv.Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
-	_ = json.Unmarshal(raw, &r.Body)
-	return r
+	return testenv.DoRequest(e.t, req)
 }
 
 // remoteServer is a federation identity for signed requests: it publishes

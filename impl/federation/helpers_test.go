@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -127,15 +126,7 @@ func (p *peer) do(t *testing.T, base, destination, method, path string, body any
 		req.Header.Set("Authorization", h)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := testenv.Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
-	_ = json.Unmarshal(raw, &r.Body)
-	return r
+	return testenv.DoRequest(t, req)
 }
 
 func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {

@@ -3,7 +3,6 @@ package ratelimit_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -44,15 +43,7 @@ func post(t *testing.T, base, path, token, xff string, body any) testenv.Respons
 	if xff != "" {
 		req.Header.Set("X-Forwarded-For", xff)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := testenv.Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
-	_ = json.Unmarshal(raw, &r.Body)
-	return r
+	return testenv.DoRequest(t, req)
 }
 
 func wantLimited(t *testing.T, r testenv.Response) {

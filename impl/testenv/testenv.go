@@ -271,9 +271,16 @@ func Do(t testing.TB, base, method, path, token string, body any) Response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return DoRequest(t, req)
+}
+
+// DoRequest sends req and decodes the JSON answer like Do, for requests Do
+// does not build (signed federation requests, other headers).
+func DoRequest(t testing.TB, req *http.Request) Response {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -283,7 +290,7 @@ func Do(t testing.TB, base, method, path, token string, body any) Response {
 	r := Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
-			t.Fatalf("%s %s: response is not a JSON object: %v: %s", method, path, err, raw)
+			t.Fatalf("%s %s: response is not a JSON object: %v: %s", req.Method, req.URL.Path, err, raw)
 		}
 	}
 	return r
