@@ -148,3 +148,21 @@ func TestAdminCommandsRejectBadCommandLines(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigFlagsMayFollowTheAdminCommandsArguments(t *testing.T) {
+	db := t.TempDir() + "/m.db"
+	var out, errOut bytes.Buffer
+	if code := run([]string{"user", "create", "carol", "--password", pwd, "--database", db}, &out, &errOut); code != 0 {
+		t.Fatalf("flags after the arguments: exit %d: %s", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"user", "list", "--database=" + db}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "@carol:localhost") {
+		t.Fatalf("user list --database=…: exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	// Flags first and a command after them would silently start a server
+	// on the default database: refused with a hint instead.
+	errOut.Reset()
+	if code := run([]string{"--database", db, "user", "list"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "a command comes first") {
+		t.Fatalf("flags before the command: exit %d: %s", code, errOut.String())
+	}
+}

@@ -49,7 +49,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("myelin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg, err := config.Load(fs, args, os.Getenv)
+	// Configuration flags may stand anywhere among an admin command's own
+	// arguments; serve takes flags only.
+	cfgArgs, rest := args, []string(nil)
+	if cmd != "serve" {
+		cfgArgs, rest = config.SplitArgs(args)
+	}
+	cfg, err := config.Load(fs, cfgArgs, os.Getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -60,13 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cmd == "serve" {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "myelin: unexpected argument %q: a command comes first (myelin COMMAND [flags])\n", fs.Arg(0))
+			usage(stderr)
+			return 2
+		}
 		if err := serve(ctx, cfg, stderr); err != nil {
 			fmt.Fprintf(stderr, "myelin: %v\n", err)
 			return 1
 		}
 		return 0
 	}
-	if err := commands[cmd](ctx, cfg, fs.Args(), stdout, stderr); err != nil {
+	if err := commands[cmd](ctx, cfg, append(fs.Args(), rest...), stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "myelin %s: %v\n", cmd, err)
 		return 1
 	}

@@ -400,6 +400,40 @@ func (m multi) Set(v string) error {
 	return nil
 }
 
+// SplitArgs separates the configuration flags in args (--database,
+// --server-name, --config, … in any of Go's flag forms, wherever they
+// stand) from the rest, keeping the order of each, so an admin command's
+// own flags and arguments can be mixed with them:
+// `myelin user create alice --database x.db` and
+// `myelin user --database x.db create alice` mean the same. A "--" ends
+// the flags: everything after it is left as is.
+func SplitArgs(args []string) (configArgs, rest []string) {
+	isSetting := map[string]bool{"config": true, "h": true, "help": true}
+	for _, s := range settings {
+		isSetting[s.name] = true
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return configArgs, append(rest, args[i:]...)
+		}
+		name, hasValue := strings.TrimLeft(a, "-"), false
+		if n, _, ok := strings.Cut(name, "="); ok {
+			name, hasValue = n, true
+		}
+		if !strings.HasPrefix(a, "-") || !isSetting[name] {
+			rest = append(rest, a)
+			continue
+		}
+		configArgs = append(configArgs, a)
+		if !hasValue && name != "h" && name != "help" && i+1 < len(args) {
+			i++
+			configArgs = append(configArgs, args[i])
+		}
+	}
+	return configArgs, rest
+}
+
 // Load builds the configuration from args (without the program name),
 // the environment and the optional YAML file, then verifies it.
 func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
