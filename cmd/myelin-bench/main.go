@@ -157,7 +157,7 @@ func bench(args []string) int {
 	o.header()
 
 	a := config.Defaults().Argon2
-	fmt.Printf("argon2id m=%d KiB, t=%d, p=%d (the default), hashed on the server core before each backend's myelin runs\n\n",
+	fmt.Printf("argon2id m=%d KiB, t=%d, p=%d (the default), hash-bound limit measured on the server core just before and after each hashing run\n\n",
 		a.MemoryKiB, a.Iterations, a.Parallelism)
 	o.report.printHeader()
 	for _, b := range o.backends {
@@ -220,7 +220,7 @@ func cpuCount() int {
 // hashRate runs the hash-bound measurement on the server core.
 func (o *options) hashRate() (float64, error) {
 	a := config.Defaults().Argon2
-	d := max(o.duration, hashingDuration)
+	d := max(o.duration, hashRateDuration)
 	argv := []string{o.self, "hashrate", "-m", fmt.Sprint(a.MemoryKiB), "-t", fmt.Sprint(a.Iterations), "-p", fmt.Sprint(a.Parallelism), "-duration", d.String()}
 	if o.pin {
 		argv = append([]string{"taskset", "-c", strconv.Itoa(o.serverCPU)}, argv...)
@@ -332,13 +332,6 @@ func (o *options) runBackend(b string) error {
 	if err := o.startup(b, dsn); err != nil {
 		return err
 	}
-	// The hash-bound limit of login and registration, measured on the
-	// server core just before them, so both see the same machine.
-	rate, err := o.hashRate()
-	if err != nil {
-		return err
-	}
-	o.report.hashed(b, rate)
 	argv := append([]string{o.myelin, "serve", "--listen", addr, "--database", dsn, "--registration", "open", "--rate-limit", "off"}, o.serverArgs...)
 	my, took, err := o.start("myelin", addr, argv)
 	if err != nil {
@@ -373,6 +366,9 @@ type scenario struct {
 const (
 	hashingWarmup   = 2 * time.Second
 	hashingDuration = 3 * time.Second
+	// hashRateDuration is each of the two hash-rate measurements around a
+	// hashing run.
+	hashRateDuration = 1500 * time.Millisecond
 )
 
 func (o *options) sizeScenarios(addr string, sd *seeded) []scenario {
@@ -405,6 +401,17 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 			w, d = max(w, hashingWarmup), max(d, hashingDuration)
 		}
 		for _, c := range o.conc {
+			// The hash-bound limit of a hashing run is measured on the
+			// server core right around it (the server is idle then), so
+			// both see the same machine.
+			var before float64
+			if s.hashing {
+				var err error
+				if before, err = o.hashRate(); err != nil {
+					o.report.skip(backend, server, s.name, err.Error())
+					break
+				}
+			}
 			p.resetPeak()
 			cpu := make(chan float64, 1)
 			go func() { // the server's CPU use over the measured window
@@ -414,6 +421,14 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 				cpu <- float64(p.cpuTime()-c0) / float64(time.Since(t0))
 			}()
 			r := load(p.addr, c, w, d, s.req)
+			if s.hashing {
+				after, err := o.hashRate()
+				if err != nil {
+					o.report.skip(backend, server, s.name, err.Error())
+					break
+				}
+				o.report.hashed(backend, s.key, c, before, after)
+			}
 			o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), <-cpu)
 		}
 	}
