@@ -14,6 +14,7 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/app"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/storage"
 )
@@ -34,7 +35,7 @@ func deviceCommand(ctx context.Context, cfg *config.Config, args []string, stdou
 	if len(args) < 2 {
 		return errors.New(deviceUsage)
 	}
-	sub, user, rest := args[0], qualifyUser(args[1], cfg.ServerName), args[2:]
+	sub, user, rest := args[0], credentials.NormalizeUserID(args[1], cfg.ServerName), args[2:]
 	st, err := storage.Open(ctx, cfg.Database, storage.Options{MaxConns: 1})
 	if err != nil {
 		return err
@@ -67,14 +68,6 @@ func deviceCommand(ctx context.Context, cfg *config.Config, args []string, stdou
 		return deleteDevices(ctx, core, user, rest, stdout, stderr)
 	}
 	return errors.New(deviceUsage)
-}
-
-// qualifyUser turns a localpart into a user ID of this server.
-func qualifyUser(u, serverName string) string {
-	if strings.HasPrefix(u, "@") {
-		return u
-	}
-	return "@" + u + ":" + serverName
 }
 
 func listDevices(ctx context.Context, core *devices.Core, user string, stdout io.Writer) error {

@@ -65,7 +65,7 @@ func TestDeviceListAndRenameCommands(t *testing.T) {
 		t.Fatalf("rename: %d %q %q", code, out, errs)
 	}
 	t.Setenv("MYELIN_DATABASE", db)
-	code, out, errs = runCLI(t, "device", "list", "@alice:localhost")
+	code, out, errs = runCLI(t, "device", "list", "@Alice:localhost") // user IDs of this server are case-insensitive, as at login
 	if code != 0 {
 		t.Fatalf("list: %d %q", code, errs)
 	}

@@ -171,7 +171,7 @@ func (a *App) authenticateClient(c echo.Context) error {
 	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 	// Buffered in memory, written in batches (see devices.LastSeen).
-	a.LastSeen.Record(p.UserID, p.DeviceID, c.RealIP(), time.Now())
+	a.LastSeen.Record(p.UserID, p.DeviceID, auth.ClientIP(c.Request().Context()), time.Now())
 	return nil
 }
 
