@@ -130,57 +130,64 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 			return Login{}, err
 		}
 	}
-	if deviceID == "" {
-		for range 10 {
-			cand := tokens.NewDeviceID()
-			exists, err := tx.NewSelect().Model((*storage.Device)(nil)).
-				Where("user_id = ? AND device_id = ?", userID, cand).Exists(ctx)
-			if err != nil {
-				return Login{}, err
-			}
-			if !exists {
-				deviceID = cand
-				break
-			}
-		}
-		if deviceID == "" {
-			return Login{}, errors.New("could not allocate a device ID")
-		}
-	}
 	var ipPtr *string
 	if ip != "" {
 		ipPtr = &ip
 	}
-	dev := storage.Device{UserID: userID, DeviceID: deviceID, DisplayName: displayName,
-		LastSeenIP: ipPtr, LastSeenTS: &now, CreatedTS: now}
-	res, err := tx.NewInsert().Model(&dev).On("CONFLICT (user_id, device_id) DO NOTHING").Exec(ctx)
-	if err != nil {
-		return Login{}, fmt.Errorf("create device: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		created = true
-		if _, err := c.AppendChanges(ctx, tx, userID, []string{deviceID}, false); err != nil {
-			return Login{}, err
+	// Creating the device is the existence check, one statement fewer on
+	// every login: a generated ID that is taken (47 random bits, so about
+	// one in 10^14 per device the user has) is retried; a client's ID that
+	// exists keeps its device and display name.
+	dev := storage.Device{UserID: userID, DisplayName: displayName, LastSeenIP: ipPtr, LastSeenTS: &now, CreatedTS: now}
+	for try := 0; ; try++ {
+		dev.DeviceID = deviceID
+		if deviceID == "" {
+			if try == 10 {
+				return Login{}, errors.New("could not allocate a device ID")
+			}
+			dev.DeviceID = tokens.NewDeviceID()
+		}
+		res, err := tx.NewInsert().Model(&dev).On("CONFLICT (user_id, device_id) DO NOTHING").Exec(ctx)
+		if err != nil {
+			return Login{}, fmt.Errorf("create device: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return Login{}, fmt.Errorf("create device: %w", err)
+		}
+		created = n == 1
+		if created || deviceID != "" {
+			break
 		}
 	}
+	deviceID = dev.DeviceID
 	var old []string
-	if err := tx.NewSelect().Model((*storage.AccessToken)(nil)).Column("token_hash").
-		Where("user_id = ? AND device_id = ?", userID, deviceID).Scan(ctx, &old); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return Login{}, err
-	}
-	if len(old) > 0 {
-		if _, err := tx.NewDelete().Model((*storage.AccessToken)(nil)).
-			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
+	if !created {
+		// A device that existed may hold a token (one at most): revoke it.
+		err := tx.NewDelete().Model((*storage.AccessToken)(nil)).
+			Where("user_id = ? AND device_id = ?", userID, deviceID).
+			Returning("token_hash").Scan(ctx, &old)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return Login{}, fmt.Errorf("revoke previous token: %w", err)
 		}
-		if err := auth.PublishRevoked(ctx, tx, old); err != nil {
-			return Login{}, err
+		if len(old) > 0 {
+			if err := auth.PublishRevoked(ctx, tx, old); err != nil {
+				return Login{}, err
+			}
 		}
 	}
 	tok := tokens.NewAccessToken()
 	at := storage.AccessToken{TokenHash: tokens.HashToken(tok).String(), UserID: userID, DeviceID: deviceID, CreatedTS: now}
 	if _, err := tx.NewInsert().Model(&at).Exec(ctx); err != nil {
 		return Login{}, fmt.Errorf("store access token: %w", err)
+	}
+	if created {
+		// Last: taking the next position of the user's device-list stream
+		// locks its row until commit, so concurrent logins of one user
+		// wait on each other only for the statements from here on.
+		if _, err := c.AppendChanges(ctx, tx, userID, []string{deviceID}, false); err != nil {
+			return Login{}, err
+		}
 	}
 	return Login{AccessToken: tok, DeviceID: deviceID, Created: created, Revoked: old}, nil
 }
