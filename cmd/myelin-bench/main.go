@@ -9,6 +9,11 @@
 // `taskset -c 1` with GOMAXPROCS=1.
 //
 //	myelin-bench [-quick] [-strict] [-duration 2s] [-conc 1,16,64] [-backends sqlite,postgres]
+//	             [-only login,register] [-server-args "--database-max-conns 8"] [-server-env GOGC=400]
+//
+// On PostgreSQL on the same machine it also shows the CPU use of the
+// database backends serving the server (dbCPU): they are not pinned, and
+// the kernel mostly runs them on the server's core.
 package main
 
 import (
@@ -47,11 +52,26 @@ type options struct {
 	clientCPU  int
 	trials     int // of the single-shot bulk delete
 	serverArgs []string
+	serverEnv  []string
 	verbose    bool
 	self       string
 	dir        string
 	run        string // distinguishes usernames registered by this run
 	report     *report
+	// dbCPU, on PostgreSQL on this machine, is the CPU time used so far by
+	// the database backends serving the server under test (nil on SQLite,
+	// whose work is in the server's own CPU).
+	dbCPU func() cpuSample
+	only  map[string]bool // scenario keys to run; empty: all
+}
+
+// want reports whether the scenario (or single measurement) with key k is
+// to run.
+func (o *options) want(k string) bool { return len(o.only) == 0 || o.only[k] }
+
+// wantAny reports whether any of scen is to run.
+func (o *options) wantAny(scen []scenario) bool {
+	return slices.ContainsFunc(scen, func(s scenario) bool { return o.want(s.key) })
 }
 
 func main() {
@@ -93,8 +113,10 @@ func bench(args []string) int {
 	fs.IntVar(&o.clientCPU, "client-cpu", 0, "core of the load generator")
 	fs.IntVar(&o.trials, "trials", 3, "repetitions of the 10,000-device delete")
 	serverArgs := fs.String("server-args", "", "extra flags for myelin serve (space separated)")
+	serverEnv := fs.String("server-env", "", "extra environment of myelin serve, e.g. GOGC=400 (space separated)")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	strict := fs.Bool("strict", false, "exit with status 3 when a target fails")
+	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete)")
 	_ = fs.Parse(args)
 	if *quick {
 		o.duration, o.warmup, *concs, o.trials = 300*time.Millisecond, 100*time.Millisecond, "16", 1
@@ -108,7 +130,14 @@ func bench(args []string) int {
 		o.conc = append(o.conc, n)
 	}
 	o.backends = strings.Split(*backends, ",")
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, k := range strings.Split(*only, ",") {
+			o.only[strings.TrimSpace(k)] = true
+		}
+	}
 	o.serverArgs = strings.Fields(*serverArgs)
+	o.serverEnv = strings.Fields(*serverEnv)
 	var err error
 	if o.self, err = os.Executable(); err != nil {
 		fmt.Fprintln(os.Stderr, "myelin-bench:", err)
@@ -293,6 +322,20 @@ func (o *options) runBackend(b string) error {
 		return err
 	}
 	defer st.Close()
+	o.dbCPU = nil
+	if b == "postgres" {
+		// The servers' connections carry an application name, so that
+		// their backends can be told from the seeding connections.
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		q.Set("application_name", benchAppName)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+		o.dbCPU = func() cpuSample { return backendsCPU(ctx, st) }
+	}
 	sd, err := seed(ctx, st, &cfg)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
@@ -313,24 +356,30 @@ func (o *options) runBackend(b string) error {
 	if err != nil {
 		return err
 	}
-	bare, _, err := o.start("bare", addr, []string{o.self, "bare", "-listen", addr, "-fixture", fixture})
-	if err != nil {
-		return err
+	if o.wantAny(reads(addr)) {
+		bare, _, err := o.start("bare", addr, []string{o.self, "bare", "-listen", addr, "-fixture", fixture})
+		if err != nil {
+			return err
+		}
+		o.report.idle(b, "bare", bare)
+		o.loadAll(b, "bare", bare, reads(addr))
+		bare.stop()
 	}
-	o.report.idle(b, "bare", bare)
-	o.loadAll(b, "bare", bare, reads(addr))
-	bare.stop()
 
-	rawdb, _, err := o.start("raw-db", addr, []string{o.self, "rawdb", "-listen", addr, "-database", dsn, "-database-max-conns", fmt.Sprint(cfg.DatabaseMaxConns)})
-	if err != nil {
-		return err
+	if o.wantAny(append(reads(addr), o.sizeScenarios(addr, sd)...)) {
+		rawdb, _, err := o.start("raw-db", addr, []string{o.self, "rawdb", "-listen", addr, "-database", dsn, "-database-max-conns", fmt.Sprint(cfg.DatabaseMaxConns)})
+		if err != nil {
+			return err
+		}
+		o.report.idle(b, "raw-db", rawdb)
+		o.loadAll(b, "raw-db", rawdb, append(reads(addr), o.sizeScenarios(addr, sd)...))
+		rawdb.stop()
 	}
-	o.report.idle(b, "raw-db", rawdb)
-	o.loadAll(b, "raw-db", rawdb, append(reads(addr), o.sizeScenarios(addr, sd)...))
-	rawdb.stop()
 
-	if err := o.startup(b, dsn); err != nil {
-		return err
+	if o.want("startup") {
+		if err := o.startup(b, dsn); err != nil {
+			return err
+		}
 	}
 	argv := append([]string{o.myelin, "serve", "--listen", addr, "--database", dsn, "--registration", "open", "--rate-limit", "off"}, o.serverArgs...)
 	my, took, err := o.start("myelin", addr, argv)
@@ -344,11 +393,16 @@ func (o *options) runBackend(b string) error {
 		scenario{name: "PUT /devices/{id} rename", key: "rename", req: func(w, seq int) []byte {
 			return httpRequest("PUT", addr, "/_matrix/client/v3/devices/"+sd.DeviceID, sd.Token, fmt.Appendf(nil, `{"display_name":"Bench %d-%d"}`, w, seq))
 		}},
-		scenario{name: "POST /login", key: "login", hashing: true, req: fixed(httpRequest("POST", addr, "/_matrix/client/v3/login", "",
-			fmt.Appendf(nil, `{"type":"m.login.password","identifier":{"type":"m.id.user","user":"login"},"password":%q}`, benchPassword)))},
+		scenario{name: "POST /login", key: "login", hashing: true, req: func(w, _ int) []byte {
+			return httpRequest("POST", addr, "/_matrix/client/v3/login", "",
+				fmt.Appendf(nil, `{"type":"m.login.password","identifier":{"type":"m.id.user","user":%q},"password":%q}`, loginAccount(max(w, 0)%loginAccounts), benchPassword))
+		}},
 		scenario{name: "POST /register (open)", key: "register", hashing: true, req: o.registerRequest(addr, b)},
 	)
 	o.loadAll(b, "myelin", my, append(scen, o.sizeScenarios(addr, sd)...))
+	if !o.want("delete") {
+		return nil
+	}
 	return o.bulkDelete(ctx, b, my, st, &cfg, sd)
 }
 
@@ -392,6 +446,9 @@ func (o *options) registerRequest(addr, backend string) request {
 // the server does not implement (yet).
 func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 	for _, s := range scen {
+		if !o.want(s.key) {
+			continue
+		}
 		if why := notImplemented(p.addr, s.req(-1, 0)); why != "" {
 			o.report.skip(backend, server, s.name, why)
 			continue
@@ -413,12 +470,17 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 				}
 			}
 			p.resetPeak()
-			cpu := make(chan float64, 1)
-			go func() { // the server's CPU use over the measured window
+			cpu := make(chan [2]float64, 1)
+			go func() { // the server's and its database's CPU use over the measured window
 				time.Sleep(w)
-				t0, c0 := time.Now(), p.cpuTime()
+				t0, c0, db0 := time.Now(), p.cpuTime(), o.sampleDB()
 				time.Sleep(d)
-				cpu <- float64(p.cpuTime()-c0) / float64(time.Since(t0))
+				el := float64(time.Since(t0))
+				u := [2]float64{float64(p.cpuTime()-c0) / el, -1}
+				if db0 != nil {
+					u[1] = float64(o.sampleDB().since(db0)) / el
+				}
+				cpu <- u
 			}()
 			r := load(p.addr, c, w, d, s.req)
 			if s.hashing {
@@ -429,7 +491,8 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 				}
 				o.report.hashed(backend, s.key, c, before, after)
 			}
-			o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), <-cpu)
+			u := <-cpu
+			o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), u[0], u[1])
 		}
 	}
 }

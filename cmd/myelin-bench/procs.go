@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/myelin-hs/myelin/impl/storage"
 )
 
 // proc is a server process under test.
@@ -40,6 +43,9 @@ func (o *options) start(name, addr string, argv []string) (*proc, time.Duration,
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	if name == "myelin" {
+		cmd.Env = append(cmd.Env, o.serverEnv...)
+	}
 	if o.verbose {
 		cmd.Stderr = os.Stderr
 	}
@@ -102,20 +108,79 @@ func (p *proc) resetPeak() {
 
 // cpuTime is the CPU time (user + system) the process has used so far.
 func (p *proc) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	d, _ := pidCPU(p.cmd.Process.Pid)
+	return d
+}
+
+// benchAppName is the application_name of the servers' PostgreSQL
+// connections.
+const benchAppName = "myelin-bench-server"
+
+// cpuSample is the CPU time used so far by each of a set of processes.
+type cpuSample map[int]time.Duration
+
+// since is the CPU time used between s0 and s; a process that appeared in
+// between counts whole, one that disappeared is not counted.
+func (s cpuSample) since(s0 cpuSample) time.Duration {
+	var d time.Duration
+	for pid, t := range s {
+		d += t - s0[pid]
+	}
+	return d
+}
+
+// sampleDB samples the CPU time of the database backends serving the
+// server under test (nil when that is not measurable).
+func (o *options) sampleDB() cpuSample {
+	if o.dbCPU == nil {
+		return nil
+	}
+	return o.dbCPU()
+}
+
+// backendPIDs lists the PostgreSQL backends whose connections carry
+// benchAppName.
+func backendPIDs(ctx context.Context, st *storage.Store) []int {
+	var pids []int
+	if err := st.DB.NewRaw("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = ?", benchAppName).
+		Scan(ctx, &pids); err != nil {
+		return nil
+	}
+	return pids
+}
+
+// backendsCPU samples the PostgreSQL backends whose connections carry
+// benchAppName, when they run on this machine and /proc shows them.
+func backendsCPU(ctx context.Context, st *storage.Store) cpuSample {
+	pids := backendPIDs(ctx, st)
+	if pids == nil {
+		return nil
+	}
+	s := cpuSample{}
+	for _, pid := range pids {
+		if d, ok := pidCPU(pid); ok {
+			s[pid] = d
+		}
+	}
+	return s
+}
+
+// pidCPU is the CPU time (user + system) process pid has used so far.
+func pidCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	// Fields after the command name (which may contain spaces): state is
 	// field 3, utime and stime are fields 14 and 15, in clock ticks.
 	_, rest, _ := strings.Cut(string(b), ") ")
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0
+		return 0, false
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTicks
+	return time.Duration(ut+st) * time.Second / clockTicks, true
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.

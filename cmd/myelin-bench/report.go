@@ -29,7 +29,7 @@ func newReport() *report {
 func key(parts ...any) string { return fmt.Sprint(parts...) }
 
 func (r *report) printHeader() {
-	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s %5s  %s\n", "backend", "server", "scenario", "conc", "req/s", "p50", "p99", "peak RSS", "CPU", "ratios")
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s %5s %5s  %s\n", "backend", "server", "scenario", "conc", "req/s", "p50", "p99", "peak RSS", "CPU", "dbCPU", "ratios")
 }
 
 func (r *report) seen(backend string) {
@@ -38,7 +38,9 @@ func (r *report) seen(backend string) {
 	}
 }
 
-func (r *report) add(backend, server string, s scenario, conc int, res result, peakKB int64, cpu float64) {
+// add prints a load run's row: cpu is the server's CPU use over it (1 is
+// one core), dbCPU that of its PostgreSQL backends (-1: not measured).
+func (r *report) add(backend, server string, s scenario, conc int, res result, peakKB int64, cpu, dbCPU float64) {
 	r.seen(backend)
 	rps := res.RPS()
 	r.rps[key(backend, "|", server, "|", s.key, "|", conc)] = rps
@@ -67,8 +69,12 @@ func (r *report) add(backend, server string, s scenario, conc int, res result, p
 		}
 		notes = append(notes, fmt.Sprintf("ERRORS %d [%s]", res.Errors, strings.Join(st, " ")))
 	}
-	fmt.Printf("%-8s %-6s %-34s %4d %9.0f %8s %8s %8s %4.0f%%  %s\n", backend, server, s.name, conc, rps,
-		ms(res.P50), ms(res.P99), mb(peakKB), 100*cpu, strings.Join(notes, " "))
+	db := "-"
+	if dbCPU >= 0 {
+		db = fmt.Sprintf("%.0f%%", 100*dbCPU)
+	}
+	fmt.Printf("%-8s %-6s %-34s %4d %9.0f %8s %8s %8s %4.0f%% %5s  %s\n", backend, server, s.name, conc, rps,
+		ms(res.P50), ms(res.P99), mb(peakKB), 100*cpu, db, strings.Join(notes, " "))
 }
 
 // hashed records the hash-bound limit of the run of scenario key at conc:

@@ -16,6 +16,12 @@ import (
 const (
 	benchPassword = "bench-password-1"
 	bulkDevices   = 10_000
+	// loginAccounts is how many accounts the login scenario logs in to:
+	// each load worker its own (worker mod loginAccounts), as in a burst
+	// of logins after an outage, where every account logs in at most a
+	// few times (production rate limits allow no more). Logins of one
+	// account wait on each other for its device-list stream position.
+	loginAccounts = 64
 )
 
 // sizes are the device counts of the cost-growth scenario.
@@ -42,7 +48,11 @@ func seed(ctx context.Context, st *storage.Store, cfg *config.Config) (*seeded, 
 	s := &seeded{BySize: map[int]string{}, Bare: bareFixture{}}
 	user := func(local string) string { return "@" + local + ":" + cfg.ServerName }
 	err = st.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		for _, local := range []string{"bench", "login", "bulk"} {
+		locals := []string{"bench", "bulk"}
+		for i := range loginAccounts {
+			locals = append(locals, loginAccount(i))
+		}
+		for _, local := range locals {
 			if err := addUser(ctx, tx, user(local), hash); err != nil {
 				return err
 			}
@@ -122,3 +132,6 @@ func addDevices(ctx context.Context, tx bun.Tx, user, prefix string, n int) ([]s
 	}
 	return devs, toks, nil
 }
+
+// loginAccount is the localpart of the i-th login account.
+func loginAccount(i int) string { return fmt.Sprintf("login%d", i) }
