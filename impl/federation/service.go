@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -126,8 +128,27 @@ func (s *Service) subscribe(ctx context.Context, origin string, users []string) 
 	if len(rows) == 0 {
 		return nil
 	}
-	_, err := s.Store.DB.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx)
-	return err
+	// A device change takes its user's stream row lock and then reads the
+	// subscribers (devices.Core.AppendChanges, the outbox hook). Taking
+	// the same locks here makes the two orderable on PostgreSQL too: a
+	// change either commits before this subscription (and is in the
+	// answer read after it) or reads it (and is sent to origin). Without
+	// them a change could read the subscribers just before this commits
+	// and itself commit just after the answer was read: lost to origin.
+	// The rows are locked in user order, so subscriptions cannot deadlock.
+	locks := make([]storage.UserStream, len(rows))
+	for i, r := range rows {
+		locks[i] = storage.UserStream{UserID: r.UserID}
+	}
+	slices.SortFunc(locks, func(a, b storage.UserStream) int { return strings.Compare(a.UserID, b.UserID) })
+	return s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(&locks).On("CONFLICT (user_id) DO UPDATE").
+			Set("stream_id = ?TableAlias.stream_id").Exec(ctx); err != nil {
+			return fmt.Errorf("lock device-list streams: %w", err)
+		}
+		_, err := tx.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx)
+		return err
+	})
 }
 
 // existingUsers returns which of the local user IDs have accounts.
