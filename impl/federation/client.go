@@ -64,11 +64,10 @@ func (c *Client) Do(ctx context.Context, method, destination, path string, body,
 	if content != nil {
 		rd = bytes.NewReader(content)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, t.BaseURL+path, rd)
+	req, err := t.NewRequest(ctx, method, path, rd)
 	if err != nil {
 		return err
 	}
-	req.Host = t.Host
 	key, err := c.Identity.Current(ctx)
 	if err != nil {
 		return err
@@ -111,10 +110,10 @@ func (c *Client) Do(ctx context.Context, method, destination, path string, body,
 }
 
 // NewHTTPClient returns the HTTP client used for federation: bounded
-// timeouts, TLS verified as usual.
+// timeouts, TLS verified as usual, SRV targets connected to (WithSRV).
 func NewHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
 	tr.ResponseHeaderTimeout = 30 * time.Second
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	return &http.Client{Transport: WithSRV(tr), Timeout: 60 * time.Second}
 }

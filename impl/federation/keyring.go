@@ -119,11 +119,10 @@ func (k *Keyring) fetch(ctx context.Context, server string) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.BaseURL+"/_matrix/key/v2/server", nil)
+	req, err := t.NewRequest(ctx, http.MethodGet, "/_matrix/key/v2/server", nil)
 	if err != nil {
 		return err
 	}
-	req.Host = t.Host
 	resp, err := k.HTTP.Do(req)
 	if err != nil {
 		return err
