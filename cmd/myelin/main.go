@@ -137,6 +137,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	cfg.Listen = ln.Addr().String()
 	log.Info("myelin listening", "addr", ln.Addr().String(), "server_name", cfg.ServerName,
 		"database", a.Store.Dialect, "registration", cfg.Registration, "startup", time.Since(start).Round(time.Millisecond))
+	if m := a.MetricsAddr(); m != "" {
+		log.Info("metrics at http://" + m + "/metrics")
+	}
 	_ = logOut.Flush()
 	return a.Serve(ctx, ln)
 }

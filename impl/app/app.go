@@ -6,7 +6,9 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/metrics"
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
@@ -48,6 +51,10 @@ type App struct {
 	LastSeen   *devices.LastSeen
 	Keys       *e2ekeys.Service
 	Federation *federation.Service
+	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
+	// listener, bound by New so that a bad address fails at start-up.
+	Metrics   *metrics.Metrics
+	metricsLn net.Listener
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -89,6 +96,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.Keys.Remote = a.Federation.Lists
 	a.background = append(a.background, a.Federation.Background()...)
 
+	var observe echo.MiddlewareFunc
+	if cfg.MetricsListen != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("metrics-listen: %w", err)
+		}
+		a.Metrics = metrics.New()
+		a.registerMetrics()
+		observe = a.Metrics.Middleware()
+	}
+
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
 	ss := &ssapi.Server{Fed: a.Federation}
 
@@ -101,10 +119,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 			"accessToken":   a.authenticateClient,
 			"signedRequest": a.authenticateServer,
 		},
-		Routes: (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
+		Routes:  (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
+		Observe: observe,
 	})
 	if err != nil {
-		store.Close()
+		a.Close()
 		return nil, err
 	}
 	a.Echo = e
@@ -204,8 +223,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(bgCtx) }()
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	var metricsSrv *http.Server
+	if a.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.Metrics.Handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { errc <- metricsSrv.Serve(a.metricsLn) }()
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -215,6 +241,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		a.Log.Warn("shutdown: HTTP server did not drain", "err", err)
+	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutCtx)
 	}
 	stopBG()
 	wg.Wait()
@@ -229,5 +258,43 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
-// Close releases the database.
-func (a *App) Close() error { return a.Store.Close() }
+// MetricsAddr is the address metrics are served on ("" if they are not).
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
+// registerMetrics adds the gauges of the server's own state.
+func (a *App) registerMetrics() {
+	m := a.Metrics
+	m.GaugeFunc("myelin_password_hashes_running", "Password hashes (argon2id) being computed: at most one per core.",
+		func() float64 { r, _ := passwords.HashLoad(); return float64(r) })
+	m.GaugeFunc("myelin_password_hashes_waiting", "Password hashes waiting for a core (logins, registrations and password checks queued).",
+		func() float64 { _, w := passwords.HashLoad(); return float64(w) })
+	if cache, ok := a.Auth.(*auth.Cache); ok {
+		m.CounterFunc("myelin_token_cache_misses_total", "Access-token lookups that went to the database.",
+			func() float64 { return float64(cache.Misses()) })
+		m.GaugeFunc("myelin_token_cache_entries", "Access tokens in this process's cache.",
+			func() float64 { return float64(cache.Len()) })
+	}
+	m.GaugeFunc("myelin_federation_outbox_pending", "Device-list EDUs queued for other servers (all processes; NaN if the database did not answer).",
+		func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			n, err := a.Store.R.NewSelect().Model((*storage.OutboxEDU)(nil)).Count(ctx)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		})
+}
+
+// Close releases the database (and the metrics listener).
+func (a *App) Close() error {
+	if a.metricsLn != nil {
+		a.metricsLn.Close()
+	}
+	return a.Store.Close()
+}

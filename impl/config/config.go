@@ -30,7 +30,9 @@ const (
 
 // Config is the whole configuration.
 type Config struct {
-	Listen        string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// MetricsListen is where Prometheus metrics are served ("": nowhere).
+	MetricsListen string `yaml:"metrics_listen"`
 	ServerName    string `yaml:"server_name"`
 	Database      string `yaml:"database"`
 	PublicBaseURL string `yaml:"public_base_url"`
@@ -152,6 +154,15 @@ func (c *Config) Verify() error {
 	case RegistrationDisabled, RegistrationOpen, RegistrationToken:
 	default:
 		return fmt.Errorf("registration: %q is not one of disabled, open, token", c.Registration)
+	}
+	if c.MetricsListen != "" {
+		_, port, err := net.SplitHostPort(c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics-listen: %q is not host:port (%v)", c.MetricsListen, err)
+		}
+		if c.MetricsListen == c.Listen && port != "0" {
+			return fmt.Errorf("metrics-listen: %q is also listen: metrics need their own address", c.MetricsListen)
+		}
 	}
 	if c.DatabaseMaxConns < 1 || c.DatabaseMaxConns > 1000 {
 		return fmt.Errorf("database-max-conns: %d is out of range 1..1000", c.DatabaseMaxConns)
@@ -314,6 +325,7 @@ func ParseDuration(v string) (time.Duration, error) { return parseDuration(v) }
 
 var settings = []setting{
 	{"listen", "address to listen on (host:port)", str(func(c *Config) *string { return &c.Listen })},
+	{"metrics-listen", "address to serve Prometheus metrics on at /metrics (host:port; default: off)", str(func(c *Config) *string { return &c.MetricsListen })},
 	{"server-name", "the Matrix server name (the part after ':' in user IDs)", str(func(c *Config) *string { return &c.ServerName })},
 	{"database", "SQLite file path (or sqlite://PATH) or postgres://… URL", str(func(c *Config) *string { return &c.Database })},
 	{"database-max-conns", "PostgreSQL pool size / SQLite reader pool size", integer(func(c *Config) *int { return &c.DatabaseMaxConns })},

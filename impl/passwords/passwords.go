@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -177,10 +178,21 @@ func ParseParams(encoded string) (Params, error) {
 // the garbage collector would chase it, instead of 19 MiB per core.
 var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 
+// hashWaiting counts the hashes queued for a slot.
+var hashWaiting atomic.Int64
+
 func inHashSlot(f func()) {
+	hashWaiting.Add(1)
 	hashSlots <- struct{}{}
+	hashWaiting.Add(-1)
 	defer func() { <-hashSlots }()
 	f()
+}
+
+// HashLoad reports how many password hashes are being computed and how
+// many wait for a core (a login burst queues here).
+func HashLoad() (running, waiting int) {
+	return len(hashSlots), int(hashWaiting.Load())
 }
 
 // idKey is argon2.IDKey in a hashing slot.

@@ -31,9 +31,12 @@ type Deps struct {
 	Federation fedapi.StrictServerInterface
 	// Security maps a security scheme name of the spec to its check.
 	Security map[string]SecurityFunc
-	// Routes registers routes the specs do not describe (fallback pages,
-	// metrics). Optional.
+	// Routes registers routes the specs do not describe (fallback pages).
+	// Optional.
 	Routes func(e *echo.Echo)
+	// Observe sees every request with its final answer (metrics).
+	// Optional.
+	Observe echo.MiddlewareFunc
 }
 
 // New builds the Echo instance.
@@ -60,6 +63,9 @@ func New(d Deps) (*echo.Echo, error) {
 	e.Pre(rewriteR0)
 	e.Use(recoverer(d.Log))
 	e.Use(clientIP)
+	if d.Observe != nil {
+		e.Use(d.Observe) // outside requestLog, which writes error answers
+	}
 	e.Use(requestLog(d.Log))
 	// CORS as the client-server spec asks: any origin, the methods and
 	// headers Matrix clients use; preflights are answered here.
