@@ -109,11 +109,14 @@ func openSQLite(path string, opt Options) (*Store, error) {
 			return nil, fmt.Errorf("database: create directory for %s: %w", path, err)
 		}
 	}
-	// WAL lets readers run beside the writer; synchronous=NORMAL is durable
-	// across application crashes under WAL (only an OS crash may lose the
-	// last transactions); _txlock=immediate takes the write lock at BEGIN so
-	// a transaction never fails half way with SQLITE_BUSY.
-	q := "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&cache=private"
+	// WAL lets readers run beside the writer; synchronous=FULL syncs the
+	// WAL at every commit, so an acknowledged write survives a power cut
+	// or an OS crash, not only a crash of Myelin (NORMAL served twice the
+	// device renames a second, 6.0k against 2.7k on one core, but could
+	// lose the last logouts and password changes: revoked tokens coming
+	// back); _txlock=immediate takes the write lock at BEGIN so a
+	// transaction never fails half way with SQLITE_BUSY.
+	q := "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&cache=private"
 	w, err := sql.Open("sqlite3", "file:"+path+q)
 	if err != nil {
 		return nil, err
