@@ -88,6 +88,13 @@ func (r *report) hashed(backend, scenarioKey string, conc int, before, after flo
 		(before+after)/2, before, after)
 }
 
+// unstable prints a hashing run that is measured again because the
+// hash-bound limit moved too much across it.
+func (r *report) unstable(backend, server string, s scenario, conc int, res result, before, after float64) {
+	fmt.Printf("%-8s %-6s %-34s %4d %9.0f  discarded: the hash-bound limit moved %.1f → %.1f during the run; measuring again\n",
+		backend, server, s.name, conc, res.RPS(), before, after)
+}
+
 func (r *report) single(backend, server, name string, took time.Duration, peakKB int64) {
 	r.seen(backend)
 	r.singles[key(backend, "|", name)] = took
