@@ -243,9 +243,10 @@ func (r *Resolver) srvOrDefault(ctx context.Context, host string) Target {
 			continue
 		}
 		// The records come sorted by priority and shuffled by weight; a
-		// lone "." target says the service is not offered.
+		// lone "." target says the service is not offered (port 0 could
+		// not be connected to either).
 		target := strings.TrimSuffix(addrs[0].Target, ".")
-		if target == "" {
+		if target == "" || addrs[0].Port == 0 {
 			break
 		}
 		port := strconv.Itoa(int(addrs[0].Port))

@@ -116,6 +116,7 @@ func TestSRVRecordsFindTheServerWhileTLSAndHostStayTheServerName(t *testing.T) {
 	dns.srv("_matrix._tcp.old.example.com", "legacy.example.com", 8444)
 	dns.srv("_matrix-fed._tcp.delegated.example.org", "target.example.org", 8445)
 	dns.srv("_matrix-fed._tcp.none.example.com", ".", 0)
+	dns.srv("_matrix-fed._tcp.zero.example.com", "matrix.example.com", 0)
 	ctx := context.Background()
 	resolve := func(name string) federation.Target {
 		t.Helper()
@@ -158,6 +159,9 @@ func TestSRVRecordsFindTheServerWhileTLSAndHostStayTheServerName(t *testing.T) {
 	// A "." target means no service there: the default port.
 	if got, want := resolve("none.example.com"), (federation.Target{BaseURL: "https://none.example.com:8448", Host: "none.example.com"}); got != want {
 		t.Errorf("none.example.com → %+v, want %+v", got, want)
+	}
+	if got, want := resolve("zero.example.com"), (federation.Target{BaseURL: "https://zero.example.com:8448", Host: "zero.example.com"}); got != want {
+		t.Errorf("zero.example.com (SRV port 0) → %+v, want %+v", got, want)
 	}
 	// Delegation to a name without a port: that name's SRV record, with
 	// the delegated name as Host.
