@@ -34,6 +34,9 @@ func TestLoginAcceptsEveryIdentifierForm(t *testing.T) {
 		if err := s.App.Services.Accounts.AddThreePID(context.Background(), a.UserID, "email", "Alice@Example.org"); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.App.Services.Accounts.AddThreePID(context.Background(), a.UserID, "msisdn", "+44 7700 900001"); err != nil {
+			t.Fatal(err)
+		}
 		for name, body := range map[string]map[string]any{
 			"m.id.user localpart":       passwordLogin("alice", pwd),
 			"m.id.user other case":      passwordLogin("ALICE", pwd),
@@ -42,6 +45,8 @@ func TestLoginAcceptsEveryIdentifierForm(t *testing.T) {
 			"legacy full user ID":       {"type": "m.login.password", "user": "@alice:localhost", "password": pwd},
 			"m.id.thirdparty":           {"type": "m.login.password", "password": pwd, "identifier": map[string]any{"type": "m.id.thirdparty", "medium": "email", "address": "alice@example.ORG"}},
 			"legacy medium and address": {"type": "m.login.password", "password": pwd, "medium": "email", "address": "alice@example.org"},
+			"msisdn digits":             {"type": "m.login.password", "password": pwd, "identifier": map[string]any{"type": "m.id.thirdparty", "medium": "msisdn", "address": "447700900001"}},
+			"msisdn with + and spaces":  {"type": "m.login.password", "password": pwd, "identifier": map[string]any{"type": "m.id.thirdparty", "medium": "msisdn", "address": "+44 7700 900 001"}},
 		} {
 			t.Run(name, func(t *testing.T) {
 				r := s.Do(t, "POST", v3+"/login", "", body)

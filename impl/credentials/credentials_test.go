@@ -55,11 +55,13 @@ func TestParseReadsIdentifierThenLegacyFields(t *testing.T) {
 	}
 }
 
-func TestCanonicalAddressLowerCasesEmailOnly(t *testing.T) {
+func TestCanonicalAddressLowerCasesEmailAndKeepsAnMSISDNsDigits(t *testing.T) {
 	if got := credentials.CanonicalAddress("email", " Alice@Example.ORG "); got != "alice@example.org" {
 		t.Errorf("email: %q", got)
 	}
-	if got := credentials.CanonicalAddress("msisdn", "447700900001"); got != "447700900001" {
-		t.Errorf("msisdn: %q", got)
+	for _, in := range []string{"447700900001", "+447700900001", " +44 7700 900-001 ", "+44 (7700) 900.001"} {
+		if got := credentials.CanonicalAddress("msisdn", in); got != "447700900001" {
+			t.Errorf("msisdn %q: %q", in, got)
+		}
 	}
 }
