@@ -13,12 +13,13 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/myelin-hs/myelin/impl/mxid"
 )
 
 // Registration modes.
@@ -131,14 +132,12 @@ func Defaults() Config {
 	}
 }
 
-var serverNameRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$`)
-
 // Verify checks every value and returns the first problem as one line.
 func (c *Config) Verify() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port: %v", c.Listen, err)
 	}
-	if !serverNameRE.MatchString(c.ServerName) || len(c.ServerName) > 230 {
+	if !mxid.ValidServerName(c.ServerName) || len(c.ServerName) > 230 {
 		return fmt.Errorf("server-name: %q is not a valid Matrix server name", c.ServerName)
 	}
 	if c.Database == "" {
@@ -204,7 +203,7 @@ func (c *Config) Verify() error {
 		}
 	}
 	for _, peer := range c.FederationPeers {
-		if !serverNameRE.MatchString(peer) {
+		if !mxid.ValidServerName(peer) {
 			return fmt.Errorf("federation-peers: %q is not a server name", peer)
 		}
 	}

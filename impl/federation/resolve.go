@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/myelin-hs/myelin/impl/mxid"
 )
 
 // Target is where to send requests for a server name: a base URL (whose
@@ -103,8 +104,8 @@ const (
 // splitServerName splits a server name into host and port ("" if none).
 // IPv6 literals keep their brackets.
 func splitServerName(name string) (host, port string, err error) {
-	if name == "" {
-		return "", "", errors.New("empty server name")
+	if !mxid.ValidServerName(name) {
+		return "", "", fmt.Errorf("bad server name %q", name)
 	}
 	if strings.HasPrefix(name, "[") {
 		end := strings.IndexByte(name, ']')

@@ -2,11 +2,14 @@ package federation_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,4 +183,30 @@ func TestSRVRecordsFindTheServerWhileTLSAndHostStayTheServerName(t *testing.T) {
 	if asked := dns.questions()[before:]; len(asked) != 0 {
 		t.Errorf("SRV looked up for a delegation with a port: %v", asked)
 	}
+}
+
+// FuzzResolvedServerNamesAreHTTPSHosts feeds arbitrary server names (they
+// come from remote users' IDs and requests): resolving never panics, and
+// what resolves is an https URL of just a host and port, with a Host
+// header.
+func FuzzResolvedServerNamesAreHTTPSHosts(f *testing.F) {
+	for _, s := range []string{"example.com", "example.com:8448", "[::1]:8448", "1.2.3.4", "[::1", "a:b:c", "", "host:99999", "ex ample.com", "exa/mple.com:1"} {
+		f.Add(s)
+	}
+	r := &federation.Resolver{LookupSRV: func(context.Context, string, string, string) (string, []*net.SRV, error) {
+		return "", nil, errors.New("no DNS in this test")
+	}}
+	f.Fuzz(func(t *testing.T, name string) {
+		got, err := r.Resolve(context.Background(), name)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(got.BaseURL)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Port() == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			t.Fatalf("%q resolved to %+v (%v)", name, got, err)
+		}
+		if got.Host == "" || strings.ContainsAny(got.Host, "/?#@ \r\n") {
+			t.Fatalf("%q resolved with Host %q", name, got.Host)
+		}
+	})
 }

@@ -1,7 +1,12 @@
-// Package mxid parses Matrix user IDs (@localpart:server_name).
+// Package mxid parses Matrix identifiers: user IDs (@localpart:server_name)
+// and server names.
 package mxid
 
-import "strings"
+import (
+	"net"
+	"strconv"
+	"strings"
+)
 
 // ServerName returns the server part of a user ID, and false if userID is
 // not of the form @localpart:server (non-empty localpart and server).
@@ -14,4 +19,50 @@ func ServerName(userID string) (string, bool) {
 		return "", false
 	}
 	return userID[i+1:], true
+}
+
+// ValidServerName reports whether name follows the spec's grammar for
+// server names: a DNS name (letters, digits, '-' and '.'; at most 255), an
+// IPv4 address or a bracketed IPv6 address, then optionally ':' and a port
+// (1 to 65535).
+func ValidServerName(name string) bool {
+	host, port, hasPort := name, "", false
+	if strings.HasPrefix(name, "[") {
+		end := strings.IndexByte(name, ']')
+		if end < 0 {
+			return false
+		}
+		if ip := name[1:end]; net.ParseIP(ip) == nil || !strings.Contains(ip, ":") {
+			return false
+		}
+		rest := name[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return false
+			}
+			port, hasPort = rest[1:], true
+		}
+	} else {
+		if i := strings.LastIndexByte(name, ':'); i >= 0 {
+			host, port, hasPort = name[:i], name[i+1:], true
+		}
+		if host == "" || len(host) > 255 {
+			return false
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+				return false
+			}
+		}
+	}
+	if hasPort {
+		if len(port) < 1 || len(port) > 5 || strings.TrimLeft(port, "0123456789") != "" {
+			return false
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	return true
 }

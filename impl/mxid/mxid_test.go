@@ -1,6 +1,9 @@
 package mxid
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestServerNameSplitsAtTheFirstColon(t *testing.T) {
 	cases := map[string]string{
@@ -16,6 +19,19 @@ func TestServerNameSplitsAtTheFirstColon(t *testing.T) {
 	for _, bad := range []string{"", "alice:example.org", "@:example.org", "@alice", "@alice:", "#room:example.org"} {
 		if _, ok := ServerName(bad); ok {
 			t.Errorf("ServerName(%q) accepted", bad)
+		}
+	}
+}
+
+func TestServerNamesFollowTheSpecGrammar(t *testing.T) {
+	for _, ok := range []string{"matrix.org", "matrix.org:8448", "localhost", "1.2.3.4", "1.2.3.4:1", "[::1]", "[1234:5678::abcd]:65535", "a-b.c"} {
+		if !ValidServerName(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+	for _, bad := range []string{"", "%", "ex ample.org", "exa/mple.org", "a@b", "host:", "host:0", "host:65536", "host:123456", "host:8a", "[::1", "[::1]x", "[1.2.3.4]", "[zz]", ":8448", "host:+1", strings.Repeat("a", 256)} {
+		if ValidServerName(bad) {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -221,6 +221,9 @@ func ParseXMatrix(header string) (XMatrixAuth, error) {
 		return XMatrixAuth{}, fmt.Errorf("signing: %w: empty destination", ErrMalformedHeader)
 	}
 	b, err := DecodeBase64(sig)
+	if err == nil && len(b) == 0 {
+		err = errors.New("decodes to nothing")
+	}
 	if err != nil {
 		return XMatrixAuth{}, fmt.Errorf("signing: %w: %w: sig: %v", ErrMalformedHeader, ErrMalformedSignature, err)
 	}

@@ -237,3 +237,29 @@ func TestSignRequestErrors(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// FuzzParseXMatrix feeds arbitrary Authorization headers (every remote
+// server can send one): the parser must never panic, and what it accepts
+// must have the required parameters.
+func FuzzParseXMatrix(f *testing.F) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	h, err := SignRequest("origin.example", "dest.example", "ed25519:k1", priv, "GET", "/_matrix/federation/v1/version", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{h, `X-Matrix origin=a,key="ed25519:1",sig="AAAA"`, `x-matrix  ORIGIN = "a\"b" , key=k , sig=AA== ,x=y`, `X-Matrix origin="`, "X-Matrix ", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		a, err := ParseXMatrix(header)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedHeader) {
+				t.Fatalf("ParseXMatrix(%q): error %v does not wrap ErrMalformedHeader", header, err)
+			}
+			return
+		}
+		if a.Origin == "" || a.KeyID == "" || len(a.Sig) == 0 {
+			t.Fatalf("ParseXMatrix(%q) accepted %+v", header, a)
+		}
+	})
+}
