@@ -44,7 +44,7 @@ type peer struct {
 	keyFetches atomic.Int64
 }
 
-func newPeer(t *testing.T, name string) *peer {
+func newPeer(t testing.TB, name string) *peer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -71,7 +71,7 @@ func newPeer(t *testing.T, name string) *peer {
 	return p
 }
 
-func (p *peer) keyDocument(t *testing.T) []byte {
+func (p *peer) keyDocument(t testing.TB) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pub := p.priv.Public().(ed25519.PublicKey)
@@ -129,7 +129,7 @@ func (p *peer) do(t *testing.T, base, destination, method, path string, body any
 	return testenv.DoRequest(t, req)
 }
 
-func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {
+func login(t testing.TB, s *testenv.Server, userID, deviceID string) string {
 	return testenv.IssueToken(t, s.App.Store, s.App.Devices, userID, deviceID)
 }
 
