@@ -5,7 +5,7 @@ BIN       ?= bin/myelin
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all generate build run test lint conformance clients bench check-generated
+.PHONY: all generate build run test lint conformance clients bench check-generated fuzz
 
 all: build
 
@@ -57,3 +57,20 @@ bench: build
 	$(GO) build -o bin/myelin-bench ./cmd/myelin-bench
 	./bin/myelin-bench -myelin $(BIN) $(BENCHFLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./impl/...
+
+# Each fuzzer for FUZZTIME (make test runs only their seeds): the client
+# and federation APIs through the whole stack, the X-Matrix parser, server
+# name resolution, canonical JSON and stored password hashes.
+FUZZTIME ?= 30s
+FUZZERS = \
+	./impl/app:FuzzClientBodiesGetMatrixErrorsNever500 \
+	./impl/federation:FuzzSignedFederationBodiesGetMatrixErrorsNever500 \
+	./impl/federation:FuzzResolvedServerNamesAreHTTPSHosts \
+	./impl/signing:FuzzParseXMatrix \
+	./impl/signing:FuzzCanonical \
+	./impl/passwords:FuzzVerify
+fuzz:
+	@set -e; for f in $(FUZZERS); do \
+		echo "== $${f#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) $${f%%:*}; \
+	done
