@@ -42,14 +42,16 @@ func New() *Metrics {
 	return m
 }
 
-// Middleware records every request once its answer is written; install
-// it outside the middleware that turns errors into responses, so the
-// status is final.
+// Middleware records every request with the status it was answered: an
+// error returned from within (a panic turned into one, say) is written
+// here, by Echo's error handler, before it is counted.
 func (m *Metrics) Middleware() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
-			err := next(c)
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
 			route := c.Path()
 			if route == "" || route == "/*" {
 				route = "unmatched" // keeps the label set bounded
@@ -57,7 +59,7 @@ func (m *Metrics) Middleware() echo.MiddlewareFunc {
 			method := c.Request().Method
 			m.requests.WithLabelValues(route, method, strconv.Itoa(c.Response().Status)).Inc()
 			m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
-			return err
+			return nil
 		}
 	}
 }

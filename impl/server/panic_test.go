@@ -14,11 +14,13 @@ import (
 
 	"github.com/myelin-hs/myelin/gen/fedapi"
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/metrics"
 )
 
 func TestAPanicAnswers500UnknownWithoutLeakingInternals(t *testing.T) {
 	cfg := config.Defaults()
 	var logged bytes.Buffer
+	m := metrics.New()
 	e, err := New(Deps{
 		Config:     &cfg,
 		Log:        slog.New(slog.NewTextHandler(&logged, nil)),
@@ -27,6 +29,7 @@ func TestAPanicAnswers500UnknownWithoutLeakingInternals(t *testing.T) {
 		Routes: func(e *echo.Echo) {
 			e.GET("/_matrix/static/boom", func(echo.Context) error { panic("secret internal detail") })
 		},
+		Observe: m.Middleware(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +52,11 @@ func TestAPanicAnswers500UnknownWithoutLeakingInternals(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "secret internal detail") {
 		t.Fatalf("the panic was not logged for the operator: %s", logged.String())
+	}
+	scrape := httptest.NewRecorder()
+	m.Handler().ServeHTTP(scrape, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `myelin_http_requests_total{method="GET",route="/_matrix/static/boom",status="500"} 1`; !strings.Contains(scrape.Body.String(), want) {
+		t.Fatalf("the panic's 500 was not counted (%s):\n%s", want, scrape.Body)
 	}
 	// The server goes on serving.
 	r2, err := http.Get(srv.URL + "/_matrix/client/versions")

@@ -61,11 +61,13 @@ func New(d Deps) (*echo.Echo, error) {
 	}
 
 	e.Pre(rewriteR0)
+	if d.Observe != nil {
+		// Outermost: it sees every answer as sent, error answers (written
+		// by requestLog) and panics (answered 500 by recoverer) included.
+		e.Use(d.Observe)
+	}
 	e.Use(recoverer(d.Log))
 	e.Use(clientIP)
-	if d.Observe != nil {
-		e.Use(d.Observe) // outside requestLog, which writes error answers
-	}
 	e.Use(requestLog(d.Log))
 	// CORS as the client-server spec asks: any origin, the methods and
 	// headers Matrix clients use; preflights are answered here.
