@@ -104,35 +104,9 @@ const (
 // splitServerName splits a server name into host and port ("" if none).
 // IPv6 literals keep their brackets.
 func splitServerName(name string) (host, port string, err error) {
-	if !mxid.ValidServerName(name) {
+	host, port, ok := mxid.SplitServerName(name)
+	if !ok {
 		return "", "", fmt.Errorf("bad server name %q", name)
-	}
-	if strings.HasPrefix(name, "[") {
-		end := strings.IndexByte(name, ']')
-		if end < 0 {
-			return "", "", fmt.Errorf("bad server name %q", name)
-		}
-		var rest string
-		host, rest = name[:end+1], name[end+1:]
-		if rest == "" {
-			return host, "", nil
-		}
-		if rest[0] != ':' {
-			return "", "", fmt.Errorf("bad server name %q", name)
-		}
-		port = rest[1:]
-	} else if i := strings.LastIndexByte(name, ':'); i >= 0 {
-		host, port = name[:i], name[i+1:]
-	} else {
-		host = name
-	}
-	if host == "" || strings.ContainsAny(host, "/?#@ ") {
-		return "", "", fmt.Errorf("bad server name %q", name)
-	}
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("bad port in server name %q", name)
-		}
 	}
 	return host, port, nil
 }

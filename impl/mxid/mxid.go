@@ -22,23 +22,32 @@ func ServerName(userID string) (string, bool) {
 }
 
 // ValidServerName reports whether name follows the spec's grammar for
-// server names: a DNS name (letters, digits, '-' and '.'; at most 255), an
-// IPv4 address or a bracketed IPv6 address, then optionally ':' and a port
-// (1 to 65535).
+// server names (see SplitServerName).
 func ValidServerName(name string) bool {
-	host, port, hasPort := name, "", false
+	_, _, ok := SplitServerName(name)
+	return ok
+}
+
+// SplitServerName splits a server name into its host (an IPv6 literal
+// keeps its brackets) and port ("" if none), and reports whether it follows
+// the spec's grammar: a DNS name (letters, digits, '-' and '.'; at most
+// 255), an IPv4 address or a bracketed IPv6 address, then optionally ':'
+// and a port (1 to 65535).
+func SplitServerName(name string) (host, port string, ok bool) {
+	host = name
+	hasPort := false
 	if strings.HasPrefix(name, "[") {
 		end := strings.IndexByte(name, ']')
 		if end < 0 {
-			return false
+			return "", "", false
 		}
 		if ip := name[1:end]; net.ParseIP(ip) == nil || !strings.Contains(ip, ":") {
-			return false
+			return "", "", false
 		}
-		rest := name[end+1:]
-		if rest != "" {
+		host = name[:end+1]
+		if rest := name[end+1:]; rest != "" {
 			if rest[0] != ':' {
-				return false
+				return "", "", false
 			}
 			port, hasPort = rest[1:], true
 		}
@@ -47,22 +56,22 @@ func ValidServerName(name string) bool {
 			host, port, hasPort = name[:i], name[i+1:], true
 		}
 		if host == "" || len(host) > 255 {
-			return false
+			return "", "", false
 		}
 		for i := 0; i < len(host); i++ {
 			c := host[i]
 			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
-				return false
+				return "", "", false
 			}
 		}
 	}
 	if hasPort {
 		if len(port) < 1 || len(port) > 5 || strings.TrimLeft(port, "0123456789") != "" {
-			return false
+			return "", "", false
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return false
+			return "", "", false
 		}
 	}
-	return true
+	return host, port, true
 }

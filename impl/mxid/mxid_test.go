@@ -35,3 +35,18 @@ func TestServerNamesFollowTheSpecGrammar(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitServerNameKeepsIPv6Brackets(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"matrix.org":        {"matrix.org", ""},
+		"matrix.org:8448":   {"matrix.org", "8448"},
+		"[::1]":             {"[::1]", ""},
+		"[2001:db8::1]:443": {"[2001:db8::1]", "443"},
+		"1.2.3.4:5":         {"1.2.3.4", "5"},
+	} {
+		host, port, ok := SplitServerName(name)
+		if !ok || host != want[0] || port != want[1] {
+			t.Errorf("SplitServerName(%q) = %q, %q, %v; want %q, %q", name, host, port, ok, want[0], want[1])
+		}
+	}
+}
