@@ -60,7 +60,7 @@ func New(d Deps) (*echo.Echo, error) {
 		return nil, err
 	}
 
-	e.Pre(rewriteR0)
+	e.Pre(rewriteAliases)
 	if d.Observe != nil {
 		// Outermost: it sees every answer as sent, error answers (written
 		// by requestLog) and panics (answered 500 by recoverer) included.
