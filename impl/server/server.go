@@ -77,6 +77,9 @@ func New(d Deps) (*echo.Echo, error) {
 		AllowHeaders: []string{"X-Requested-With", "Content-Type", "Authorization"},
 	}))
 	spec := newSpecIndex(clientDoc, fedDoc)
+	if err := spec.checkSecurity(d.Security); err != nil {
+		return nil, err
+	}
 	e.Use(bodyCheck(d.Config.MaxBodyBytes, spec))
 	e.Use(spec.middleware(d.Security))
 
