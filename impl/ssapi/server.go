@@ -111,5 +111,5 @@ func (s *Server) QueryUserEncryptionKeys(ctx context.Context, req fedapi.QueryUs
 	if err != nil {
 		return nil, err
 	}
-	return jsonResponse{map[string]any{"device_keys": keys}}, nil
+	return jsonResponse{keys}, nil
 }
