@@ -131,15 +131,7 @@ func (d *DeviceLists) Apply(ctx context.Context, tx bun.IDB, origin string, u De
 	if err := d.applyDevice(ctx, tx, u); err != nil {
 		return false, err
 	}
-	// prev_id lists every earlier update not yet referred to: when all of
-	// them are within known_through, so is everything before this one
-	// (ids in between, e.g. the sender's cross-signing changes, were no
-	// device updates).
-	follows := len(u.PrevID) > 0
-	for _, p := range u.PrevID {
-		follows = follows && p <= row.KnownThrough
-	}
-	return false, d.advance(ctx, tx, row, seen, u.StreamID, follows)
+	return false, d.advance(ctx, tx, row, seen, u.StreamID)
 }
 
 func (d *DeviceLists) seen(ctx context.Context, tx bun.IDB, userID string) (map[int64]bool, error) {
@@ -173,11 +165,10 @@ func (d *DeviceLists) applyDevice(ctx context.Context, tx bun.IDB, u DeviceListU
 
 // advance records stream id s as applied: known_through moves over s and
 // any contiguous ids seen before; other ids are remembered (up to maxSeen,
-// the oldest folding into known_through). follows says that s directly
-// follows known_through (its prev_ids are all within it).
-func (d *DeviceLists) advance(ctx context.Context, tx bun.IDB, row storage.RemoteDeviceList, seen map[int64]bool, s int64, follows bool) error {
+// the oldest folding into known_through).
+func (d *DeviceLists) advance(ctx context.Context, tx bun.IDB, row storage.RemoteDeviceList, seen map[int64]bool, s int64) error {
 	kt := row.KnownThrough
-	if s == kt+1 || follows && s > kt || len(seen) == 0 && kt == 0 {
+	if s == kt+1 || len(seen) == 0 && kt == 0 {
 		kt = s
 		for seen[kt+1] {
 			kt++
