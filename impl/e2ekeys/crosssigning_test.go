@@ -115,7 +115,7 @@ func TestCrossSigningKeysWithBadUsageUserOrSignatureAreRefused(t *testing.T) {
 		wantMatrixError(t, up(map[string]any{"self_signing_key": cs.Self}), "M_MISSING_PARAM")
 		wantMatrixError(t, up(map[string]any{"master_key": cs.Master, "self_signing_key": other.Self}), "M_INVALID_SIGNATURE")
 		wantMatrixError(t, up(map[string]any{"master_key": cs.Master, "user_signing_key": other.User}), "M_INVALID_SIGNATURE")
-		wantMatrixError(t, up(map[string]any{"master_key": cs.Self}), "M_INVALID_PARAM")   // usage self_signing
+		wantMatrixError(t, up(map[string]any{"master_key": cs.Self}), "M_INVALID_PARAM")    // usage self_signing
 		wantMatrixError(t, up(map[string]any{"master_key": bob.Master}), "M_INVALID_PARAM") // another user's
 		wantMatrixError(t, up(map[string]any{"master_key": map[string]any{"user_id": alice, "usage": []string{"master"},
 			"keys": map[string]string{"ed25519:a": "b", "ed25519:c": "d"}}}), "M_INVALID_PARAM")
