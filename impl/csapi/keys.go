@@ -7,6 +7,7 @@ import (
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/server"
 )
@@ -51,7 +52,7 @@ func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestOb
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout(req.Body.Timeout))
 	defer cancel()
-	res, err := s.Keys.Query(ctx, p.UserID, req.Body.DeviceKeys)
+	res, err := s.Keys.Query(ctx, p.UserID, e2ekeys.DeviceLists(req.Body.DeviceKeys))
 	if err != nil {
 		return nil, err
 	}
