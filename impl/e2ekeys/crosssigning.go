@@ -171,12 +171,13 @@ func invalidSignature(msg string) *matrixerr.Error {
 
 // UploadCrossSigningKeys stores the cross-signing keys of POST
 // /keys/device_signing/upload (raw is the body) for userID. authenticated
-// says whether user-interactive auth was completed; without it an upload
-// that replaces keys fails with ErrUIARequired. The self-signing and
+// is nil unless user-interactive auth was completed; then it runs in the
+// upload's transaction (to finish the UIA session with the upload). An
+// upload that replaces keys without it fails with ErrUIARequired. The self-signing and
 // user-signing keys must be signed by the master key uploaded with them or
 // on record. Changed keys are recorded in the user's device-list stream
 // (and so announced to other servers by the change hooks).
-func (s *Service) UploadCrossSigningKeys(ctx context.Context, userID string, raw []byte, authenticated bool) error {
+func (s *Service) UploadCrossSigningKeys(ctx context.Context, userID string, raw []byte, authenticated func(ctx context.Context, tx bun.Tx) error) error {
 	req, err := parseCrossSigningUpload(raw, userID)
 	if err != nil {
 		return err
@@ -187,8 +188,13 @@ func (s *Service) UploadCrossSigningKeys(ctx context.Context, userID string, raw
 		if err != nil {
 			return err
 		}
-		if !authenticated && needsUIA(stored, req) {
+		if authenticated == nil && needsUIA(stored, req) {
 			return ErrUIARequired
+		}
+		if authenticated != nil {
+			if err := authenticated(ctx, tx); err != nil {
+				return err
+			}
 		}
 		var masterPub ed25519.PublicKey
 		var masterID string

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/uptrace/bun"
+
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/signing"
@@ -31,6 +33,9 @@ func wantMatrixError(t *testing.T, err error, code string) {
 	}
 }
 
+// authenticated stands for completed user-interactive auth.
+func authenticated(context.Context, bun.Tx) error { return nil }
+
 func crossSigningRows(t *testing.T, st *storage.Store, user string) int64 {
 	t.Helper()
 	n, err := st.R.NewSelect().Model((*storage.DeviceListChange)(nil)).Where("user_id = ? AND cross_signing = ?", user, true).Count(context.Background())
@@ -53,7 +58,7 @@ func TestFirstCrossSigningUploadAndIdenticalRetryNeedNoAuthButReplacingKeysDoes(
 		if need, err := keys.CrossSigningUploadNeedsUIA(ctx, alice, body); err != nil || need {
 			t.Fatalf("first upload: needs UIA %v, %v", need, err)
 		}
-		if err := keys.UploadCrossSigningKeys(ctx, alice, body, false); err != nil {
+		if err := keys.UploadCrossSigningKeys(ctx, alice, body, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := crossSigningRows(t, s.App.Store, alice); n != 3 {
@@ -64,7 +69,7 @@ func TestFirstCrossSigningUploadAndIdenticalRetryNeedNoAuthButReplacingKeysDoes(
 		if need, _ := keys.CrossSigningUploadNeedsUIA(ctx, alice, body); need {
 			t.Fatal("identical re-upload needs UIA")
 		}
-		if err := keys.UploadCrossSigningKeys(ctx, alice, body, false); err != nil {
+		if err := keys.UploadCrossSigningKeys(ctx, alice, body, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := crossSigningRows(t, s.App.Store, alice); n != 3 {
@@ -81,10 +86,10 @@ func TestFirstCrossSigningUploadAndIdenticalRetryNeedNoAuthButReplacingKeysDoes(
 		if need, _ := keys.CrossSigningUploadNeedsUIA(ctx, alice, body2); !need {
 			t.Fatal("replacing keys needs no UIA")
 		}
-		if err := keys.UploadCrossSigningKeys(ctx, alice, body2, false); !errors.Is(err, e2ekeys.ErrUIARequired) {
+		if err := keys.UploadCrossSigningKeys(ctx, alice, body2, nil); !errors.Is(err, e2ekeys.ErrUIARequired) {
 			t.Fatalf("replacing keys without auth: %v", err)
 		}
-		if err := keys.UploadCrossSigningKeys(ctx, alice, body2, true); err != nil {
+		if err := keys.UploadCrossSigningKeys(ctx, alice, body2, authenticated); err != nil {
 			t.Fatal(err)
 		}
 		res, err := keys.Query(ctx, alice, map[string][]string{alice: nil})
@@ -110,7 +115,7 @@ func TestCrossSigningKeysWithBadUsageUserOrSignatureAreRefused(t *testing.T) {
 		cs := testenv.NewCrossSigning(t, alice)
 		other := testenv.NewCrossSigning(t, alice)
 		bob := testenv.NewCrossSigning(t, "@bob:"+s.Config.ServerName)
-		up := func(v map[string]any) error { return keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, v), true) }
+		up := func(v map[string]any) error { return keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, v), authenticated) }
 
 		wantMatrixError(t, up(map[string]any{"self_signing_key": cs.Self}), "M_MISSING_PARAM")
 		wantMatrixError(t, up(map[string]any{"master_key": cs.Master, "self_signing_key": other.Self}), "M_INVALID_SIGNATURE")
@@ -119,7 +124,7 @@ func TestCrossSigningKeysWithBadUsageUserOrSignatureAreRefused(t *testing.T) {
 		wantMatrixError(t, up(map[string]any{"master_key": bob.Master}), "M_INVALID_PARAM") // another user's
 		wantMatrixError(t, up(map[string]any{"master_key": map[string]any{"user_id": alice, "usage": []string{"master"},
 			"keys": map[string]string{"ed25519:a": "b", "ed25519:c": "d"}}}), "M_INVALID_PARAM")
-		wantMatrixError(t, keys.UploadCrossSigningKeys(ctx, alice, []byte(`{"master_key": 5}`), true), "M_BAD_JSON")
+		wantMatrixError(t, keys.UploadCrossSigningKeys(ctx, alice, []byte(`{"master_key": 5}`), authenticated), "M_BAD_JSON")
 		// A public key equal to one of the user's device IDs.
 		login(t, s, alice, cs.MasterID)
 		wantMatrixError(t, up(cs.Upload()), "M_FORBIDDEN")
@@ -144,7 +149,7 @@ func TestQueryServesMasterAndSelfSigningKeysToAllButTheUserSigningKeyToItsOwnerO
 		alice, bob := "@alice:"+s.Config.ServerName, "@bob:"+s.Config.ServerName
 		login(t, s, alice, "PHONE")
 		cs := testenv.NewCrossSigning(t, alice)
-		if err := s.App.Keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, cs.Upload()), false); err != nil {
+		if err := s.App.Keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, cs.Upload()), nil); err != nil {
 			t.Fatal(err)
 		}
 		own, err := s.App.Keys.Query(ctx, alice, map[string][]string{alice: nil})

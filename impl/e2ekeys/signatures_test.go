@@ -26,7 +26,7 @@ func uploadDeviceKeys(t *testing.T, s *testenv.Server, userID, deviceID string) 
 func setUpCrossSigning(t *testing.T, s *testenv.Server, userID string) testenv.CrossSigning {
 	t.Helper()
 	cs := testenv.NewCrossSigning(t, userID)
-	if err := s.App.Keys.UploadCrossSigningKeys(context.Background(), userID, mustJSON(t, cs.Upload()), true); err != nil {
+	if err := s.App.Keys.UploadCrossSigningKeys(context.Background(), userID, mustJSON(t, cs.Upload()), authenticated); err != nil {
 		t.Fatal(err)
 	}
 	return cs
