@@ -83,8 +83,8 @@ func TestSignaturesUploadReportsFailuresPerKeyAndStoresTheRest(t *testing.T) {
 
 		forged := testenv.NewCrossSigning(t, alice)
 		r := s.Do(t, "POST", v3+"/keys/signatures/upload", tok, map[string]any{alice: map[string]any{
-			dev:       cs.SignWith(t, cs.SelfPriv, keys),
-			"NOSUCH":  cs.SignWith(t, cs.SelfPriv, keys),
+			dev:      cs.SignWith(t, cs.SelfPriv, keys),
+			"NOSUCH": cs.SignWith(t, cs.SelfPriv, keys),
 		}})
 		testenv.WantStatus(t, r, 200)
 		var res struct {

@@ -115,7 +115,9 @@ func TestCrossSigningKeysWithBadUsageUserOrSignatureAreRefused(t *testing.T) {
 		cs := testenv.NewCrossSigning(t, alice)
 		other := testenv.NewCrossSigning(t, alice)
 		bob := testenv.NewCrossSigning(t, "@bob:"+s.Config.ServerName)
-		up := func(v map[string]any) error { return keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, v), authenticated) }
+		up := func(v map[string]any) error {
+			return keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, v), authenticated)
+		}
 
 		wantMatrixError(t, up(map[string]any{"self_signing_key": cs.Self}), "M_MISSING_PARAM")
 		wantMatrixError(t, up(map[string]any{"master_key": cs.Master, "self_signing_key": other.Self}), "M_INVALID_SIGNATURE")
