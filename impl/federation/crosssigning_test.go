@@ -135,7 +135,7 @@ func TestCrossSigningChangesGoOutAsSigningKeyUpdatesBesideAnUnbrokenDeviceSeries
 		testenv.WantStatus(t, s.Do(t, "POST", cv3+"/keys/upload", tok, map[string]any{"device_keys": keys}), 200) // 2
 		cs := testenv.NewCrossSigning(t, alice)
 		testenv.WantStatus(t, s.Do(t, "POST", cv3+"/keys/device_signing/upload", tok, cs.Upload()), 200) // 3, 4, 5
-		login(t, s, alice, "LAPTOP") // 6, after 2
+		login(t, s, alice, "LAPTOP")                                                                     // 6, after 2
 		// Only the user-signing key changes (7): nothing for other servers.
 		usk := testenv.NewCrossSigning(t, alice)
 		only, _ := json.Marshal(map[string]any{"user_signing_key": cs.SignWith(t, cs.MasterPriv,
