@@ -96,6 +96,21 @@ var overlays = []overlay{
 		},
 	},
 	{
+		Name: "delete-device-body-optional",
+		Why: "device_management.yaml requires a body on DELETE /devices/{deviceId}, but its only member (auth) is optional " +
+			"and clients first send the request without one to learn the user-interactive auth flows; Synapse and Dendrite " +
+			"accept an empty body there. The body stays documented and is no longer required.",
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			body, _ := dig(doc, "paths", "/_matrix/client/v3/devices/{deviceId}", "delete", "requestBody").(map[string]any)
+			if body == nil || body["required"] != true {
+				return expect(0, "a required body on DELETE /devices/{deviceId}")
+			}
+			delete(body, "required")
+			return nil
+		},
+	},
+	{
 		Name: "edu-schemas",
 		Why: "The EDU schemas (m.device_list_update, m.signing_key_update, m.direct_to_device) are referenced by no path " +
 			"(EDUs travel inside /send as opaque objects). They are added to components.schemas so typed models are generated.",
