@@ -75,6 +75,11 @@ func newEnv(t *testing.T, b testenv.Backend, st state) (*env, error) {
 			}
 		}
 	}
+	if st.Setup != nil {
+		if err := st.Setup(e); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
