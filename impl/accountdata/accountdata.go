@@ -44,6 +44,18 @@ type Waker interface {
 	AccountDataChanged(ctx context.Context, tx bun.IDB, userID string, pos int64) error
 }
 
+// WakerFunc adapts a function to Waker, e.g. the sync wake-up publisher:
+//
+//	accountdata.WakerFunc(func(ctx context.Context, tx bun.IDB, userID string, _ int64) error {
+//		return wake.Publish(ctx, tx, userID)
+//	})
+type WakerFunc func(ctx context.Context, tx bun.IDB, userID string, pos int64) error
+
+// AccountDataChanged implements Waker.
+func (f WakerFunc) AccountDataChanged(ctx context.Context, tx bun.IDB, userID string, pos int64) error {
+	return f(ctx, tx, userID, pos)
+}
+
 // Limits bound what one user may store. Zero values take the defaults.
 type Limits struct {
 	// MaxContentBytes bounds one type's content (compact JSON); larger is
@@ -277,6 +289,25 @@ func (s *Service) Since(ctx context.Context, userID string, after int64) ([]Even
 		latest = max(latest, r.StreamID)
 	}
 	return events, latest, nil
+}
+
+// SyncEvents is Since with each event as /sync's account_data.events
+// carries it ({"type": …, "content": …}); it fits
+// syncstream.AccountDataSource's Since.
+func (s *Service) SyncEvents(ctx context.Context, userID string, after int64) ([]json.RawMessage, int64, error) {
+	evs, latest, err := s.Since(ctx, userID, after)
+	if err != nil {
+		return nil, after, err
+	}
+	out := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, after, err
+		}
+		out[i] = b
+	}
+	return out, latest, nil
 }
 
 // Latest returns userID's current account-data stream position (0 before

@@ -190,6 +190,21 @@ func (r *recorder) AccountDataChanged(ctx context.Context, tx bun.IDB, userID st
 	return nil
 }
 
+func TestSyncEventsCarryTypeAndContent(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s, _ := newService(t, b)
+		mustPut(t, s, alice, "m.secret_storage.key.k1", `{"algorithm":"m.secret_storage.v1.aes-hmac-sha2","iv":"i","mac":"m"}`)
+		mustPut(t, s, alice, "m.secret_storage.default_key", `{"key":"k1"}`)
+		evs, latest, err := s.SyncEvents(context.Background(), alice, 1)
+		if err != nil || latest != 2 || len(evs) != 1 {
+			t.Fatalf("%s latest %d %v", evs, latest, err)
+		}
+		if string(evs[0]) != `{"type":"m.secret_storage.default_key","content":{"key":"k1"}}` {
+			t.Fatalf("event %s", evs[0])
+		}
+	})
+}
+
 func TestTheWakerIsToldOfEachChangeWithItsPosition(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s, _ := newService(t, b)
@@ -206,16 +221,14 @@ func TestTheWakerIsToldOfEachChangeWithItsPosition(t *testing.T) {
 }
 
 // failingWaker fails inside the transaction: the change must not commit.
-type failingWaker struct{}
-
-func (failingWaker) AccountDataChanged(context.Context, bun.IDB, string, int64) error {
+var failingWaker = accountdata.WakerFunc(func(context.Context, bun.IDB, string, int64) error {
 	return fmt.Errorf("wake-up failed")
-}
+})
 
 func TestAChangeWhoseWakeUpFailsIsNotStored(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s, _ := newService(t, b)
-		s.Waker = failingWaker{}
+		s.Waker = failingWaker
 		if err := s.Put(context.Background(), alice, alice, "a", []byte(`{}`)); err == nil {
 			t.Fatal("put succeeded although its wake-up failed")
 		}
