@@ -41,11 +41,12 @@ conformance:
 	cd conformance && $(GO) test -count=1 -run '^TestConformance' -conformance.report
 
 # Drives a real myelin process with matrix-nio and matrix-js-sdk through the
-# core flows. Installs matrix-js-sdk from the lockfile when missing; needs
+# core flows, and matrix-js-sdk's secret storage and key backup with Rust
+# crypto. Installs matrix-js-sdk from the lockfile when missing; needs
 # /usr/bin/python3 with python3-matrix-nio (Debian) and Node 20.
 clients:
 	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
-	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^TestRealClients' ./conformance/
+	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^(TestRealClients|TestMatrixJSSDK)' ./conformance/
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against
 # in-run baselines, on SQLite and on PostgreSQL when reachable), then the
