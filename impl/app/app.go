@@ -164,7 +164,7 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		Credentials: creds, Limits: limits}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	sv.AccountData = &accountdata.Service{Store: store}
-	sv.KeyBackup = &keybackup.Service{Store: store}
+	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
 	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
 	return sv
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/storage"
 )
 
@@ -58,6 +59,9 @@ const (
 type Service struct {
 	Store  *storage.Store
 	Limits Limits
+	// Rate limits version creation per account (each version stays as a
+	// row for good); nil limits nothing.
+	Rate *ratelimit.Limiter
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -169,6 +173,9 @@ func (s *Service) CreateVersion(ctx context.Context, userID, algorithm string, a
 	}
 	ad, err := compactObject(authData, s.limits().MaxAuthDataBytes, "auth_data")
 	if err != nil {
+		return "", err
+	}
+	if err := s.Rate.Allow("", userID); err != nil {
 		return "", err
 	}
 	// Two processes creating at once may pick the same number; the loser

@@ -11,8 +11,10 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/keybackup"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
@@ -140,6 +142,24 @@ func TestCreateRefusesBadAuthData(t *testing.T) {
 		_, err = s.GetVersion(ctx, alice, "")
 		wantErr(t, err, 404, "M_NOT_FOUND")
 	})
+}
+
+func TestCreatingVersionsIsRateLimitedPerAccount(t *testing.T) {
+	s, _ := newService(t, testenv.SQLite)
+	rl := config.Defaults().RateLimit
+	rl.Enabled, rl.PerAccount = true, config.Bucket{Rate: 0.001, Burst: 2}
+	s.Rate = ratelimit.New(rl, s.Store)
+	create(t, s, alice, "p")
+	create(t, s, alice, "p")
+	_, err := s.CreateVersion(ctx, alice, algo, []byte(`{"public_key":"p"}`))
+	if me := wantErr(t, err, 429, "M_LIMIT_EXCEEDED"); me.RetryAfter <= 0 {
+		t.Fatalf("no retry_after: %+v", me)
+	}
+	create(t, s, bob, "p") // another account has its own bucket
+	// Writing keys is not limited: a client backs up in many requests.
+	for i := range 5 {
+		put(t, s, alice, "2", one(room, fmt.Sprint(i), key(0, 0, false, "k")))
+	}
 }
 
 func TestUpdateReplacesAuthDataOnlyWithTheSameAlgorithmAndVersion(t *testing.T) {
