@@ -77,6 +77,8 @@ func (s state) password() string {
 var states = map[string][]state{
 	"GetVersions": {{Absent: map[string]string{
 		"unstable_features.org.example.my_feature": "an illustrative vendor feature; Myelin advertises none",
+		"versions[0]": "/versions lists only what the coverage table allows (see its table)",
+		"versions[1]": "/versions lists only what the coverage table allows (see its table)",
 	}}},
 	"GetWellknown": {{Absent: map[string]string{
 		"m.identity_server": "Myelin has no identity server to advertise",
@@ -102,7 +104,9 @@ var states = map[string][]state{
 	},
 	"Login": {
 		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Absent: map[string]string{
-			"well_known": "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+			"well_known":    "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+			"refresh_token": "pending: refresh tokens (issue 15)",
+			"expires_in_ms": "pending: refresh tokens (issue 15)",
 		}},
 		{Status: http.StatusForbidden, Why: "no such account", ServerName: "matrix.org"},
 		{Status: http.StatusTooManyRequests, Why: "the example is repeated beyond the default rate limits",
@@ -141,8 +145,10 @@ var states = map[string][]state{
 	// The key examples are about @alice:example.com's device JLAFKJWSCS.
 	"UploadKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS"}},
 		Prepare: resignUploadedKeys}},
-	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}}},
-	"ClaimKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
+	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}},
+		Absent: pendingCrossSigning}},
+	"GetLoginFlows": {{Absent: map[string]string{"flows[1].get_login_token": "pending: login/get_token (issue 15)"}}},
+	"ClaimKeys":     {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetKeysChanges": {{Account: "alice", Status: http.StatusBadRequest, Why: "Myelin has no /sync, so the example's tokens are unknown",
 		Unsupported: "no /sync: Myelin issues no stream tokens to compare device-list changes between"}},
 	"QueryUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
@@ -150,7 +156,7 @@ var states = map[string][]state{
 	"ClaimUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
 		Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetUserDevices": {{ServerName: "example.org", Account: "alice",
-		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}}},
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}, Absent: pendingCrossSigning}},
 	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{
 		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
 	}}},
@@ -230,6 +236,15 @@ var states = map[string][]state{
 // the admin CLI), so the requestToken endpoints refuse with a Matrix error.
 var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verification is not configured",
 	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
+
+// pendingCrossSigning: the cross-signing keys of the key examples (issue 13).
+var pendingCrossSigning = map[string]string{
+	"master_keys":       "pending: cross-signing (issue 13)",
+	"self_signing_keys": "pending: cross-signing (issue 13)",
+	"user_signing_keys": "pending: cross-signing (issue 13)",
+	"master_key":        "pending: cross-signing (issue 13)",
+	"self_signing_key":  "pending: cross-signing (issue 13)",
+}
 
 // Adding a 3PID needs a session validated by email or SMS, which Myelin
 // never issues.
