@@ -17,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
@@ -26,6 +27,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/federation"
+	"github.com/myelin-hs/myelin/impl/keybackup"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/metrics"
 	"github.com/myelin-hs/myelin/impl/passwords"
@@ -107,7 +109,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		observe = a.Metrics.Middleware()
 	}
 
-	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
+		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -141,6 +144,10 @@ type Services struct {
 	// Outbox queues the federation EDUs of every device change, in the
 	// change's transaction (the hook of Devices).
 	Outbox *federation.Outbox
+	// AccountData and KeyBackup are the user's stores; they go with the
+	// account on deactivation.
+	AccountData *accountdata.Service
+	KeyBackup   *keybackup.Service
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -156,6 +163,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
 		Credentials: creds, Limits: limits}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
+	sv.AccountData = &accountdata.Service{Store: store}
+	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
 	return sv
 }
 
