@@ -61,7 +61,8 @@ func New(ctx context.Context, cfg *config.Config, store *storage.Store, log *slo
 	s.Client = &Client{Identity: s.Identity, Resolver: s.Resolver, HTTP: httpc}
 	s.Sender = &Sender{Store: store, Client: s.Client, ServerName: cfg.ServerName, Log: log, DropEvery: cfg.FederationTestDrop}
 	s.Verifier = &Verifier{ServerName: cfg.ServerName, Keys: s.Keyring, Seen: s.Sender.PeerAlive}
-	s.Lists = &DeviceLists{Store: store, Client: s.Client, Log: log}
+	s.Lists = &DeviceLists{Store: store, Client: s.Client, Log: log, Peers: cfg.FederationPeers,
+		TTL: cfg.FederationDeviceListTTL, Trust: cfg.FederationDeviceListTrust}
 	s.Receiver = &Receiver{Store: store, Lists: s.Lists, Log: log}
 	if cfg.FederationTestDrop > 0 {
 		log.Warn("federation-test-drop is set: outgoing device list updates are dropped on purpose (TEST ONLY)", "every", cfg.FederationTestDrop)
