@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -136,7 +137,12 @@ func TestFederationWithDendrite(t *testing.T) {
 	t.Run("server keys are fetched and accepted both ways", func(t *testing.T) {
 		// Dendrite as a notary: it fetches our key document over TLS and
 		// serves it only if it checks out.
-		r := testenv.Do(t, d.HTTPURL, "GET", "/_matrix/key/v2/query/"+fedAddr, "", nil)
+		req, err := http.NewRequest("POST", d.HTTPURL+"/_matrix/key/v2/query", strings.NewReader(`{"server_keys":{"`+fedAddr+`":{}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = d.ServerName // Dendrite takes its name from Host
+		r := testenv.DoRequest(t, req)
 		testenv.WantStatus(t, r, 200)
 		cur, err := s.App.Federation.Identity.Current(ctx)
 		if err != nil {
@@ -145,12 +151,23 @@ func TestFederationWithDendrite(t *testing.T) {
 		if !strings.Contains(string(r.Raw), `"`+string(cur.ID)+`"`) || !strings.Contains(string(r.Raw), `"server_name":"`+fedAddr+`"`) {
 			t.Fatalf("Dendrite's copy of our keys: %s", r.Raw)
 		}
-		// Ours of Dendrite's, fetched to verify its requests (below, and
-		// now through a key query).
-		testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/query", phoneTok, map[string]any{"device_keys": map[string]any{bob: []string{}}}), 200)
-		n, err := s.App.Store.R.NewSelect().Model((*storage.ServerKey)(nil)).Where("server_name = ?", d.ServerName).Count(ctx)
-		if err != nil || n == 0 {
-			t.Fatalf("Dendrite's server key not cached (%d, %v)", n, err)
+		// Ours of Dendrite's, fetched to verify its signed requests (as
+		// the key query Dendrite makes for bob here).
+		testenv.WantStatus(t, testenv.Do(t, d.HTTPURL, "POST", "/_matrix/client/v3/keys/query", bobTok,
+			map[string]any{"device_keys": map[string]any{alice: []string{}}}), 200)
+		var cached []storage.ServerKey
+		if err := s.App.Store.R.NewSelect().Model(&cached).Where("server_name = ?", d.ServerName).Scan(ctx); err != nil || len(cached) == 0 {
+			t.Fatalf("Dendrite's server key not cached (%v)", err)
+		}
+		req, err = http.NewRequest("GET", d.HTTPURL+"/_matrix/key/v2/server", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = d.ServerName
+		r = testenv.DoRequest(t, req)
+		published, _ := r.Body["verify_keys"].(map[string]any)[cached[0].KeyID].(map[string]any)
+		if published["key"] != cached[0].PublicKey {
+			t.Fatalf("our copy of Dendrite's key %+v, published: %s", cached[0], r.Raw)
 		}
 	})
 

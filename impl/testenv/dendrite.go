@@ -95,6 +95,9 @@ func StartDendrite(t testing.TB, binDir string) *Dendrite {
 		return m
 	}
 	section("global")["private_key"] = filepath.Join(dir, "matrix_key.pem")
+	// Accounts come from create-account (shared-secret registration), not
+	// open registration.
+	section("client_api")["registration_disabled"] = true
 	fed := section("federation_api")
 	fed["disable_tls_validation"] = true
 	fed["key_perspectives"] = []any{}
