@@ -147,6 +147,14 @@ func TestListsKeptCurrentByUpdatesOrPeersAreServedFromTheCache(t *testing.T) {
 		if got := query(t, r.lists, bob); got != "[D1 D5]" || r.fetches.Load() != 1 {
 			t.Fatalf("query of a peer's user: %s after %d fetches", got, r.fetches.Load())
 		}
+		// and resynced in the background when an update shows a gap.
+		r.send("t9", upd(bob, "D9", 9, []int64{8}, "nine"))
+		r.age(bob, 2*time.Hour) // current by being a peer's, not by this update
+		r.runWorker()
+		eventually(t, 10*time.Second, "the background resync of a peer's user", func() (bool, string) {
+			got := query(t, r.lists, bob)
+			return got == "[D6]", got
+		})
 	})
 }
 
