@@ -278,4 +278,42 @@ func TestFederationWithDendrite(t *testing.T) {
 		signedBy(t, deviceKeysOf(t, testenv.Do(t, d.HTTPURL, "POST", "/_matrix/client/v3/keys/query", bobTok,
 			map[string]any{"device_keys": map[string]any{alice: []string{}}}).Raw, alice, "TABLET"), alice, "TABLET", tabletPriv)
 	})
+	t.Run("master and self-signing keys both ways", func(t *testing.T) {
+		// crossSigned checks the master and self-signing keys of user in a
+		// /keys/query answer against cs: the same keys, the self-signing
+		// key's master signature intact.
+		crossSigned := func(raw []byte, user string, cs testenv.CrossSigning) (bool, string) {
+			var resp struct {
+				Master map[string]json.RawMessage `json:"master_keys"`
+				Self   map[string]json.RawMessage `json:"self_signing_keys"`
+			}
+			if err := json.Unmarshal(raw, &resp); err != nil {
+				return false, err.Error()
+			}
+			m, sk := resp.Master[user], resp.Self[user]
+			if !strings.Contains(string(m), cs.MasterID) || !strings.Contains(string(sk), cs.SelfID) {
+				return false, string(raw)
+			}
+			if err := signing.VerifyJSON(user, signing.KeyID("ed25519:"+cs.MasterID), cs.MasterPriv.Public().(ed25519.PublicKey), sk); err != nil {
+				return false, "self-signing key's master signature: " + err.Error()
+			}
+			return true, ""
+		}
+		acs := testenv.NewCrossSigning(t, alice)
+		testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/device_signing/upload", phoneTok, acs.Upload()), 200)
+		eventually(t, 10*time.Second, "alice's cross-signing keys on Dendrite", func() (bool, string) {
+			r := testenv.Do(t, d.HTTPURL, "POST", "/_matrix/client/v3/keys/query", bobTok, map[string]any{"device_keys": map[string]any{alice: []string{}}})
+			return crossSigned(r.Raw, alice, acs)
+		})
+
+		bcs := testenv.NewCrossSigning(t, bob)
+		upload := bcs.Upload()
+		upload["auth"] = map[string]any{"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": "bob"},
+			"password": "correct horse battery"}
+		testenv.WantStatus(t, testenv.Do(t, d.HTTPURL, "POST", "/_matrix/client/v3/keys/device_signing/upload", bobTok, upload), 200)
+		eventually(t, ttl+5*time.Second, "bob's cross-signing keys on Myelin", func() (bool, string) {
+			r := s.Do(t, "POST", "/_matrix/client/v3/keys/query", phoneTok, map[string]any{"device_keys": map[string]any{bob: []string{}}})
+			return crossSigned(r.Raw, bob, bcs)
+		})
+	})
 }
