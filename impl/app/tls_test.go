@@ -131,9 +131,19 @@ func TestBadTLSSettingsStopStartUpWithOneLine(t *testing.T) {
 			t.Errorf("%v: error %v, want one line with %q", tc.args, err, tc.want)
 		}
 	}
-	// The same settings from the environment.
+	// The same settings from a YAML file,
+	yml := filepath.Join(dir, "myelin.yaml")
+	if err := os.WriteFile(yml, []byte("federation_listen: 127.0.0.1:8448\ntls_cert: "+cert+"\ntls_key: "+key+
+		"\nfederation_device_list_ttl: 3s\nfederation_device_list_trust: 2h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(flag.NewFlagSet("t", flag.ContinueOnError), []string{"--config", yml}, func(string) string { return "" })
+	if err != nil || c.FederationListen != "127.0.0.1:8448" || c.TLSCert != cert || c.FederationDeviceListTTL != 3*time.Second || c.FederationDeviceListTrust != 2*time.Hour {
+		t.Fatalf("settings from YAML: %+v, %v", c, err)
+	}
+	// and from the environment.
 	env := map[string]string{"MYELIN_FEDERATION_LISTEN": "127.0.0.1:8448", "MYELIN_TLS_CERT": cert, "MYELIN_TLS_KEY": key, "MYELIN_FEDERATION_DEVICE_LIST_TTL": "2s"}
-	c, err := config.Load(flag.NewFlagSet("t", flag.ContinueOnError), nil, func(k string) string { return env[k] })
+	c, err = config.Load(flag.NewFlagSet("t", flag.ContinueOnError), nil, func(k string) string { return env[k] })
 	if err != nil || c.FederationListen != "127.0.0.1:8448" || c.TLSKey != key || c.FederationDeviceListTTL != 2*time.Second {
 		t.Fatalf("settings from the environment: %+v, %v", c, err)
 	}
