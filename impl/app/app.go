@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,10 @@ type App struct {
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
 	metricsLn net.Listener
+	// fedLn is the federation listener (TLS with certs), bound by New
+	// when cfg.FederationListen is set.
+	fedLn net.Listener
+	certs *certReloader
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -107,6 +112,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.Metrics = metrics.New()
 		a.registerMetrics()
 		observe = a.Metrics.Middleware()
+	}
+
+	if cfg.FederationListen != "" {
+		if a.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			a.Close()
+			return nil, err
+		}
+		if a.fedLn, err = net.Listen("tcp", cfg.FederationListen); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("federation-listen: %w", err)
+		}
 	}
 
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
@@ -233,8 +249,21 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(bgCtx) }()
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
+	var fedSrv *http.Server
+	if a.fedLn != nil {
+		fedSrv = &http.Server{
+			Handler:           federationOnly(a.Echo),
+			TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: a.certs.getCertificate},
+			ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			ReadTimeout:       srv.ReadTimeout,
+			WriteTimeout:      srv.WriteTimeout,
+			IdleTimeout:       srv.IdleTimeout,
+			MaxHeaderBytes:    srv.MaxHeaderBytes,
+		}
+		go func() { errc <- fedSrv.ServeTLS(a.fedLn, "", "") }()
+	}
 	var metricsSrv *http.Server
 	if a.metricsLn != nil {
 		mux := http.NewServeMux()
@@ -255,6 +284,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(shutCtx)
 	}
+	if fedSrv != nil {
+		if err := fedSrv.Shutdown(shutCtx); err != nil {
+			a.Log.Warn("shutdown: federation server did not drain", "err", err)
+		}
+	}
 	stopBG()
 	wg.Wait()
 	for _, f := range a.shutdown {
@@ -274,6 +308,15 @@ func (a *App) MetricsAddr() string {
 		return ""
 	}
 	return a.metricsLn.Addr().String()
+}
+
+// FederationAddr is the address federation is served on over TLS ("" if
+// there is no federation listener).
+func (a *App) FederationAddr() string {
+	if a.fedLn == nil {
+		return ""
+	}
+	return a.fedLn.Addr().String()
 }
 
 // registerMetrics adds the gauges of the server's own state.
@@ -305,6 +348,9 @@ func (a *App) registerMetrics() {
 func (a *App) Close() error {
 	if a.metricsLn != nil {
 		a.metricsLn.Close()
+	}
+	if a.fedLn != nil {
+		a.fedLn.Close()
 	}
 	return a.Store.Close()
 }
