@@ -179,3 +179,24 @@ func TestQueryServesMasterAndSelfSigningKeysToAllButTheUserSigningKeyToItsOwnerO
 		}
 	})
 }
+
+func TestANewDeviceCannotTakeTheIDOfACrossSigningKey(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		ctx := context.Background()
+		alice := "@alice:" + s.Config.ServerName
+		login(t, s, alice, "PHONE")
+		cs := testenv.NewCrossSigning(t, alice)
+		if err := s.App.Keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, cs.Upload()), nil); err != nil {
+			t.Fatal(err)
+		}
+		err := s.App.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			_, err := s.App.Devices.IssueToken(ctx, tx, alice, cs.SelfID, nil, "")
+			return err
+		})
+		wantMatrixError(t, err, "M_INVALID_PARAM")
+		if n, _ := s.App.Store.R.NewSelect().Model((*storage.Device)(nil)).Where("device_id = ?", cs.SelfID).Count(ctx); n != 0 {
+			t.Fatal("the device was created")
+		}
+	})
+}
