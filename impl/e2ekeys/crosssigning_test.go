@@ -200,3 +200,35 @@ func TestANewDeviceCannotTakeTheIDOfACrossSigningKey(t *testing.T) {
 		}
 	})
 }
+
+func TestConcurrentFirstUploadsLetOneIdentityInWithoutAuth(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		ctx := context.Background()
+		alice := "@alice:" + s.Config.ServerName
+		login(t, s, alice, "PHONE")
+		const n = 8
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			body := mustJSON(t, testenv.NewCrossSigning(t, alice).Upload())
+			go func() { <-start; errs <- s.App.Keys.UploadCrossSigningKeys(ctx, alice, body, nil) }()
+		}
+		close(start)
+		ok, refused := 0, 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case errors.Is(err, e2ekeys.ErrUIARequired):
+				refused++
+			default:
+				t.Fatal(err)
+			}
+		}
+		t.Logf("ok %d refused %d", ok, refused)
+		if ok != 1 || refused != n-1 {
+			t.Fatalf("%d uploads went in without auth, %d were asked for it; want 1 and %d", ok, refused, n-1)
+		}
+	})
+}
