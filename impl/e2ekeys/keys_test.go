@@ -159,6 +159,7 @@ func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	testenv.WantError(t, s.Do(t, "GET", "/_matrix/client/v3/keys/changes?from=s1&to=s2", tok, nil), 400, "M_INVALID_PARAM")
 	for _, path := range []string{"/_matrix/client/v3/keys/query", "/_matrix/client/v3/keys/claim"} {
 		testenv.WantError(t, s.Do(t, "POST", path, tok, nil), 400, "M_NOT_JSON")
+		testenv.WantError(t, s.Do(t, "POST", path, tok, map[string]any{}), 400, "M_BAD_JSON")
 	}
 	r := s.Do(t, "POST", "/_matrix/client/v3/keys/query", tok, map[string]any{"device_keys": map[string]any{"not-a-user": []string{}}})
 	testenv.WantError(t, r, 400, "M_INVALID_PARAM")

@@ -142,7 +142,7 @@ const Latest = "1.19"
 // the operations predating v1.1 are all answered by design, and each v1.x
 // whose rows, and those of every earlier v1.x, are.
 func Claimable(rows []Row) []string {
-	var out []string
+	out := []string{}
 	ok := func(r Row) bool { return r.State != Pending }
 	base := true
 	for _, r := range rows {
