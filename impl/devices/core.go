@@ -18,6 +18,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/tokens"
 )
@@ -173,6 +174,18 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 		created = n == 1
 		if created || deviceID != "" {
 			break
+		}
+	}
+	if created && deviceID != "" {
+		// Verification treats cross-signing public keys as device IDs:
+		// a new device must not take the ID of one of the user's.
+		taken, err := tx.NewSelect().Model((*storage.CrossSigningKey)(nil)).
+			Where("user_id = ? AND key_id = ?", userID, deviceID).Exists(ctx)
+		if err != nil {
+			return Login{}, err
+		}
+		if taken {
+			return Login{}, matrixerr.InvalidParam("device_id is the public key of one of your cross-signing keys")
 		}
 	}
 	deviceID = dev.DeviceID

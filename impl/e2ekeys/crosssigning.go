@@ -184,6 +184,13 @@ func (s *Service) UploadCrossSigningKeys(ctx context.Context, userID string, raw
 	}
 	now := time.Now().UnixMilli()
 	return s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		// Concurrent uploads of one user serialise on the row of the
+		// user's device-list stream (which the change takes anyway), so
+		// two "first" uploads cannot both skip user-interactive auth.
+		if _, err := tx.NewInsert().Model(&storage.UserStream{UserID: userID}).On("CONFLICT (user_id) DO UPDATE").
+			Set("stream_id = ?TableAlias.stream_id").Exec(ctx); err != nil {
+			return fmt.Errorf("lock device-list stream: %w", err)
+		}
 		stored, err := loadOwnCrossSigning(ctx, tx, userID)
 		if err != nil {
 			return err

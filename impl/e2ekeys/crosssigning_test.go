@@ -179,3 +179,56 @@ func TestQueryServesMasterAndSelfSigningKeysToAllButTheUserSigningKeyToItsOwnerO
 		}
 	})
 }
+
+func TestANewDeviceCannotTakeTheIDOfACrossSigningKey(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		ctx := context.Background()
+		alice := "@alice:" + s.Config.ServerName
+		login(t, s, alice, "PHONE")
+		cs := testenv.NewCrossSigning(t, alice)
+		if err := s.App.Keys.UploadCrossSigningKeys(ctx, alice, mustJSON(t, cs.Upload()), nil); err != nil {
+			t.Fatal(err)
+		}
+		err := s.App.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			_, err := s.App.Devices.IssueToken(ctx, tx, alice, cs.SelfID, nil, "")
+			return err
+		})
+		wantMatrixError(t, err, "M_INVALID_PARAM")
+		if n, _ := s.App.Store.R.NewSelect().Model((*storage.Device)(nil)).Where("device_id = ?", cs.SelfID).Count(ctx); n != 0 {
+			t.Fatal("the device was created")
+		}
+	})
+}
+
+func TestConcurrentFirstUploadsLetOneIdentityInWithoutAuth(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		ctx := context.Background()
+		alice := "@alice:" + s.Config.ServerName
+		login(t, s, alice, "PHONE")
+		const n = 8
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			body := mustJSON(t, testenv.NewCrossSigning(t, alice).Upload())
+			go func() { <-start; errs <- s.App.Keys.UploadCrossSigningKeys(ctx, alice, body, nil) }()
+		}
+		close(start)
+		ok, refused := 0, 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case errors.Is(err, e2ekeys.ErrUIARequired):
+				refused++
+			default:
+				t.Fatal(err)
+			}
+		}
+		t.Logf("ok %d refused %d", ok, refused)
+		if ok != 1 || refused != n-1 {
+			t.Fatalf("%d uploads went in without auth, %d were asked for it; want 1 and %d", ok, refused, n-1)
+		}
+	})
+}

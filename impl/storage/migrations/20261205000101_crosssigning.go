@@ -11,7 +11,9 @@ import (
 // uploaded through /keys/signatures/upload, devices' fallback keys, the
 // cache of remote users' cross-signing keys, the upload order of one-time
 // keys (claimed oldest first), and a flag on device-list stream rows that
-// record a cross-signing key change rather than a device change.
+// record a cross-signing key change rather than a device change. Cached
+// remote device lists are resynced once, to fetch their users'
+// cross-signing keys.
 
 type m101CrossSigningKey struct {
 	bun.BaseModel `bun:"table:cross_signing_keys"`
@@ -81,6 +83,12 @@ func init() {
 			if _, err := tx.NewAddColumn().Model((*m1DeviceListChange)(nil)).
 				ColumnExpr("cross_signing BOOLEAN NOT NULL DEFAULT FALSE").Exec(ctx); err != nil {
 				return fmt.Errorf("add device_list_stream.cross_signing: %w", err)
+			}
+			// Remote users' lists cached before cross-signing was kept
+			// lack their cross-signing keys: resync each once.
+			if _, err := tx.NewUpdate().Table("remote_device_lists").Set("stale_gen = stale_gen + 1").
+				Where("1 = 1").Exec(ctx); err != nil {
+				return fmt.Errorf("mark remote device lists for a resync: %w", err)
 			}
 			return createIndexes(ctx, tx,
 				index{(*m101OneTimeKey)(nil), "one_time_keys_claim_idx", false, []string{"user_id", "device_id", "algorithm", "upload_seq"}},
