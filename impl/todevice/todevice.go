@@ -465,7 +465,7 @@ func (s *Service) Pending(ctx context.Context, userID, deviceID string, after in
 	var rows []storage.ToDeviceMessage
 	if err := s.Store.R.NewSelect().Model(&rows).Column("pos", "sender", "type", "content").
 		Where("user_id = ? AND device_id = ? AND pos > ?", userID, deviceID, after).
-		Order("pos").Limit(int64(limit+1)).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		Order("pos").Limit(int64(limit + 1)).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Batch{}, err
 	}
 	b := Batch{Next: after, Events: []Event{}}
