@@ -325,7 +325,7 @@ func (s *Service) enqueue(ctx context.Context, tx bun.Tx, sender, eventType stri
 		}
 		var got []storage.ToDeviceStream
 		if _, err := tx.NewInsert().Model(&streams).On("CONFLICT (user_id, device_id) DO UPDATE").
-			Set("pos = to_device_streams.pos + 1").Returning("user_id, device_id, pos").Exec(ctx, &got); err != nil {
+			Set("pos = ?TableAlias.pos + 1").Returning("user_id, device_id, pos").Exec(ctx, &got); err != nil {
 			return fmt.Errorf("allocate inbox positions: %w", err)
 		}
 		pos := make(map[[2]string]int64, len(got))
