@@ -136,7 +136,7 @@ var states = map[string][]state{
 		Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetUserDevices": {{ServerName: "example.org", Account: "alice",
 		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}}},
-	"GetServerKeys": {{ServerName: "example.org", Absent: map[string]string{
+	"GetServerKeyLegacyUnused": {{ServerName: "example.org", Absent: map[string]string{
 		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
 	}}},
 	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{

@@ -22,18 +22,138 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported.
+const (
+	OrgMatrixAccountDeactivate GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.account_deactivate"
+	OrgMatrixCrossSigningReset GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.cross_signing_reset"
+	OrgMatrixDeviceDelete      GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.device_delete"
+	OrgMatrixDeviceView        GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.device_view"
+	OrgMatrixDevicesList       GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.devices_list"
+	OrgMatrixProfile           GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.profile"
+)
+
+// Valid indicates whether the value is a known member of the GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported enum.
+func (e GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported) Valid() bool {
+	switch e {
+	case OrgMatrixAccountDeactivate:
+		return true
+	case OrgMatrixCrossSigningReset:
+		return true
+	case OrgMatrixDeviceDelete:
+		return true
+	case OrgMatrixDeviceView:
+		return true
+	case OrgMatrixDevicesList:
+		return true
+	case OrgMatrixProfile:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetAccount3PIDs200JSONResponseBodyThreepidsMedium.
+const (
+	GetAccount3PIDs200JSONResponseBodyThreepidsMediumEmail  GetAccount3PIDs200JSONResponseBodyThreepidsMedium = "email"
+	GetAccount3PIDs200JSONResponseBodyThreepidsMediumMsisdn GetAccount3PIDs200JSONResponseBodyThreepidsMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the GetAccount3PIDs200JSONResponseBodyThreepidsMedium enum.
+func (e GetAccount3PIDs200JSONResponseBodyThreepidsMedium) Valid() bool {
+	switch e {
+	case GetAccount3PIDs200JSONResponseBodyThreepidsMediumEmail:
+		return true
+	case GetAccount3PIDs200JSONResponseBodyThreepidsMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Delete3pidFromAccountJSONBodyMedium.
+const (
+	Delete3pidFromAccountJSONBodyMediumEmail  Delete3pidFromAccountJSONBodyMedium = "email"
+	Delete3pidFromAccountJSONBodyMediumMsisdn Delete3pidFromAccountJSONBodyMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the Delete3pidFromAccountJSONBodyMedium enum.
+func (e Delete3pidFromAccountJSONBodyMedium) Valid() bool {
+	switch e {
+	case Delete3pidFromAccountJSONBodyMediumEmail:
+		return true
+	case Delete3pidFromAccountJSONBodyMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult.
+const (
+	Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess   Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "success"
+)
+
+// Valid indicates whether the value is a known member of the Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult enum.
+func (e Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
+	switch e {
+	case Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
+		return true
+	case Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Unbind3pidFromAccountJSONBodyMedium.
+const (
+	Unbind3pidFromAccountJSONBodyMediumEmail  Unbind3pidFromAccountJSONBodyMedium = "email"
+	Unbind3pidFromAccountJSONBodyMediumMsisdn Unbind3pidFromAccountJSONBodyMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the Unbind3pidFromAccountJSONBodyMedium enum.
+func (e Unbind3pidFromAccountJSONBodyMedium) Valid() bool {
+	switch e {
+	case Unbind3pidFromAccountJSONBodyMediumEmail:
+		return true
+	case Unbind3pidFromAccountJSONBodyMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult.
+const (
+	Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess   Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "success"
+)
+
+// Valid indicates whether the value is a known member of the Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult enum.
+func (e Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
+	switch e {
+	case Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
+		return true
+	case Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DeactivateAccount200JSONResponseBodyIdServerUnbindResult.
 const (
-	NoSupport DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
-	Success   DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "success"
+	DeactivateAccount200JSONResponseBodyIdServerUnbindResultNoSupport DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	DeactivateAccount200JSONResponseBodyIdServerUnbindResultSuccess   DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "success"
 )
 
 // Valid indicates whether the value is a known member of the DeactivateAccount200JSONResponseBodyIdServerUnbindResult enum.
 func (e DeactivateAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
 	switch e {
-	case NoSupport:
+	case DeactivateAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
 		return true
-	case Success:
+	case DeactivateAccount200JSONResponseBodyIdServerUnbindResultSuccess:
 		return true
 	default:
 		return false
@@ -58,18 +178,126 @@ func (e GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable) Va
 	}
 }
 
-// Defines values for LoginJSONBodyType.
+// Defines values for UploadCrossSigningKeysJSONBodyMasterKeyUsage.
 const (
-	MLoginPassword LoginJSONBodyType = "m.login.password"
-	MLoginToken    LoginJSONBodyType = "m.login.token"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageMaster      UploadCrossSigningKeysJSONBodyMasterKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageSelfSigning UploadCrossSigningKeysJSONBodyMasterKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageUserSigning UploadCrossSigningKeysJSONBodyMasterKeyUsage = "user_signing"
 )
 
-// Valid indicates whether the value is a known member of the LoginJSONBodyType enum.
-func (e LoginJSONBodyType) Valid() bool {
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodyMasterKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodyMasterKeyUsage) Valid() bool {
 	switch e {
-	case MLoginPassword:
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageMaster:
 		return true
-	case MLoginToken:
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UploadCrossSigningKeysJSONBodySelfSigningKeyUsage.
+const (
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageMaster      UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageSelfSigning UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageUserSigning UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodySelfSigningKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodySelfSigningKeyUsage) Valid() bool {
+	switch e {
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageMaster:
+		return true
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UploadCrossSigningKeysJSONBodyUserSigningKeyUsage.
+const (
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageMaster      UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageSelfSigning UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageUserSigning UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodyUserSigningKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodyUserSigningKeyUsage) Valid() bool {
+	switch e {
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageMaster:
+		return true
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodyMasterKeysUsage.
+const (
+	QueryKeys200JSONResponseBodyMasterKeysUsageMaster      QueryKeys200JSONResponseBodyMasterKeysUsage = "master"
+	QueryKeys200JSONResponseBodyMasterKeysUsageSelfSigning QueryKeys200JSONResponseBodyMasterKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodyMasterKeysUsageUserSigning QueryKeys200JSONResponseBodyMasterKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodyMasterKeysUsage enum.
+func (e QueryKeys200JSONResponseBodyMasterKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodyMasterKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodyMasterKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodyMasterKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodySelfSigningKeysUsage.
+const (
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageMaster      QueryKeys200JSONResponseBodySelfSigningKeysUsage = "master"
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning QueryKeys200JSONResponseBodySelfSigningKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageUserSigning QueryKeys200JSONResponseBodySelfSigningKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodySelfSigningKeysUsage enum.
+func (e QueryKeys200JSONResponseBodySelfSigningKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodyUserSigningKeysUsage.
+const (
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageMaster      QueryKeys200JSONResponseBodyUserSigningKeysUsage = "master"
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageSelfSigning QueryKeys200JSONResponseBodyUserSigningKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageUserSigning QueryKeys200JSONResponseBodyUserSigningKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodyUserSigningKeysUsage enum.
+func (e QueryKeys200JSONResponseBodyUserSigningKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageUserSigning:
 		return true
 	default:
 		return false
@@ -94,41 +322,325 @@ func (e RegisterParamsKind) Valid() bool {
 	}
 }
 
+// Defines values for GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm.
+const (
+	GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm enum.
+func (e GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm) Valid() bool {
+	switch e {
+	case GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PostRoomKeysVersionJSONBodyAlgorithm.
+const (
+	PostRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 PostRoomKeysVersionJSONBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the PostRoomKeysVersionJSONBodyAlgorithm enum.
+func (e PostRoomKeysVersionJSONBodyAlgorithm) Valid() bool {
+	switch e {
+	case PostRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRoomKeysVersion200JSONResponseBodyAlgorithm.
+const (
+	GetRoomKeysVersion200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 GetRoomKeysVersion200JSONResponseBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the GetRoomKeysVersion200JSONResponseBodyAlgorithm enum.
+func (e GetRoomKeysVersion200JSONResponseBodyAlgorithm) Valid() bool {
+	switch e {
+	case GetRoomKeysVersion200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PutRoomKeysVersionJSONBodyAlgorithm.
+const (
+	PutRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 PutRoomKeysVersionJSONBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the PutRoomKeysVersionJSONBodyAlgorithm enum.
+func (e PutRoomKeysVersionJSONBodyAlgorithm) Valid() bool {
+	switch e {
+	case PutRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncParamsSetPresence.
+const (
+	Offline     SyncParamsSetPresence = "offline"
+	Online      SyncParamsSetPresence = "online"
+	Unavailable SyncParamsSetPresence = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the SyncParamsSetPresence enum.
+func (e SyncParamsSetPresence) Valid() bool {
+	switch e {
+	case Offline:
+		return true
+	case Online:
+		return true
+	case Unavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // GetWellknown200JSONResponseBody defines parameters for GetWellknown.
 type GetWellknown200JSONResponseBody struct {
 	// MHomeserver Used by clients to discover homeserver information.
 	MHomeserver struct {
 		// BaseUrl The base URL for the homeserver for client-server connections.
-		//
-		// Example: https://matrix.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.homeserver"`
 
 	// MIdentityServer Used by clients to discover identity server information.
 	MIdentityServer *struct {
 		// BaseUrl The base URL for the identity server for client-server connections.
-		//
-		// Example: https://identity.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.identity_server,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
+
+// SetAdminLockUserJSONBody defines parameters for SetAdminLockUser.
+type SetAdminLockUserJSONBody struct {
+	// Locked Whether to lock the target account.
+	Locked bool `json:"locked"`
+}
+
+// SetAdminSuspendUserJSONBody defines parameters for SetAdminSuspendUser.
+type SetAdminSuspendUserJSONBody struct {
+	// Suspended Whether to suspend the target account.
+	Suspended bool `json:"suspended"`
+}
+
+// GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported defines parameters for GetAuthMetadata.
+type GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported string
+
+// GenerateLoginTokenJSONBody defines parameters for GenerateLoginToken.
+type GenerateLoginTokenJSONBody struct {
+	// Auth Additional authentication information for the user-interactive authentication API.
+	Auth *GenerateLoginTokenJSONBody_Auth `json:"auth,omitempty"`
+}
+
+// GenerateLoginTokenJSONBody_Auth defines parameters for GenerateLoginToken.
+type GenerateLoginTokenJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// RegistrationTokenValidityParams defines parameters for RegistrationTokenValidity.
+type RegistrationTokenValidityParams struct {
+	// Token The token to check validity of.
+	Token string `form:"token" json:"token"`
+}
+
+// GetAccount3PIDs200JSONResponseBodyThreepidsMedium defines parameters for GetAccount3PIDs.
+type GetAccount3PIDs200JSONResponseBodyThreepidsMedium string
+
+// Post3PIDsJSONBody defines parameters for Post3PIDs.
+type Post3PIDsJSONBody struct {
+	// ThreePidCreds The third-party credentials to associate with the account.
+	ThreePidCreds struct {
+		// ClientSecret The client secret used in the session with the identity server.
+		ClientSecret string `json:"client_secret"`
+
+		// IdAccessToken An access token previously registered with the identity server. Servers
+		// can treat this as optional to distinguish between r0.5-compatible clients
+		// and this specification version.
+		IdAccessToken string `json:"id_access_token"`
+
+		// IdServer The identity server to use.
+		IdServer string `json:"id_server"`
+
+		// Sid The session identifier given by the identity server.
+		Sid string `json:"sid"`
+	} `json:"three_pid_creds"`
+}
+
+// Add3PIDJSONBody defines parameters for Add3PID.
+type Add3PIDJSONBody struct {
+	// Auth Additional authentication information for the
+	// user-interactive authentication API.
+	Auth *Add3PIDJSONBody_Auth `json:"auth,omitempty"`
+
+	// ClientSecret The client secret used in the session with the homeserver.
+	ClientSecret string `json:"client_secret"`
+
+	// Sid The session identifier given by the homeserver.
+	Sid string `json:"sid"`
+}
+
+// Add3PIDJSONBody_Auth defines parameters for Add3PID.
+type Add3PIDJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// Bind3PIDJSONBody defines parameters for Bind3PID.
+type Bind3PIDJSONBody struct {
+	// ClientSecret The client secret used in the session with the identity server.
+	ClientSecret string `json:"client_secret"`
+
+	// IdAccessToken An access token previously registered with the identity server.
+	IdAccessToken string `json:"id_access_token"`
+
+	// IdServer The identity server to use.
+	IdServer string `json:"id_server"`
+
+	// Sid The session identifier given by the identity server.
+	Sid string `json:"sid"`
+}
+
+// Delete3pidFromAccountJSONBody defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccountJSONBody struct {
+	// Address The third-party address being removed.
+	Address string `json:"address"`
+
+	// IdServer The identity server to unbind from. If not provided, the homeserver
+	// MUST use the `id_server` the identifier was added through. If the
+	// homeserver does not know the original `id_server`, it MUST return
+	// a `id_server_unbind_result` of `no-support`.
+	IdServer *string `json:"id_server,omitempty"`
+
+	// Medium The medium of the third-party identifier being removed.
+	Medium Delete3pidFromAccountJSONBodyMedium `json:"medium"`
+}
+
+// Delete3pidFromAccountJSONBodyMedium defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccountJSONBodyMedium string
+
+// Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult string
+
+// RequestTokenTo3PIDEmailJSONBody defines parameters for RequestTokenTo3PIDEmail.
+type RequestTokenTo3PIDEmailJSONBody struct {
+	ClientSecret string `json:"client_secret"`
+	Email        string `json:"email"`
+
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
+	//
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
+
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
+	//
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
+}
+
+// RequestTokenTo3PIDMSISDNJSONBody defines parameters for RequestTokenTo3PIDMSISDN.
+type RequestTokenTo3PIDMSISDNJSONBody struct {
+	ClientSecret string `json:"client_secret"`
+	Country      string `json:"country"`
+
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
+	//
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
+
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
+	//
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
+}
+
+// Unbind3pidFromAccountJSONBody defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccountJSONBody struct {
+	// Address The third-party address being removed.
+	Address string `json:"address"`
+
+	// IdServer The identity server to unbind from. If not provided, the homeserver
+	// MUST use the `id_server` the identifier was added through. If the
+	// homeserver does not know the original `id_server`, it MUST return
+	// a `id_server_unbind_result` of `no-support`.
+	IdServer *string `json:"id_server,omitempty"`
+
+	// Medium The medium of the third-party identifier being removed.
+	Medium Unbind3pidFromAccountJSONBodyMedium `json:"medium"`
+}
+
+// Unbind3pidFromAccountJSONBodyMedium defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccountJSONBodyMedium string
+
+// Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult string
 
 // DeactivateAccountJSONBody defines parameters for DeactivateAccount.
 type DeactivateAccountJSONBody struct {
 	// Auth Additional authentication information for the user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeactivateAccountJSONBody_Auth `json:"auth,omitempty"`
 
-	// IdServer The identity server to unbind all of the user's 3PIDs from.
-	// If not provided, the homeserver MUST use the ``id_server``
-	// that was originally use to bind each identifier. If the
-	// homeserver does not know which ``id_server`` that was,
-	// it must return an ``id_server_unbind_result`` of
-	// ``no-support``.
+	// Erase Whether the user would like their content to be erased as
+	// much as possible from the server.
 	//
-	// Example: example.org
+	// Erasure means that any users (or servers) which join the
+	// room after the erasure request are served redacted copies of
+	// the events sent by this account. Users which had visibility
+	// on those events prior to the erasure are still able to see
+	// unredacted copies. No redactions are sent and the erasure
+	// request is not shared over federation, so other servers
+	// might still serve unredacted copies.
+	//
+	// The server should additionally erase any non-event data
+	// associated with the user, such as [account data](/client-server-api/#client-config)
+	// and [contact 3PIDs](/client-server-api/#adding-account-administrative-contact-information).
+	//
+	// Defaults to `false` if not present.
+	Erase *bool `json:"erase,omitempty"`
+
+	// IdServer The identity server to unbind all of the user's 3PIDs from.
+	// If not provided, the homeserver MUST use the `id_server`
+	// that was originally use to bind each identifier. If the
+	// homeserver does not know which `id_server` that was,
+	// it must return an `id_server_unbind_result` of
+	// `no-support`.
 	IdServer *string `json:"id_server,omitempty"`
 }
 
@@ -137,7 +649,10 @@ type DeactivateAccountJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -148,22 +663,16 @@ type DeactivateAccount200JSONResponseBodyIdServerUnbindResult string
 // ChangePasswordJSONBody defines parameters for ChangePassword.
 type ChangePasswordJSONBody struct {
 	// Auth Additional authentication information for the user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *ChangePasswordJSONBody_Auth `json:"auth,omitempty"`
 
 	// LogoutDevices Whether the user's other access tokens, and their associated devices, should be
-	// revoked if the request succeeds. Defaults to true.
+	// revoked if the request succeeds. Defaults to `true`.
 	//
-	// When ``false``, the server can still take advantage of `the soft logout method <#soft-logout>`_
+	// When `false`, the server can still take advantage of the [soft logout method](/client-server-api/#soft-logout)
 	// for the user's remaining devices.
-	//
-	// Example: true
 	LogoutDevices *bool `json:"logout_devices,omitempty"`
 
 	// NewPassword The new password for the account.
-	//
-	// Example: ihatebananas
 	NewPassword string `json:"new_password"`
 }
 
@@ -172,32 +681,24 @@ type ChangePasswordJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // RequestTokenToResetPasswordEmailJSONBody defines parameters for RequestTokenToResetPasswordEmail.
 type RequestTokenToResetPasswordEmailJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Email The email address to validate.
-	//
-	// Example: alice@example.org
-	Email string `json:"email"`
+	Email        string `json:"email"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -205,70 +706,34 @@ type RequestTokenToResetPasswordEmailJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// SendAttempt The server will only send an email if the ``send_attempt``
-	// is a number greater than the most recent one which it has seen,
-	// scoped to that ``email`` + ``client_secret`` pair. This is to
-	// avoid repeatedly sending the same email in the case of request
-	// retries between the POSTing user and the identity server.
-	// The client should increment this value if they desire a new
-	// email (e.g. a reminder) to be sent. If they do not, the server
-	// should respond with success but not resend the email.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // RequestTokenToResetPasswordMSISDNJSONBody defines parameters for RequestTokenToResetPasswordMSISDN.
 type RequestTokenToResetPasswordMSISDNJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
+	Country      string `json:"country"`
 
-	// Country The two-letter uppercase ISO-3166-1 alpha-2 country code that the
-	// number in ``phone_number`` should be parsed as if it were dialled from.
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
 	//
-	// Example: GB
-	Country string `json:"country"`
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
 
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
 	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// PhoneNumber The phone number to validate.
-	//
-	// Example: 07700900001
-	PhoneNumber string `json:"phone_number"`
-
-	// SendAttempt The server will only send an SMS if the ``send_attempt`` is a
-	// number greater than the most recent one which it has seen,
-	// scoped to that ``country`` + ``phone_number`` + ``client_secret``
-	// triple. This is to avoid repeatedly sending the same SMS in
-	// the case of request retries between the POSTing user and the
-	// identity server. The client should increment this value if
-	// they desire a new SMS (e.g. a reminder) to be sent.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable defines parameters for GetCapabilities.
@@ -276,13 +741,70 @@ type GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable string
 
 // GetCapabilities200JSONResponseBody_Capabilities defines parameters for GetCapabilities.
 type GetCapabilities200JSONResponseBody_Capabilities struct {
+	// M3pidChanges Capability to indicate if the user can change 3PID associations on their account.
+	M3pidChanges *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.3pid_changes,omitempty"`
+
+	// MAccountModeration Capability to indicate if the user can perform account moderation actions
+	// via [server administration](/client-server-api/#server-administration)
+	// endpoints.
+	//
+	// This property should be omitted altogether if `suspend` and `lock` would
+	// be `false`.
+	MAccountModeration *struct {
+		// Lock `true` if the user can lock a user via [`PUT /admin/lock/{userId}`](/client-server-api/#put_matrixclientv1adminlockuserid),
+		// `false` otherwise.
+		//
+		// Defaults to `false`.
+		Lock *bool `json:"lock,omitempty"`
+
+		// Suspend `true` if the user can suspend a user via [`PUT /admin/suspend/{userId}`](/client-server-api/#put_matrixclientv1adminsuspenduserid),
+		// `false` otherwise.
+		//
+		// Defaults to `false`.
+		Suspend *bool `json:"suspend,omitempty"`
+	} `json:"m.account_moderation,omitempty"`
+
 	// MChangePassword Capability to indicate if the user can change their password.
 	MChangePassword *struct {
-		// Enabled True if the user can change their password, false otherwise.
-		//
-		// Example: false
+		// Enabled True if the user can perform the action, false otherwise.
 		Enabled bool `json:"enabled"`
 	} `json:"m.change_password,omitempty"`
+
+	// MForgetForcedUponLeave Capability to indicate if the server automatically forgets rooms once the user
+	// leaves.
+	MForgetForcedUponLeave *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.forget_forced_upon_leave,omitempty"`
+
+	// MGetLoginToken Capability to indicate if the user can generate tokens to log further clients into their account.
+	MGetLoginToken *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.get_login_token,omitempty"`
+
+	// MProfileFields Capability to indicate if the user can set or modify extended profile fields via [`PUT /_matrix/client/v3/profile/{userId}/{keyName}`](/client-server-api/#put_matrixclientv3profileuseridkeyname). If absent, clients SHOULD assume custom profile fields are supported, provided the homeserver advertises a specification version that includes `m.profile_fields` in the [`/versions`](/client-server-api/#get_matrixclientversions) response.
+	MProfileFields *struct {
+		// Allowed If present, a list of profile fields that clients are allowed to create, modify or delete,
+		// provided `enabled` is `true`; no other profile fields may be changed.
+		//
+		// If absent, clients may set all profile fields except those forbidden by the `disallowed`
+		// list, where present.
+		Allowed *[]string `json:"allowed,omitempty"`
+
+		// Disallowed This property has no meaning if `allowed` is also specified.
+		//
+		// Otherwise, if present, a list of profile fields that clients are _not_ allowed to create, modify or delete.
+		// Provided `enabled` is `true`, clients MAY assume that they can set any profile field which is not
+		// included in this list.
+		Disallowed *[]string `json:"disallowed,omitempty"`
+
+		// Enabled `true` if the user can create, update or delete any profile fields, `false` otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.profile_fields,omitempty"`
 
 	// MRoomVersions The room versions the server supports.
 	MRoomVersions *struct {
@@ -290,24 +812,42 @@ type GetCapabilities200JSONResponseBody_Capabilities struct {
 		Available map[string]GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable `json:"available"`
 
 		// Default The default room version the server is using for new rooms.
-		//
-		// Example: 1
 		Default string `json:"default"`
 	} `json:"m.room_versions,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+
+	// MSetAvatarUrl **Deprecated:** Capability to indicate if the user can change their avatar.
+	// Refer to `m.profile_fields` for extended profile management.
+	//
+	// For backwards compatibility, servers that directly or indirectly include the
+	// `avatar_url` profile field in the `m.profile_fields` capability MUST also
+	// set this capability accordingly.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	MSetAvatarUrl *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.set_avatar_url,omitempty"`
+
+	// MSetDisplayname **Deprecated:** Capability to indicate if the user can change their display name.
+	// Refer to `m.profile_fields` for extended profile management.
+	//
+	// For backwards compatibility, servers that directly or indirectly include the
+	// `displayname` profile field in the `m.profile_fields` capability MUST also
+	// set this capability accordingly.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	MSetDisplayname *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.set_displayname,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // DeleteDevicesJSONBody defines parameters for DeleteDevices.
 type DeleteDevicesJSONBody struct {
 	// Auth Additional authentication information for the
 	// user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeleteDevicesJSONBody_Auth `json:"auth,omitempty"`
 
 	// Devices The list of device IDs to delete.
-	//
-	// Example: ["QBUAZIFURK","AUIECTSRND"]
 	Devices []string `json:"devices"`
 }
 
@@ -316,7 +856,10 @@ type DeleteDevicesJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -325,8 +868,6 @@ type DeleteDevicesJSONBody_Auth struct {
 type DeleteDeviceJSONBody struct {
 	// Auth Additional authentication information for the
 	// user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeleteDeviceJSONBody_Auth `json:"auth,omitempty"`
 }
 
@@ -335,7 +876,10 @@ type DeleteDeviceJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -344,22 +888,20 @@ type DeleteDeviceJSONBody_Auth struct {
 type UpdateDeviceJSONBody struct {
 	// DisplayName The new display name for this device. If not given, the
 	// display name is unchanged.
-	//
-	// Example: My other phone
 	DisplayName *string `json:"display_name,omitempty"`
 }
 
 // GetKeysChangesParams defines parameters for GetKeysChanges.
 type GetKeysChangesParams struct {
-	// From The desired start point of the list. Should be the ``next_batch`` field
-	// from a response to an earlier call to |/sync|. Users who have not
+	// From The desired start point of the list. Should be the `next_batch` field
+	// from a response to an earlier call to [`/sync`](/client-server-api/#get_matrixclientv3sync). Users who have not
 	// uploaded new device identity keys since this point, nor deleted
 	// existing devices with identity keys since then, will be excluded
 	// from the results.
 	From string `form:"from" json:"from"`
 
-	// To The desired end point of the list. Should be the ``next_batch``
-	// field from a recent call to |/sync| - typically the most recent
+	// To The desired end point of the list. Should be the `next_batch`
+	// field from a recent call to [`/sync`](/client-server-api/#get_matrixclientv3sync) - typically the most recent
 	// such call. This may be used by the server as a hint to check its
 	// caches are up to date.
 	To string `form:"to" json:"to"`
@@ -369,38 +911,147 @@ type GetKeysChangesParams struct {
 type ClaimKeysJSONBody struct {
 	// OneTimeKeys The keys to be claimed. A map from user ID, to a map from
 	// device ID to algorithm name.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":"signed_curve25519"}}
 	OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 
 	// Timeout The time (in milliseconds) to wait when downloading keys from
 	// remote servers. 10 seconds is the recommended default.
-	//
-	// Example: 10000
 	Timeout *int `json:"timeout,omitempty"`
 }
+
+// ClaimKeys200JSONResponseBodyOneTimeKeys0 defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBodyOneTimeKeys0 = string
+
+// ClaimKeys200JSONResponseBodyOneTimeKeys1 defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBodyOneTimeKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// UploadCrossSigningKeysJSONBody defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBody struct {
+	// Auth Additional authentication information for the
+	// user-interactive authentication API.
+	Auth *UploadCrossSigningKeysJSONBody_Auth `json:"auth,omitempty"`
+
+	// MasterKey Optional. The user\'s master signing key.
+	MasterKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodyMasterKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_key,omitempty"`
+
+	// SelfSigningKey Optional. The user\'s self-signing key. Must be signed by
+	// the accompanying master signing key, or by the user\'s most recently
+	// uploaded master signing key if no master signing key is included in the
+	// request.
+	SelfSigningKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodySelfSigningKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_key,omitempty"`
+
+	// UserSigningKey Optional. The user\'s user-signing key. Must be signed by
+	// the accompanying master signing key, or by the user\'s most recently
+	// uploaded master signing key if no master signing key is included in the
+	// request.
+	UserSigningKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodyUserSigningKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"user_signing_key,omitempty"`
+}
+
+// UploadCrossSigningKeysJSONBody_Auth defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// UploadCrossSigningKeysJSONBodyMasterKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodyMasterKeyUsage string
+
+// UploadCrossSigningKeysJSONBodySelfSigningKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodySelfSigningKeyUsage string
+
+// UploadCrossSigningKeysJSONBodyUserSigningKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodyUserSigningKeyUsage string
 
 // QueryKeysJSONBody defines parameters for QueryKeys.
 type QueryKeysJSONBody struct {
 	// DeviceKeys The keys to be downloaded. A map from user ID, to a list of
 	// device IDs, or to an empty list to indicate all devices for the
 	// corresponding user.
-	//
-	// Example: {"@alice:example.com":[]}
-	DeviceKeys map[string][]string `json:"device_keys"`
+	DeviceKeys map[string]*[]string `json:"device_keys"`
 
 	// Timeout The time (in milliseconds) to wait when downloading keys from
 	// remote servers. 10 seconds is the recommended default.
-	//
-	// Example: 10000
 	Timeout *int `json:"timeout,omitempty"`
-
-	// Token If the client is fetching keys as a result of a device update received
-	// in a sync request, this should be the 'since' token of that sync request,
-	// or any later sync token. This allows the server to ensure its response
-	// contains the keys advertised by the notification in that sync.
-	Token *string `json:"token,omitempty"`
 }
+
+// QueryKeys200JSONResponseBodyMasterKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodyMasterKeysUsage string
+
+// QueryKeys200JSONResponseBodySelfSigningKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodySelfSigningKeysUsage string
+
+// QueryKeys200JSONResponseBodyUserSigningKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodyUserSigningKeysUsage string
+
+// UploadCrossSigningSignaturesJSONBody defines parameters for UploadCrossSigningSignatures.
+type UploadCrossSigningSignaturesJSONBody map[string]map[string]map[string]interface{}
 
 // UploadKeysJSONBody defines parameters for UploadKeys.
 type UploadKeysJSONBody struct {
@@ -408,112 +1059,165 @@ type UploadKeysJSONBody struct {
 	// identity keys are required.
 	DeviceKeys *struct {
 		// Algorithms The encryption algorithms supported by this device.
-		//
-		// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 		Algorithms []string `json:"algorithms"`
 
 		// DeviceId The ID of the device these keys belong to. Must match the device ID used
 		// when logging in.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Public identity keys. The names of the properties should be in the
-		// format ``<algorithm>:<device_id>``. The keys themselves should be
+		// format `<algorithm>:<device_id>`. The keys themselves should be
 		// encoded as specified by the key algorithm.
-		//
-		// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 		Keys map[string]string `json:"keys"`
 
 		// Signatures Signatures for the device key object. A map from user ID, to a map from
-		// ``<algorithm>:<device_id>`` to the signature.
+		// `<algorithm>:<device_id>` to the signature.
 		//
-		// The signature is calculated using the process described at `Signing
-		// JSON`_.
-		//
-		// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+		// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 		Signatures map[string]map[string]string `json:"signatures"`
 
 		// UserId The ID of the user the device belongs to. Must match the user ID used
 		// when logging in.
-		//
-		// Example: @alice:example.com
 		UserId string `json:"user_id"`
 	} `json:"device_keys,omitempty"`
 
+	// FallbackKeys The public key which should be used if the device's one-time keys
+	// are exhausted. The fallback key is not deleted once used, but should
+	// be replaced when additional one-time keys are being uploaded. The
+	// server will notify the client of the fallback key being used through
+	// `/sync`.
+	//
+	// There can only be at most one key per algorithm uploaded, and the server
+	// will only persist one key per algorithm.
+	//
+	// When uploading a signed key, an additional `fallback: true` key should
+	// be included to denote that the key is a fallback key.
+	//
+	// May be absent if a new fallback key is not required.
+	FallbackKeys *map[string]UploadKeysJSONBody_FallbackKeys_AdditionalProperties `json:"fallback_keys,omitempty"`
+
 	// OneTimeKeys One-time public keys for "pre-key" messages.  The names of
 	// the properties should be in the format
-	// ``<algorithm>:<key_id>``. The format of the key is determined
-	// by the `key algorithm <#key-algorithms>`_.
+	// `<algorithm>:<key_id>`. The format of the key is determined
+	// by the [key algorithm](/client-server-api/#key-algorithms).
 	//
 	// May be absent if no new one-time keys are required.
-	//
-	// Example: {"curve25519:AAAAAQ":"/qyvZvwjiTxGdGU0RCguDCLeR+nmsb3FfNG3/Ve4vU8","signed_curve25519:AAAAHQ":{"key":"j3fR3HemM16M7CWhoI4Sk5ZsdmdfQHsKL1xuSft6MSw","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"IQeCEPb9HFk217cU9kw9EOiusC6kMIkoIRnbnfOh5Oc63S1ghgyjShBGpu34blQomoalCyXWyhaaT3MrLZYQAA"}}},"signed_curve25519:AAAAHg":{"key":"zKbLg+NrIjpnagy+pIY6uPL4ZwEG2v+8F9lmgsnlZzs","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"FLWxXqGbwrb8SM3Y795eB6OA8bwBcoMZFXBqnTn58AYWZSqiD45tlBVcDa2L7RwdKXebW/VzDlnfVJ+9jok1Bw"}}}}
-	OneTimeKeys *map[string]interface{} `json:"one_time_keys,omitempty"`
+	OneTimeKeys *map[string]UploadKeysJSONBody_OneTimeKeys_AdditionalProperties `json:"one_time_keys,omitempty"`
+}
+
+// UploadKeysJSONBodyFallbackKeys0 defines parameters for UploadKeys.
+type UploadKeysJSONBodyFallbackKeys0 = string
+
+// UploadKeysJSONBodyFallbackKeys1 defines parameters for UploadKeys.
+type UploadKeysJSONBodyFallbackKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// UploadKeysJSONBody_FallbackKeys_AdditionalProperties defines parameters for UploadKeys.
+type UploadKeysJSONBody_FallbackKeys_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// UploadKeysJSONBodyOneTimeKeys0 defines parameters for UploadKeys.
+type UploadKeysJSONBodyOneTimeKeys0 = string
+
+// UploadKeysJSONBodyOneTimeKeys1 defines parameters for UploadKeys.
+type UploadKeysJSONBodyOneTimeKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// UploadKeysJSONBody_OneTimeKeys_AdditionalProperties defines parameters for UploadKeys.
+type UploadKeysJSONBody_OneTimeKeys_AdditionalProperties struct {
+	union json.RawMessage
 }
 
 // LoginJSONBody defines parameters for Login.
 type LoginJSONBody struct {
-	// Address Third party identifier for the user.  Deprecated in favour of ``identifier``.
+	// Address Third-party identifier for the user.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	Address *string `json:"address,omitempty"`
 
 	// DeviceId ID of the client device. If this does not correspond to a
-	// known client device, a new device will be created. The server
-	// will auto-generate a device_id if this is not specified.
+	// known client device, a new device will be created. The given
+	// device ID must not be the same as a
+	// [cross-signing](/client-server-api/#cross-signing) key ID.
+	// The server will auto-generate a `device_id`
+	// if this is not specified.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// Identifier Identification information for the user.
+	// Identifier Identification information for a user
 	Identifier *LoginJSONBody_Identifier `json:"identifier,omitempty"`
 
 	// InitialDeviceDisplayName A display name to assign to the newly-created device. Ignored
-	// if ``device_id`` corresponds to a known device.
+	// if `device_id` corresponds to a known device.
 	InitialDeviceDisplayName *string `json:"initial_device_display_name,omitempty"`
 
-	// Medium When logging in using a third party identifier, the medium of the identifier. Must be 'email'.  Deprecated in favour of ``identifier``.
+	// Medium When logging in using a third-party identifier, the medium of the identifier. Must be 'email'.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	Medium *string `json:"medium,omitempty"`
 
-	// Password Required when ``type`` is ``m.login.password``. The user's
+	// Password Required when `type` is `m.login.password`. The user's
 	// password.
 	Password *string `json:"password,omitempty"`
 
-	// Token Required when ``type`` is ``m.login.token``. Part of `Token-based`_ login.
+	// RefreshToken If true, the client supports refresh tokens.
+	RefreshToken *bool `json:"refresh_token,omitempty"`
+
+	// Token Required when `type` is `m.login.token`. Part of Token-based login.
 	Token *string `json:"token,omitempty"`
 
 	// Type The login type being used.
-	Type LoginJSONBodyType `json:"type"`
+	//
+	// This must be a type returned in one of the flows of the
+	// response of the [`GET /login`](/client-server-api/#get_matrixclientv3login)
+	// endpoint, like `m.login.password` or `m.login.token`.
+	Type string `json:"type"`
 
-	// User The fully qualified user ID or just local part of the user ID, to log in.  Deprecated in favour of ``identifier``.
+	// User The fully qualified user ID or just local part of the user ID, to log in.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	User *string `json:"user,omitempty"`
 }
 
 // LoginJSONBody_Identifier defines parameters for Login.
 type LoginJSONBody_Identifier struct {
-	// Type The type of identification.  See `Identifier types`_ for supported values and additional property descriptions.
+	// Type The type of identification. See [Identifier types](/client-server-api/#identifier-types)
+	// for supported values and additional property descriptions.
 	Type                 string                 `json:"type"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
-
-// LoginJSONBodyType defines parameters for Login.
-type LoginJSONBodyType string
 
 // Login200JSONResponseBody_WellKnown defines parameters for Login.
 type Login200JSONResponseBody_WellKnown struct {
 	// MHomeserver Used by clients to discover homeserver information.
 	MHomeserver struct {
 		// BaseUrl The base URL for the homeserver for client-server connections.
-		//
-		// Example: https://matrix.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.homeserver"`
 
 	// MIdentityServer Used by clients to discover identity server information.
 	MIdentityServer *struct {
 		// BaseUrl The base URL for the identity server for client-server connections.
-		//
-		// Example: https://identity.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.identity_server,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// RefreshJSONBody defines parameters for Refresh.
+type RefreshJSONBody struct {
+	// RefreshToken The refresh token
+	RefreshToken string `json:"refresh_token"`
 }
 
 // RegisterJSONBody defines parameters for Register.
@@ -522,46 +1226,37 @@ type RegisterJSONBody struct {
 	// user-interactive authentication API. Note that this
 	// information is *not* used to define how the registered user
 	// should be authenticated, but is instead used to
-	// authenticate the ``register`` call itself.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
+	// authenticate the `register` call itself.
 	Auth *RegisterJSONBody_Auth `json:"auth,omitempty"`
 
 	// DeviceId ID of the client device. If this does not correspond to a
 	// known client device, a new device will be created. The server
-	// will auto-generate a device_id if this is not specified.
-	//
-	// Example: GHTYAJCE
+	// will auto-generate a `device_id` if this is not specified.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// InhibitLogin If true, an ``access_token`` and ``device_id`` should not be
+	// InhibitLogin If true, an `access_token` and `device_id` should not be
 	// returned from this call, therefore preventing an automatic
-	// login. Defaults to false.
-	//
-	// Example: false
+	// login. Defaults to `false`.
 	InhibitLogin *bool `json:"inhibit_login,omitempty"`
 
 	// InitialDeviceDisplayName A display name to assign to the newly-created device. Ignored
-	// if ``device_id`` corresponds to a known device.
-	//
-	// Example: Jungle Phone
+	// if `device_id` corresponds to a known device.
 	InitialDeviceDisplayName *string `json:"initial_device_display_name,omitempty"`
 
 	// Password The desired password for the account.
-	//
-	// Example: ilovebananas
 	Password *string `json:"password,omitempty"`
+
+	// RefreshToken If `true`, the client supports refresh tokens.
+	RefreshToken *bool `json:"refresh_token,omitempty"`
 
 	// Username The basis for the localpart of the desired Matrix ID. If omitted,
 	// the homeserver MUST generate a Matrix ID local part.
-	//
-	// Example: cheeky_monkey
 	Username *string `json:"username,omitempty"`
 }
 
 // RegisterParams defines parameters for Register.
 type RegisterParams struct {
-	// Kind The kind of account to register. Defaults to ``user``.
+	// Kind The kind of account to register. Defaults to `user`.
 	Kind *RegisterParamsKind `form:"kind,omitempty" json:"kind,omitempty"`
 }
 
@@ -573,7 +1268,10 @@ type RegisterJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -586,25 +1284,14 @@ type CheckUsernameAvailabilityParams struct {
 
 // RequestTokenToRegisterEmailJSONBody defines parameters for RequestTokenToRegisterEmail.
 type RequestTokenToRegisterEmailJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Email The email address to validate.
-	//
-	// Example: alice@example.org
-	Email string `json:"email"`
+	Email        string `json:"email"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -612,53 +1299,22 @@ type RequestTokenToRegisterEmailJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// SendAttempt The server will only send an email if the ``send_attempt``
-	// is a number greater than the most recent one which it has seen,
-	// scoped to that ``email`` + ``client_secret`` pair. This is to
-	// avoid repeatedly sending the same email in the case of request
-	// retries between the POSTing user and the identity server.
-	// The client should increment this value if they desire a new
-	// email (e.g. a reminder) to be sent. If they do not, the server
-	// should respond with success but not resend the email.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // RequestTokenToRegisterMSISDNJSONBody defines parameters for RequestTokenToRegisterMSISDN.
 type RequestTokenToRegisterMSISDNJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Country The two-letter uppercase ISO-3166-1 alpha-2 country code that the
-	// number in ``phone_number`` should be parsed as if it were dialled from.
-	//
-	// Example: GB
-	Country string `json:"country"`
+	Country      string `json:"country"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -666,34 +1322,291 @@ type RequestTokenToRegisterMSISDNJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// PhoneNumber The phone number to validate.
-	//
-	// Example: 07700900001
-	PhoneNumber string `json:"phone_number"`
-
-	// SendAttempt The server will only send an SMS if the ``send_attempt`` is a
-	// number greater than the most recent one which it has seen,
-	// scoped to that ``country`` + ``phone_number`` + ``client_secret``
-	// triple. This is to avoid repeatedly sending the same SMS in
-	// the case of request retries between the POSTing user and the
-	// identity server. The client should increment this value if
-	// they desire a new SMS (e.g. a reminder) to be sent.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
 }
+
+// DeleteRoomKeysParams defines parameters for DeleteRoomKeys.
+type DeleteRoomKeysParams struct {
+	// Version The backup from which to delete the key
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysParams defines parameters for GetRoomKeys.
+type GetRoomKeysParams struct {
+	// Version The backup from which to retrieve the keys.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeysJSONBody defines parameters for PutRoomKeys.
+type PutRoomKeysJSONBody struct {
+	// Rooms A map of room IDs to room key backup data.
+	Rooms map[string]struct {
+		// Sessions A map of session IDs to key data.
+		Sessions map[string]struct {
+			// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+			FirstMessageIndex int `json:"first_message_index"`
+
+			// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+			ForwardedCount int `json:"forwarded_count"`
+
+			// IsVerified Whether the device backing up the key verified the device that the key
+			// is from.
+			IsVerified bool `json:"is_verified"`
+
+			// SessionData Algorithm-dependent data.  See the documentation for the backup
+			// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+			// expected format of the data.
+			SessionData map[string]interface{} `json:"session_data"`
+		} `json:"sessions"`
+	} `json:"rooms"`
+}
+
+// PutRoomKeysParams defines parameters for PutRoomKeys.
+type PutRoomKeysParams struct {
+	// Version The backup in which to store the keys. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// DeleteRoomKeysByRoomIdParams defines parameters for DeleteRoomKeysByRoomId.
+type DeleteRoomKeysByRoomIdParams struct {
+	// Version The backup from which to delete the key.
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysByRoomIdParams defines parameters for GetRoomKeysByRoomId.
+type GetRoomKeysByRoomIdParams struct {
+	// Version The backup from which to retrieve the key.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeysByRoomIdJSONBody defines parameters for PutRoomKeysByRoomId.
+type PutRoomKeysByRoomIdJSONBody struct {
+	// Sessions A map of session IDs to key data.
+	Sessions map[string]struct {
+		// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+		FirstMessageIndex int `json:"first_message_index"`
+
+		// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+		ForwardedCount int `json:"forwarded_count"`
+
+		// IsVerified Whether the device backing up the key verified the device that the key
+		// is from.
+		IsVerified bool `json:"is_verified"`
+
+		// SessionData Algorithm-dependent data.  See the documentation for the backup
+		// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+		// expected format of the data.
+		SessionData map[string]interface{} `json:"session_data"`
+	} `json:"sessions"`
+}
+
+// PutRoomKeysByRoomIdParams defines parameters for PutRoomKeysByRoomId.
+type PutRoomKeysByRoomIdParams struct {
+	// Version The backup in which to store the keys. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// DeleteRoomKeyBySessionIdParams defines parameters for DeleteRoomKeyBySessionId.
+type DeleteRoomKeyBySessionIdParams struct {
+	// Version The backup from which to delete the key
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeyBySessionIdParams defines parameters for GetRoomKeyBySessionId.
+type GetRoomKeyBySessionIdParams struct {
+	// Version The backup from which to retrieve the key.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeyBySessionIdJSONBody defines parameters for PutRoomKeyBySessionId.
+type PutRoomKeyBySessionIdJSONBody struct {
+	// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+	FirstMessageIndex int `json:"first_message_index"`
+
+	// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+	ForwardedCount int `json:"forwarded_count"`
+
+	// IsVerified Whether the device backing up the key verified the device that the key
+	// is from.
+	IsVerified bool `json:"is_verified"`
+
+	// SessionData Algorithm-dependent data.  See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	SessionData map[string]interface{} `json:"session_data"`
+}
+
+// PutRoomKeyBySessionIdParams defines parameters for PutRoomKeyBySessionId.
+type PutRoomKeyBySessionIdParams struct {
+	// Version The backup in which to store the key. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm defines parameters for GetRoomKeysVersionCurrent.
+type GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm string
+
+// PostRoomKeysVersionJSONBody defines parameters for PostRoomKeysVersion.
+type PostRoomKeysVersionJSONBody struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm PostRoomKeysVersionJSONBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+}
+
+// PostRoomKeysVersionJSONBodyAlgorithm defines parameters for PostRoomKeysVersion.
+type PostRoomKeysVersionJSONBodyAlgorithm string
+
+// GetRoomKeysVersion200JSONResponseBodyAlgorithm defines parameters for GetRoomKeysVersion.
+type GetRoomKeysVersion200JSONResponseBodyAlgorithm string
+
+// PutRoomKeysVersionJSONBody defines parameters for PutRoomKeysVersion.
+type PutRoomKeysVersionJSONBody struct {
+	// Algorithm The algorithm used for storing backups.  Must be the same as
+	// the algorithm currently used by the backup.
+	Algorithm PutRoomKeysVersionJSONBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Version The backup version.  If present, must be the same as the
+	// version in the path parameter.
+	Version *string `json:"version,omitempty"`
+}
+
+// PutRoomKeysVersionJSONBodyAlgorithm defines parameters for PutRoomKeysVersion.
+type PutRoomKeysVersionJSONBodyAlgorithm string
+
+// SendToDeviceJSONBody defines parameters for SendToDevice.
+type SendToDeviceJSONBody struct {
+	// Messages The messages to send. A map from user ID, to a map from
+	// device ID to message body. The device ID may also be `*`,
+	// meaning all known devices for the user.
+	Messages map[string]map[string]map[string]interface{} `json:"messages"`
+}
+
+// SyncParams defines parameters for Sync.
+type SyncParams struct {
+	// Filter The ID of a filter created using the filter API or a filter JSON
+	// object encoded as a string. The server will detect whether it is
+	// an ID or a JSON object by whether the first character is a `"{"`
+	// open brace. Passing the JSON inline is best suited to one off
+	// requests. Creating a filter using the filter API is recommended for
+	// clients that reuse the same filter multiple times, for example in
+	// long poll requests.
+	//
+	// See [Filtering](/client-server-api/#filtering) for more information.
+	Filter *string `form:"filter,omitempty" json:"filter,omitempty"`
+
+	// Since A point in time to continue a sync from. This should be the
+	// `next_batch` token returned by an earlier call to this endpoint.
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// FullState Controls whether to include the full state for all rooms the user
+	// is a member of.
+	//
+	// If this is set to `true`, then all state events will be returned,
+	// even if `since` is non-empty. The timeline will still be limited
+	// by the `since` parameter. In this case, the `timeout` parameter
+	// will be ignored and the query will return immediately, possibly with
+	// an empty timeline.
+	//
+	// If `false`, and `since` is non-empty, only state which has
+	// changed since the point indicated by `since` will be returned.
+	//
+	// By default, this is `false`.
+	FullState *bool `form:"full_state,omitempty" json:"full_state,omitempty"`
+
+	// SetPresence Controls whether the client is automatically marked as online by
+	// polling this API. If this parameter is omitted then the client is
+	// automatically marked as online when it uses this API. Otherwise if
+	// the parameter is set to "offline" then the client is not marked as
+	// being online when it uses this API. When set to "unavailable", the
+	// client is marked as being idle.
+	SetPresence *SyncParamsSetPresence `form:"set_presence,omitempty" json:"set_presence,omitempty"`
+
+	// Timeout The maximum time to wait, in milliseconds, before returning this
+	// request. If no events (or other data) become available before this
+	// time elapses, the server will return a response with empty fields.
+	//
+	// By default, this is `0`, so the server will return immediately
+	// even if the response is empty.
+	Timeout *int `form:"timeout,omitempty" json:"timeout,omitempty"`
+
+	// UseStateAfter Controls whether to receive state changes between the previous sync
+	// and the **start** of the timeline, or between the previous sync and
+	// the **end** of the timeline.
+	//
+	// If this is set to `true`, servers MUST respond with the state
+	// between the previous sync and the **end** of the timeline in
+	// `state_after` and MUST omit `state`.
+	//
+	// If `false`, servers MUST respond with the state between the previous
+	// sync and the **start** of the timeline in `state` and MUST omit
+	// `state_after`.
+	//
+	// Servers MAY implement this parameter ahead of declaring support for
+	// the version of the spec in which it was introduced. Consequently,
+	// clients MAY set this parameter to `true` regardless of the
+	// [`/versions`](/client-server-api/#get_matrixclientversions) response.
+	// If they do, they can infer whether the server actually supports this
+	// parameter from the presence of `state_after` in the response. If
+	// `state_after` is missing, clients MUST behave as if they had not
+	// specified the parameter and update their local state with events
+	// in `state` and `timeline`.
+	//
+	// By default, this is `false`.
+	UseStateAfter *bool `form:"use_state_after,omitempty" json:"use_state_after,omitempty"`
+}
+
+// SyncParamsSetPresence defines parameters for Sync.
+type SyncParamsSetPresence string
+
+// SetAccountDataJSONBody defines parameters for SetAccountData.
+type SetAccountDataJSONBody = map[string]interface{}
+
+// SetAccountDataPerRoomJSONBody defines parameters for SetAccountDataPerRoom.
+type SetAccountDataPerRoomJSONBody = map[string]interface{}
+
+// SetAdminLockUserJSONRequestBody defines body for SetAdminLockUser for application/json ContentType.
+type SetAdminLockUserJSONRequestBody SetAdminLockUserJSONBody
+
+// SetAdminSuspendUserJSONRequestBody defines body for SetAdminSuspendUser for application/json ContentType.
+type SetAdminSuspendUserJSONRequestBody SetAdminSuspendUserJSONBody
+
+// GenerateLoginTokenJSONRequestBody defines body for GenerateLoginToken for application/json ContentType.
+type GenerateLoginTokenJSONRequestBody GenerateLoginTokenJSONBody
+
+// Post3PIDsJSONRequestBody defines body for Post3PIDs for application/json ContentType.
+//
+// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+type Post3PIDsJSONRequestBody Post3PIDsJSONBody
+
+// Add3PIDJSONRequestBody defines body for Add3PID for application/json ContentType.
+type Add3PIDJSONRequestBody Add3PIDJSONBody
+
+// Bind3PIDJSONRequestBody defines body for Bind3PID for application/json ContentType.
+type Bind3PIDJSONRequestBody Bind3PIDJSONBody
+
+// Delete3pidFromAccountJSONRequestBody defines body for Delete3pidFromAccount for application/json ContentType.
+type Delete3pidFromAccountJSONRequestBody Delete3pidFromAccountJSONBody
+
+// RequestTokenTo3PIDEmailJSONRequestBody defines body for RequestTokenTo3PIDEmail for application/json ContentType.
+type RequestTokenTo3PIDEmailJSONRequestBody RequestTokenTo3PIDEmailJSONBody
+
+// RequestTokenTo3PIDMSISDNJSONRequestBody defines body for RequestTokenTo3PIDMSISDN for application/json ContentType.
+type RequestTokenTo3PIDMSISDNJSONRequestBody RequestTokenTo3PIDMSISDNJSONBody
+
+// Unbind3pidFromAccountJSONRequestBody defines body for Unbind3pidFromAccount for application/json ContentType.
+type Unbind3pidFromAccountJSONRequestBody Unbind3pidFromAccountJSONBody
 
 // DeactivateAccountJSONRequestBody defines body for DeactivateAccount for application/json ContentType.
 type DeactivateAccountJSONRequestBody DeactivateAccountJSONBody
@@ -719,14 +1632,23 @@ type UpdateDeviceJSONRequestBody UpdateDeviceJSONBody
 // ClaimKeysJSONRequestBody defines body for ClaimKeys for application/json ContentType.
 type ClaimKeysJSONRequestBody ClaimKeysJSONBody
 
+// UploadCrossSigningKeysJSONRequestBody defines body for UploadCrossSigningKeys for application/json ContentType.
+type UploadCrossSigningKeysJSONRequestBody UploadCrossSigningKeysJSONBody
+
 // QueryKeysJSONRequestBody defines body for QueryKeys for application/json ContentType.
 type QueryKeysJSONRequestBody QueryKeysJSONBody
+
+// UploadCrossSigningSignaturesJSONRequestBody defines body for UploadCrossSigningSignatures for application/json ContentType.
+type UploadCrossSigningSignaturesJSONRequestBody UploadCrossSigningSignaturesJSONBody
 
 // UploadKeysJSONRequestBody defines body for UploadKeys for application/json ContentType.
 type UploadKeysJSONRequestBody UploadKeysJSONBody
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody LoginJSONBody
+
+// RefreshJSONRequestBody defines body for Refresh for application/json ContentType.
+type RefreshJSONRequestBody RefreshJSONBody
 
 // RegisterJSONRequestBody defines body for Register for application/json ContentType.
 type RegisterJSONRequestBody RegisterJSONBody
@@ -737,9 +1659,33 @@ type RequestTokenToRegisterEmailJSONRequestBody RequestTokenToRegisterEmailJSONB
 // RequestTokenToRegisterMSISDNJSONRequestBody defines body for RequestTokenToRegisterMSISDN for application/json ContentType.
 type RequestTokenToRegisterMSISDNJSONRequestBody RequestTokenToRegisterMSISDNJSONBody
 
+// PutRoomKeysJSONRequestBody defines body for PutRoomKeys for application/json ContentType.
+type PutRoomKeysJSONRequestBody PutRoomKeysJSONBody
+
+// PutRoomKeysByRoomIdJSONRequestBody defines body for PutRoomKeysByRoomId for application/json ContentType.
+type PutRoomKeysByRoomIdJSONRequestBody PutRoomKeysByRoomIdJSONBody
+
+// PutRoomKeyBySessionIdJSONRequestBody defines body for PutRoomKeyBySessionId for application/json ContentType.
+type PutRoomKeyBySessionIdJSONRequestBody PutRoomKeyBySessionIdJSONBody
+
+// PostRoomKeysVersionJSONRequestBody defines body for PostRoomKeysVersion for application/json ContentType.
+type PostRoomKeysVersionJSONRequestBody PostRoomKeysVersionJSONBody
+
+// PutRoomKeysVersionJSONRequestBody defines body for PutRoomKeysVersion for application/json ContentType.
+type PutRoomKeysVersionJSONRequestBody PutRoomKeysVersionJSONBody
+
+// SendToDeviceJSONRequestBody defines body for SendToDevice for application/json ContentType.
+type SendToDeviceJSONRequestBody SendToDeviceJSONBody
+
+// SetAccountDataJSONRequestBody defines body for SetAccountData for application/json ContentType.
+type SetAccountDataJSONRequestBody = SetAccountDataJSONBody
+
+// SetAccountDataPerRoomJSONRequestBody defines body for SetAccountDataPerRoom for application/json ContentType.
+type SetAccountDataPerRoomJSONRequestBody = SetAccountDataPerRoomJSONBody
+
 // Getter for additional properties for GetWellknown200JSONResponseBody. Returns the specified
 // element and whether it was found
-func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -747,9 +1693,9 @@ func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value map[string
 }
 
 // Setter for additional properties for GetWellknown200JSONResponseBody
-func (a *GetWellknown200JSONResponseBody) Set(fieldName string, value map[string]interface{}) {
+func (a *GetWellknown200JSONResponseBody) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -779,9 +1725,9 @@ func (a *GetWellknown200JSONResponseBody) UnmarshalJSON(b []byte) error {
 	}
 
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -806,6 +1752,172 @@ func (a GetWellknown200JSONResponseBody) MarshalJSON() ([]byte, error) {
 		object["m.identity_server"], err = json.Marshal(a.MIdentityServer)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'm.identity_server': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GenerateLoginTokenJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a GenerateLoginTokenJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GenerateLoginTokenJSONBody_Auth
+func (a *GenerateLoginTokenJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GenerateLoginTokenJSONBody_Auth to handle AdditionalProperties
+func (a *GenerateLoginTokenJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GenerateLoginTokenJSONBody_Auth to handle AdditionalProperties
+func (a GenerateLoginTokenJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for Add3PIDJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a Add3PIDJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for Add3PIDJSONBody_Auth
+func (a *Add3PIDJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for Add3PIDJSONBody_Auth to handle AdditionalProperties
+func (a *Add3PIDJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for Add3PIDJSONBody_Auth to handle AdditionalProperties
+func (a Add3PIDJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
 		}
 	}
 
@@ -986,7 +2098,7 @@ func (a ChangePasswordJSONBody_Auth) MarshalJSON() ([]byte, error) {
 
 // Getter for additional properties for GetCapabilities200JSONResponseBody_Capabilities. Returns the specified
 // element and whether it was found
-func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -994,9 +2106,9 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (
 }
 
 // Setter for additional properties for GetCapabilities200JSONResponseBody_Capabilities
-func (a *GetCapabilities200JSONResponseBody_Capabilities) Set(fieldName string, value map[string]interface{}) {
+func (a *GetCapabilities200JSONResponseBody_Capabilities) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -1009,12 +2121,52 @@ func (a *GetCapabilities200JSONResponseBody_Capabilities) UnmarshalJSON(b []byte
 		return err
 	}
 
+	if raw, found := object["m.3pid_changes"]; found {
+		err = json.Unmarshal(raw, &a.M3pidChanges)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.3pid_changes': %w", err)
+		}
+		delete(object, "m.3pid_changes")
+	}
+
+	if raw, found := object["m.account_moderation"]; found {
+		err = json.Unmarshal(raw, &a.MAccountModeration)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.account_moderation': %w", err)
+		}
+		delete(object, "m.account_moderation")
+	}
+
 	if raw, found := object["m.change_password"]; found {
 		err = json.Unmarshal(raw, &a.MChangePassword)
 		if err != nil {
 			return fmt.Errorf("error reading 'm.change_password': %w", err)
 		}
 		delete(object, "m.change_password")
+	}
+
+	if raw, found := object["m.forget_forced_upon_leave"]; found {
+		err = json.Unmarshal(raw, &a.MForgetForcedUponLeave)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.forget_forced_upon_leave': %w", err)
+		}
+		delete(object, "m.forget_forced_upon_leave")
+	}
+
+	if raw, found := object["m.get_login_token"]; found {
+		err = json.Unmarshal(raw, &a.MGetLoginToken)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.get_login_token': %w", err)
+		}
+		delete(object, "m.get_login_token")
+	}
+
+	if raw, found := object["m.profile_fields"]; found {
+		err = json.Unmarshal(raw, &a.MProfileFields)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.profile_fields': %w", err)
+		}
+		delete(object, "m.profile_fields")
 	}
 
 	if raw, found := object["m.room_versions"]; found {
@@ -1025,10 +2177,26 @@ func (a *GetCapabilities200JSONResponseBody_Capabilities) UnmarshalJSON(b []byte
 		delete(object, "m.room_versions")
 	}
 
+	if raw, found := object["m.set_avatar_url"]; found {
+		err = json.Unmarshal(raw, &a.MSetAvatarUrl)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.set_avatar_url': %w", err)
+		}
+		delete(object, "m.set_avatar_url")
+	}
+
+	if raw, found := object["m.set_displayname"]; found {
+		err = json.Unmarshal(raw, &a.MSetDisplayname)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.set_displayname': %w", err)
+		}
+		delete(object, "m.set_displayname")
+	}
+
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -1044,6 +2212,20 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) MarshalJSON() ([]byte, 
 	var err error
 	object := make(map[string]json.RawMessage)
 
+	if a.M3pidChanges != nil {
+		object["m.3pid_changes"], err = json.Marshal(a.M3pidChanges)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.3pid_changes': %w", err)
+		}
+	}
+
+	if a.MAccountModeration != nil {
+		object["m.account_moderation"], err = json.Marshal(a.MAccountModeration)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.account_moderation': %w", err)
+		}
+	}
+
 	if a.MChangePassword != nil {
 		object["m.change_password"], err = json.Marshal(a.MChangePassword)
 		if err != nil {
@@ -1051,10 +2233,45 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) MarshalJSON() ([]byte, 
 		}
 	}
 
+	if a.MForgetForcedUponLeave != nil {
+		object["m.forget_forced_upon_leave"], err = json.Marshal(a.MForgetForcedUponLeave)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.forget_forced_upon_leave': %w", err)
+		}
+	}
+
+	if a.MGetLoginToken != nil {
+		object["m.get_login_token"], err = json.Marshal(a.MGetLoginToken)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.get_login_token': %w", err)
+		}
+	}
+
+	if a.MProfileFields != nil {
+		object["m.profile_fields"], err = json.Marshal(a.MProfileFields)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.profile_fields': %w", err)
+		}
+	}
+
 	if a.MRoomVersions != nil {
 		object["m.room_versions"], err = json.Marshal(a.MRoomVersions)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'm.room_versions': %w", err)
+		}
+	}
+
+	if a.MSetAvatarUrl != nil {
+		object["m.set_avatar_url"], err = json.Marshal(a.MSetAvatarUrl)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.set_avatar_url': %w", err)
+		}
+	}
+
+	if a.MSetDisplayname != nil {
+		object["m.set_displayname"], err = json.Marshal(a.MSetDisplayname)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.set_displayname': %w", err)
 		}
 	}
 
@@ -1233,6 +2450,89 @@ func (a DeleteDeviceJSONBody_Auth) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for UploadCrossSigningKeysJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a UploadCrossSigningKeysJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for UploadCrossSigningKeysJSONBody_Auth
+func (a *UploadCrossSigningKeysJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for UploadCrossSigningKeysJSONBody_Auth to handle AdditionalProperties
+func (a *UploadCrossSigningKeysJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for UploadCrossSigningKeysJSONBody_Auth to handle AdditionalProperties
+func (a UploadCrossSigningKeysJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for LoginJSONBody_Identifier. Returns the specified
 // element and whether it was found
 func (a LoginJSONBody_Identifier) Get(fieldName string) (value interface{}, found bool) {
@@ -1301,7 +2601,7 @@ func (a LoginJSONBody_Identifier) MarshalJSON() ([]byte, error) {
 
 // Getter for additional properties for Login200JSONResponseBody_WellKnown. Returns the specified
 // element and whether it was found
-func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -1309,9 +2609,9 @@ func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value map[str
 }
 
 // Setter for additional properties for Login200JSONResponseBody_WellKnown
-func (a *Login200JSONResponseBody_WellKnown) Set(fieldName string, value map[string]interface{}) {
+func (a *Login200JSONResponseBody_WellKnown) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -1341,9 +2641,9 @@ func (a *Login200JSONResponseBody_WellKnown) UnmarshalJSON(b []byte) error {
 	}
 
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -1463,11 +2763,244 @@ func (a RegisterJSONBody_Auth) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// AsClaimKeys200JSONResponseBodyOneTimeKeys0 returns the union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimKeys200JSONResponseBodyOneTimeKeys0() (ClaimKeys200JSONResponseBodyOneTimeKeys0, error) {
+	var body ClaimKeys200JSONResponseBodyOneTimeKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimKeys200JSONResponseBodyOneTimeKeys0 overwrites any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimKeys200JSONResponseBodyOneTimeKeys0(v ClaimKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimKeys200JSONResponseBodyOneTimeKeys0 performs a merge with any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimKeys200JSONResponseBodyOneTimeKeys0(v ClaimKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsClaimKeys200JSONResponseBodyOneTimeKeys1 returns the union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimKeys200JSONResponseBodyOneTimeKeys1() (ClaimKeys200JSONResponseBodyOneTimeKeys1, error) {
+	var body ClaimKeys200JSONResponseBodyOneTimeKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimKeys200JSONResponseBodyOneTimeKeys1 overwrites any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimKeys200JSONResponseBodyOneTimeKeys1(v ClaimKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimKeys200JSONResponseBodyOneTimeKeys1 performs a merge with any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimKeys200JSONResponseBodyOneTimeKeys1(v ClaimKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsUploadKeysJSONBodyFallbackKeys0 returns the union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as a UploadKeysJSONBodyFallbackKeys0
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) AsUploadKeysJSONBodyFallbackKeys0() (UploadKeysJSONBodyFallbackKeys0, error) {
+	var body UploadKeysJSONBodyFallbackKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyFallbackKeys0 overwrites any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as the provided UploadKeysJSONBodyFallbackKeys0
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) FromUploadKeysJSONBodyFallbackKeys0(v UploadKeysJSONBodyFallbackKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyFallbackKeys0 performs a merge with any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties, using the provided UploadKeysJSONBodyFallbackKeys0
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MergeUploadKeysJSONBodyFallbackKeys0(v UploadKeysJSONBodyFallbackKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsUploadKeysJSONBodyFallbackKeys1 returns the union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as a UploadKeysJSONBodyFallbackKeys1
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) AsUploadKeysJSONBodyFallbackKeys1() (UploadKeysJSONBodyFallbackKeys1, error) {
+	var body UploadKeysJSONBodyFallbackKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyFallbackKeys1 overwrites any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as the provided UploadKeysJSONBodyFallbackKeys1
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) FromUploadKeysJSONBodyFallbackKeys1(v UploadKeysJSONBodyFallbackKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyFallbackKeys1 performs a merge with any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties, using the provided UploadKeysJSONBodyFallbackKeys1
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MergeUploadKeysJSONBodyFallbackKeys1(v UploadKeysJSONBodyFallbackKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsUploadKeysJSONBodyOneTimeKeys0 returns the union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as a UploadKeysJSONBodyOneTimeKeys0
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) AsUploadKeysJSONBodyOneTimeKeys0() (UploadKeysJSONBodyOneTimeKeys0, error) {
+	var body UploadKeysJSONBodyOneTimeKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyOneTimeKeys0 overwrites any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as the provided UploadKeysJSONBodyOneTimeKeys0
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) FromUploadKeysJSONBodyOneTimeKeys0(v UploadKeysJSONBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyOneTimeKeys0 performs a merge with any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties, using the provided UploadKeysJSONBodyOneTimeKeys0
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MergeUploadKeysJSONBodyOneTimeKeys0(v UploadKeysJSONBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsUploadKeysJSONBodyOneTimeKeys1 returns the union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as a UploadKeysJSONBodyOneTimeKeys1
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) AsUploadKeysJSONBodyOneTimeKeys1() (UploadKeysJSONBodyOneTimeKeys1, error) {
+	var body UploadKeysJSONBodyOneTimeKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyOneTimeKeys1 overwrites any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as the provided UploadKeysJSONBodyOneTimeKeys1
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) FromUploadKeysJSONBodyOneTimeKeys1(v UploadKeysJSONBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyOneTimeKeys1 performs a merge with any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties, using the provided UploadKeysJSONBodyOneTimeKeys1
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MergeUploadKeysJSONBodyOneTimeKeys1(v UploadKeysJSONBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// GetWellknown Gets Matrix server discovery information about the domain.
 	// (GET /.well-known/matrix/client)
 	GetWellknown(ctx echo.Context) error
+	// GetAdminLockUser Gets information about the locked status of a particular user.
+	// (GET /_matrix/client/v1/admin/lock/{userId})
+	GetAdminLockUser(ctx echo.Context, userId string) error
+	// SetAdminLockUser Set the locked status of a particular user.
+	// (PUT /_matrix/client/v1/admin/lock/{userId})
+	SetAdminLockUser(ctx echo.Context, userId string) error
+	// GetAdminSuspendUser Gets information about the suspended status of a particular user.
+	// (GET /_matrix/client/v1/admin/suspend/{userId})
+	GetAdminSuspendUser(ctx echo.Context, userId string) error
+	// SetAdminSuspendUser Set the suspended status of a particular user.
+	// (PUT /_matrix/client/v1/admin/suspend/{userId})
+	SetAdminSuspendUser(ctx echo.Context, userId string) error
+	// GetAuthMetadata Get the OAuth 2.0 authorisation server metadata.
+	// (GET /_matrix/client/v1/auth_metadata)
+	GetAuthMetadata(ctx echo.Context) error
+	// GenerateLoginToken Optional endpoint to generate a single-use, time-limited, `m.login.token` token.
+	// (POST /_matrix/client/v1/login/get_token)
+	GenerateLoginToken(ctx echo.Context) error
+	// RegistrationTokenValidity Query if a given registration token is still valid.
+	// (GET /_matrix/client/v1/register/m.login.registration_token/validity)
+	RegistrationTokenValidity(ctx echo.Context, params RegistrationTokenValidityParams) error
+	// GetAccount3PIDs Gets a list of a user's third-party identifiers.
+	// (GET /_matrix/client/v3/account/3pid)
+	GetAccount3PIDs(ctx echo.Context) error
+	// Post3PIDs Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Post3PIDs(ctx echo.Context) error
+	// Add3PID Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid/add)
+	Add3PID(ctx echo.Context) error
+	// Bind3PID Binds a 3PID to the user's account through an Identity Service.
+	// (POST /_matrix/client/v3/account/3pid/bind)
+	Bind3PID(ctx echo.Context) error
+	// Delete3pidFromAccount Deletes a third-party identifier from the user's account
+	// (POST /_matrix/client/v3/account/3pid/delete)
+	Delete3pidFromAccount(ctx echo.Context) error
+	// RequestTokenTo3PIDEmail Begins the validation process for an email address for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/email/requestToken)
+	RequestTokenTo3PIDEmail(ctx echo.Context) error
+	// RequestTokenTo3PIDMSISDN Begins the validation process for a phone number for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/msisdn/requestToken)
+	RequestTokenTo3PIDMSISDN(ctx echo.Context) error
+	// Unbind3pidFromAccount Removes a user's third-party identifier from an identity server.
+	// (POST /_matrix/client/v3/account/3pid/unbind)
+	Unbind3pidFromAccount(ctx echo.Context) error
 	// DeactivateAccount Deactivate a user's account.
 	// (POST /_matrix/client/v3/account/deactivate)
 	DeactivateAccount(ctx echo.Context) error
@@ -1483,6 +3016,9 @@ type ServerInterface interface {
 	// GetTokenOwner Gets information about the owner of an access token.
 	// (GET /_matrix/client/v3/account/whoami)
 	GetTokenOwner(ctx echo.Context) error
+	// GetWhoIs Gets information about a particular user.
+	// (GET /_matrix/client/v3/admin/whois/{userId})
+	GetWhoIs(ctx echo.Context, userId string) error
 	// GetCapabilities Gets information about the server's capabilities.
 	// (GET /_matrix/client/v3/capabilities)
 	GetCapabilities(ctx echo.Context) error
@@ -1498,7 +3034,7 @@ type ServerInterface interface {
 	// GetDevice Get a single device
 	// (GET /_matrix/client/v3/devices/{deviceId})
 	GetDevice(ctx echo.Context, deviceId string) error
-	// UpdateDevice Update a device
+	// UpdateDevice Create or update a device
 	// (PUT /_matrix/client/v3/devices/{deviceId})
 	UpdateDevice(ctx echo.Context, deviceId string) error
 	// GetKeysChanges Query users with recent device key updates.
@@ -1507,9 +3043,15 @@ type ServerInterface interface {
 	// ClaimKeys Claim one-time encryption keys.
 	// (POST /_matrix/client/v3/keys/claim)
 	ClaimKeys(ctx echo.Context) error
+	// UploadCrossSigningKeys Upload cross-signing keys.
+	// (POST /_matrix/client/v3/keys/device_signing/upload)
+	UploadCrossSigningKeys(ctx echo.Context) error
 	// QueryKeys Download device identity keys.
 	// (POST /_matrix/client/v3/keys/query)
 	QueryKeys(ctx echo.Context) error
+	// UploadCrossSigningSignatures Upload cross-signing signatures.
+	// (POST /_matrix/client/v3/keys/signatures/upload)
+	UploadCrossSigningSignatures(ctx echo.Context) error
 	// UploadKeys Upload end-to-end encryption keys.
 	// (POST /_matrix/client/v3/keys/upload)
 	UploadKeys(ctx echo.Context) error
@@ -1525,6 +3067,9 @@ type ServerInterface interface {
 	// LogoutAll Invalidates all access tokens for a user
 	// (POST /_matrix/client/v3/logout/all)
 	LogoutAll(ctx echo.Context) error
+	// Refresh Refresh an access token
+	// (POST /_matrix/client/v3/refresh)
+	Refresh(ctx echo.Context) error
 	// Register Register for an account on this homeserver.
 	// (POST /_matrix/client/v3/register)
 	Register(ctx echo.Context, params RegisterParams) error
@@ -1537,6 +3082,66 @@ type ServerInterface interface {
 	// RequestTokenToRegisterMSISDN Requests a validation token be sent to the given phone number for the purpose of registering an account
 	// (POST /_matrix/client/v3/register/msisdn/requestToken)
 	RequestTokenToRegisterMSISDN(ctx echo.Context) error
+	// DeleteRoomKeys Delete the keys from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys)
+	DeleteRoomKeys(ctx echo.Context, params DeleteRoomKeysParams) error
+	// GetRoomKeys Retrieve the keys from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys)
+	GetRoomKeys(ctx echo.Context, params GetRoomKeysParams) error
+	// PutRoomKeys Store several keys in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys)
+	PutRoomKeys(ctx echo.Context, params PutRoomKeysParams) error
+	// DeleteRoomKeysByRoomId Delete the keys from the backup for a given room.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId})
+	DeleteRoomKeysByRoomId(ctx echo.Context, roomId string, params DeleteRoomKeysByRoomIdParams) error
+	// GetRoomKeysByRoomId Retrieve the keys from the backup for a given room.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId})
+	GetRoomKeysByRoomId(ctx echo.Context, roomId string, params GetRoomKeysByRoomIdParams) error
+	// PutRoomKeysByRoomId Store several keys in the backup for a given room.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId})
+	PutRoomKeysByRoomId(ctx echo.Context, roomId string, params PutRoomKeysByRoomIdParams) error
+	// DeleteRoomKeyBySessionId Delete a key from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	DeleteRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params DeleteRoomKeyBySessionIdParams) error
+	// GetRoomKeyBySessionId Retrieve a key from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	GetRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params GetRoomKeyBySessionIdParams) error
+	// PutRoomKeyBySessionId Store a key in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	PutRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params PutRoomKeyBySessionIdParams) error
+	// GetRoomKeysVersionCurrent Get information about the latest backup version.
+	// (GET /_matrix/client/v3/room_keys/version)
+	GetRoomKeysVersionCurrent(ctx echo.Context) error
+	// PostRoomKeysVersion Create a new backup.
+	// (POST /_matrix/client/v3/room_keys/version)
+	PostRoomKeysVersion(ctx echo.Context) error
+	// DeleteRoomKeysVersion Delete an existing key backup.
+	// (DELETE /_matrix/client/v3/room_keys/version/{version})
+	DeleteRoomKeysVersion(ctx echo.Context, version string) error
+	// GetRoomKeysVersion Get information about an existing backup.
+	// (GET /_matrix/client/v3/room_keys/version/{version})
+	GetRoomKeysVersion(ctx echo.Context, version string) error
+	// PutRoomKeysVersion Update information about an existing backup.
+	// (PUT /_matrix/client/v3/room_keys/version/{version})
+	PutRoomKeysVersion(ctx echo.Context, version string) error
+	// SendToDevice Send an event to a given set of devices.
+	// (PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId})
+	SendToDevice(ctx echo.Context, eventType string, txnId string) error
+	// Sync Synchronise the client's state and receive new messages.
+	// (GET /_matrix/client/v3/sync)
+	Sync(ctx echo.Context, params SyncParams) error
+	// GetAccountData Get some account data for the user.
+	// (GET /_matrix/client/v3/user/{userId}/account_data/{type})
+	GetAccountData(ctx echo.Context, userId string, pType string) error
+	// SetAccountData Set some account data for the user.
+	// (PUT /_matrix/client/v3/user/{userId}/account_data/{type})
+	SetAccountData(ctx echo.Context, userId string, pType string) error
+	// GetAccountDataPerRoom Get some account data for the user that is specific to a room.
+	// (GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	GetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error
+	// SetAccountDataPerRoom Set some account data for the user that is specific to a room.
+	// (PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	SetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error
 	// GetVersions Gets the versions of the specification supported by the server.
 	// (GET /_matrix/client/versions)
 	GetVersions(ctx echo.Context) error
@@ -1553,6 +3158,178 @@ func (w *ServerInterfaceWrapper) GetWellknown(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetWellknown(ctx)
+	return err
+}
+
+// GetAdminLockUser converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAdminLockUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAdminLockUser(ctx, userId)
+	return err
+}
+
+// SetAdminLockUser converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAdminLockUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAdminLockUser(ctx, userId)
+	return err
+}
+
+// GetAdminSuspendUser converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAdminSuspendUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAdminSuspendUser(ctx, userId)
+	return err
+}
+
+// SetAdminSuspendUser converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAdminSuspendUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAdminSuspendUser(ctx, userId)
+	return err
+}
+
+// GetAuthMetadata converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAuthMetadata(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAuthMetadata(ctx)
+	return err
+}
+
+// GenerateLoginToken converts echo context to params.
+func (w *ServerInterfaceWrapper) GenerateLoginToken(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GenerateLoginToken(ctx)
+	return err
+}
+
+// RegistrationTokenValidity converts echo context to params.
+func (w *ServerInterfaceWrapper) RegistrationTokenValidity(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RegistrationTokenValidityParams
+	// ------------- Required query parameter "token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "token", ctx.QueryParams(), &params.Token, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter token: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RegistrationTokenValidity(ctx, params)
+	return err
+}
+
+// GetAccount3PIDs converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccount3PIDs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccount3PIDs(ctx)
+	return err
+}
+
+// Post3PIDs converts echo context to params.
+func (w *ServerInterfaceWrapper) Post3PIDs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Post3PIDs(ctx)
+	return err
+}
+
+// Add3PID converts echo context to params.
+func (w *ServerInterfaceWrapper) Add3PID(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Add3PID(ctx)
+	return err
+}
+
+// Bind3PID converts echo context to params.
+func (w *ServerInterfaceWrapper) Bind3PID(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Bind3PID(ctx)
+	return err
+}
+
+// Delete3pidFromAccount converts echo context to params.
+func (w *ServerInterfaceWrapper) Delete3pidFromAccount(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Delete3pidFromAccount(ctx)
+	return err
+}
+
+// RequestTokenTo3PIDEmail converts echo context to params.
+func (w *ServerInterfaceWrapper) RequestTokenTo3PIDEmail(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RequestTokenTo3PIDEmail(ctx)
+	return err
+}
+
+// RequestTokenTo3PIDMSISDN converts echo context to params.
+func (w *ServerInterfaceWrapper) RequestTokenTo3PIDMSISDN(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RequestTokenTo3PIDMSISDN(ctx)
+	return err
+}
+
+// Unbind3pidFromAccount converts echo context to params.
+func (w *ServerInterfaceWrapper) Unbind3pidFromAccount(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Unbind3pidFromAccount(ctx)
 	return err
 }
 
@@ -1598,6 +3375,22 @@ func (w *ServerInterfaceWrapper) GetTokenOwner(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetTokenOwner(ctx)
+	return err
+}
+
+// GetWhoIs converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWhoIs(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWhoIs(ctx, userId)
 	return err
 }
 
@@ -1710,12 +3503,30 @@ func (w *ServerInterfaceWrapper) ClaimKeys(ctx echo.Context) error {
 	return err
 }
 
+// UploadCrossSigningKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) UploadCrossSigningKeys(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UploadCrossSigningKeys(ctx)
+	return err
+}
+
 // QueryKeys converts echo context to params.
 func (w *ServerInterfaceWrapper) QueryKeys(ctx echo.Context) error {
 	var err error
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.QueryKeys(ctx)
+	return err
+}
+
+// UploadCrossSigningSignatures converts echo context to params.
+func (w *ServerInterfaceWrapper) UploadCrossSigningSignatures(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UploadCrossSigningSignatures(ctx)
 	return err
 }
 
@@ -1761,6 +3572,15 @@ func (w *ServerInterfaceWrapper) LogoutAll(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.LogoutAll(ctx)
+	return err
+}
+
+// Refresh converts echo context to params.
+func (w *ServerInterfaceWrapper) Refresh(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Refresh(ctx)
 	return err
 }
 
@@ -1815,6 +3635,489 @@ func (w *ServerInterfaceWrapper) RequestTokenToRegisterMSISDN(ctx echo.Context) 
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.RequestTokenToRegisterMSISDN(ctx)
+	return err
+}
+
+// DeleteRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeys(ctx, params)
+	return err
+}
+
+// GetRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeys(ctx, params)
+	return err
+}
+
+// PutRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeys(ctx, params)
+	return err
+}
+
+// DeleteRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// GetRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// PutRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// DeleteRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// GetRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// PutRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// GetRoomKeysVersionCurrent converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysVersionCurrent(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysVersionCurrent(ctx)
+	return err
+}
+
+// PostRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) PostRoomKeysVersion(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PostRoomKeysVersion(ctx)
+	return err
+}
+
+// DeleteRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeysVersion(ctx, version)
+	return err
+}
+
+// GetRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysVersion(ctx, version)
+	return err
+}
+
+// PutRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeysVersion(ctx, version)
+	return err
+}
+
+// SendToDevice converts echo context to params.
+func (w *ServerInterfaceWrapper) SendToDevice(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "eventType" -------------
+	var eventType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "eventType", ctx.Param("eventType"), &eventType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter eventType: %s", err))
+	}
+
+	// ------------- Path parameter "txnId" -------------
+	var txnId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "txnId", ctx.Param("txnId"), &txnId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter txnId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SendToDevice(ctx, eventType, txnId)
+	return err
+}
+
+// Sync converts echo context to params.
+func (w *ServerInterfaceWrapper) Sync(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params SyncParams
+	// ------------- Optional query parameter "filter" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "filter", ctx.QueryParams(), &params.Filter, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter filter: %s", err))
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", ctx.QueryParams(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since: %s", err))
+	}
+
+	// ------------- Optional query parameter "full_state" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "full_state", ctx.QueryParams(), &params.FullState, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter full_state: %s", err))
+	}
+
+	// ------------- Optional query parameter "set_presence" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "set_presence", ctx.QueryParams(), &params.SetPresence, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter set_presence: %s", err))
+	}
+
+	// ------------- Optional query parameter "timeout" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "timeout", ctx.QueryParams(), &params.Timeout, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter timeout: %s", err))
+	}
+
+	// ------------- Optional query parameter "use_state_after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "use_state_after", ctx.QueryParams(), &params.UseStateAfter, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter use_state_after: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Sync(ctx, params)
+	return err
+}
+
+// GetAccountData converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccountData(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccountData(ctx, userId, pType)
+	return err
+}
+
+// SetAccountData converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAccountData(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAccountData(ctx, userId, pType)
+	return err
+}
+
+// GetAccountDataPerRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccountDataPerRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccountDataPerRoom(ctx, userId, roomId, pType)
+	return err
+}
+
+// SetAccountDataPerRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAccountDataPerRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAccountDataPerRoom(ctx, userId, roomId, pType)
 	return err
 }
 
@@ -1875,11 +4178,27 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.GET(options.BaseURL+"/.well-known/matrix/client", wrapper.GetWellknown, options.OperationMiddlewares["getWellknown"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/admin/lock/:userId", wrapper.GetAdminLockUser, options.OperationMiddlewares["getAdminLockUser"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v1/admin/lock/:userId", wrapper.SetAdminLockUser, options.OperationMiddlewares["setAdminLockUser"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/admin/suspend/:userId", wrapper.GetAdminSuspendUser, options.OperationMiddlewares["getAdminSuspendUser"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v1/admin/suspend/:userId", wrapper.SetAdminSuspendUser, options.OperationMiddlewares["setAdminSuspendUser"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/auth_metadata", wrapper.GetAuthMetadata, options.OperationMiddlewares["getAuthMetadata"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v1/login/get_token", wrapper.GenerateLoginToken, options.OperationMiddlewares["generateLoginToken"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/register/m.login.registration_token/validity", wrapper.RegistrationTokenValidity, options.OperationMiddlewares["registrationTokenValidity"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/account/3pid", wrapper.GetAccount3PIDs, options.OperationMiddlewares["getAccount3PIDs"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid", wrapper.Post3PIDs, options.OperationMiddlewares["post3PIDs"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/add", wrapper.Add3PID, options.OperationMiddlewares["add3PID"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/bind", wrapper.Bind3PID, options.OperationMiddlewares["bind3PID"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/delete", wrapper.Delete3pidFromAccount, options.OperationMiddlewares["delete3pidFromAccount"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/email/requestToken", wrapper.RequestTokenTo3PIDEmail, options.OperationMiddlewares["requestTokenTo3PIDEmail"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/msisdn/requestToken", wrapper.RequestTokenTo3PIDMSISDN, options.OperationMiddlewares["requestTokenTo3PIDMSISDN"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/unbind", wrapper.Unbind3pidFromAccount, options.OperationMiddlewares["unbind3pidFromAccount"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/deactivate", wrapper.DeactivateAccount, options.OperationMiddlewares["deactivateAccount"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password", wrapper.ChangePassword, options.OperationMiddlewares["changePassword"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password/email/requestToken", wrapper.RequestTokenToResetPasswordEmail, options.OperationMiddlewares["requestTokenToResetPasswordEmail"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password/msisdn/requestToken", wrapper.RequestTokenToResetPasswordMSISDN, options.OperationMiddlewares["requestTokenToResetPasswordMSISDN"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/account/whoami", wrapper.GetTokenOwner, options.OperationMiddlewares["getTokenOwner"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/admin/whois/:userId", wrapper.GetWhoIs, options.OperationMiddlewares["getWhoIs"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/capabilities", wrapper.GetCapabilities, options.OperationMiddlewares["getCapabilities"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/delete_devices", wrapper.DeleteDevices, options.OperationMiddlewares["deleteDevices"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/devices", wrapper.GetDevices, options.OperationMiddlewares["getDevices"]...)
@@ -1888,16 +4207,39 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/_matrix/client/v3/devices/:deviceId", wrapper.UpdateDevice, options.OperationMiddlewares["updateDevice"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/keys/changes", wrapper.GetKeysChanges, options.OperationMiddlewares["getKeysChanges"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/claim", wrapper.ClaimKeys, options.OperationMiddlewares["claimKeys"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/keys/device_signing/upload", wrapper.UploadCrossSigningKeys, options.OperationMiddlewares["uploadCrossSigningKeys"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/query", wrapper.QueryKeys, options.OperationMiddlewares["queryKeys"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/keys/signatures/upload", wrapper.UploadCrossSigningSignatures, options.OperationMiddlewares["uploadCrossSigningSignatures"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/upload", wrapper.UploadKeys, options.OperationMiddlewares["uploadKeys"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/login", wrapper.GetLoginFlows, options.OperationMiddlewares["getLoginFlows"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout", wrapper.Logout, options.OperationMiddlewares["logout"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout/all", wrapper.LogoutAll, options.OperationMiddlewares["logout_all"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register", wrapper.Register, options.OperationMiddlewares["register"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/register/available", wrapper.CheckUsernameAvailability, options.OperationMiddlewares["checkUsernameAvailability"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register/email/requestToken", wrapper.RequestTokenToRegisterEmail, options.OperationMiddlewares["requestTokenToRegisterEmail"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register/msisdn/requestToken", wrapper.RequestTokenToRegisterMSISDN, options.OperationMiddlewares["requestTokenToRegisterMSISDN"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.DeleteRoomKeys, options.OperationMiddlewares["deleteRoomKeys"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.GetRoomKeys, options.OperationMiddlewares["getRoomKeys"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.PutRoomKeys, options.OperationMiddlewares["putRoomKeys"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.DeleteRoomKeysByRoomId, options.OperationMiddlewares["deleteRoomKeysByRoomId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.GetRoomKeysByRoomId, options.OperationMiddlewares["getRoomKeysByRoomId"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.PutRoomKeysByRoomId, options.OperationMiddlewares["putRoomKeysByRoomId"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.DeleteRoomKeyBySessionId, options.OperationMiddlewares["deleteRoomKeyBySessionId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.GetRoomKeyBySessionId, options.OperationMiddlewares["getRoomKeyBySessionId"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.PutRoomKeyBySessionId, options.OperationMiddlewares["putRoomKeyBySessionId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/version", wrapper.GetRoomKeysVersionCurrent, options.OperationMiddlewares["getRoomKeysVersionCurrent"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/room_keys/version", wrapper.PostRoomKeysVersion, options.OperationMiddlewares["postRoomKeysVersion"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.DeleteRoomKeysVersion, options.OperationMiddlewares["deleteRoomKeysVersion"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.GetRoomKeysVersion, options.OperationMiddlewares["getRoomKeysVersion"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.PutRoomKeysVersion, options.OperationMiddlewares["putRoomKeysVersion"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/sendToDevice/:eventType/:txnId", wrapper.SendToDevice, options.OperationMiddlewares["sendToDevice"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/sync", wrapper.Sync, options.OperationMiddlewares["sync"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/user/:userId/account_data/:type", wrapper.GetAccountData, options.OperationMiddlewares["getAccountData"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/user/:userId/account_data/:type", wrapper.SetAccountData, options.OperationMiddlewares["setAccountData"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/user/:userId/rooms/:roomId/account_data/:type", wrapper.GetAccountDataPerRoom, options.OperationMiddlewares["getAccountDataPerRoom"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/user/:userId/rooms/:roomId/account_data/:type", wrapper.SetAccountDataPerRoom, options.OperationMiddlewares["setAccountDataPerRoom"]...)
 	router.GET(options.BaseURL+"/_matrix/client/versions", wrapper.GetVersions, options.OperationMiddlewares["getVersions"]...)
 
 }
@@ -1931,6 +4273,1090 @@ func (response GetWellknown404Response) VisitGetWellknownResponse(w http.Respons
 	return nil
 }
 
+type GetAdminLockUserRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetAdminLockUserResponseObject interface {
+	VisitGetAdminLockUserResponse(w http.ResponseWriter) error
+}
+
+type GetAdminLockUser200JSONResponse struct {
+	// Locked Whether the target account is locked.
+	Locked bool `json:"locked"`
+}
+
+func (response GetAdminLockUser200JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser400JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser403JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser404JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUserRequestObject struct {
+	UserId string `json:"userId"`
+	Body   *SetAdminLockUserJSONRequestBody
+}
+
+type SetAdminLockUserResponseObject interface {
+	VisitSetAdminLockUserResponse(w http.ResponseWriter) error
+}
+
+type SetAdminLockUser200JSONResponse struct {
+	// Locked Whether the target account is locked.
+	Locked bool `json:"locked"`
+}
+
+func (response SetAdminLockUser200JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser400JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser403JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser404JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUserRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetAdminSuspendUserResponseObject interface {
+	VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error
+}
+
+type GetAdminSuspendUser200JSONResponse struct {
+	// Suspended Whether the target account is suspended.
+	Suspended bool `json:"suspended"`
+}
+
+func (response GetAdminSuspendUser200JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser400JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser403JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser404JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUserRequestObject struct {
+	UserId string `json:"userId"`
+	Body   *SetAdminSuspendUserJSONRequestBody
+}
+
+type SetAdminSuspendUserResponseObject interface {
+	VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error
+}
+
+type SetAdminSuspendUser200JSONResponse struct {
+	// Suspended Whether the target account is suspended.
+	Suspended bool `json:"suspended"`
+}
+
+func (response SetAdminSuspendUser200JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser400JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser403JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser404JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuthMetadataRequestObject struct {
+}
+
+type GetAuthMetadataResponseObject interface {
+	VisitGetAuthMetadataResponse(w http.ResponseWriter) error
+}
+
+type GetAuthMetadata200JSONResponse struct {
+	// AccountManagementActionsSupported List of actions that the account management URL supports.
+	//
+	// This is an extension [defined in this specification](/client-server-api/#oauth-20-account-management).
+	AccountManagementActionsSupported *[]GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported `json:"account_management_actions_supported,omitempty"`
+
+	// AccountManagementUri The URL where the user is able to access the account management capabilities
+	// of the homeserver.
+	//
+	// This is an extension [defined in this specification](/client-server-api/#oauth-20-account-management).
+	AccountManagementUri *string `json:"account_management_uri,omitempty"`
+
+	// AuthorizationEndpoint URL of the authorisation endpoint, necessary to use the authorisation code
+	// grant.
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+
+	// CodeChallengeMethodsSupported List of OAuth 2.0 Proof Key for Code Exchange (PKCE) code challenge methods
+	// that the server supports at the authorisation endpoint.
+	//
+	// This array MUST contain at least the `S256` value, for improved security in
+	// the authorisation code grant.
+	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+
+	// DeviceAuthorizationEndpoint URL of the device authorisation endpoint, as defined in
+	// [RFC 8628](https://datatracker.ietf.org/doc/html/rfc8628), necessary to use
+	// the [device authorisation grant](/client-server-api/#device-authorisation-grant).
+	DeviceAuthorizationEndpoint *string `json:"device_authorization_endpoint,omitempty"`
+
+	// GrantTypesSupported List of OAuth 2.0 grant type strings that the server supports at the token
+	// endpoint.
+	//
+	// This array MUST contain at least the `authorization_code` and `refresh_token`
+	// values, for clients to be able to use the authorisation code grant and refresh
+	// token grant, respectively.
+	//
+	// {{% added-in v="1.18" %}} It MAY also contain
+	// `urn:ietf:params:oauth:grant-type:device_code` to indicate support for the
+	// [device authorisation grant](/client-server-api/#device-authorisation-grant).
+	GrantTypesSupported []string `json:"grant_types_supported"`
+
+	// Issuer The authorisation server's issuer identifier, which is a URL that uses the
+	// `https` scheme and has no query or fragment components.
+	//
+	// This is not used in the context of the Matrix specification, but is required
+	// by [RFC 8414](https://datatracker.ietf.org/doc/html/rfc8414).
+	Issuer string `json:"issuer"`
+
+	// PromptValuesSupported List of OpenID Connect prompt values that the server supports at the
+	// authorisation endpoint.
+	//
+	// Only the `create` value defined in [Initiating User Registration via OpenID
+	// Connect](https://openid.net/specs/openid-connect-prompt-create-1_0.html) is
+	// supported, for a client to signal to the server that the user desires to
+	// register a new account.
+	PromptValuesSupported *[]string `json:"prompt_values_supported,omitempty"`
+
+	// RegistrationEndpoint URL of the client registration endpoint, necessary to perform dynamic
+	// registration of a client.
+	RegistrationEndpoint string `json:"registration_endpoint"`
+
+	// ResponseModesSupported List of OAuth 2.0 response mode strings that the server supports at the
+	// authorisation endpoint.
+	//
+	// This array MUST contain at least the `query` and `fragment` values, for
+	// improved security in the authorisation code grant.
+	ResponseModesSupported []string `json:"response_modes_supported"`
+
+	// ResponseTypesSupported List of OAuth 2.0 response type strings that the server supports at the
+	// authorisation endpoint.
+	//
+	// This array MUST contain at least the `code` value, for clients to be able to
+	// use the authorisation code grant.
+	ResponseTypesSupported []string `json:"response_types_supported"`
+
+	// RevocationEndpoint URL of the revocation endpoint, necessary to log out a client by invalidating
+	// its access and refresh tokens.
+	RevocationEndpoint string `json:"revocation_endpoint"`
+
+	// TokenEndpoint URL of the token endpoint, used by the grants.
+	TokenEndpoint string `json:"token_endpoint"`
+}
+
+func (response GetAuthMetadata200JSONResponse) VisitGetAuthMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuthMetadata404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAuthMetadata404JSONResponse) VisitGetAuthMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginTokenRequestObject struct {
+	Body *GenerateLoginTokenJSONRequestBody
+}
+
+type GenerateLoginTokenResponseObject interface {
+	VisitGenerateLoginTokenResponse(w http.ResponseWriter) error
+}
+
+type GenerateLoginToken200JSONResponse struct {
+	// ExpiresInMs The time remaining in milliseconds until the homeserver will no longer accept the token. `120000`
+	// (2 minutes) is recommended as a default.
+	ExpiresInMs int `json:"expires_in_ms"`
+
+	// LoginToken The login token for the `m.login.token` login flow.
+	LoginToken string `json:"login_token"`
+}
+
+func (response GenerateLoginToken200JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GenerateLoginToken400JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken401JSONResponse struct {
+	// Completed A list of the stages the client has completed successfully
+	Completed *[]string `json:"completed,omitempty"`
+
+	// Flows A list of the login flows supported by the server for this API.
+	Flows []struct {
+		// Stages The login type of each of the stages required to complete this
+		// authentication flow
+		Stages []string `json:"stages"`
+	} `json:"flows"`
+
+	// Params Contains any information that the client will need to know in order to
+	// use a given type of authentication. For each login type presented,
+	// that type may be present as a key in this dictionary. For example, the
+	// public part of an OAuth client ID could be given here.
+	Params *map[string]map[string]interface{} `json:"params,omitempty"`
+
+	// Session This is a session identifier that the client must pass back to the home
+	// server, if one is provided, in subsequent attempts to authenticate in the
+	// same API call.
+	Session *string `json:"session,omitempty"`
+}
+
+func (response GenerateLoginToken401JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GenerateLoginToken429JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidityRequestObject struct {
+	Params RegistrationTokenValidityParams
+}
+
+type RegistrationTokenValidityResponseObject interface {
+	VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error
+}
+
+type RegistrationTokenValidity200JSONResponse struct {
+	// Valid True if the token is still valid, false otherwise. This should
+	// additionally be false if the token is not a recognised token by
+	// the server.
+	Valid bool `json:"valid"`
+}
+
+func (response RegistrationTokenValidity200JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidity403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RegistrationTokenValidity403JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidity429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response RegistrationTokenValidity429JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccount3PIDsRequestObject struct {
+}
+
+type GetAccount3PIDsResponseObject interface {
+	VisitGetAccount3PIDsResponse(w http.ResponseWriter) error
+}
+
+type GetAccount3PIDs200JSONResponse struct {
+	Threepids *[]struct {
+		// AddedAt The timestamp, in milliseconds, when the homeserver associated the third-party identifier with the user.
+		AddedAt int64 `json:"added_at"`
+
+		// Address The third-party identifier address.
+		Address string `json:"address"`
+
+		// Medium The medium of the third-party identifier.
+		Medium GetAccount3PIDs200JSONResponseBodyThreepidsMedium `json:"medium"`
+
+		// ValidatedAt The timestamp, in milliseconds, when the identifier was
+		// validated by the identity server.
+		ValidatedAt int64 `json:"validated_at"`
+	} `json:"threepids,omitempty"`
+}
+
+func (response GetAccount3PIDs200JSONResponse) VisitGetAccount3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Post3PIDsRequestObject struct {
+	Body *Post3PIDsJSONRequestBody
+}
+
+type Post3PIDsResponseObject interface {
+	VisitPost3PIDsResponse(w http.ResponseWriter) error
+}
+
+type Post3PIDs200JSONResponse struct {
+	// SubmitUrl An optional field containing a URL where the client must
+	// submit the validation token to, with identical parameters
+	// to the Identity Service API's `POST
+	// /validate/email/submitToken` endpoint (without the requirement
+	// for an access token). The homeserver must send this token to the
+	// user (if applicable), who should then be prompted to provide it
+	// to the client.
+	//
+	// If this field is not present, the client can assume that
+	// verification will happen without the client's involvement
+	// provided the homeserver advertises this specification version
+	// in the `/versions` response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response Post3PIDs200JSONResponse) VisitPost3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Post3PIDs403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response Post3PIDs403JSONResponse) VisitPost3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PIDRequestObject struct {
+	Body *Add3PIDJSONRequestBody
+}
+
+type Add3PIDResponseObject interface {
+	VisitAdd3PIDResponse(w http.ResponseWriter) error
+}
+
+type Add3PID200JSONResponse map[string]interface{}
+
+func (response Add3PID200JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PID401JSONResponse struct {
+	// Completed A list of the stages the client has completed successfully
+	Completed *[]string `json:"completed,omitempty"`
+
+	// Flows A list of the login flows supported by the server for this API.
+	Flows []struct {
+		// Stages The login type of each of the stages required to complete this
+		// authentication flow
+		Stages []string `json:"stages"`
+	} `json:"flows"`
+
+	// Params Contains any information that the client will need to know in order to
+	// use a given type of authentication. For each login type presented,
+	// that type may be present as a key in this dictionary. For example, the
+	// public part of an OAuth client ID could be given here.
+	Params *map[string]map[string]interface{} `json:"params,omitempty"`
+
+	// Session This is a session identifier that the client must pass back to the home
+	// server, if one is provided, in subsequent attempts to authenticate in the
+	// same API call.
+	Session *string `json:"session,omitempty"`
+}
+
+func (response Add3PID401JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PID429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Add3PID429JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Bind3PIDRequestObject struct {
+	Body *Bind3PIDJSONRequestBody
+}
+
+type Bind3PIDResponseObject interface {
+	VisitBind3PIDResponse(w http.ResponseWriter) error
+}
+
+type Bind3PID200JSONResponse map[string]interface{}
+
+func (response Bind3PID200JSONResponse) VisitBind3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Bind3PID429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Bind3PID429JSONResponse) VisitBind3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Delete3pidFromAccountRequestObject struct {
+	Body *Delete3pidFromAccountJSONRequestBody
+}
+
+type Delete3pidFromAccountResponseObject interface {
+	VisitDelete3pidFromAccountResponse(w http.ResponseWriter) error
+}
+
+type Delete3pidFromAccount200JSONResponse struct {
+	// IdServerUnbindResult An indicator as to whether or not the homeserver was able to unbind
+	// the 3PID from the identity server. `success` indicates that the
+	// identity server has unbound the identifier whereas `no-support`
+	// indicates that the identity server refuses to support the request
+	// or the homeserver was not able to determine an identity server to
+	// unbind from.
+	IdServerUnbindResult Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
+}
+
+func (response Delete3pidFromAccount200JSONResponse) VisitDelete3pidFromAccountResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmailRequestObject struct {
+	Body *RequestTokenTo3PIDEmailJSONRequestBody
+}
+
+type RequestTokenTo3PIDEmailResponseObject interface {
+	VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error
+}
+
+type RequestTokenTo3PIDEmail200JSONResponse struct {
+	// Sid The session ID. Session IDs are opaque strings that must consist entirely
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
+	// characters and they must not be empty.
+	Sid string `json:"sid"`
+
+	// SubmitUrl An optional field containing a URL where the client must submit the
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
+	//
+	// If this field is not present, the client can assume that verification
+	// will happen without the client's involvement provided the homeserver
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail200JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmail400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail400JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmail403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail403JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDNRequestObject struct {
+	Body *RequestTokenTo3PIDMSISDNJSONRequestBody
+}
+
+type RequestTokenTo3PIDMSISDNResponseObject interface {
+	VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error
+}
+
+type RequestTokenTo3PIDMSISDN200JSONResponse struct {
+	// Sid The session ID. Session IDs are opaque strings that must consist entirely
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
+	// characters and they must not be empty.
+	Sid string `json:"sid"`
+
+	// SubmitUrl An optional field containing a URL where the client must submit the
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
+	//
+	// If this field is not present, the client can assume that verification
+	// will happen without the client's involvement provided the homeserver
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN200JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDN400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN400JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDN403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN403JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Unbind3pidFromAccountRequestObject struct {
+	Body *Unbind3pidFromAccountJSONRequestBody
+}
+
+type Unbind3pidFromAccountResponseObject interface {
+	VisitUnbind3pidFromAccountResponse(w http.ResponseWriter) error
+}
+
+type Unbind3pidFromAccount200JSONResponse struct {
+	// IdServerUnbindResult An indicator as to whether or not the identity server was able to unbind
+	// the 3PID. `success` indicates that the identity server has unbound the
+	// identifier whereas `no-support` indicates that the identity server
+	// refuses to support the request or the homeserver was not able to determine
+	// an identity server to unbind from.
+	IdServerUnbindResult Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
+}
+
+func (response Unbind3pidFromAccount200JSONResponse) VisitUnbind3pidFromAccountResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeactivateAccountRequestObject struct {
 	Body *DeactivateAccountJSONRequestBody
 }
@@ -1941,15 +5367,13 @@ type DeactivateAccountResponseObject interface {
 
 type DeactivateAccount200JSONResponse struct {
 	// IdServerUnbindResult An indicator as to whether or not the homeserver was able to unbind
-	// the user's 3PIDs from the identity server(s). ``success`` indicates
+	// the user's 3PIDs from the identity server(s). `success` indicates
 	// that all identifiers have been unbound from the identity server while
-	// ``no-support`` indicates that one or more identifiers failed to unbind
+	// `no-support` indicates that one or more identifiers failed to unbind
 	// due to the identity server refusing the request or the homeserver
 	// being unable to determine an identity server to unbind from. This
-	// must be ``success`` if the homeserver has no identifiers to unbind
+	// must be `success` if the homeserver has no identifiers to unbind
 	// for the user.
-	//
-	// Example: success
 	IdServerUnbindResult DeactivateAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
 }
 
@@ -1980,15 +5404,11 @@ type DeactivateAccount401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2006,19 +5426,13 @@ func (response DeactivateAccount401JSONResponse) VisitDeactivateAccountResponse(
 
 type DeactivateAccount429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2071,15 +5485,11 @@ type ChangePassword401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2097,19 +5507,13 @@ func (response ChangePassword401JSONResponse) VisitChangePasswordResponse(w http
 
 type ChangePassword429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2135,24 +5539,23 @@ type RequestTokenToResetPasswordEmailResponseObject interface {
 
 type RequestTokenToResetPasswordEmail200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -2170,13 +5573,9 @@ func (response RequestTokenToResetPasswordEmail200JSONResponse) VisitRequestToke
 
 type RequestTokenToResetPasswordEmail400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2194,13 +5593,9 @@ func (response RequestTokenToResetPasswordEmail400JSONResponse) VisitRequestToke
 
 type RequestTokenToResetPasswordEmail403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2226,24 +5621,23 @@ type RequestTokenToResetPasswordMSISDNResponseObject interface {
 
 type RequestTokenToResetPasswordMSISDN200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -2261,13 +5655,9 @@ func (response RequestTokenToResetPasswordMSISDN200JSONResponse) VisitRequestTok
 
 type RequestTokenToResetPasswordMSISDN400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2285,13 +5675,9 @@ func (response RequestTokenToResetPasswordMSISDN400JSONResponse) VisitRequestTok
 
 type RequestTokenToResetPasswordMSISDN403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2315,13 +5701,18 @@ type GetTokenOwnerResponseObject interface {
 }
 
 type GetTokenOwner200JSONResponse struct {
-	// DeviceId Device ID associated with the access token (added in spec v1.1).
+	// DeviceId Device ID associated with the access token. If no device
+	// is associated with the access token (such as in the case
+	// of application services) then this field can be omitted.
+	// Otherwise this is required.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// IsGuest Whether the user is a guest (added in spec v1.2).
+	// IsGuest When `true`, the user is a [Guest User](/client-server-api/#guest-access).
+	// When not present or `false`, the user is presumed to be a
+	// non-guest user.
 	IsGuest *bool `json:"is_guest,omitempty"`
 
-	// UserId The user id that owns the access token.
+	// UserId The user ID that owns the access token.
 	UserId string `json:"user_id"`
 }
 
@@ -2339,13 +5730,9 @@ func (response GetTokenOwner200JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner401JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2363,13 +5750,9 @@ func (response GetTokenOwner401JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2387,19 +5770,13 @@ func (response GetTokenOwner403JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2411,6 +5788,49 @@ func (response GetTokenOwner429JSONResponse) VisitGetTokenOwnerResponse(w http.R
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWhoIsRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetWhoIsResponseObject interface {
+	VisitGetWhoIsResponse(w http.ResponseWriter) error
+}
+
+type GetWhoIs200JSONResponse struct {
+	// Devices Each key is an identifier for one of the user's devices.
+	Devices *map[string]struct {
+		// Sessions A user's sessions (i.e. what they did with an access token from one login).
+		Sessions *[]struct {
+			// Connections Information particular connections in the session.
+			Connections *[]struct {
+				// Ip Most recently seen IP address of the session.
+				Ip *string `json:"ip,omitempty"`
+
+				// LastSeen Unix timestamp that the session was last active.
+				LastSeen *int64 `json:"last_seen,omitempty"`
+
+				// UserAgent User agent string last seen in the session.
+				UserAgent *string `json:"user_agent,omitempty"`
+			} `json:"connections,omitempty"`
+		} `json:"sessions,omitempty"`
+	} `json:"devices,omitempty"`
+
+	// UserId The Matrix user ID of the user.
+	UserId *string `json:"user_id,omitempty"`
+}
+
+func (response GetWhoIs200JSONResponse) VisitGetWhoIsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2442,19 +5862,13 @@ func (response GetCapabilities200JSONResponse) VisitGetCapabilitiesResponse(w ht
 
 type GetCapabilities429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2507,15 +5921,11 @@ type DeleteDevices401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2542,27 +5952,19 @@ type GetDevices200JSONResponse struct {
 	// Devices A list of all registered devices for this user.
 	Devices *[]struct {
 		// DeviceId Identifier of this device.
-		//
-		// Example: QBUAZIFURK
 		DeviceId string `json:"device_id"`
 
 		// DisplayName Display name set by the user for this device. Absent if no name has been
 		// set.
-		//
-		// Example: android
 		DisplayName *string `json:"display_name"`
 
 		// LastSeenIp The IP address where this device was last seen. (May be a few minutes out
 		// of date, for efficiency reasons).
-		//
-		// Example: 1.2.3.4
 		LastSeenIp *string `json:"last_seen_ip"`
 
 		// LastSeenTs The timestamp (in milliseconds since the unix epoch) when this devices
 		// was last seen. (May be a few minutes out of date, for efficiency
 		// reasons).
-		//
-		// Example: 1474491775024
 		LastSeenTs *int64 `json:"last_seen_ts"`
 	} `json:"devices,omitempty"`
 }
@@ -2617,15 +6019,11 @@ type DeleteDevice401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2651,27 +6049,19 @@ type GetDeviceResponseObject interface {
 
 type GetDevice200JSONResponse struct {
 	// DeviceId Identifier of this device.
-	//
-	// Example: QBUAZIFURK
 	DeviceId string `json:"device_id"`
 
 	// DisplayName Display name set by the user for this device. Absent if no name has been
 	// set.
-	//
-	// Example: android
 	DisplayName *string `json:"display_name"`
 
 	// LastSeenIp The IP address where this device was last seen. (May be a few minutes out
 	// of date, for efficiency reasons).
-	//
-	// Example: 1.2.3.4
 	LastSeenIp *string `json:"last_seen_ip"`
 
 	// LastSeenTs The timestamp (in milliseconds since the unix epoch) when this devices
 	// was last seen. (May be a few minutes out of date, for efficiency
 	// reasons).
-	//
-	// Example: 1474491775024
 	LastSeenTs *int64 `json:"last_seen_ts"`
 }
 
@@ -2718,6 +6108,20 @@ func (response UpdateDevice200JSONResponse) VisitUpdateDeviceResponse(w http.Res
 	return err
 }
 
+type UpdateDevice201JSONResponse map[string]interface{}
+
+func (response UpdateDevice201JSONResponse) VisitUpdateDeviceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDevice404Response struct {
 }
 
@@ -2737,15 +6141,11 @@ type GetKeysChangesResponseObject interface {
 type GetKeysChanges200JSONResponse struct {
 	// Changed The Matrix User IDs of all users who updated their device
 	// identity keys.
-	//
-	// Example: ["@alice:example.com","@bob:example.org"]
 	Changed *[]string `json:"changed,omitempty"`
 
 	// Left The Matrix User IDs of all users who may have left all
 	// the end-to-end encrypted rooms they previously shared
 	// with the user.
-	//
-	// Example: ["@clara:example.com","@doug:example.org"]
 	Left *[]string `json:"left,omitempty"`
 }
 
@@ -2776,19 +6176,18 @@ type ClaimKeys200JSONResponse struct {
 	//
 	// If the homeserver could be reached, but the user or device
 	// was unknown, no failure is recorded. Instead, the corresponding
-	// user or device is missing from the ``one_time_keys`` result.
-	//
-	// Example: {}
+	// user or device is missing from the `one_time_keys` result.
 	Failures *map[string]map[string]interface{} `json:"failures,omitempty"`
 
 	// OneTimeKeys One-time keys for the queried devices. A map from user ID, to a
-	// map from devices to a map from ``<algorithm>:<key_id>`` to the key object.
+	// map from devices to a map from `<algorithm>:<key_id>` to the key object.
 	//
-	// See the `key algorithms <#key-algorithms>`_ section for information
+	// See the [key algorithms](/client-server-api/#key-algorithms) section for information
 	// on the Key Object format.
 	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":{"signed_curve25519:AAAAHg":{"key":"zKbLg+NrIjpnagy+pIY6uPL4ZwEG2v+8F9lmgsnlZzs","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"FLWxXqGbwrb8SM3Y795eB6OA8bwBcoMZFXBqnTn58AYWZSqiD45tlBVcDa2L7RwdKXebW/VzDlnfVJ+9jok1Bw"}}}}}}
-	OneTimeKeys map[string]map[string]interface{} `json:"one_time_keys"`
+	// If necessary, the claimed key might be a fallback key. Fallback
+	// keys are re-used by the server until replaced by the device.
+	OneTimeKeys map[string]map[string]map[string]ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties `json:"one_time_keys"`
 }
 
 func (response ClaimKeys200JSONResponse) VisitClaimKeysResponse(w http.ResponseWriter) error {
@@ -2799,6 +6198,56 @@ func (response ClaimKeys200JSONResponse) VisitClaimKeysResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeysRequestObject struct {
+	Body *UploadCrossSigningKeysJSONRequestBody
+}
+
+type UploadCrossSigningKeysResponseObject interface {
+	VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error
+}
+
+type UploadCrossSigningKeys200JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys200JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeys400JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys400JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeys403JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys403JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2815,36 +6264,25 @@ type QueryKeys200JSONResponse struct {
 	// DeviceKeys Information on the queried devices. A map from user ID, to a
 	// map from device ID to device information.  For each device,
 	// the information returned will be the same as uploaded via
-	// ``/keys/upload``, with the addition of an ``unsigned``
+	// `/keys/upload`, with the addition of an `unsigned`
 	// property.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":{"algorithms":["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"],"device_id":"JLAFKJWSCS","keys":{"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"},"signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}},"unsigned":{"device_display_name":"Alice's mobile phone"},"user_id":"@alice:example.com"}}}
 	DeviceKeys *map[string]map[string]struct {
 		// Algorithms The encryption algorithms supported by this device.
-		//
-		// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 		Algorithms []string `json:"algorithms"`
 
 		// DeviceId The ID of the device these keys belong to. Must match the device ID used
 		// when logging in.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Public identity keys. The names of the properties should be in the
-		// format ``<algorithm>:<device_id>``. The keys themselves should be
+		// format `<algorithm>:<device_id>`. The keys themselves should be
 		// encoded as specified by the key algorithm.
-		//
-		// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 		Keys map[string]string `json:"keys"`
 
 		// Signatures Signatures for the device key object. A map from user ID, to a map from
-		// ``<algorithm>:<device_id>`` to the signature.
+		// `<algorithm>:<device_id>` to the signature.
 		//
-		// The signature is calculated using the process described at `Signing
-		// JSON`_.
-		//
-		// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+		// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 		Signatures map[string]map[string]string `json:"signatures"`
 
 		// Unsigned Additional data added to the device key information
@@ -2857,8 +6295,6 @@ type QueryKeys200JSONResponse struct {
 
 		// UserId The ID of the user the device belongs to. Must match the user ID used
 		// when logging in.
-		//
-		// Example: @alice:example.com
 		UserId string `json:"user_id"`
 	} `json:"device_keys,omitempty"`
 
@@ -2868,13 +6304,107 @@ type QueryKeys200JSONResponse struct {
 	//
 	// If the homeserver could be reached, but the user or device
 	// was unknown, no failure is recorded. Instead, the corresponding
-	// user or device is missing from the ``device_keys`` result.
-	//
-	// Example: {}
+	// user or device is missing from the `device_keys` result.
 	Failures *map[string]map[string]interface{} `json:"failures,omitempty"`
+
+	// MasterKeys Information on the master signing keys of the queried users.
+	// A map from user ID, to master signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`, along with the signatures
+	// uploaded via `/keys/signatures/upload` that the requesting user
+	// is allowed to see.
+	MasterKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodyMasterKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_keys,omitempty"`
+
+	// SelfSigningKeys Information on the self-signing keys of the queried users. A map
+	// from user ID, to self-signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`.
+	SelfSigningKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodySelfSigningKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_keys,omitempty"`
+
+	// UserSigningKeys Information on the user-signing key of the user making the
+	// request, if they queried their own device information. A map
+	// from user ID, to user-signing key information.  The
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`.
+	UserSigningKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodyUserSigningKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"user_signing_keys,omitempty"`
 }
 
 func (response QueryKeys200JSONResponse) VisitQueryKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningSignaturesRequestObject struct {
+	Body *UploadCrossSigningSignaturesJSONRequestBody
+}
+
+type UploadCrossSigningSignaturesResponseObject interface {
+	VisitUploadCrossSigningSignaturesResponse(w http.ResponseWriter) error
+}
+
+type UploadCrossSigningSignatures200JSONResponse struct {
+	// Failures A map from user ID to key ID to an error for any signatures
+	// that failed.  If a signature was invalid, the `errcode` will
+	// be set to `M_INVALID_SIGNATURE`.
+	Failures *map[string]map[string]map[string]interface{} `json:"failures,omitempty"`
+}
+
+func (response UploadCrossSigningSignatures200JSONResponse) VisitUploadCrossSigningSignaturesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -2897,8 +6427,8 @@ type UploadKeysResponseObject interface {
 type UploadKeys200JSONResponse struct {
 	// OneTimeKeyCounts For each key algorithm, the number of unclaimed one-time keys
 	// of that type currently held on the server for this device.
-	//
-	// Example: {"curve25519":10,"signed_curve25519":20}
+	// If an algorithm is not listed, the count for that algorithm
+	// is to be assumed zero.
 	OneTimeKeyCounts map[string]int `json:"one_time_key_counts"`
 }
 
@@ -2924,9 +6454,17 @@ type GetLoginFlowsResponseObject interface {
 type GetLoginFlows200JSONResponse struct {
 	// Flows The homeserver's supported login types
 	Flows *[]struct {
-		// Type The login type. This is supplied as the ``type`` when
+		// GetLoginToken If `type` is `m.login.token`, an optional field to indicate
+		// to the unauthenticated client that the homeserver supports
+		// the [`POST /login/get_token`](/client-server-api/#post_matrixclientv1loginget_token)
+		// endpoint. Note that supporting the endpoint does not
+		// necessarily indicate that the user attempting to log in will
+		// be able to generate such a token.
+		GetLoginToken *bool `json:"get_login_token,omitempty"`
+
+		// Type The login type. This is supplied as the `type` when
 		// logging in.
-		Type *string `json:"type,omitempty"`
+		Type string `json:"type"`
 	} `json:"flows,omitempty"`
 }
 
@@ -2942,21 +6480,35 @@ func (response GetLoginFlows200JSONResponse) VisitGetLoginFlowsResponse(w http.R
 	return err
 }
 
-type GetLoginFlows429JSONResponse struct {
-	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
+type GetLoginFlows404JSONResponse struct {
+	// Errcode An error code.
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetLoginFlows404JSONResponse) VisitGetLoginFlowsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLoginFlows429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2982,30 +6534,42 @@ type LoginResponseObject interface {
 
 type Login200JSONResponse struct {
 	// AccessToken An access token for the account.
-	// This access token can then be used to authorize other requests.
-	AccessToken *string `json:"access_token,omitempty"`
+	// This access token can then be used to authorise other requests.
+	AccessToken string `json:"access_token"`
 
 	// DeviceId ID of the logged-in device. Will be the same as the
 	// corresponding parameter in the request, if one was specified.
-	DeviceId *string `json:"device_id,omitempty"`
+	DeviceId string `json:"device_id"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. Once
+	// the access token has expired a new access token can be
+	// obtained by using the provided refresh token. If no
+	// refresh token is provided, the client will need to re-log in
+	// to obtain a new access token. If not given, the client can
+	// assume that the access token will not expire.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
 
 	// HomeServer The server_name of the homeserver on which the account has
 	// been registered.
 	//
 	// **Deprecated**. Clients should extract the server_name from
-	// ``user_id`` (by splitting at the first colon) if they require
-	// it. Note also that ``homeserver`` is not spelt this way.
+	// `user_id` (by splitting at the first colon) if they require
+	// it. Note also that `homeserver` is not spelt this way.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	HomeServer *string `json:"home_server,omitempty"`
 
-	// UserId The fully-qualified Matrix ID that has been registered.
-	UserId *string `json:"user_id,omitempty"`
+	// RefreshToken A refresh token for the account. This token can be used to
+	// obtain a new access token when it expires by calling the
+	// `/refresh` endpoint.
+	RefreshToken *string `json:"refresh_token,omitempty"`
+
+	// UserId The fully-qualified Matrix ID for the account.
+	UserId string `json:"user_id"`
 
 	// WellKnown Optional client configuration provided by the server. If present,
 	// clients SHOULD use the provided object to reconfigure themselves,
 	// optionally validating the URLs within. This object takes the same
 	// form as the one returned from .well-known autodiscovery.
-	//
-	// Example: {"m.homeserver":{"base_url":"https://matrix.example.com"},"m.identity_server":{"base_url":"https://identity.example.com"},"org.example.custom.property":{"app_url":"https://custom.app.example.org"}}
 	WellKnown *Login200JSONResponseBody_WellKnown `json:"well_known,omitempty"`
 }
 
@@ -3023,13 +6587,9 @@ func (response Login200JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3047,13 +6607,9 @@ func (response Login400JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3071,19 +6627,13 @@ func (response Login403JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3141,6 +6691,85 @@ func (response LogoutAll200JSONResponse) VisitLogoutAllResponse(w http.ResponseW
 	return err
 }
 
+type RefreshRequestObject struct {
+	Body *RefreshJSONRequestBody
+}
+
+type RefreshResponseObject interface {
+	VisitRefreshResponse(w http.ResponseWriter) error
+}
+
+type Refresh200JSONResponse struct {
+	// AccessToken The new access token to use.
+	AccessToken string `json:"access_token"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. If not
+	// given, the client can assume that the access token will not
+	// expire.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
+
+	// RefreshToken The new refresh token to use when the access token needs to
+	// be refreshed again. If not given, the old refresh token can
+	// be re-used.
+	RefreshToken *string `json:"refresh_token,omitempty"`
+}
+
+func (response Refresh200JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh401JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response Refresh401JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Refresh429JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RegisterRequestObject struct {
 	Params RegisterParams
 	Body   *RegisterJSONRequestBody
@@ -3152,27 +6781,45 @@ type RegisterResponseObject interface {
 
 type Register200JSONResponse struct {
 	// AccessToken An access token for the account.
-	// This access token can then be used to authorize other requests.
-	// Required if the ``inhibit_login`` option is false.
+	// This access token can then be used to authorise other requests.
+	// Required if the `inhibit_login` option is false.
 	AccessToken *string `json:"access_token,omitempty"`
 
 	// DeviceId ID of the registered device. Will be the same as the
 	// corresponding parameter in the request, if one was specified.
-	// Required if the ``inhibit_login`` option is false.
+	// Required if the `inhibit_login` option is false.
 	DeviceId *string `json:"device_id,omitempty"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. Once
+	// the access token has expired a new access token can be
+	// obtained by using the provided refresh token. If no
+	// refresh token is provided, the client will need to re-log in
+	// to obtain a new access token. If not given, the client can
+	// assume that the access token will not expire.
+	//
+	// Omitted if the `inhibit_login` option is true.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
 
 	// HomeServer The server_name of the homeserver on which the account has
 	// been registered.
 	//
 	// **Deprecated**. Clients should extract the server_name from
-	// ``user_id`` (by splitting at the first colon) if they require
-	// it. Note also that ``homeserver`` is not spelt this way.
+	// `user_id` (by splitting at the first colon) if they require
+	// it. Note also that `homeserver` is not spelt this way.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	HomeServer *string `json:"home_server,omitempty"`
+
+	// RefreshToken A refresh token for the account. This token can be used to
+	// obtain a new access token when it expires by calling the
+	// `/refresh` endpoint.
+	//
+	// Omitted if the `inhibit_login` option is true.
+	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// UserId The fully-qualified Matrix user ID (MXID) that has been registered.
 	//
 	// Any user ID returned by this API must conform to the grammar given in the
-	// `Matrix specification <../appendices.html#user-identifiers>`_.
+	// [Matrix specification](/appendices/#user-identifiers).
 	UserId string `json:"user_id"`
 }
 
@@ -3190,13 +6837,9 @@ func (response Register200JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3227,15 +6870,11 @@ type Register401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -3253,13 +6892,9 @@ func (response Register401JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3277,19 +6912,13 @@ func (response Register403JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3315,7 +6944,7 @@ type CheckUsernameAvailabilityResponseObject interface {
 
 type CheckUsernameAvailability200JSONResponse struct {
 	// Available A flag to indicate that the username is available. This should always
-	// be ``true`` when the server replies with 200 OK.
+	// be `true` when the server replies with 200 OK.
 	Available *bool `json:"available,omitempty"`
 }
 
@@ -3333,13 +6962,9 @@ func (response CheckUsernameAvailability200JSONResponse) VisitCheckUsernameAvail
 
 type CheckUsernameAvailability400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3357,19 +6982,13 @@ func (response CheckUsernameAvailability400JSONResponse) VisitCheckUsernameAvail
 
 type CheckUsernameAvailability429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3395,24 +7014,23 @@ type RequestTokenToRegisterEmailResponseObject interface {
 
 type RequestTokenToRegisterEmail200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -3430,13 +7048,9 @@ func (response RequestTokenToRegisterEmail200JSONResponse) VisitRequestTokenToRe
 
 type RequestTokenToRegisterEmail400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3454,13 +7068,9 @@ func (response RequestTokenToRegisterEmail400JSONResponse) VisitRequestTokenToRe
 
 type RequestTokenToRegisterEmail403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3486,24 +7096,23 @@ type RequestTokenToRegisterMSISDNResponseObject interface {
 
 type RequestTokenToRegisterMSISDN200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -3521,13 +7130,9 @@ func (response RequestTokenToRegisterMSISDN200JSONResponse) VisitRequestTokenToR
 
 type RequestTokenToRegisterMSISDN400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3545,13 +7150,9 @@ func (response RequestTokenToRegisterMSISDN400JSONResponse) VisitRequestTokenToR
 
 type RequestTokenToRegisterMSISDN403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3563,6 +7164,2148 @@ func (response RequestTokenToRegisterMSISDN403JSONResponse) VisitRequestTokenToR
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysRequestObject struct {
+	Params DeleteRoomKeysParams
+}
+
+type DeleteRoomKeysResponseObject interface {
+	VisitDeleteRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeys200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeys200JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeys404JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeys429JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysRequestObject struct {
+	Params GetRoomKeysParams
+}
+
+type GetRoomKeysResponseObject interface {
+	VisitGetRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeys200JSONResponse struct {
+	// Rooms A map of room IDs to room key backup data.
+	Rooms map[string]struct {
+		// Sessions A map of session IDs to key data.
+		Sessions map[string]struct {
+			// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+			FirstMessageIndex int `json:"first_message_index"`
+
+			// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+			ForwardedCount int `json:"forwarded_count"`
+
+			// IsVerified Whether the device backing up the key verified the device that the key
+			// is from.
+			IsVerified bool `json:"is_verified"`
+
+			// SessionData Algorithm-dependent data.  See the documentation for the backup
+			// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+			// expected format of the data.
+			SessionData map[string]interface{} `json:"session_data"`
+		} `json:"sessions"`
+	} `json:"rooms"`
+}
+
+func (response GetRoomKeys200JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeys404JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeys429JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysRequestObject struct {
+	Params PutRoomKeysParams
+	Body   *PutRoomKeysJSONRequestBody
+}
+
+type PutRoomKeysResponseObject interface {
+	VisitPutRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeys200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeys200JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeys403JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeys404JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeys429JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params DeleteRoomKeysByRoomIdParams
+}
+
+type DeleteRoomKeysByRoomIdResponseObject interface {
+	VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeysByRoomId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeysByRoomId200JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeysByRoomId404JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeysByRoomId429JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params GetRoomKeysByRoomIdParams
+}
+
+type GetRoomKeysByRoomIdResponseObject interface {
+	VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysByRoomId200JSONResponse struct {
+	// Sessions A map of session IDs to key data.
+	Sessions map[string]struct {
+		// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+		FirstMessageIndex int `json:"first_message_index"`
+
+		// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+		ForwardedCount int `json:"forwarded_count"`
+
+		// IsVerified Whether the device backing up the key verified the device that the key
+		// is from.
+		IsVerified bool `json:"is_verified"`
+
+		// SessionData Algorithm-dependent data.  See the documentation for the backup
+		// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+		// expected format of the data.
+		SessionData map[string]interface{} `json:"session_data"`
+	} `json:"sessions"`
+}
+
+func (response GetRoomKeysByRoomId200JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysByRoomId404JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysByRoomId429JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params PutRoomKeysByRoomIdParams
+	Body   *PutRoomKeysByRoomIdJSONRequestBody
+}
+
+type PutRoomKeysByRoomIdResponseObject interface {
+	VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeysByRoomId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeysByRoomId200JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId403JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId404JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId429JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    DeleteRoomKeyBySessionIdParams
+}
+
+type DeleteRoomKeyBySessionIdResponseObject interface {
+	VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeyBySessionId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeyBySessionId200JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeyBySessionId404JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeyBySessionId429JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    GetRoomKeyBySessionIdParams
+}
+
+type GetRoomKeyBySessionIdResponseObject interface {
+	VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeyBySessionId200JSONResponse struct {
+	// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+	FirstMessageIndex int `json:"first_message_index"`
+
+	// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+	ForwardedCount int `json:"forwarded_count"`
+
+	// IsVerified Whether the device backing up the key verified the device that the key
+	// is from.
+	IsVerified bool `json:"is_verified"`
+
+	// SessionData Algorithm-dependent data.  See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	SessionData map[string]interface{} `json:"session_data"`
+}
+
+func (response GetRoomKeyBySessionId200JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeyBySessionId404JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeyBySessionId429JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    PutRoomKeyBySessionIdParams
+	Body      *PutRoomKeyBySessionIdJSONRequestBody
+}
+
+type PutRoomKeyBySessionIdResponseObject interface {
+	VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeyBySessionId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeyBySessionId200JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionId403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeyBySessionId403JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeyBySessionId429JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrentRequestObject struct {
+}
+
+type GetRoomKeysVersionCurrentResponseObject interface {
+	VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysVersionCurrent200JSONResponse struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Count The number of keys stored in the backup.
+	Count int `json:"count"`
+
+	// Etag An opaque string representing stored keys in the backup.
+	// Clients can compare it with the `etag` value they received
+	// in the request of their last key storage request.  If not
+	// equal, another client has modified the backup.
+	Etag string `json:"etag"`
+
+	// Version The backup version.
+	Version string `json:"version"`
+}
+
+func (response GetRoomKeysVersionCurrent200JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrent404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysVersionCurrent404JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrent429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysVersionCurrent429JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostRoomKeysVersionRequestObject struct {
+	Body *PostRoomKeysVersionJSONRequestBody
+}
+
+type PostRoomKeysVersionResponseObject interface {
+	VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type PostRoomKeysVersion200JSONResponse struct {
+	// Version The backup version. This is an opaque string.
+	Version string `json:"version"`
+}
+
+func (response PostRoomKeysVersion200JSONResponse) VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PostRoomKeysVersion429JSONResponse) VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+}
+
+type DeleteRoomKeysVersionResponseObject interface {
+	VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeysVersion200JSONResponse map[string]interface{}
+
+func (response DeleteRoomKeysVersion200JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeysVersion404JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeysVersion429JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+}
+
+type GetRoomKeysVersionResponseObject interface {
+	VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysVersion200JSONResponse struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm GetRoomKeysVersion200JSONResponseBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Count The number of keys stored in the backup.
+	Count int `json:"count"`
+
+	// Etag An opaque string representing stored keys in the backup.
+	// Clients can compare it with the `etag` value they received
+	// in the request of their last key storage request.  If not
+	// equal, another client has modified the backup.
+	Etag string `json:"etag"`
+
+	// Version The backup version.
+	Version string `json:"version"`
+}
+
+func (response GetRoomKeysVersion200JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysVersion404JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysVersion429JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+	Body    *PutRoomKeysVersionJSONRequestBody
+}
+
+type PutRoomKeysVersionResponseObject interface {
+	VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeysVersion200JSONResponse map[string]interface{}
+
+func (response PutRoomKeysVersion200JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysVersion400JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysVersion404JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeysVersion429JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendToDeviceRequestObject struct {
+	EventType string `json:"eventType"`
+	TxnId     string `json:"txnId"`
+	Body      *SendToDeviceJSONRequestBody
+}
+
+type SendToDeviceResponseObject interface {
+	VisitSendToDeviceResponse(w http.ResponseWriter) error
+}
+
+type SendToDevice200JSONResponse map[string]interface{}
+
+func (response SendToDevice200JSONResponse) VisitSendToDeviceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRequestObject struct {
+	Params SyncParams
+}
+
+type SyncResponseObject interface {
+	VisitSyncResponse(w http.ResponseWriter) error
+}
+
+type Sync200JSONResponse struct {
+	// AccountData The global private data created by this user.
+	AccountData *struct {
+		// Events List of events.
+		Events *[]map[string]interface{} `json:"events,omitempty"`
+	} `json:"account_data,omitempty"`
+
+	// DeviceLists Information on end-to-end device updates, as specified in
+	// [End-to-end encryption](/client-server-api/#e2e-extensions-to-sync).
+	DeviceLists *map[string]interface{} `json:"device_lists,omitempty"`
+
+	// DeviceOneTimeKeysCount Information on end-to-end encryption keys, as specified
+	// in [End-to-end encryption](/client-server-api/#e2e-extensions-to-sync).
+	DeviceOneTimeKeysCount *map[string]int `json:"device_one_time_keys_count,omitempty"`
+
+	// NextBatch The batch token to supply in the `since` param of the next
+	// `/sync` request.
+	NextBatch string `json:"next_batch"`
+
+	// Presence The updates to the presence status of other users.
+	Presence *struct {
+		// Events List of events.
+		Events *[]map[string]interface{} `json:"events,omitempty"`
+	} `json:"presence,omitempty"`
+
+	// Rooms Updates to rooms.
+	Rooms *struct {
+		// Invite The rooms that the user has been invited to, mapped as room ID to
+		// room information.
+		Invite *map[string]struct {
+			// InviteState The [stripped state](/client-server-api/#stripped-state) of a room that the user has
+			// been invited to.
+			InviteState *struct {
+				// Events The [stripped state events](/client-server-api/#stripped-state) that form the
+				// invite state.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"invite_state,omitempty"`
+		} `json:"invite,omitempty"`
+
+		// Join The rooms that the user has joined, mapped as room ID to
+		// room information.
+		Join *map[string]struct {
+			// AccountData The private data that this user has attached to
+			// this room.
+			AccountData *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"account_data,omitempty"`
+
+			// Ephemeral The new ephemeral events in the room (events that
+			// aren't recorded in the timeline or state of the
+			// room). In this version of the spec, these are
+			// [typing notification](/client-server-api/#typing-notifications)
+			// and [read receipt](/client-server-api/#receipts) events.
+			Ephemeral *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"ephemeral,omitempty"`
+
+			// State Updates to the state, between the time indicated by
+			// the `since` parameter, and the **start** of the
+			// `timeline` (or all state up to the **start** of the
+			// `timeline`, if `since` is not given, or
+			// `full_state` is true).
+			//
+			// {{% boxes/note %}}
+			// State updates for `m.room.member` events will
+			// be incomplete if `lazy_load_members` is enabled in
+			// the `/sync` filter, and only return the member events
+			// required to display the senders of the timeline events
+			// in this response.
+			// {{% /boxes/note %}}
+			//
+			// MUST be omitted if `use_state_after` was set to `true`
+			// in the request.
+			State *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state,omitempty"`
+
+			// StateAfter Updates to the state, between the time indicated by
+			// the `since` parameter, and the **end** of the
+			// `timeline` (or all state up to the **end** of the
+			// `timeline`, if `since` is not given, or
+			// `full_state` is true).
+			//
+			// {{% boxes/note %}}
+			// State updates for `m.room.member` events will
+			// be incomplete if `lazy_load_members` is enabled in
+			// the `/sync` filter, and only return the member events
+			// required to display the senders of the timeline events
+			// in this response.
+			// {{% /boxes/note %}}
+			//
+			// If this field is set, even if it is empty, clients MUST
+			// only update their local state with events in this list,
+			// and MUST NOT update their local state with events in
+			// `timeline`. If this field is not set, clients MUST update
+			// their local state with events in `state` and `timeline`.
+			//
+			// **Required** if `use_state_after` was set to `true` in the
+			// request, even if it is empty.
+			StateAfter *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state_after,omitempty"`
+
+			// Summary Information about the room which clients may need to
+			// correctly render it to users.
+			Summary *struct {
+				// MHeroes The users which can be used to generate a room name
+				// if the room does not have one. Required if the room's
+				// `m.room.name` or `m.room.canonical_alias` state events
+				// are unset or empty.
+				//
+				// This should be the first 5 members of the room, ordered
+				// by stream ordering, which are joined or invited. The
+				// list must never include the client's own user ID. When
+				// no joined or invited members are available, this should
+				// consist of the banned and left users. More than 5 members
+				// may be provided, however less than 5 should only be provided
+				// when there are less than 5 members to represent.
+				//
+				// When lazy-loading room members is enabled, the membership
+				// events for the heroes MUST be included in the `state`,
+				// unless they are redundant. When the list of users changes,
+				// the server notifies the client by sending a fresh list of
+				// heroes. If there are no changes since the last sync, this
+				// field may be omitted.
+				MHeroes *[]string `json:"m.heroes,omitempty"`
+
+				// MInvitedMemberCount The number of users with `membership` of `invite`.
+				// If this field has not changed since the last sync, it
+				// may be omitted. Required otherwise.
+				MInvitedMemberCount *int `json:"m.invited_member_count,omitempty"`
+
+				// MJoinedMemberCount The number of users with `membership` of `join`,
+				// including the client's own user ID. If this field has
+				// not changed since the last sync, it may be omitted.
+				// Required otherwise.
+				MJoinedMemberCount *int `json:"m.joined_member_count,omitempty"`
+			} `json:"summary,omitempty"`
+
+			// Timeline The timeline of messages and state changes in the
+			// room.
+			Timeline *struct {
+				// Events List of events.
+				Events []struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events"`
+
+				// Limited True if the number of events returned was limited by the `limit` on the filter.
+				Limited *bool `json:"limited,omitempty"`
+
+				// PrevBatch A token that can be supplied to the `from` parameter of the [`/rooms/<room_id>/messages`](/client-server-api/#get_matrixclientv3roomsroomidmessages) endpoint in order to retrieve earlier events.
+				// If no earlier events are available, this property may be omitted from the response.
+				PrevBatch *string `json:"prev_batch,omitempty"`
+			} `json:"timeline,omitempty"`
+
+			// UnreadNotifications Counts of unread notifications for this room. See the
+			// [Receiving notifications](/client-server-api/#receiving-notifications) section
+			// for more information on how these are calculated.
+			//
+			// If `unread_thread_notifications` was specified as `true` on the `RoomEventFilter`,
+			// these counts will only be for the main timeline rather than all events in the room.
+			// See the [threading module](/client-server-api/#threading) for more information.
+			UnreadNotifications *struct {
+				// HighlightCount The number of unread notifications for this room with the highlight flag set.
+				HighlightCount *int `json:"highlight_count,omitempty"`
+
+				// NotificationCount The total number of unread notifications for this room.
+				NotificationCount *int `json:"notification_count,omitempty"`
+			} `json:"unread_notifications,omitempty"`
+
+			// UnreadThreadNotifications If `unread_thread_notifications` was specified as `true` on the `RoomEventFilter`,
+			// the notification counts for each [thread](/client-server-api/#threading) in this room.
+			// The object is keyed by thread root ID, with values matching `unread_notifications`.
+			//
+			// If a thread does not have any notifications it can be omitted from this object. If
+			// no threads have notification counts, this whole object can be omitted.
+			UnreadThreadNotifications *map[string]struct {
+				// HighlightCount The number of unread notifications for this *thread* with the highlight flag set.
+				HighlightCount *int `json:"highlight_count,omitempty"`
+
+				// NotificationCount The total number of unread notifications for this *thread*.
+				NotificationCount *int `json:"notification_count,omitempty"`
+			} `json:"unread_thread_notifications,omitempty"`
+		} `json:"join,omitempty"`
+
+		// Knock The rooms that the user has knocked upon, mapped as room ID to room information.
+		Knock *map[string]struct {
+			// KnockState The [stripped state](/client-server-api/#stripped-state) of a room that the user has
+			// knocked upon.
+			KnockState *struct {
+				// Events The [stripped state events](/client-server-api/#stripped-state) that form the
+				// knock state.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"knock_state,omitempty"`
+		} `json:"knock,omitempty"`
+
+		// Leave The rooms that the user has left or been banned from, mapped as room ID to
+		// room information.
+		Leave *map[string]struct {
+			// AccountData The private data that this user has attached to
+			// this room.
+			AccountData *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"account_data,omitempty"`
+
+			// State The state updates for the room up to the **start** of the timeline.
+			//
+			// MUST be omitted if `use_state_after` was set to `true` in the
+			// request.
+			State *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state,omitempty"`
+
+			// StateAfter The state updates for the room up to the **end** of the timeline.
+			//
+			// If this field is set, even if it is empty, clients MUST only
+			// update their local state with events in this list, and MUST NOT
+			// update their local state with events in `timeline`. If this field
+			// is not set, clients MUST update their local state with events in
+			// `state` and `timeline`.
+			//
+			// **Required** if `use_state_after` was set to `true` in the
+			// request, even if it is empty.
+			StateAfter *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state_after,omitempty"`
+
+			// Timeline The timeline of messages and state changes in the
+			// room up to the point when the user left.
+			Timeline *struct {
+				// Events List of events.
+				Events []struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events"`
+
+				// Limited True if the number of events returned was limited by the `limit` on the filter.
+				Limited *bool `json:"limited,omitempty"`
+
+				// PrevBatch A token that can be supplied to the `from` parameter of the [`/rooms/<room_id>/messages`](/client-server-api/#get_matrixclientv3roomsroomidmessages) endpoint in order to retrieve earlier events.
+				// If no earlier events are available, this property may be omitted from the response.
+				PrevBatch *string `json:"prev_batch,omitempty"`
+			} `json:"timeline,omitempty"`
+		} `json:"leave,omitempty"`
+	} `json:"rooms,omitempty"`
+
+	// ToDevice Information on the send-to-device messages for the client
+	// device, as defined in [Send-to-Device messaging](/client-server-api/#extensions-to-sync).
+	ToDevice *map[string]interface{} `json:"to_device,omitempty"`
+}
+
+func (response Sync200JSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataRequestObject struct {
+	UserId string `json:"userId"`
+	Type   string `json:"type"`
+}
+
+type GetAccountDataResponseObject interface {
+	VisitGetAccountDataResponse(w http.ResponseWriter) error
+}
+
+type GetAccountData200JSONResponse map[string]interface{}
+
+func (response GetAccountData200JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountData403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountData403JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountData404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountData404JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataRequestObject struct {
+	UserId string `json:"userId"`
+	Type   string `json:"type"`
+	Body   *SetAccountDataJSONRequestBody
+}
+
+type SetAccountDataResponseObject interface {
+	VisitSetAccountDataResponse(w http.ResponseWriter) error
+}
+
+type SetAccountData200JSONResponse map[string]interface{}
+
+func (response SetAccountData200JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData400JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData403JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData405JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData405JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(405)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoomRequestObject struct {
+	UserId string `json:"userId"`
+	RoomId string `json:"roomId"`
+	Type   string `json:"type"`
+}
+
+type GetAccountDataPerRoomResponseObject interface {
+	VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error
+}
+
+type GetAccountDataPerRoom200JSONResponse map[string]interface{}
+
+func (response GetAccountDataPerRoom200JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom400JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom403JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom404JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoomRequestObject struct {
+	UserId string `json:"userId"`
+	RoomId string `json:"roomId"`
+	Type   string `json:"type"`
+	Body   *SetAccountDataPerRoomJSONRequestBody
+}
+
+type SetAccountDataPerRoomResponseObject interface {
+	VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error
+}
+
+type SetAccountDataPerRoom200JSONResponse map[string]interface{}
+
+func (response SetAccountDataPerRoom200JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom400JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom403JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom405JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom405JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(405)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3601,6 +9344,53 @@ type StrictServerInterface interface {
 	// GetWellknown Gets Matrix server discovery information about the domain.
 	// (GET /.well-known/matrix/client)
 	GetWellknown(ctx context.Context, request GetWellknownRequestObject) (GetWellknownResponseObject, error)
+	// GetAdminLockUser Gets information about the locked status of a particular user.
+	// (GET /_matrix/client/v1/admin/lock/{userId})
+	GetAdminLockUser(ctx context.Context, request GetAdminLockUserRequestObject) (GetAdminLockUserResponseObject, error)
+	// SetAdminLockUser Set the locked status of a particular user.
+	// (PUT /_matrix/client/v1/admin/lock/{userId})
+	SetAdminLockUser(ctx context.Context, request SetAdminLockUserRequestObject) (SetAdminLockUserResponseObject, error)
+	// GetAdminSuspendUser Gets information about the suspended status of a particular user.
+	// (GET /_matrix/client/v1/admin/suspend/{userId})
+	GetAdminSuspendUser(ctx context.Context, request GetAdminSuspendUserRequestObject) (GetAdminSuspendUserResponseObject, error)
+	// SetAdminSuspendUser Set the suspended status of a particular user.
+	// (PUT /_matrix/client/v1/admin/suspend/{userId})
+	SetAdminSuspendUser(ctx context.Context, request SetAdminSuspendUserRequestObject) (SetAdminSuspendUserResponseObject, error)
+	// GetAuthMetadata Get the OAuth 2.0 authorisation server metadata.
+	// (GET /_matrix/client/v1/auth_metadata)
+	GetAuthMetadata(ctx context.Context, request GetAuthMetadataRequestObject) (GetAuthMetadataResponseObject, error)
+	// GenerateLoginToken Optional endpoint to generate a single-use, time-limited, `m.login.token` token.
+	// (POST /_matrix/client/v1/login/get_token)
+	GenerateLoginToken(ctx context.Context, request GenerateLoginTokenRequestObject) (GenerateLoginTokenResponseObject, error)
+	// RegistrationTokenValidity Query if a given registration token is still valid.
+	// (GET /_matrix/client/v1/register/m.login.registration_token/validity)
+	RegistrationTokenValidity(ctx context.Context, request RegistrationTokenValidityRequestObject) (RegistrationTokenValidityResponseObject, error)
+	// GetAccount3PIDs Gets a list of a user's third-party identifiers.
+	// (GET /_matrix/client/v3/account/3pid)
+	GetAccount3PIDs(ctx context.Context, request GetAccount3PIDsRequestObject) (GetAccount3PIDsResponseObject, error)
+	// Post3PIDs Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Post3PIDs(ctx context.Context, request Post3PIDsRequestObject) (Post3PIDsResponseObject, error)
+	// Add3PID Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid/add)
+	Add3PID(ctx context.Context, request Add3PIDRequestObject) (Add3PIDResponseObject, error)
+	// Bind3PID Binds a 3PID to the user's account through an Identity Service.
+	// (POST /_matrix/client/v3/account/3pid/bind)
+	Bind3PID(ctx context.Context, request Bind3PIDRequestObject) (Bind3PIDResponseObject, error)
+	// Delete3pidFromAccount Deletes a third-party identifier from the user's account
+	// (POST /_matrix/client/v3/account/3pid/delete)
+	Delete3pidFromAccount(ctx context.Context, request Delete3pidFromAccountRequestObject) (Delete3pidFromAccountResponseObject, error)
+	// RequestTokenTo3PIDEmail Begins the validation process for an email address for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/email/requestToken)
+	RequestTokenTo3PIDEmail(ctx context.Context, request RequestTokenTo3PIDEmailRequestObject) (RequestTokenTo3PIDEmailResponseObject, error)
+	// RequestTokenTo3PIDMSISDN Begins the validation process for a phone number for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/msisdn/requestToken)
+	RequestTokenTo3PIDMSISDN(ctx context.Context, request RequestTokenTo3PIDMSISDNRequestObject) (RequestTokenTo3PIDMSISDNResponseObject, error)
+	// Unbind3pidFromAccount Removes a user's third-party identifier from an identity server.
+	// (POST /_matrix/client/v3/account/3pid/unbind)
+	Unbind3pidFromAccount(ctx context.Context, request Unbind3pidFromAccountRequestObject) (Unbind3pidFromAccountResponseObject, error)
 	// DeactivateAccount Deactivate a user's account.
 	// (POST /_matrix/client/v3/account/deactivate)
 	DeactivateAccount(ctx context.Context, request DeactivateAccountRequestObject) (DeactivateAccountResponseObject, error)
@@ -3616,6 +9406,9 @@ type StrictServerInterface interface {
 	// GetTokenOwner Gets information about the owner of an access token.
 	// (GET /_matrix/client/v3/account/whoami)
 	GetTokenOwner(ctx context.Context, request GetTokenOwnerRequestObject) (GetTokenOwnerResponseObject, error)
+	// GetWhoIs Gets information about a particular user.
+	// (GET /_matrix/client/v3/admin/whois/{userId})
+	GetWhoIs(ctx context.Context, request GetWhoIsRequestObject) (GetWhoIsResponseObject, error)
 	// GetCapabilities Gets information about the server's capabilities.
 	// (GET /_matrix/client/v3/capabilities)
 	GetCapabilities(ctx context.Context, request GetCapabilitiesRequestObject) (GetCapabilitiesResponseObject, error)
@@ -3631,7 +9424,7 @@ type StrictServerInterface interface {
 	// GetDevice Get a single device
 	// (GET /_matrix/client/v3/devices/{deviceId})
 	GetDevice(ctx context.Context, request GetDeviceRequestObject) (GetDeviceResponseObject, error)
-	// UpdateDevice Update a device
+	// UpdateDevice Create or update a device
 	// (PUT /_matrix/client/v3/devices/{deviceId})
 	UpdateDevice(ctx context.Context, request UpdateDeviceRequestObject) (UpdateDeviceResponseObject, error)
 	// GetKeysChanges Query users with recent device key updates.
@@ -3640,9 +9433,15 @@ type StrictServerInterface interface {
 	// ClaimKeys Claim one-time encryption keys.
 	// (POST /_matrix/client/v3/keys/claim)
 	ClaimKeys(ctx context.Context, request ClaimKeysRequestObject) (ClaimKeysResponseObject, error)
+	// UploadCrossSigningKeys Upload cross-signing keys.
+	// (POST /_matrix/client/v3/keys/device_signing/upload)
+	UploadCrossSigningKeys(ctx context.Context, request UploadCrossSigningKeysRequestObject) (UploadCrossSigningKeysResponseObject, error)
 	// QueryKeys Download device identity keys.
 	// (POST /_matrix/client/v3/keys/query)
 	QueryKeys(ctx context.Context, request QueryKeysRequestObject) (QueryKeysResponseObject, error)
+	// UploadCrossSigningSignatures Upload cross-signing signatures.
+	// (POST /_matrix/client/v3/keys/signatures/upload)
+	UploadCrossSigningSignatures(ctx context.Context, request UploadCrossSigningSignaturesRequestObject) (UploadCrossSigningSignaturesResponseObject, error)
 	// UploadKeys Upload end-to-end encryption keys.
 	// (POST /_matrix/client/v3/keys/upload)
 	UploadKeys(ctx context.Context, request UploadKeysRequestObject) (UploadKeysResponseObject, error)
@@ -3658,6 +9457,9 @@ type StrictServerInterface interface {
 	// LogoutAll Invalidates all access tokens for a user
 	// (POST /_matrix/client/v3/logout/all)
 	LogoutAll(ctx context.Context, request LogoutAllRequestObject) (LogoutAllResponseObject, error)
+	// Refresh Refresh an access token
+	// (POST /_matrix/client/v3/refresh)
+	Refresh(ctx context.Context, request RefreshRequestObject) (RefreshResponseObject, error)
 	// Register Register for an account on this homeserver.
 	// (POST /_matrix/client/v3/register)
 	Register(ctx context.Context, request RegisterRequestObject) (RegisterResponseObject, error)
@@ -3670,6 +9472,66 @@ type StrictServerInterface interface {
 	// RequestTokenToRegisterMSISDN Requests a validation token be sent to the given phone number for the purpose of registering an account
 	// (POST /_matrix/client/v3/register/msisdn/requestToken)
 	RequestTokenToRegisterMSISDN(ctx context.Context, request RequestTokenToRegisterMSISDNRequestObject) (RequestTokenToRegisterMSISDNResponseObject, error)
+	// DeleteRoomKeys Delete the keys from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys)
+	DeleteRoomKeys(ctx context.Context, request DeleteRoomKeysRequestObject) (DeleteRoomKeysResponseObject, error)
+	// GetRoomKeys Retrieve the keys from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys)
+	GetRoomKeys(ctx context.Context, request GetRoomKeysRequestObject) (GetRoomKeysResponseObject, error)
+	// PutRoomKeys Store several keys in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys)
+	PutRoomKeys(ctx context.Context, request PutRoomKeysRequestObject) (PutRoomKeysResponseObject, error)
+	// DeleteRoomKeysByRoomId Delete the keys from the backup for a given room.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId})
+	DeleteRoomKeysByRoomId(ctx context.Context, request DeleteRoomKeysByRoomIdRequestObject) (DeleteRoomKeysByRoomIdResponseObject, error)
+	// GetRoomKeysByRoomId Retrieve the keys from the backup for a given room.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId})
+	GetRoomKeysByRoomId(ctx context.Context, request GetRoomKeysByRoomIdRequestObject) (GetRoomKeysByRoomIdResponseObject, error)
+	// PutRoomKeysByRoomId Store several keys in the backup for a given room.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId})
+	PutRoomKeysByRoomId(ctx context.Context, request PutRoomKeysByRoomIdRequestObject) (PutRoomKeysByRoomIdResponseObject, error)
+	// DeleteRoomKeyBySessionId Delete a key from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	DeleteRoomKeyBySessionId(ctx context.Context, request DeleteRoomKeyBySessionIdRequestObject) (DeleteRoomKeyBySessionIdResponseObject, error)
+	// GetRoomKeyBySessionId Retrieve a key from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	GetRoomKeyBySessionId(ctx context.Context, request GetRoomKeyBySessionIdRequestObject) (GetRoomKeyBySessionIdResponseObject, error)
+	// PutRoomKeyBySessionId Store a key in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	PutRoomKeyBySessionId(ctx context.Context, request PutRoomKeyBySessionIdRequestObject) (PutRoomKeyBySessionIdResponseObject, error)
+	// GetRoomKeysVersionCurrent Get information about the latest backup version.
+	// (GET /_matrix/client/v3/room_keys/version)
+	GetRoomKeysVersionCurrent(ctx context.Context, request GetRoomKeysVersionCurrentRequestObject) (GetRoomKeysVersionCurrentResponseObject, error)
+	// PostRoomKeysVersion Create a new backup.
+	// (POST /_matrix/client/v3/room_keys/version)
+	PostRoomKeysVersion(ctx context.Context, request PostRoomKeysVersionRequestObject) (PostRoomKeysVersionResponseObject, error)
+	// DeleteRoomKeysVersion Delete an existing key backup.
+	// (DELETE /_matrix/client/v3/room_keys/version/{version})
+	DeleteRoomKeysVersion(ctx context.Context, request DeleteRoomKeysVersionRequestObject) (DeleteRoomKeysVersionResponseObject, error)
+	// GetRoomKeysVersion Get information about an existing backup.
+	// (GET /_matrix/client/v3/room_keys/version/{version})
+	GetRoomKeysVersion(ctx context.Context, request GetRoomKeysVersionRequestObject) (GetRoomKeysVersionResponseObject, error)
+	// PutRoomKeysVersion Update information about an existing backup.
+	// (PUT /_matrix/client/v3/room_keys/version/{version})
+	PutRoomKeysVersion(ctx context.Context, request PutRoomKeysVersionRequestObject) (PutRoomKeysVersionResponseObject, error)
+	// SendToDevice Send an event to a given set of devices.
+	// (PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId})
+	SendToDevice(ctx context.Context, request SendToDeviceRequestObject) (SendToDeviceResponseObject, error)
+	// Sync Synchronise the client's state and receive new messages.
+	// (GET /_matrix/client/v3/sync)
+	Sync(ctx context.Context, request SyncRequestObject) (SyncResponseObject, error)
+	// GetAccountData Get some account data for the user.
+	// (GET /_matrix/client/v3/user/{userId}/account_data/{type})
+	GetAccountData(ctx context.Context, request GetAccountDataRequestObject) (GetAccountDataResponseObject, error)
+	// SetAccountData Set some account data for the user.
+	// (PUT /_matrix/client/v3/user/{userId}/account_data/{type})
+	SetAccountData(ctx context.Context, request SetAccountDataRequestObject) (SetAccountDataResponseObject, error)
+	// GetAccountDataPerRoom Get some account data for the user that is specific to a room.
+	// (GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	GetAccountDataPerRoom(ctx context.Context, request GetAccountDataPerRoomRequestObject) (GetAccountDataPerRoomResponseObject, error)
+	// SetAccountDataPerRoom Set some account data for the user that is specific to a room.
+	// (PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	SetAccountDataPerRoom(ctx context.Context, request SetAccountDataPerRoomRequestObject) (SetAccountDataPerRoomResponseObject, error)
 	// GetVersions Gets the versions of the specification supported by the server.
 	// (GET /_matrix/client/versions)
 	GetVersions(ctx context.Context, request GetVersionsRequestObject) (GetVersionsResponseObject, error)
@@ -3710,6 +9572,591 @@ func (sh *strictHandler) GetWellknown(ctx echo.Context) error {
 	return nil
 }
 
+// GetAdminLockUser operation middleware
+func (sh *strictHandler) GetAdminLockUser(ctx echo.Context, userId string) error {
+	var request GetAdminLockUserRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAdminLockUser(ctx.Request().Context(), request.(GetAdminLockUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAdminLockUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAdminLockUserResponseObject); ok {
+		return validResponse.VisitGetAdminLockUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAdminLockUser operation middleware
+func (sh *strictHandler) SetAdminLockUser(ctx echo.Context, userId string) error {
+	var request SetAdminLockUserRequestObject
+
+	request.UserId = userId
+
+	var body SetAdminLockUserJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAdminLockUser(ctx.Request().Context(), request.(SetAdminLockUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAdminLockUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAdminLockUserResponseObject); ok {
+		return validResponse.VisitSetAdminLockUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAdminSuspendUser operation middleware
+func (sh *strictHandler) GetAdminSuspendUser(ctx echo.Context, userId string) error {
+	var request GetAdminSuspendUserRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAdminSuspendUser(ctx.Request().Context(), request.(GetAdminSuspendUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAdminSuspendUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAdminSuspendUserResponseObject); ok {
+		return validResponse.VisitGetAdminSuspendUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAdminSuspendUser operation middleware
+func (sh *strictHandler) SetAdminSuspendUser(ctx echo.Context, userId string) error {
+	var request SetAdminSuspendUserRequestObject
+
+	request.UserId = userId
+
+	var body SetAdminSuspendUserJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAdminSuspendUser(ctx.Request().Context(), request.(SetAdminSuspendUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAdminSuspendUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAdminSuspendUserResponseObject); ok {
+		return validResponse.VisitSetAdminSuspendUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAuthMetadata operation middleware
+func (sh *strictHandler) GetAuthMetadata(ctx echo.Context) error {
+	var request GetAuthMetadataRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuthMetadata(ctx.Request().Context(), request.(GetAuthMetadataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuthMetadata")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAuthMetadataResponseObject); ok {
+		return validResponse.VisitGetAuthMetadataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GenerateLoginToken operation middleware
+func (sh *strictHandler) GenerateLoginToken(ctx echo.Context) error {
+	var request GenerateLoginTokenRequestObject
+
+	var body GenerateLoginTokenJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GenerateLoginToken(ctx.Request().Context(), request.(GenerateLoginTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GenerateLoginToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GenerateLoginTokenResponseObject); ok {
+		return validResponse.VisitGenerateLoginTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RegistrationTokenValidity operation middleware
+func (sh *strictHandler) RegistrationTokenValidity(ctx echo.Context, params RegistrationTokenValidityParams) error {
+	var request RegistrationTokenValidityRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RegistrationTokenValidity(ctx.Request().Context(), request.(RegistrationTokenValidityRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RegistrationTokenValidity")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RegistrationTokenValidityResponseObject); ok {
+		return validResponse.VisitRegistrationTokenValidityResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccount3PIDs operation middleware
+func (sh *strictHandler) GetAccount3PIDs(ctx echo.Context) error {
+	var request GetAccount3PIDsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccount3PIDs(ctx.Request().Context(), request.(GetAccount3PIDsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccount3PIDs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccount3PIDsResponseObject); ok {
+		return validResponse.VisitGetAccount3PIDsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Post3PIDs operation middleware
+func (sh *strictHandler) Post3PIDs(ctx echo.Context) error {
+	var request Post3PIDsRequestObject
+
+	var body Post3PIDsJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Post3PIDs(ctx.Request().Context(), request.(Post3PIDsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Post3PIDs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Post3PIDsResponseObject); ok {
+		return validResponse.VisitPost3PIDsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Add3PID operation middleware
+func (sh *strictHandler) Add3PID(ctx echo.Context) error {
+	var request Add3PIDRequestObject
+
+	var body Add3PIDJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Add3PID(ctx.Request().Context(), request.(Add3PIDRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Add3PID")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Add3PIDResponseObject); ok {
+		return validResponse.VisitAdd3PIDResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Bind3PID operation middleware
+func (sh *strictHandler) Bind3PID(ctx echo.Context) error {
+	var request Bind3PIDRequestObject
+
+	var body Bind3PIDJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Bind3PID(ctx.Request().Context(), request.(Bind3PIDRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Bind3PID")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Bind3PIDResponseObject); ok {
+		return validResponse.VisitBind3PIDResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Delete3pidFromAccount operation middleware
+func (sh *strictHandler) Delete3pidFromAccount(ctx echo.Context) error {
+	var request Delete3pidFromAccountRequestObject
+
+	var body Delete3pidFromAccountJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Delete3pidFromAccount(ctx.Request().Context(), request.(Delete3pidFromAccountRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Delete3pidFromAccount")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Delete3pidFromAccountResponseObject); ok {
+		return validResponse.VisitDelete3pidFromAccountResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RequestTokenTo3PIDEmail operation middleware
+func (sh *strictHandler) RequestTokenTo3PIDEmail(ctx echo.Context) error {
+	var request RequestTokenTo3PIDEmailRequestObject
+
+	var body RequestTokenTo3PIDEmailJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RequestTokenTo3PIDEmail(ctx.Request().Context(), request.(RequestTokenTo3PIDEmailRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RequestTokenTo3PIDEmail")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RequestTokenTo3PIDEmailResponseObject); ok {
+		return validResponse.VisitRequestTokenTo3PIDEmailResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RequestTokenTo3PIDMSISDN operation middleware
+func (sh *strictHandler) RequestTokenTo3PIDMSISDN(ctx echo.Context) error {
+	var request RequestTokenTo3PIDMSISDNRequestObject
+
+	var body RequestTokenTo3PIDMSISDNJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RequestTokenTo3PIDMSISDN(ctx.Request().Context(), request.(RequestTokenTo3PIDMSISDNRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RequestTokenTo3PIDMSISDN")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RequestTokenTo3PIDMSISDNResponseObject); ok {
+		return validResponse.VisitRequestTokenTo3PIDMSISDNResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Unbind3pidFromAccount operation middleware
+func (sh *strictHandler) Unbind3pidFromAccount(ctx echo.Context) error {
+	var request Unbind3pidFromAccountRequestObject
+
+	var body Unbind3pidFromAccountJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Unbind3pidFromAccount(ctx.Request().Context(), request.(Unbind3pidFromAccountRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Unbind3pidFromAccount")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Unbind3pidFromAccountResponseObject); ok {
+		return validResponse.VisitUnbind3pidFromAccountResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // DeactivateAccount operation middleware
 func (sh *strictHandler) DeactivateAccount(ctx echo.Context) error {
 	var request DeactivateAccountRequestObject
@@ -3733,12 +10180,9 @@ func (sh *strictHandler) DeactivateAccount(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.DeactivateAccount(ctx.Request().Context(), request.(DeactivateAccountRequestObject))
@@ -3782,12 +10226,9 @@ func (sh *strictHandler) ChangePassword(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangePassword(ctx.Request().Context(), request.(ChangePasswordRequestObject))
@@ -3923,6 +10364,31 @@ func (sh *strictHandler) GetTokenOwner(ctx echo.Context) error {
 	return nil
 }
 
+// GetWhoIs operation middleware
+func (sh *strictHandler) GetWhoIs(ctx echo.Context, userId string) error {
+	var request GetWhoIsRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetWhoIs(ctx.Request().Context(), request.(GetWhoIsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetWhoIs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetWhoIsResponseObject); ok {
+		return validResponse.VisitGetWhoIsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetCapabilities operation middleware
 func (sh *strictHandler) GetCapabilities(ctx echo.Context) error {
 	var request GetCapabilitiesRequestObject
@@ -3969,12 +10435,9 @@ func (sh *strictHandler) DeleteDevices(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.DeleteDevices(ctx.Request().Context(), request.(DeleteDevicesRequestObject))
@@ -4190,12 +10653,9 @@ func (sh *strictHandler) ClaimKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ClaimKeys(ctx.Request().Context(), request.(ClaimKeysRequestObject))
@@ -4210,6 +10670,52 @@ func (sh *strictHandler) ClaimKeys(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ClaimKeysResponseObject); ok {
 		return validResponse.VisitClaimKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UploadCrossSigningKeys operation middleware
+func (sh *strictHandler) UploadCrossSigningKeys(ctx echo.Context) error {
+	var request UploadCrossSigningKeysRequestObject
+
+	var body UploadCrossSigningKeysJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UploadCrossSigningKeys(ctx.Request().Context(), request.(UploadCrossSigningKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UploadCrossSigningKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UploadCrossSigningKeysResponseObject); ok {
+		return validResponse.VisitUploadCrossSigningKeysResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -4239,12 +10745,9 @@ func (sh *strictHandler) QueryKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.QueryKeys(ctx.Request().Context(), request.(QueryKeysRequestObject))
@@ -4259,6 +10762,52 @@ func (sh *strictHandler) QueryKeys(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(QueryKeysResponseObject); ok {
 		return validResponse.VisitQueryKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UploadCrossSigningSignatures operation middleware
+func (sh *strictHandler) UploadCrossSigningSignatures(ctx echo.Context) error {
+	var request UploadCrossSigningSignaturesRequestObject
+
+	var body UploadCrossSigningSignaturesJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UploadCrossSigningSignatures(ctx.Request().Context(), request.(UploadCrossSigningSignaturesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UploadCrossSigningSignatures")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UploadCrossSigningSignaturesResponseObject); ok {
+		return validResponse.VisitUploadCrossSigningSignaturesResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -4288,12 +10837,9 @@ func (sh *strictHandler) UploadKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.UploadKeys(ctx.Request().Context(), request.(UploadKeysRequestObject))
@@ -4360,12 +10906,9 @@ func (sh *strictHandler) Login(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.Login(ctx.Request().Context(), request.(LoginRequestObject))
@@ -4432,6 +10975,52 @@ func (sh *strictHandler) LogoutAll(ctx echo.Context) error {
 	return nil
 }
 
+// Refresh operation middleware
+func (sh *strictHandler) Refresh(ctx echo.Context) error {
+	var request RefreshRequestObject
+
+	var body RefreshJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Refresh(ctx.Request().Context(), request.(RefreshRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Refresh")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RefreshResponseObject); ok {
+		return validResponse.VisitRefreshResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Register operation middleware
 func (sh *strictHandler) Register(ctx echo.Context, params RegisterParams) error {
 	var request RegisterRequestObject
@@ -4457,12 +11046,9 @@ func (sh *strictHandler) Register(ctx echo.Context, params RegisterParams) error
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.Register(ctx.Request().Context(), request.(RegisterRequestObject))
@@ -4600,6 +11186,702 @@ func (sh *strictHandler) RequestTokenToRegisterMSISDN(ctx echo.Context) error {
 	return nil
 }
 
+// DeleteRoomKeys operation middleware
+func (sh *strictHandler) DeleteRoomKeys(ctx echo.Context, params DeleteRoomKeysParams) error {
+	var request DeleteRoomKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeys(ctx.Request().Context(), request.(DeleteRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeys operation middleware
+func (sh *strictHandler) GetRoomKeys(ctx echo.Context, params GetRoomKeysParams) error {
+	var request GetRoomKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeys(ctx.Request().Context(), request.(GetRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysResponseObject); ok {
+		return validResponse.VisitGetRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeys operation middleware
+func (sh *strictHandler) PutRoomKeys(ctx echo.Context, params PutRoomKeysParams) error {
+	var request PutRoomKeysRequestObject
+
+	request.Params = params
+
+	var body PutRoomKeysJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeys(ctx.Request().Context(), request.(PutRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysResponseObject); ok {
+		return validResponse.VisitPutRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeysByRoomId operation middleware
+func (sh *strictHandler) DeleteRoomKeysByRoomId(ctx echo.Context, roomId string, params DeleteRoomKeysByRoomIdParams) error {
+	var request DeleteRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeysByRoomId(ctx.Request().Context(), request.(DeleteRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysByRoomId operation middleware
+func (sh *strictHandler) GetRoomKeysByRoomId(ctx echo.Context, roomId string, params GetRoomKeysByRoomIdParams) error {
+	var request GetRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysByRoomId(ctx.Request().Context(), request.(GetRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitGetRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeysByRoomId operation middleware
+func (sh *strictHandler) PutRoomKeysByRoomId(ctx echo.Context, roomId string, params PutRoomKeysByRoomIdParams) error {
+	var request PutRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	var body PutRoomKeysByRoomIdJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeysByRoomId(ctx.Request().Context(), request.(PutRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitPutRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeyBySessionId operation middleware
+func (sh *strictHandler) DeleteRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params DeleteRoomKeyBySessionIdParams) error {
+	var request DeleteRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeyBySessionId(ctx.Request().Context(), request.(DeleteRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeyBySessionId operation middleware
+func (sh *strictHandler) GetRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params GetRoomKeyBySessionIdParams) error {
+	var request GetRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeyBySessionId(ctx.Request().Context(), request.(GetRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitGetRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeyBySessionId operation middleware
+func (sh *strictHandler) PutRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params PutRoomKeyBySessionIdParams) error {
+	var request PutRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	var body PutRoomKeyBySessionIdJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeyBySessionId(ctx.Request().Context(), request.(PutRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitPutRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysVersionCurrent operation middleware
+func (sh *strictHandler) GetRoomKeysVersionCurrent(ctx echo.Context) error {
+	var request GetRoomKeysVersionCurrentRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysVersionCurrent(ctx.Request().Context(), request.(GetRoomKeysVersionCurrentRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysVersionCurrent")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysVersionCurrentResponseObject); ok {
+		return validResponse.VisitGetRoomKeysVersionCurrentResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PostRoomKeysVersion operation middleware
+func (sh *strictHandler) PostRoomKeysVersion(ctx echo.Context) error {
+	var request PostRoomKeysVersionRequestObject
+
+	var body PostRoomKeysVersionJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PostRoomKeysVersion(ctx.Request().Context(), request.(PostRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PostRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitPostRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeysVersion operation middleware
+func (sh *strictHandler) DeleteRoomKeysVersion(ctx echo.Context, version string) error {
+	var request DeleteRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeysVersion(ctx.Request().Context(), request.(DeleteRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysVersion operation middleware
+func (sh *strictHandler) GetRoomKeysVersion(ctx echo.Context, version string) error {
+	var request GetRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysVersion(ctx.Request().Context(), request.(GetRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitGetRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeysVersion operation middleware
+func (sh *strictHandler) PutRoomKeysVersion(ctx echo.Context, version string) error {
+	var request PutRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	var body PutRoomKeysVersionJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeysVersion(ctx.Request().Context(), request.(PutRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitPutRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SendToDevice operation middleware
+func (sh *strictHandler) SendToDevice(ctx echo.Context, eventType string, txnId string) error {
+	var request SendToDeviceRequestObject
+
+	request.EventType = eventType
+	request.TxnId = txnId
+
+	var body SendToDeviceJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SendToDevice(ctx.Request().Context(), request.(SendToDeviceRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SendToDevice")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SendToDeviceResponseObject); ok {
+		return validResponse.VisitSendToDeviceResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Sync operation middleware
+func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
+	var request SyncRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Sync(ctx.Request().Context(), request.(SyncRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Sync")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SyncResponseObject); ok {
+		return validResponse.VisitSyncResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccountData operation middleware
+func (sh *strictHandler) GetAccountData(ctx echo.Context, userId string, pType string) error {
+	var request GetAccountDataRequestObject
+
+	request.UserId = userId
+	request.Type = pType
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccountData(ctx.Request().Context(), request.(GetAccountDataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccountData")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccountDataResponseObject); ok {
+		return validResponse.VisitGetAccountDataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAccountData operation middleware
+func (sh *strictHandler) SetAccountData(ctx echo.Context, userId string, pType string) error {
+	var request SetAccountDataRequestObject
+
+	request.UserId = userId
+	request.Type = pType
+
+	var body SetAccountDataJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAccountData(ctx.Request().Context(), request.(SetAccountDataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAccountData")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAccountDataResponseObject); ok {
+		return validResponse.VisitSetAccountDataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccountDataPerRoom operation middleware
+func (sh *strictHandler) GetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error {
+	var request GetAccountDataPerRoomRequestObject
+
+	request.UserId = userId
+	request.RoomId = roomId
+	request.Type = pType
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccountDataPerRoom(ctx.Request().Context(), request.(GetAccountDataPerRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccountDataPerRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccountDataPerRoomResponseObject); ok {
+		return validResponse.VisitGetAccountDataPerRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAccountDataPerRoom operation middleware
+func (sh *strictHandler) SetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error {
+	var request SetAccountDataPerRoomRequestObject
+
+	request.UserId = userId
+	request.RoomId = roomId
+	request.Type = pType
+
+	var body SetAccountDataPerRoomJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAccountDataPerRoom(ctx.Request().Context(), request.(SetAccountDataPerRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAccountDataPerRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAccountDataPerRoomResponseObject); ok {
+		return validResponse.VisitSetAccountDataPerRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersions operation middleware
 func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 	var request GetVersionsRequestObject
@@ -4628,253 +11910,632 @@ func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L15c9u21j/+VjB65jtNUlnekrTxb56Z68RuozaOUy9JF3ZEiIQk1CTAEqAV9d6899/gYCFAUrK8JLf3",
-	"Puo/jSURAIGDs3zO9s9ewvOCM8Kk6B38sydIUpVULs6TGckJfISThAhxwa8IU3+mRCQlLSTlrHfQu5gR",
-	"pH8wkuoXqCSyKhlJ0XiBMEpwliHJURxvZ3xKWRwjXqq/SjKlQpIyjnv9HlUj/VmRctHr9xjOSe+g5w/a",
-	"6/fkooBPC/ojWfQ+ffqknppwtSBJZaa+O8GypB/Rq4wSJrfOSXlNSnT4bogenSxIRhkS1VgQ+bjX712T",
-	"Uuj17w52Bju9T/0eLwjDBe0d9PYHO4P9Xr9XYDmDDdgezEmWbV0xPmfbOcyyncAs6tspke1t+Z5IgVIq",
-	"En5NygVSSy1zrL5EeMwrieSMoJTnmLIBUns4oRlBOVY/TbIqJRHDaUrVAzhDV2Qh+mg+o8kMnVyeX6AJ",
-	"zzI+h0F+wNcYFTi5wlOCGM4pm6KEs2vC1MP9iJHBdIDiOOH5gHzEeZGRQb7ARTEoSl6QUi7iWC2BCkSY",
-	"qEoikP1CDUcEwiWJmKioxOPMfFbghKRowktEcDJDuCgympjXYykqSVolRMD6SiquEJ9ELMmwmBExiFjE",
-	"3nJJkJxhtQ8wcVpwyiSiAjEuESPq7HFJswWaYZZmmpzUcDOeEwFH24/YuJJAZozLGSnRnIzNV4rkxgRV",
-	"wqzSnoTanHAUdHn2ZtCD4y/hBYapPr4PJMvgxHv9XklEwZnQ12FvZ0f9L+FMGgrwXn/7D8Hhlgh1fzB8",
-	"687xnd5XqscJCeawHmMrJQVhKWESDh5VQi179TkP6ivCx3+QRCqSDme4FHoXNeUKtUUpkaTMKSPNrUVU",
-	"TU/lAtkP1LHCLkeMF4Ysa86hnl8gMeNVlqqNp0ySEidSLXJO5UwtzxCfevV8UM+l/h5jQUZVmfUOejMp",
-	"C3Gwba6Zo9iE5+qN8oFd2Gjl0/ZXzed5Oa0/qoTkubsF5iAbA5kfqetin+PltKfYTxGcZvOVbt57Q5I+",
-	"LXpsQu1YOEP9ml08WH2raBnIvUHi6iM985b5JOGMkUQ9LoKjWbX9jsCEVPcI9qAkf1a0JGnv4Ld6fb/3",
-	"HUt+XS9iWL9bF612nuz6m9ig1wfdyebYd9jOTnq8y4YO7VrO19jVxngBiXpjHjkxtXq0Fkcxa+gUcwN1",
-	"qE93nrb3+C23G7lEPl5jmuFxRgbwBqLKc1wurEw1Qn71CE0Jq14GT4XaBLNmnOaUUSE1z+/9rmbaHgWy",
-	"fft6fxsnCa+Y3E6JYmbXWAL7KrjoEPlH7jcwdSVI+ZVAZoQ+KknOrxU/VBoRHtNMnaIlMfVjJHnEQElC",
-	"eKpWrQQlyGWlwzgRWQkjWONLQcqtoeW01wQdVnKmyMNI4sN3w3gEoxwyo6MhraPVjFpU45xKSVJ1mxqy",
-	"eALT6M1AMywihtU4MJUgQilQZo0Bt1FKTDLDbKr3YZLxuagPFWnhpjaCMzSfEZDcOGLXOKNpuEwKqsg1",
-	"TUkKE12yjF4RLYbcOkW/se6UE61FSHxFEGYojmk68tXJOI5YgUucK/GHxiTBlWiKQDU5+ViQxOyNoFOm",
-	"9RnyZ0WE1PtFItbmPEISnLZ1ipo+DjVN9PT1JEK+5OniVjpFyM9wJWfLNQ1ZVqR5cw9r3RKHROPfI586",
-	"t6hHaLhFaA0Bb/45SkoC24OVTFX3tOC8FDNcklSQpCRqDwwp9Q56H9V/NeOxvFL9OZhw3msJXfdoFx+/",
-	"xllFENdUbH6pFCo0pdeEtfXJQZsh2w+6htc3VX1vFVl3V6hAWEqSF6D/SA6KUkYkGXTyfMuHG9f3CEvc",
-	"JSlpulRCXnRIK8lRxcaUpcB4zHYY5rT/bngk0KTk+SBiwwncGnvj+s0LAYaHvShwp/QX6jbBDsyxQLyk",
-	"U8pwli30TzmCqcFK0CubUFIO0HCib483vru3Sus2xk4wDbKz9CNGJcorIY216W65/ulIv/CoJKLKpDI5",
-	"JxGLY8a3RFUUvJRxHIppX7XrPKG2JPy4ZV/1neIkb7XROlYX+dM9DYaQxpe8VYcFoS5vqoblJcKgHln2",
-	"ykvNEMMDVecFLNmRiDrIDuLo0oIeicfKqhQV8NU4tnMTYahBUVt94gLN8DVBY0KYmotXLF06tDr7jDRP",
-	"rJ5A0wFnRL1XzksSzDPBNNMs275TWhHDrVszlWSirSufs7cU6IiNifpRxex21YYTZituHNwssK0jBuQ6",
-	"JuGeTZpnMsPqDgQv5L2Jz5CBglmVK6XGjNjr9+odUxpeTeH1L1brnMuo7fc11EEDBSnRBu8Bh11rTqlR",
-	"CXdvdRm6TQC9RtgbSxaaKvBago0KZF+637IOLLNOO64YyqgiECNTJJ4aXaxWkhyvT5HZ80mVZYtev0cl",
-	"yYUnHLsk3FIJ1MNliYG1gD5109K0cNKql6GHGkLxzBhp1MuBv76GjIW3vFEG8olm8uHe2F32hSBMGrHG",
-	"8ai1PtQmNWjavMHvHbLUit7vMj73KaTX3ndQGMUqQOcG/OUVZxJTJhBmobnSVB/mNMsQI3rXQBhShniZ",
-	"GhNByVVslBi79eFmDtB3FpnzTqgoiSBMkrRvODR8qrT1sftSyQ0MSpJ6ShFHSsGuxeXCjKpPo6/Fd1GN",
-	"M5qgApdAepihU6XF2DcZHqHEWhp6wTNSkm5dUZ/vGP/l649XRBl+E87HuOySxP1VKiAVoIk53a9mqq0t",
-	"B+ZcYCHQGCdXVloovhwxB4lNQOZ4RkkfWVD5zwo2Tyt9wJa8EyF6M9VQOCdgzSU4y0IVBHTfj4u/buTQ",
-	"+v7/vlRttKpHb02O7QkfM41Yj4tqdr734h7sXM1fqg3KaE61AlkqsjWoLRCgkcotNk3KMuHpEuX8ZPRm",
-	"eDK8GB3//Or4+Oj4CJGy5CWCB/xdb/6ui7fAo10Md1blmG2VBKegFugpciIEnoY03rvgHOXq2puXEV3z",
-	"lESWixGeSFKO8iUMF+cgXRWTpTnQVU6zjAqScJYGosiY+HNMpVJfJkpNkuWiqetopMFf7N7Ozo5bnTL6",
-	"pqRsEaHd/PXUgvoU9RFjSbbgxEEngEusnU69g98a7qbffv/0u48BeSALbkAsPspzKZRBoQyom5Addenn",
-	"vEyX4zqvAMvQm2t/DeQJaIhWd7jhlp41+SDoDTB87ZapcSIAV+xBuhUpVpfICkwv9QWfM6X5GzvL7tF/",
-	"CRqEGrOcvz69fHOE3p5eoJJc8yvi3rp+3j5suLElyQH6YK0kPbn3jFDnXBtFCJfEjJ+alQt99PWFcriS",
-	"aCNAmpLeWYrbwD8b+Of28E/Gp7ySo5Rc06RLL7fU7FnyHYStHXpyRmiJsBA8ocpCQ2bUfs0TImYJ3nAA",
-	"S+hg3ZBUDNARmeAq02qPojZgAx9mhKE4nuBMkDju+4ZHghkSUim5GqFNrzFTKro6rBh+xycS6fdEOZEz",
-	"nqKo2tnZT/5HfbOlv4FPSDwKreKvlKjJMWVq683bBMSpr4PZ1THnGcFMbSsj85EvC9onzsg85P+ytndD",
-	"cU9nWJIxZpjhmy3uYOLfvwzWVF9VJXwdW1lLX3Rb4Ex8zd435v3GvN+Y9xvzfmPeb8z7jXm/Me/vZN5b",
-	"W9vZ9lbbuJ9xv61UwmzbrNJFsnbb+00DVvGOZEYU37BsRTM7GFRdplLp1U+egNhzuvSTJxD5dgNKgBxE",
-	"4GncELYoudtVMIaNMNFm6Vxp1/7dZVOrkkYsjlsbEMfOkg+ACdhha7Ca0E3NX8DW1Sw1wZlmmVg6POFf",
-	"LoC3Y2//NXKz9RH5mJBCwtNqaSeji9dnx8fvhkejt6cXo+9OL98exbGVUy54mE4Q427jciyTmaHtiHXt",
-	"vpNDE14xgw94CIQJykCCsBRhFjH9tBEEekA7VFFya7rVkTkoKQmATu40B423Gb4dXZ4fm1dhXPqv0wWM",
-	"mPM2Z6vREb0qKgXJJn1EKNhtoA9rjMQCI5oW/F8jDj/UzkwMr04TgqhVWpkseYa4BaYiNhig1WeISlJk",
-	"OCEHB364dscv49iMN1r1qwP0P+q6bem7umXi5/7fqzfD47cXo5PDH07PRu+Pz86Hp2//35YdZwvG2TLj",
-	"2FDwEFQ58ya54GdEEGkRlmP19D1gFpxlpxNgWp4+o1c+MvjFQS/n7IosxAiXZPT92fHhheK2MDFoNv8I",
-	"I/7USY6MItE72G1BGo3R21KpYvTPSingEMs8JUztRa386+e1dW/ZiFGMFvr2eARk1jFAQ6MijZXqaYZO",
-	"OBNUwD0wSn8ywyVOFKdQpP/bztYLvPXX4davg/8dbf0ex2oYgTLCpnKmh1O3QF1/kqK9Z8+852F5SnK5",
-	"n40V8RdyMYhYIFq7drctwvV2dzHykEtI7u5bKMFxRhPyj5VhIP0eIx/lKKPsqj3VqQmJBjBRA4LePlPP",
-	"bOx3RzzQLItYSVJakkQGjAckxuXZGyMqdPC1GpJOGVe2F8gCg9xSNo3Y/rvhUTB9YIyUvJrOEEbvTs8v",
-	"HAbaGbTqbcd2wtm0xLLKsI5ynck869qjkL67TsR7Y8RZtrA82bKziYkv8kdSLAZ0fVblY1KiKTBj0PP1",
-	"ZuccYoESwnRgiI4eMtxPEML6ERMJLyyyjSWKY5gwjtHXKI6DexfHqMDUCmcqwC7D15wq8VioqdOsZspg",
-	"DyvN37yAXlGCBZhuZofV4cqSEoHGRM6JoRF1BhBYAuCyBuSatDHQkiPU+yhLSpKrD4A8NNapt26BUiJo",
-	"qW4yI3Mr6R5BFghGJckpS0n52GRIKKvQRmMtUMrVZfTBuoiZGbVekGqdxkAfaFzp2wvWZVqLsICedm9U",
-	"N0OmZ+9zg5g67PuOUKkga6grRKrhEiDXlFciU6q7FjnEvGLXSZigaxGxRNGdIkK9/9jeS60ppZpvVlTM",
-	"3HGXO4NnW4oLYEmVOWGC2COmj50KJAqS0Im1xEyGEkjrMwuz0Ekj0i2OFXmKSokxknZC2DeEC864kExR",
-	"r2HyHcFMCc/zimlTF5I50AleuBfOFhEzOUsIo4KX0tybOsK2yaxaMU8szYiwjIuUbhdqXTUYLCVFSRIQ",
-	"e1rFRkWmDoRrnSvn19rLg9GkklVJwq2NmNlb0Ji7lWV1KEGSmjPtGkhvemNEf4Nou02q+jZofPqLRRcK",
-	"mi5j0xpVGR4psrf/hmQwxAtc6yAmHE+bSVpnQIqESqIoo6U6oE7N4QIcEct1h4g1lAdgV23tITic3b19",
-	"PE46pRRIy+4UkENW3+UJJVkK2rPxKGBIDJnPiPHH+viSHrSlZGlOI3lf02ptUnmGl7FDguQOmpCIaRMt",
-	"jkFYb1vdxajXekKjg9ee2kdqHpsAYQhLiQrtKMEhC3zccqXqdyGWK9nl1zrJIzqJmKGxcUYe99F8xq1g",
-	"UhapBhyVEaXFrcHTlDg24+htg9sNoocKs9Um/8/AlX1/jxXLxUJUuXEF+HwiYqBOzHBREIb899cPfyUQ",
-	"Zdc8u9Yy03mCm2GeOL1WV0P76JexZCvh43jbfCKAP+g7GbFHlBwAux/sPL5ZsSqwnG1L7h/mjRihurTr",
-	"QDOHVqmagxbEZKfBa/w2t/Mb1fhcr8ui7zlcrQdGGJwqmOa9wOPUtG50ds9WRq5Jho5hhLWBQfW2DgYc",
-	"NHDAy7c/vj398PYzAYCHDFUMkkXNr3iSVKU6rZuO8nZIm7rPE1ISlgDx0jIFbH7hY9/mCpUk4VNGhTMN",
-	"/Vj7vo1x9nE7qrmWZgj1TqI4PhmdH5+9Pz6D8704uzy/OD5SKrm6kg3QxnNA1Xk4ZSXktvFTdSkZEVsW",
-	"m6FJc/8BSPPo+O3w2KfLi5Xbh7OMz8mGWu9HrV3ZHdhlri8hYCwQjhgI3UQaWdxMBTSgjzIJW6LWWDUh",
-	"rwtxAOu9L6qy4NZOEwTs5zb23FsXZc4FFSl7aJi5mCmL1li+/2dR5o69/SIwc7D7t0GZ1QGen5xHLKDD",
-	"YLh/I9IcrGNdwNlwk7tBziHg3HWcSxDnjp92Qc4dP/t3YM4n58Pzo7f3AJ1vCTUDhej06JdK+qhzHelz",
-	"7R30dr75Zmfnxc7Ozs7uBnz+POCzO4AuBi/nfCsjUpISVUVBSkAFh+enW/u7z59v7SKcFTO8tYfMIFrh",
-	"svw/YvZ+MhTH/snGsRe0W+BS7bXS4Cbq9s2VcZpSnGXEZKAFLwVkssG274Bth3er67gDrrrU2RBeyoeE",
-	"0M9PzpcB6BAr4yjqYQB0Q7UGQm8QaAeqHjFZUrXrHrCObsbV4a2YDsNuwOpoXVS9laevhfdaqDrMHMLq",
-	"sKaVmPr9EHDLVBpEdyMkvsESN1jiBkvcYImfBUtUPM+aAN2Ioi//PjOs+M4XtRt0cYMubtDFDbr470IX",
-	"A73/duDi4CZ0cT7jOKerC412Fz9zGaA2ncAX1gMU1OHsq41xgQ8lqXNNWuVU+yhiXrVKq2AIgKNyLP6s",
-	"SIlTogZU76qH1TePlihiroCoYh1TqmuioThWPx7RNI4RVIKtdZoBGhpIM2KCygqmDTLKLMKlxPiiiZ96",
-	"I0MUkRfpYXALXBQGveobdBKKClFZMwwDV0ZM6c2d9UJB3J6qLe/dMyerZ9bbO+j94w9ODoLCk/2l6rfO",
-	"dht1KeFH8BUaHvm5fu60g5CYRzg1nFIpLOh6d7D7uDuuRIymELl/YwaiTtOAH3cMv+cP7yXkuU3osij0",
-	"sKlBi+dMtF5kcCO7sROsy27s/c84GCocYaTZnK7Gs3by2xJZYrjy6OL0x+O3niS5ZJ6wDd9wIz7uIz5c",
-	"Vnmo0NxbKfju9Ozl8OgoOESfX1qgXJd6kj4/AibnyGlztnc+25qjK1tP7XIomBxr4mX3OZB8k/+0yX/6",
-	"4vlPa2lzrC3o1s6MSnCha88aMrutTqkVrq/8tOMJwTrIkkgdzarLDZQkI9cYwJZ6yk7N6ZW/pvvqTs0X",
-	"9Mvem2Le6oDgfKBuN/44smQ7Kkg5mvGq7B0839mBotQ6tz2oDECgCmDaO4DaBvCrkvN8ZAEcWKQtcKL+",
-	"2IV7AH/1e3v+H/u9g17F3J+SCLlVtyZw3wDNQY2F3kFvVxPhMi2w+f53zGYGcBy2Kzi/QOnWFCD6yJVQ",
-	"jNjNVeqbZdM7driRWG3nXwT1AOjEq4iDmVdkhpZB2mCDr9rTa/Gfslpz0D6Ck9d0Pqci5IbwXVuhbXIY",
-	"swwv0TesDlO/dXe19BbJdYgeznMLNHaeXHt3Arpdr3HBhS4HYE7IGI3+1EGhSkvqjra9DTjjPH+vnzmX",
-	"rZevJUlTUKVE6pqf3hddC1m6By7V2r69txLR3VjB3MauzTBfBlP7M1Pb0UHpAIzM4YeNuPLdGzUiu4S+",
-	"d2bdeylWkZJXJKHBhlfXkg/YzLpaWcBJuA/nbZStjbL1d1K2nJrTVF6sphVclmXKVkoyIolfqmlZKOBD",
-	"FPk/gtmEh3y5ak4Q8WIdiUSXKAlQnw5YKO+qYK9mODKv8x9SvgwCHTf1y/429cuWFi6DVZkiR6kFLE2b",
-	"Iju7O6Pfej+9vDz8dfjd5dmPvX7v8HJ4/Ori/OztkWIjrsrQshpK9fCDW5cbsuv/DyjVZZaqI8L8clU2",
-	"Sa6v8Y9U1/EyH0asTovc1PTa1PTa1PTa1PTa1PT6b6npdSsN+WWVXWnpa0zq1Ol+VhE2rsUcMzyFiKgV",
-	"2rAT/LdBHXGWOUFmXevgNdBqctkJKfo66n3QRLfm3wL/aqh8pFQUGV6MbONSlpacpr1+L8NCjgQhbEQL",
-	"aDW6N9gfPA2+kKJ3sPv0m6dPX+x+882znb2nn36/0cW7UpSo7fI8GeHOOe+Sx7XrIjfNIc1F00O0ZO4K",
-	"d/OwvrXchOTpX4f3J9jENsoT7GrLo62/hW6kSBBpBSUgd+5lzazocAycUmf7wCO2eKniFY0Q8fr8WJUZ",
-	"MCyoGluvMTzgLnE7fOeSzmykp1sXGLBqCAiwHqBHJ5qxYzQhc5RTVilbjVcSQl+V5dbXLVcnE5pQwhKl",
-	"x2HBmWjEBtaEdos3kEsUBklzIiTOC/SoCREIyhJTl5zRj4gUPJk9tiUe3GuKiK37omjJe0as80WDi9Pv",
-	"ac6hkYbnK95+GRBRU3SD+hoH3dg1v5OivSo3Fn3o0H9uZP2G1fo6z+3Y+Rsq5HLmELLV+7D47X/qfwzT",
-	"T5qmlA75pWGPO6AeVK7GPHpGpYRA6w6WWdtcodUK7a0LLGd1d2u7Qb12vH7LyKtv68etTu6pTnmDxWyw",
-	"mFtiMZ/+UxAMHW2+wS82+MUGv9jgFxv8YoNfrN0tCm4/rm3YVTptf01cgjN1wpRNM+J0zfHCyiqarkAk",
-	"bqdB6uTW6y+oQ94fK/ns+Ei/s0DvBrvYYBcb7OLLYBfrIRNK737afSw+zmA7HluyskkpWnYPj+4Q1NHk",
-	"zjey/aLqYPuXRYotrpATiVMssW325uMMbW6vn7wLw68KWy3iPwcyWM3rbOOs1Od5LR5nWs/Dtho1L3iA",
-	"ClQx12YqCLpamHBjSMFbt3l7uMa3ZN7Z964+389eUuFz2MiamGxbrn/DVdT3YF3tqxtRvCILsa1P/gbP",
-	"EXbWqMk6nHHdc97sgwnidVqayRFWExhhgGvkAIkFS0x8va2oFeYa2pLHdYYgtMBThpab/0A9+sTucbZA",
-	"AFchrEND3f4qzdzVK3lElTbJ5cwMo14hYgjlJB+TUsxooQxdSVAc/8Epi+PH/x96gln6RM2kk+vgvnW9",
-	"Ji9ddWTMEPloKix5561mCp7pu8oqcTwpee5qI0sex52K7o9kIUwbl/WYnwBrXUhl0GkY2CIKVMgBOneF",
-	"jnShBKhUNMYymcWxrvQQMbUyKMRi0jSVMcQQwWVGIZA7g9Jy/9pWp/qvAboMCYRxGbGqyDheuXtWY1DW",
-	"mK45x3hpUN40Yo3tFH6JjuYQisuByT0miHwEQrJv4RGTkwOQD1sLAvW7uwsB8c3esxdPR0+ffrs/2n2x",
-	"/xTqqC8/F8LS255KxHQBDncqia65EZwC2kJyUdDE9av1KhBFTFTJTFusulSQgQwq0YKUAD2YUZ2Rresn",
-	"UgkV2pMZ0SVmqgLgeF+yNnZU8vvs57Pn374YPXu+vzfae7r/7K6W1NKEDi32lsQmA78EgoZgOeMArjlg",
-	"F/PzaiEpqmzE1f0DemEchGXN/zHm4yAP2Y+yuxE/zMhE3nH96uDhkqox1He6DBRh6ZbkW4o4CUvKBZSH",
-	"gTh6Xc3HK+yvXQQRc+zWesD9d04yXOLmO6e8mt71pT+tCYW0ZVbXiYnbit6fIIO+Tr+3l9Awtiti1YMg",
-	"qPm4tatqoatFc4ZpvqJ3tvpaIM7IFgSZAxdU+lUlQHQWJdlSizGR7l09k9UISqY8WLwxZ2SkFjNSi1kF",
-	"rq6X/4KzKS+pnOWBXirolJF0lFTlNdl79mz3xQoIeVUOFmyYLisGW03SATpEOS40d630xenrdHT7ccRc",
-	"gCt8YVcIynQDCu247gf/7P3w5vC7H3/4cP7qvPNdOmFRtae8ksst8ZYRDgXT5phKbXenfM6UEFZCVBMK",
-	"vItSWaTl92KAdneQNeKpMPIy4XlOWAo+bciLCW3tnXXyEEK6WMfs1bcsJRNd0Et2nldvmbmgZdDDlmCb",
-	"YJpV5b0y/4YTpLNLYNdrqNb2WHMFZyG3pq/5LS6hUXTCS3UGgLhDoR+o9WE1h3qpIJal973psc5gVMiA",
-	"scft6noFsLGD+N0yxpUMsrqtqFNmkUk6VwobMjuk/XF6vQM01IV7TY0wXppmN1BxMhxQPZdTofO3rL4W",
-	"xwHt6ApeTSL8Z9eduS8vupmJnLZYr1qxoj1aR4As5ykRc59bvTZgNSiOdWtux2R0X+4D/ekVWYxoalp1",
-	"x9bJoTi+Xi8c7zkxWqT63I0jbM/vK7LYqj+1bb8VD3DWume9R8xgND+SBTqFSZD+8taM759tzndweHh4",
-	"+HqqvtN+or9+HL+Zfv22HP5RMDxdfF0Mf3levXvz9Nf58fd7119/+92LLJ8Klv36lxJgajxIlhbLV0BS",
-	"PVPAgr978+Hjz39+P56X42/PT/Z/+ebFM/Ly+enht+P5y4Sf/Prdzy//ZBfs2beHv3z49fxPevT0mcxe",
-	"vk+O8N6bb87m6Y8/k/GH7fd/HWVs8v6Hr1/8wa92X84VT/vUparclzHq0prA/oyKecs2oOrZWmuolRGn",
-	"sN5DZdF8d6nKcgbFf0QQEGVJHyKKAovOXiiNkYDC1dZhQE48qA5j4N6buMaSRBinHazj/F+pk1iRvVIt",
-	"MTqup5UIXSJOW+l5IRf6N35oRUfYb8QC1txW5Luv1G+//1doK/3ekqZmRjrWAUMTYsrYw7LAQNbySNcC",
-	"M6eg9X8wDChEzUDDLMC9DI32TeHKwNT/CjCMr0wEHUh2LMPHIga1QRcogxrDHpSmjXmo0RYkY0uOCBMg",
-	"lqXwyl8mNn7BqVauqqbDARiXdVlNyur1DNbIoa5v0f31vfoufFGVb01WsPTzJS7Uow4IrF0uwInlJd03",
-	"a8btyfVGdFC3h/W3Xj7gWT643h3U4ncLE7ElZniv1+/lg5xMzS/cx7eCJVZ4gcH9eWQVV+ugmRFhTlxX",
-	"AUOSD9BJJUznCP+3wyMAqyIGvCLj06mimEZ6tK9tdHDim470hsII73SgTIj1rNTK65tuo0e05nSDkuf2",
-	"0ep5ehZ9NWYkFyS79kePGGEJT3XNelMWt77PgRLYYO+eIhaoR/uvnr387gPd++XbE/z++o+Tb0/29o5e",
-	"5rO9p+/y6dkOe3f9w+nwsPxruhiqAbs0rOy4omc/vKRyZ/j9c3Y5eVZc/vXh4vJYnL1/T7Zf/3DFf6yO",
-	"5/MXl2+GnaZ7qNrd9hbeFho4d7M1vFW+br0OUHDLk7UavHvb2jtiP4GOADhLqgxgLFcbRhEaxF7rNxmr",
-	"45coVm8CdtYP56dv49FaSnrnAabnp9/uHO7s/kzp9PV+9ZIevf+4ffzHX5gvktfJH3++yCY//bxTfRB/",
-	"fsz2pvRkSM/fnX2Ln6Z7L3Y/7NLZjz+82cZf54ufz/eff/Ph4vnbw2Hy8jCIqq13vSuxeWXBwpqZ6N4H",
-	"9YHVBQVbvMQc2jqcpBO1Xa/+YT8IHvBYuuFAAW23AgaMWtsOGgglRcW0LdURRVoHfoGLXfuwDJ15RB3Y",
-	"eGP1tyRlTlKKa3VLx/wzLlHCr70KnxGrX2GwLBroZkd24JPWHRLcMQkibXRALc2WB2hfmv3QmzhkE94d",
-	"PHcTWBOGpd3PtDdwYdoK5higOrrTBLxpwMb3mrs6zdax5fo3YIGcd+2aYmgdBZaY/jSO+14tUkMNJrQz",
-	"ji3hxDHUcVbHtriDJe9rKndWLfwIt0B0W0n995FPd0YaPiMbDXlAx53rHaplfiVQzsc0M+1UAtba9Sbd",
-	"92SDhP57kFDPHFkbB13XWZbeNwHuyJhonQ7+e8JKmpktx5VAHRczIjqclxbZ6gg9aoaWqUk+K5S0sQc3",
-	"9uDGHtzYgxt7cGMPPqQ92JVm0fSi2HhgG2MfpD6QeSNwCXQn+waD27hTl3tJTXaZW1XUMyEqUa8OUkEB",
-	"19Qa2wq2afyPN12u0Feqeabht4ZUwAxWF0ZZvpQpIjBMMnSdrvacwhVdssONSJ1wg5ex3kP130+9g972",
-	"n4vrX6/nf9CLj9+n31/unL2aVkev3pCzr1kuxvvfTd5+v7/9njy9vvzWUFGHc/Wn2rn6x/7kbP81yU92",
-	"n5988+rDjA+fnl89+1WkeTr56bX48c3ux+p8Ip+fnM/v41wd/kReHb8bv3j93dXe7jfJ5Yur+YvjU1qJ",
-	"V8+vToZXfHjGxmxyOnt2mjzfP9+dzqaLP85nL78vqv2n4+wnnnOcvVr8/GExw/hi/6R88+svPx0emjLN",
-	"/wc8yHfW5z3nSWG04+W+E7jSD+s68dnFCLrtrCOUPY9c+EoOIwkuozalTG8gPkEVs57x4K6Z9oY2R7aO",
-	"GZ+RLEVhBeFm/sSym9k72N3pIMHewd7OrZz+dm/Wdf27fltwwO3qgxYNun1CARhvy+2nu5twkLS8OsEg",
-	"NLyDEvh1ynM7EVfHBJg2SiJiRjoUNLmC5F7N2wUB6FINmS0QlbZJRRyrUeMYdUj7Vuj9G7WM7yBZ977J",
-	"nCbl/zdH9fkAXnJQN8VfVahqScWAi7W2cHlhgHVKaNTNZWEzqTYrWnsZsXAzl0O1bld7D1LFJ1xtk6xc",
-	"XfJNQexNQewHKogd5EaCGFmfcXkM1XbubSZPdqJdXoUAUrfbMTWZhKggmCqsxgTwaYKZLjdhVsNL+hex",
-	"qMGkUfzAHrgPjdrEb9sQ0HBUXEOTFDwOnjjNKyGhOAjfsi3tFWd2pqzzbATLdT3rOzqqBXNFzDGioE8+",
-	"4mW7hb7fnNouDy8iVtexapex8pId2ovB0llV54RELD4jps/5jBYuucsfT4e5GfeRtsBDSQMM8R74oydm",
-	"6voYnoKVD2g6MDXI4H8HvWRGyNVipBvyQ/c5RiXF2ajbj/BDBem/70xOaN1bpEczfk3GmGGGPT7RFm4t",
-	"ZFMnwnfW/OhqM2ktWohRQ+iIFCVJ4FwoQxN8zStQBuO4fkbn03WAeMtrFTgQISh3APm0Wj+0t6BG8o3r",
-	"T3fhCh7rm9bmLh1Qu/ESaBWf+iRpWiSHN8YGlo2oadWqhTDcQYvpdTcSDGhg/cpjtlLD8nJjLkJwXS3C",
-	"1rahwdADpK4Oir3SEMAx4xFMVHNTKBOmr49XzsR6Lf32JOLm4DT41oNXLnXLQ7dXHcrIykvRFrGBO1uR",
-	"hVCmgoX0GJlniy1z+jVlTRmHdCo6CbmcR2JBc8SlzvB+LycprfLO/pG+qmsgQ7yko2vfZOirsex1qL81",
-	"GNqYoK+g0flX97uMy7sUndmyU6CoO1WTChTHTfZi0R3dCjZifreiNvLbHfW5znxSt3MfoHemWFIMhtXW",
-	"GAuSxiMt/e9eq25MTBRu6rf4afHSfi9Yj6fW1PNpNt81n7YY/6xwpr0CFgPlJfpDnWzGTf97GQCqBtrO",
-	"OOj39zjzZbfyixbOM2bxyNBCD4+T3b39XhiR8P3ri18Of3h13Av85YHkPNB2LyQz9ntzkmUjuKW6E1dt",
-	"hai/FZGMqjLr7jWvm1BZOHa08jGaDoInV7UvC1+0o3dloPlYPm96JQ+UvkZF+JsEg2rJXP5woFnaXnVG",
-	"kbyzAFbsiqRb1DE89KEjDKYjiN0lyDeak7viX3PfKda5QHVu3gl0tOeC70AO2PV6FidnXiyT2Uk0w0JZ",
-	"NlBV0daLBYX4yZP6Kj154nANaxKRj7LEid9ER09rvUt1k+dH4wUSRUZNX2z9yISWQmkrGWePTTO2hUWg",
-	"I0blAEHHapwJrnXbOK7fRLM/o3BkUqsgc7zo3LSV3hlgOls10zFpysMjPaktwOTvTdcc4QVbL53U6xS7",
-	"lZKCMHXFNJCm5eDNHfZuyggrjGJitL+EswmdVlrBr7G7hkEynNiCff2IJebQz1+fXr4Bf5T16Oln9dS6",
-	"hJkdnni+337EuFlFtnA91o31fHn2xvYMN1iOHQ5f2Q6EODfOaIvtqJvi7DTwcA7U7m9pJURpqikVEBTY",
-	"jB5bg+8ZrhkEHd2G/elfNZ/n5bTZmdKqikYiNAYyP8JF0eCn7aaK4St1FzS1hyg5snvjs4Wg7F5zhvo1",
-	"u66P+lYdo+PP3rDqIz3zlotgYkzn8jWa4K3Y/pvEtFufp0C/rhcx7Cq76XdX7DjZ9TfROSk/w042x77D",
-	"dnbS41021Plwz9fY1cZ4AYn6TmR7S28cbS2g1ZU1Anbtw1u2LtLOvTu2e22+X2IfUts08b47rvnOU+h9",
-	"eNPgYO3CsL5hkiuj1gZn2r7ugwds7L451/s0Z9cnZSrXQhiqhpcgUIi5ylq1cwxNeJbxuVIQ6t0RBxFD",
-	"6AmKY+9k4vgABR7IRi1ZyDDQdARqOGSg21Euz4/PRkfHh68uhu8PL46P7GAhE0kJVK6vWcjGSbNx0jyg",
-	"k6bbczK4yRGz1K1tkpy73TTDoD1GXRLOt6D7yBpbVMIFZRxlnE1J6UzqCS91dXVlVBvM1AvY7nKRBDY6",
-	"JAUL2zJDGZrxkQtfdIUg9GhbEC1hq0A0oh1xSewgCEMcHU3JyojqN3qH7hlXshbfC14Z9i00+b0Sjhr1",
-	"qp0+tw6VCA5WczB/+vtQ0zbOsjUpKssaniV1XNi4Ai1VWb/f2nRFhZURok1KMGSOUxLwzgE6rOsJgOVY",
-	"Q4VQktGnPnR34ovYSurTHkUq6o43zkNjeAu6HKLghdGYJFgZ2K0vqFCz6egeZX8UJZfKTAaGJqA0PE6u",
-	"6trNBAmeEyVVp0QKNONZqgsCmGK5ehsj5ryxzFjcYNT4MBsK34HedOQmpwVOXZ+cZcJL74L2FEu1dM24",
-	"1fTwQtBBPWIVNNAHZwW+Iq01umYCBv/puvSHWfZF7r2G+Rvb4kVFPexlX3Hn7nbrLcj1GftX9xH5mJBC",
-	"nZqmlQSrATTlYjTVgtqerDCehwYyeWb+1C/M3O+5oQSvPY/x7JdaYMg5R1dUaQ+mEJ99FOq3biEALWP7",
-	"oc6ZEI7SdHFKC4Gps4StqKPaLSUaENf4FM3Q8Go3jK3rH2ptARWkhKwrbvz0nq0T5NEoOmhkjun9Kl0/",
-	"mjomz1T6cMcH7l0I02hGaZjjMcghZqgVq0Hlvy9Sw/zMwJKWPnxiAP0D24KTgK/Y6EoLTzOckzj2O25A",
-	"HqCBnl0bj2mJ1f1TNBNWsYwY+KQKXEqhk+uUhptINZTg/uucXJ5fIELBBZHjIsBQG6vhDHyqPoAO9VqU",
-	"LZXgTN1jptgrlPhVzCh8PoqEAflTbgICcrXZxtdr3qVvagArY2j49v3hm+ERGEVvD0+O49jEjcOrWtgL",
-	"3uDt6YVS8arc7I57/dqAtxc1dAFAZoNhFM5i85e9CcHRIThqG8ArbndSO8QDvtiHK1/XW24ql2OeLrwq",
-	"qJrhmkzrOF4ROhDH+phfHiNqvf/Ltwp+CsGtjYvcdNZFrCRTXKaZemuuGEZR6Xpwh6aGtrqg7uBtaqDi",
-	"rXDuCdcOgJCETSEum68WG3oNeK9R6QaDbVwUhKWQJj+TefY/ujudcwjXKRMtDcIKm3VKXCvZApqW4UHg",
-	"FtGPD9CRrgAFCLImfe2G7ipTrAbqhdATPNw76Bnxbp3wUwMYwMddDne/gjH86L+sh2DArJW+2OjF9oRx",
-	"+cT5g6GkE0EzPm/wK6BDF7M9JiGErHOtwRyBrGk7XtBpzFbItoPGsS6FreXkptnhF2p2+N8XSFdfYC/y",
-	"ox1dx2Z0TOXIJTi0i8epG6mLbfjRF67Sv8/DzUXQCqfi4L7HVWoENwN10hpuSjKqw1ECSzti1SVMIPye",
-	"spD/TXAmQtwQPnFvNeY8I5j9/UPdvIzuMBL1FgFlfhF++6tWwEswV3dsaxjysLy4zRgLWmditnQ4uxQX",
-	"CgGXg+dU2vZ+gZsX1ACPpOsIijpgK1x9GOK7ZiOX/7CYq79v4JMyn01AoQ67AZ3QYx3KBims9HQX9W7B",
-	"Uq0W1J8rWuqh3moTYfWFIqys2v/o5Ofh0ePl0VZ/XzNhvRz7dV2lHrG0I87uHb9wfnw2Gr5V//diGI4M",
-	"o7dbC76ZkuB0AUgr20Q1fMaoBtfs5hZO8Ih57mt9nHGMDpCvQCw9TPtwG+5ZPoK6/1hH7emPoa2EHen4",
-	"51dvLs+H71cOYbg39D4SyoSDYgoFTqDXlU2QHi9AZ6wpGhhe7UghwpypaxBU40QSQBrowxyKnTrOUcnK",
-	"vrIMrUcCPM8tEzQ4Lu81tK++RrbmM5qJsKsyFqggpeI/MHzYMVm9w2uvqJhGTvTPzZQZucZM6rZGGhPS",
-	"L2gyhoECkHZtR8yb6QbQvY9wJme8ms40+1ebBwxfjw7KXL5kN/xu43Riml36cTitjdKVxzyZf9uN2vRw",
-	"3/Rw3/Rw3/Rw3/Rw/y/p4f5gcZi11nrW8G2mVCiVL90oq/cK1fRO2UGg4IGWgSuqHRzi9XDAAQJhbtPC",
-	"yF3gATSpMlyiOL6iTBmunq9Eq5sRg54R6upwcwubzmyNNWXZwvmSA+Hlw9WboM1N0OYDB23eIvbEC8KB",
-	"gIEUS3xj7M02vsbU9INfUqPolTYSJEeCEIhZQBbwBXlmB9CRVWC99R2OGMbFNFod666qdY8Wdf/6Fk+C",
-	"Aw1N2n7tpoPZa4vAX4dtA9mM6LsmJZ2YAwcrLmIdFqDpVS2drWgjzGBGHTuGZfBpxCZU+m1nvhLONDVE",
-	"kgPQ9iiwaTAKKi0rxQZLYnQhKlt80U5nGm9WLCWlSHhJxOOuCAqlSM2pmEH7d0Fq9KooqemRVLvEfKbX",
-	"j9iMz4mNe3PjKZUEjLkxQXiOzXm5uptmdLdqpuRyli0iVmoKDfbMC8vPCWbtTUVjkijaRhVzJ6suro5p",
-	"AMqBLH7pTp5mVC50jYTA1+eidajs6AKqBro0cx56A63jf3drdR2CQV75y+GTZT535zRZ1SC49sPni1HC",
-	"eTZy/pPeDc739gN37B/sey5qZqFWusrr4LOVpqCYZHjaNpWD0/cvtKEVwzRwNscLQLhRHKtV2BpmnilZ",
-	"kiKj9qLs7eyg0x89CNV5+26T7NVa1QYl/W9DSZEXvG2PGyDJBiGaoK0Hx1Edid0dSA2WfUck1Y5xXyh1",
-	"ow5v1OGHVofX1UXDuqZ3VI2hrs+2WdqF9Z8vi1QPbFrtITQqgY3rBcAJBkWm6hcEjEHE2BNliepr34zz",
-	"XK31o3BmF1LmQkrhDsOkOjCsbwODAbbW3m/sSiVws8KImXBrDj+0lZKskkwttsxkyTNIkugKZax37oJb",
-	"S+ZYDX+PIm91Hwm/NC2c3siEsB30dISEGOGSjL4/Oz68UCQMEwN6948wQ11tw8gojb2D3VZUW2P09lWv",
-	"GP2zIkhf1nbgr35e20cdcAWJmLf9Zh0DNJR1HLIdOuFMmEw6G1c2wyVOlJIasTj+bWfrBd7663Dr18H/",
-	"jrZ+j2M1jEAZYVM508Mp0UA+JoSkaO/ZM+95XUJRRsz9bEx0E9VBxAJ+1bW7bb6ot7uzW0dwByR3xBqy",
-	"RahB/Q+/IkXHNIx8lKOMsqv2VLYeyQB9sPqht8++w6nfWQJhTrNMWS8pLUnitb4BNJYKdHn2xtYRcaEe",
-	"JpBZa6SiGuc6SCJi+++GR8H0AeBegs8Mo3en5xcutayzyIK3HdsJZ9MSy8oEfUMMQdcehfS9PMxEI/2c",
-	"ZZoz6Ca6wDlsjIs/UhxHDPBsU4J6CmFugKLpzc65kNAGFjiXbWxmWIcgRFmaIuGF7coGMSEwYRyjr1Ec",
-	"B/cujlGBaVlX4YVw2GtOlZFdQIRdVnM0F+5jXkCvKMECtDWzwxBnWFJwdWq7Uv1InYHtAmyTxZq0MdBw",
-	"RihMKUu0pa/JQ4e72kgYrWHpAM6I6VU9IoPpAJro5lRZ849NzXJBmDQhoupJSKzw01Uck7cRoyAnjHsP",
-	"Qod14h8couP/YS/gG2V4yPTsfW4QU4cPq2kJ0nR0uxA0L+XB9+3a/ILmSZgiIUIDwlIRod5/bO8lzkwV",
-	"FXUTKypm7rjLncGzLcUFsKRKa0hsLW197M3cKqTmsR52PwAMYlxpOvKDmWxiyJLSlCujvmZcSD/kq8mZ",
-	"tPcyr5g2n9Xe6N4WdfGj2kLBqOClhc+9OLcGs2qEls0wSzMiLOMiZZhh1h4srQvhmVyoIsPMUHRJcn6t",
-	"U9YwmlTQviXY2oiZvQXNPo63jcqzXZc2NFHD2168u19ezQtXTW+sQNPuItKhpzZhmQePCV0GnohlwW3W",
-	"czg8UmRv/63bafAC1zqIMOnKJlBN6QxIkVBJFGW0VAfUqTlczAgtV+gOEWsoDzrmo6U9BIezu7ePx0mn",
-	"lAJp2V2y6JDVd3lCSZYi08Fbq6WXZ2+8bGTfh6oHbSlZJhWZmwaR+n6Z8GGb5mScrkExIuh3d/hu+JXa",
-	"MhDW21Z3MeaCnvDCBLq7xMdHah5uGuh5oLBOGW/kQj5uavXmXYjlSnb5tU7yiE4cnD3OyOM+ms+4FUw2",
-	"WLcoeV5Il9R9TVPQ5M04etvqREoqzFYbPMFWaUONRE0/Q8/nEyYHYQZBjsh/f/3wVwC88Oxay0yXpycb",
-	"Bo3rzC5WsGQr4eN423xiugQaZ+EjSg6A3Q92Ht+sWBVYzrYl9w/zRiBKrBl9eWiVKhd6CYEOtt+V61Jm",
-	"1ON2wpGJkHDKmXcTGiquaaVfqkPWT9l0Jftj3XkRBBjgE/eP/bx4fXZ8/G541EY2L7pez8e7oCIv2eCb",
-	"f88o0MbBOuiwBWjY4/SUN8m7UAynSiP0Wjuc+tbSCBQRU4zDeFQA+2GpnrevSNv0Gc1zwjT/wDJQlpFL",
-	"owutGp9/ajHAhCwrXeJOrRLS9jgo0jAiLV3CDKxaK0E6D0nta0YTpbjq0AMidPKSLilga0q4FlsavOrA",
-	"hNTA6p2bG0bCGooIjlerY/qAzo/P3h+fjd6eXowuzi7Poc6UOaNQOa3VtpJMjKTDrKlkqnVoV6Rm/7Ks",
-	"hN9Ksxn4cJ/AG0dbR8dvhwCz1kyjswq+hbh18MaGZXyuWBzTOdviNGOCxrxiLVj2JZlSJprix/ZhNBqO",
-	"u3Q2aCetyqbvWQ+8CpTNBRUpe2hUFhpCWyDjC4Gy4ZxrYbMRM6SCPhc6e3I+PD96+++AZ2EzdTeZl+qC",
-	"qt0Z6d3pHfR2vvlmZ+fFzs7Ozu4GsP08gK07gM4GFnO+lRGphEZVFKQEJG14frq1v/v8+dYuwlkxw1t7",
-	"yAwC/NJdsohZKmcojv2TrTN/lXmCS6GbatGJomGoZJRSnGUmEbiRnPxygwffDQ8O71bXcQe8aSlAH17K",
-	"h4Sdz0/Ol4HOoGI6inoY0NlQrYGdGwTagURHTJa0yIgPRqObsWh4K68QlQdFo3WRaK9VrS9s1kKiYeYQ",
-	"ioY1rcSh74caW6bSILoNjLyBkTcw8gZG3sDIGxh5AyPfEUZWotvagzeAyb4+pxFlm3NnEUGNKPtD3owr",
-	"R8wBy2iDK29w5QfFlZuQzBeClb0bcEdw2b9DfxuI2d/NDcK8QZj/0xBmg1aKMFRVCyJjqbpKPG1E12aj",
-	"FVVZcGt3ewVP3UXohp+NJnBzF3/7S1d1INAxlhQ+AFXpve7wCqoO1B3XrLPMURyXPw9+Gfxqitaeskw/",
-	"nGGp+HAc/xrHxsK3BQFLYuaZ2LT7euo4/nnwi31iEDE6IAPLHu3VV/ShM9biuNwZ7Ax24rhv/72r/q1t",
-	"qHJ3sKe/o6ZKgJ7Z+2njl81EQCgQ4pK7M/WH0dIQ+ViQkqplKGWdYGXsCTWRbWSvNBiNk8VxxYRU5D6y",
-	"PzSGhyD1ozXQ6BIZFL9OtUfdaxtnhVitE9bQnG4fZzi1Djuf2OyJQcS+s5NlFFiZKwWuKF6dhjeN5NNp",
-	"ZmqPSUcympdELCQdtYtm/YCT+ZXX3I6ZjTF12c17Q/mYZObSGhdEogyDLDO6rpqpUUvBPY2AITCpzD1I",
-	"OJxyq+Ip/saFbkMMNgecZVEQXJrXZikCuVXB646JTmhRdqOxC3SFEJYYajdTqtUJf3EuCNOyEEJyAcB3",
-	"SbDgrl5/ypHgDsgJEiCvCCncTqk3cFShlhoxXZJGGZ5fXRNbECsjWPcP8NRpNZhiMC4tEiv7F16BR6wq",
-	"piVOidqGkhclxZJkiwE69Ci87560+WwAG2oXjiXjiNUEb4lNf2OXJdoOne+JfG851X0T/Vr3SX3o9xXM",
-	"F/YrlwpYs8nfevr6Qxv/ZehE5xTrtbL8MCPgJeOl1htmwZW2dES9UjNd2X9NQXXcyXA8urOMZ4DcNVfT",
-	"e1e9HzFb5hInV/pK6/oculE3VtydT2H1/WalIG/hEQtqDXT23vSlUgfEU/cON78LSuqs88Ct69q4B9dV",
-	"C5y4XCYZG0rAPeVs0KUCThSnOWXO+dz7/dOnT5/+/wAAAP//",
+	"7L17c9s29j/8VjD6zk7jrCQ7zqWtn9mZdWKnVRsnWV/a3Q3zkyASklBTgEpQdtRO3vszOAcAAV4k+ZI0",
+	"7XL/2cYiQVwOzv18zu+dWM4XUjCRq87B7x3F4mXG89VZPGNzBn+iccyUOpeXTDxnNGOZ/mPCVJzxRc6l",
+	"6Bx0zmeMjPC5Ya4fHBE5zikXLCHJMuNiSt7ROJZLkZOMTbnKM6pfff9gN045E3lPseyKZT264Lv/Z57s",
+	"+U/uREJm5F0qp7zhLfhpp0uWSn8u1zM6XOYzmfHfYIQDgrMfkRmjCcv6kYjEICcxFYSmSpIxw7dosYYJ",
+	"0T8uFimPYQyiP8hjBu+ez7giXMFLi4xNWJaxhMxZPpNJv9PtKNjCzkFnjLvW7eSrhf73LM8XnY9df2P/",
+	"tWTZqrqvDx8esUXGYpqzpP/wIfmS9pkqQsmvet5kQTM6Z/kd97TT7XC9aBiz0+0ICrvnL7fYQ7rgP7JV",
+	"5+PHj/qtidR7l/M81b+d0DzjH8gLnPsZzJ0cvh2QBycrlnJBVMpjttPpdq5YpnCnH/UffavPRC6YoAve",
+	"Oeg87j/q73W6nQXNZ3APdvvXLE17l0Jei905fMPsj/51yvLq+X3HckUSrmJ5pfdJTzSb46rpWC5z2JxE",
+	"zikXfTjcCU8ZmVP9aJwuExYJmiRcv0BTcslWqkuuZzyekZOLs3MykWkqr2GQH+gVJQsaX9IpI4LONSnE",
+	"UlwxoV/uRoL1p30yiuW8zz7Q+SJl/fmKLhb9RSYXLMtXIz0BrggTapkxRezf9WBMEZqxSKglz+k4NX9b",
+	"0JglZCIzwmg8C46UioRkLFnGDK9HxtUlkZNIxClVM6aATn7//W9kLD8wtStkzsjfPn40d4qJZCG5yIma",
+	"yWWaaCJCImAJueb5DIacSZXraWiCwn/PGZLpVyoS7/A/YaLvH+zSxYKJhMdM7f6foWX9yw4Zr8icXurN",
+	"opH47vicZOzXJVM5ySUZ6XuqDnZ37aeaCWDUx+XsltcTidf6v/MZ1Wftr40rImROBNMLoxlPV2RGRZKy",
+	"RE8qXFE3EuNlrv9OhcxnLCPXbGx+0jMdM7JU5iwstVkmWIxCLk5f6UumzxWOaZAgif7M0hQW1el2MqYW",
+	"Uijk/Pt7e/r/YilyQ+XeIe/+ojSN/458jsKvjlbfIvVwHCe8FIfFGL2E6YNhIgfiNrx7PS339TUNR7xQ",
+	"uGt4GEpvSaLZ0ZwLVt5KwvXneL4i9g+aWGFXIyEX5qoVQlG/v/IokYucZTTO9aQ0MeodNTdKL3XeL76l",
+	"/z2mig2XWWrYviYnpBx3DWM51yua9+3Ehmvftk+V35fZtPjTUuVy7q62ObjSQOYhzQPsezKbdjRDXQSn",
+	"V17S5r03JOjTnsf69I6FXyiWWadY6F817QJ5l0ha/ymQUZpQBIv16yo4mnXb3+3g5DoHnWXGCyGjcn2N",
+	"YEs0X+AZSzoH74rpvu86mfN9MadBsdRiKDn+hcV540Fvv6cl8r3XjS2PfYvdrSXPe9jfgZ3a2RabXBov",
+	"IGBvzCMnmNePVuE3Zg61gh3Y05O9J9Utfy3tvjZoBFeUp3Scsj6sQC3nc6qVQtQijFKzfoSyTqEXQ6dK",
+	"b4KZM03mXDhtr/Nef2l3GAiz3atHu/DYbirjy93fl4plg+TjeiWnfhp6AJYQldN8qUD107pizuNlSjOz",
+	"ll4qY5pqAZYZtRqkWUZimqYoxXy5CYqP1gjsVsBUUfEURGYJy/R9WWRMywsciYnl3Mi8rnlN4UCo7aB8",
+	"pmgtKFwEVySeMT39SCwyLmHUPFvBjCRJJLGKdirl5XKhakXroZ7cKxlfXiiwAJymrM+k7k7CfHMJg5Ll",
+	"Irxk/1zoVw8yOh7zvJ/J+FJZpVlrqYXOjEfW8a9Bni1Z15PV7kbOP/T04z2eoLKbs0wP+P/+WXNP399K",
+	"QTALgDfs6/q/r2i6hP9AMsE5wnUrphnyM/tgeed+njFQizTN5TSbstydDleGCvvFesZSpoyKCqMww7/f",
+	"ggWcA3XrgyfXVBG1BAV1skzN/b+XfWFZFssETJrh4PVPh68GR8O3h6eHJ5oqskxmKCsykkiG6uSYpRIJ",
+	"1Fw/mhqC73dKO1tSygyD6aXsiqXkGEYvixM3n8rbgsB8iP45pNmT4cXrH1+/+fl1lZzcIqqTmS3nVPQy",
+	"RhPNEM3gc60pT0vjHwqyFKC9mqdkHC+1Jb5RzNjVeBLBLnur44erOjjaavPBuDMf1CQ5Kh3oyJDN4/sm",
+	"m5dvTp8Pjo6OX3skc4o2juZksAZjioQcFWWEbOnm3ukmu8n2d4kM2Jp9wxiCkQgPq4bOHAWMfNXkPmns",
+	"9Zvz4cs3F6+PymxJL2silyJpiehTMR9DPLDLQCtckYRp+/QKnIY1BOGOa2QUTePyBY2k6pN89/5jt9YJ",
+	"/O691gdKaupt9EBQ/Tarqt3Ohx5NEpYMBJLLT7737ht9pItljX56xtCK/4zaKOw6atPk7Ps3F6+OUJm0",
+	"jiAcMxL6IqepvGYJ6nzxJXoi4GdFzLPvRt8dn5PdmC7omKdcX4hRvW92ynKjy+OPV4/9l3Yi4SbuVFrr",
+	"LvdW9UUq02d3UKbjGRVTVksDX6KCDeLhuUxWN2bU8OYnUq0NfVZV7GALcRfuomeHO/rxT25x3OPGVOmb",
+	"giemNUBaA6Q1QFq6+VQGCFeeqLYygGdEXotIGKa3wUwhrZXSWilfhpVyxj6nSbLOu66WasFEcicHuxmj",
+	"9bGf4Ua0bvY13NARyxZ6r/fszVRf9+LNtd/im60HvhUvrQLcKsCtB77VbVvd9j488BsVxc/lhP+sGuvt",
+	"/PBmiq0rfoMr/pY6t+eNryGGv7pD/r6V8IJc78Mzv0kF/yzO+b+endI66ltVobVTWrr5jI56Tyq0vvqW",
+	"2P7UvvrPZrw0uOuX+Ww4ZzlNaE7Xe+n1bN8cLvMZ2e/vlTRvc2ntQFBBmbAJFG9yEYl3py9fkG+ePHry",
+	"/oGtptDP5RmNL1nW5yyf9GU23U1kvDvL5+luNon14ztdUy1oSr480+Li9JWC+ibcxcVCZjlLinpNhRZC",
+	"TIWrIcPis0iY2pOi0tUNCnPmaExglaIiUqRYtDbhLE3MsDRjZM6o4GI6WaawRv0IMIoPuS3cs4UNCxbz",
+	"ieEaphhymaYk5QoeXUil+DhlkTCf0BzLVkwQLtA8w70/DPbdEMOJ2fdImHrXVbHP19fXfU4Fhf2lSvGp",
+	"mOvV70p9hL1ivyp/6H/QR/F/1K80tnagPemdbiT0IQi0y6+Yt4XKbMMcdqu8IJ4RzSuZvnwsEqcvX6wr",
+	"nWTrCU7vWMZSmEG6Iqnm/kAcc7oyRlkkoMYo53PWN/WzytS+Hejv9sgLGs/QdnPD0oVmqxmnuR52TDUV",
+	"SUG+Pz9/S2IazzRZYsm10iOcsgnL41k4Bp8Qjmp5TvUZ1xRT1oZ+lvnMnutdixe9Ij4jKIdzKuiUaUoY",
+	"ogavhu4SaTYjs2nflJMtMjnhKet0/T8m7IrHTA01Ddf9Mrzi7Lr2h4SlLC+NZmdVMOPw9ziTSg017XIx",
+	"HWZMsVyzvJrFLDPulWxZY9Gr2NrFhzvdTkDYQ8sDNrwNl2Qf+Gan29GCYhjPaJoyMWVDLJAv7eTZ/tNn",
+	"erJm+Xf5Kg7R6XamGRX5UMu+0sfC0UFoatqZZEzNXJ35MhMHmuUewF1XBzD6AYzZ02MemKlamcuVWmoZ",
+	"tnaK8J2i2P6GKzMseReHAKeLpfjhXCblZdo6+klGp/rYO15YsW5b7EoydiXj28xPv3ip9xL28IYv475X",
+	"ik+3u4plWfzKCA3zaOHusw6AYjgogDRDqQDXgQrCPuRMaA2BvCskNXroAnlV7wJEWbG/17NAC8VXdwDt",
+	"IGdzVat9Gn/B1tPWKqRYzv80PKmiOVtUhyyjmmQ3+pibmFqd31Hv1PWMZcw5fOF0tZTNpUEWaNpl32cb",
+	"iQrUwOell7VFtNtsWgNXrZQfn76yylmoUNhXug62YIV+a1bzsGYnkQCGuXHyH7eREk2XvNC332ZSTsiP",
+	"bAWVyy+0gXL8wbibH7z98cXxDsyKuM8YtBalFVNz1YzSZK+WdfzXb0Rx/kC56HvXGgflQr+ZMqrw/ZGW",
+	"cCMC1m4Xpsfni0xeaZvGWEtOQa7uI3Hb2MQziF5e/epI09r6nU038eNGibyGdvDNRhKqtX6e7X9zE+vn",
+	"2f43O1VixF18V/t92Mj664fP94Lne/D8vdy+BnVkM1XDi0S/SPBrimyiVhCmhR14AzKt6kYjsBFGgX40",
+	"igRQsup6GAHKQJFYztrMFsySECUGho0EjIs/dD2jJ105gwf2t8cFufpHBLsadbRdQAY5OTn8D+INmUVF",
+	"YnQT/W2kp8tFormzs5MtKkIk7puSGu+wd9J3urNWF62ThnUm4ldafulXDALEhLPMAg1pogERCjNaKkT0",
+	"iQSi44wIolzBWc6oIkIaTCiZEat4emgqgcAUMkefg7Het3AMdMl4maMhi56vSIxX5Naek20E0yKT80U+",
+	"RHrf6uYumBgckRcIlUHwfeT8G29uJNYImjfWyTKKM0ZzZsSJx0bJu4HgOafgMgaH6alnbpArTs3sImGm",
+	"V+yYXDDBk75g+a7ecmX+0DOQHz1cRw8/3Xs03OvrrdwhXEXC7QryA2pj7rkkWvejqQ11mFUH4XeSMMUz",
+	"vTfS+maYHkOwaz+Q2Xhr/A2+271psM3WyDizTv/FJi1pwTJNaiRZCTrnsXND4Uvg0cTRtiHKZrtvszyx",
+	"7xL97rYiZS1hbidagC8YaWJZgyFhlCORqNOJyK1VonChd6SMJrv5Bvt9ExF+D/uNks3TOGvFdCQ2yent",
+	"9vjuUqvW77Dm7hXPN125VE6JXOYFPxprgrqiKU+ARUaC6w1HC9DTRlB/UttcxLKrY818UcMppuq523Gj",
+	"t/hgKeZjBH2jaVeZX/0uN3G+NXTfpM+uYU1b2Hjb5lNsGWL5VOHJi9enxy/efPd68N9jP0L5ik1pvIIp",
+	"aS0qdglXXIAyLI0rwPMftFHMe4xi/szzGRmFxzM6KEPGuSQMq+eHMbvDt4N+JB6cMUbeHYYnefh2UABv",
+	"NUCqBm/ov/XcGzv9nSqw100ihmGEU4GfqXARNWJ5AWDr7pTlxrd98HtnIVUNr3pj0Q9dqK/nM3OjsdvT",
+	"AptJnzeo+CVwSwjn2J2OBNd3L7FGocy8veeKTJYixi/zfFUIOL3dbkRreJB3Wq3tDSwK4xUj1VOqPxvM",
+	"+Ste7FUPawe+figITTWZr/xHWGKlSEwFpKGWFp1LMmWCZdqGpERxMU1Zb6lYF+JpvZTPudaQrakLirK+",
+	"J7XfMNKLCwCZ7JIxiyUAYaZyOkVdn5qEWjo3ejQYbJHQU9PHE+SRQkC14Vtub+30EyOr9EfIaN4HCupb",
+	"yx/+RSapvPbRWAOXqAkddslY5jMSflTL2dJEumTOp7OcXHOQvWTGE+uo1cc1oTEz1ij7sJCKgb9OEw6j",
+	"+TJjmtyqdConE0RB5XnfpxG3boUHCfnAE48mpYgE1eo6ZImSMVVcFSt9N5r39V2CXTDekHp6m5ce6zln",
+	"8mqncCyvupG4nvG06XRwlgnLtS0ZqlVaeUilBPhaQ02lwyLwj0gUhzUqTeqA5NmSjbRsMrnN8GPDkjTf",
+	"KGU1Ixy0zVO+etT/2uo7JcM9z6hQc45syzxSJrhcrrkS2tBM2SQH5GlR8B689gnLKU/75OUSSOLk7AXk",
+	"Ws700+9Ozl48/nbvWWHsTnk+W45NqBNErMym9j/1xLW5u5CKpmp3sUzTXf36TiSQTlVORUKzhCt906/p",
+	"CnOoYX2eA46MWX7NmCBhLkV12aDEQwrFmBFQT40ZjUwET7FLmJjILC6URpsxaAP15v4XzNZwkPkyzfki",
+	"tR5ZReZLlfu8qmBIjMYzmCbIUswH28RwH1wMDnd6hiY1LVqmo4qkdCXnTHNBRRJppIhxKER6UeSKZY5U",
+	"iuuMtJKxmIk8XZEFBQjoi8Fhn7wE55zH4UoJ8DS9pivlf8a5Gyrfy6XNl2cftGbIc21RKaQ5MkV49QLn",
+	"ugDkNva63q8z83GqRxGxXGZ0ijJSa5srMPviHF0fAjNBUgLbD3KB22zQcEWGfuf0A58v5xCAeuQgqhda",
+	"NeBimbO6slg83Feacs5NSPtmiexNGdcQ1df/n6ZvJpjhtRXs849spUiB9yyFyX3VwgRUu21gndVyrK9Y",
+	"WcX2Sl6Mo6lZzmsFIcRsNv85jDMG7k+adg46WmNbSJmpGc1YolicMW0QGaLsHHQ+6P8VaqkNaet/9idS",
+	"VkPZ7tU6tyx6r2RI+ZdsRab8SnOSMiT4Gou6yevrbUForDv+Smies/nCUmMs9Ypy1o/ECQXeJOc812yL",
+	"T8jITHIEd0RPsusyzYoBM6ZNVIOvbgnXOJYhDZqzK6bAczwGTmk+mWi7vScnvbEe8wFcPtzgbiSuOEVR",
+	"PKFpOqbxJZmzeEYFV/N6sWWf29np1xog1tIoMbYjzCoq2R3vy2R6WDCENXRpMZbLWiipUicmUf5R1Rfs",
+	"w4JnTA25GM5V5+DR/t7e3l634+kMnYNOtNzbexzLBf11aV1a8CfWWVutURq7jlK1lCAZm1MuQHkTZM7T",
+	"lCsWS5EoshQ5T8sm3TVPUyK0vBNTloFDZ+HJ4T4Z4SpGkXiwb3im2kH6jOV8jrml0NAiYRO6THOPTvRZ",
+	"TVmm71ewB7/X1qMDN3PiFPxwdSoZqM/9jdaw/8Fuafe2r5Ev5tSsXGklExyBTmsw5kUpB/0GRSutV+O+",
+	"CwGggGhOU81VWOLy+JdBYc+MaqYiiDEvArMU/ZqWNHlmNcJuJKgCjZoX6uVnsLTDFFPUylbk2ivcgrXN",
+	"UOP3VlRjflsLLRL3bqIZon90B6K3uoxVUv2AMyZLbyVFvMhnt3JnnPCsI3ObRw36RU6nxuQ311/vcCF7",
+	"ixq1dOU7/4urUNF2tvDva5anNk2t4I7KS1gPDB5DvughCoITJX0LVrmWUWs1SE5Qrw/3xvdy2Y2Bj0ai",
+	"dDx6rve1SeVCQ1yBxzVeakOer28wUd53TIBY15+lMkS4YS8wvKTvYNhvoKxBohxmuGuaUWo5YkuXMdBE",
+	"jUJrtz7cTLTr4Di8E1pkTBtj6DuDT+q/zlElNT+i9NYKs024Szg6FbOVGdXoj8gjFstxymOoITEtqdAJ",
+	"a1YyOCKx7fiCE56xjPVr7QY83zH9zbclLtmqc9CZSDmmWZ06111nDph8QmcHFFkZlS0HU14bxgQUYWP9",
+	"aN0oEq7jzYRIAbU6i0xe8USLDi60LaW0XNGbh3o/sCVfPTDh10iAk/Hw7QAYbygVwQ76sPptoxDE+/++",
+	"Ud122uiWQtFTAM1n1HZcFNn5/rc3623kzN1Wm9lam+nW8d7C6wH6TKavu3GwwMW1VfNbb6Ie9GT4anAy",
+	"OB8e//vF8fHR8ZG3raVdDZ/7RJt7LiWZa3ZpFqPqkzjybDWkk5xljeYQnUNKshZO2jAqm0MeJzA61DXl",
+	"eSTGbCIz5spBPRWSTk1jGDfZfbDvytbO5jM/pTl7pY+x4fDf197b4oDx9GnuQiP3WzxYjWZtGaCpWGxo",
+	"RG4Ivq3NAP26qbTQpjvt2k8GgXj48C44hDm28aqtPNQ7w40+ZxOs/A5ofOLEbpBzZII8iqicp2mEiREu",
+	"hZRjbz1zWKY7IIgl2M0eFz14BgMoLsHehresp1yrBGi4Wi0OCRncQ0vFksB9WvRZQ/wS6XOLSriNXkme",
+	"kHG2zBkB13gkaJ7T+LIGtMRPhAO6+clu6xbQJS46gYu1J1KBK5k8/+ll8utPxw2tLHPPEVuPUfKZkABh",
+	"AVuga5jnKluSLV3QLSQi3JoumdBUMYwfXHPFDPXg6fo9LTHkgU+XB8RS94zFciq4csGS8Qp9+RU/aBNc",
+	"By5iW3cJnjBYnFojAV/Q5wRc8O6n2QMmtLRJ2vSRz+BoqcsTWWg2WsrxRE/3EmCjrFcFWqTGUiiesAxC",
+	"9EB5rbbZaputtvnFaptOXwT9cktdiZibXaiEh5XawQ0q4X69SvjY1sjuPl6g6G0Gm6CB5yyf8SzpLWiW",
+	"rzyHgZdo7PG2GVWRoErJmEMQwGW3LBVUg9i0e79a46GQ+cMi48iEB4oZ1H99LJeQi1DE379yvSwHR5rC",
+	"Sk1HMUti4A1hHTrwKeP18XNnvXVRU5BUxAorO8GNm8oGiSSBqtSa1YNb5VpmST3qND70+O3gSHU+jZaW",
+	"zzLGFjxRNsrOkiHNOwePnj5++vjxs2+efPP102dd/UPGlOocdOZSXLLVP8dUUEH7XKVUaP46ZwlfzjsH",
+	"HTanPO10OyYD2hvu0dfPvtnT/zP3qEkh9Kb0e5PftZhoU3xP5XS+6JbZS1cbEaJ6pI5Km6k8JOAgjZqL",
+	"/NmT2mie27faadZ/x7xTG32321w3HP62/qr6Vdz2pOaKq0TUlkyHh3jrrfY3UXMFN6y9XqX7udXmlhvw",
+	"4s4UW16afbegGY/jn9fu0maP98c7goffNyBrwaap5TAN3HKTQPnY9TJ3FxmDCK41IitJCQrrQuK8Lj+m",
+	"idH7/emLb2j6mdArucwsCc+1wLcZfmQE0mqXJskIoW7MH8ZcJKMiHww+8/Dha5mzg4cPI/E2Y1dcLhWU",
+	"tQWN/13kh5IRDuJsdGNLun9HwmWPZGwuryCdFHv6h4OOGYZG9fbL5RQyUPThj8D8HPXNDqDRV4gd733I",
+	"YxFEU/YVTU2abrDUjCImNGR5JUua9hbLbCEVq9lhSLt95yMMEMGmEsr3miAC/Kd73tM7/SKYWgK6LeUW",
+	"vRvN+3rCQ6yLVyMvztkQJPUf9yOkkSi7mfIyCXk9rcsy9K1UnvS8XWaaF4wByTSEmWYM5ROuZWhytw46",
+	"yZ7Ie+ePU81YeTLE++tSWug4frT/ePgGclrObFk3T1yX9o7BtJCZ/kFp7cy89O03X9f0za+Z0Xo5U+Sf",
+	"YSDGSr5CunnlkKXQb7jUui9ZxR0eCepubZjJfaaG5VfET2UDa2FMEFsDdOdFcdmt19PXPMvfNLBdKhIx",
+	"FSTPGDUOQKqItK5dbIyfczFdcjVz+bbZXv9pL5bzBc25Np1MAiGypioaB7lCvbxpnU1t+s9rWuZjiUPt",
+	"SKrWlebtvyeKg6y/zcdRkrchNfhrqJ4bzisQuxljb3nyoqDGjR32y6T+h4IHj+c8Hy6z1MMdspFamU13",
+	"FzSf7eZyFx/E3NgNEMPFiDVE7ogRcOlsLSaIihL0jBeyjYTJZDX8GQoSnZmZyy5eDDz5mKYeZB9wXf3a",
+	"wJKFvik8hvjsV4qM3r45O49M2IDmbBd0SX+5hUQmD/RnLEa8OR+ta2BWNg2v8A5WkXjKOUSfFbO3yrnJ",
+	"IQ4AqTsPtEGN5zhO2Y5WPKV1HuQzyJE3BdyYNWAi1ITnbp1elvXAiBjcauMfNRkAXX+PNc+gSi3nmF0T",
+	"iSDhGwzAGV0sGDI9uwH48lda9l/J9MrshA2aVyyT5EoTCRbPNPGUSBgmO9o1f1Gjomj2AWcHwK36ezuh",
+	"S2dbyt2iYHQ7hGrjkq/HqL533/f596fHx28HR8PDi/Pvhy8PB6+CSsp1khHzMhBF2eTxrzFWWgf5/TrI",
+	"N59EsxZxn5bVDe2bTYbVZlecNm6aSyf/4ILFm20G+d4xMRdxXSpGQBtHmB1twWRgJIUqvZYK1i2GjjPN",
+	"LFXOaILB4hRcwFLUUoCea823bU8LYME0TVlGJpmcA08CMaonZtbCswLEH4pM0ZWJ5ZpoBcICsJSs6ODh",
+	"ufWkaERx+x+1zUJI2WuagfoCqLJnXMSs9C5szgaq7uqziakw3AHMDedzCuwCLXDkOIcqK6+2I6jI3oSX",
+	"hxfBA4311lAxPA+TRBNUWxDVFkS1BVF/eEEU2gmbK6K69+zjCCmnUK18J9H9mfBNXyv8Rze16RX/I3v0",
+	"lNTqezAx2uKKtriiLa5oiyva4oq2uKJ10LTpbm2625dcXPH53W9jLtb4355zfWCBp6js9ikcWi5xQZsH",
+	"27moTJzhykGd2W0GRxWodAycVXwSuJ1McgImwc3QxVbrf1N8vkhXWoZ8WIEqAPQPAAWMX4GWhil0NQHH",
+	"wm/WNH1AQvY0TzKG/VLw7sr1fxI40ZTmaKeEfhO9x3d0nHjy/b6D816gpC46/9cPmP9vB6//ImZwqze1",
+	"elOrN/119aYb6ClUVDI87kOPMl2cGjWpU8ih1HNsSIEGjacuqgjbiGWfAPoaU/BJ6But1Q3rA6obqk4L",
+	"uxApvzQ1hD6kYBiLclVaOb2Ej41KMmIUCZc7Q8YMJ1XK5NADfliw2OSgKD4VAXnajJayvDSRzza3s6wq",
+	"HgGR6bFfZnJuSPX+Am7bJu6bB03mrskODnmi+a9/hurjfShSSPSaxPtkMDEWhPUQhQQYCcCstJQ5cl8b",
+	"1aTo2/g2sgkYG4izrnQR3IR6CJnxKRc09ceGEC18OGP5MgPU2+LnIS5giOnQI01iIyEtzOeodhebdu+u",
+	"lRE1B9hYJ+FNyvy2Xm+o1CZ8Om2yiZ4b9rxWMTNxDZlBHrt0WFkSe2OXgfFo0egOx0YjEsRPI/clI6OW",
+	"jlwYpSgjq3JBbeFa07FMrjOWMaoCyolEddDKBcrYBBNoZADTbvhHJAzyWWmpUDFullvwLipq7mck/Avq",
+	"UVQxU21d4D6EdGX/uLE5Q8Oxvr+5C1ZvccLVdrVQ9lwxsnq/+gsy9ptrB/eguGAaq6GA8/VI9nVpqlZm",
+	"GopDIxUGdXKCK/IQyhwfFilF5SpJzIktEonCgnziEsEs1oFNfoFCQ1Qnyvm+CjNjbLpTeVaQyeS69xef",
+	"+Er5jbyxfYnJK6UZ83KHQX2hWl83nfFGBe5IdVe3h/52Xgk9hhkCE4W91nPllGEL9Weyk3FGuGCeK5ZO",
+	"uoRxYGkQ0BUmBczbM/9hzffGK7JU0M2Fwv3mMTOJYeChzGRK5FWdQ+vUW/W51Dzx2IiM2+ophT2+wdtU",
+	"Ne/gy3W/CPYhH6ZcXNb+qndoaCJM3gNNFlPZuWJlZDDM+zqTuSKy/nLVH1qLP7WRafDjBpoYx5h5ylED",
+	"uamKOJMqF3TOQjMoUBljOZ8vBcYG9c70yQldueWmKy05od8+YPBkebkSDlrNTIXM/Fy7QIqIJGUqEiD+",
+	"/Yz4woIJBvMKAJH3kUVKhekfZbQxbBIxQdT9YGMh6V7ZVJ+R4+Y2f9S0AnO8aOT8EqFyyRO/X/Q2Ke6f",
+	"X4Xb6B4dHGmatv+NOPEBfLJRhlBUSaG4yommkIzpg7ft5mY0ozHw+9G7vd63tPfbYe+//X8Me+9HwGl5",
+	"RlImpvkMBwL4mA8xYwnZf/o0Et77JjVtVTw41nx4ka/C3X+0/5iO41qX8CeoiyFFWYwrRXZyslIU49xH",
+	"vuwryUTwh0Uilgmqk82VM5F4B7UzZF3pzPsHu/bm9oywqchH+8DVvh0IxsFhrIDUc6t8D82Ye/ggDhR+",
+	"0flQGqt+yDZFP5FYU/VDti36gbKamqofcn9FPwGHi8RNin5IQ81PJLyiH0rUcjLhMcfuFNimwkoTGyoy",
+	"TVVc7U+9cjVlJd3KPL4Tic9XK9TtfOihJ6gKWPI7tjEuGqrP/O5DW99DgteQKlT7GirYnO5Y5tvvyrWK",
+	"vgZ3eoMMl0OrRUIMxhRyF1aBRXkgr2Xu0oK5sllRWhvH1z2mVlvIJzNN0uY1DJObZ015HGZHwd7cAFn9",
+	"dqVWg9fDi7PjoMqqHuPCWD7Yta6toLrnCqoGw1nrtsHGV+tUukRmeHH8YIWFGcPNNzcMaNaE9dG7xxKt",
+	"cxxEgpCHZFQhi9EBsHkka6vnegUc6N6x/nOTQ4fz1UOSqp1MEj6ZsExfLof303efPzs+/en4dPj6zfnw",
+	"/PTi7Bw69Z0XaaiFXz9bqnzXdwKVNGf8vGPYPHDd96vrPTk+GlycwJfPLt6+fXNafHtdl0BjnQemOVPF",
+	"+IPXPx2+GhwN3x6eHp4Eu2nteOQt1k/lYcN9wvLKo+PXg1JlZRP1gfMsTeU1S9o7/xlgBWGv1/nxqCIU",
+	"AAUhyQrV6TJo2XM25UKVhc8ik6DAGXUuJEP4o7msQRLL/edsGXX2nn12i5kUjIjlfIyE+wW47MI5fVKH",
+	"Xc2e3txjh4PcyWUXnsJ2njtzKz+N7+7kbHB29PoPcd7BOWerW7jvYBeHuIufwr9nZ1b6Uuvwax1+rcOv",
+	"dfi1Dr/W4dc6/FqH3/+Cw+/s5MwpoPVuP1+lbb1xrTfuD/fGBTbWn84pd59uN38nNjjdgk1rfW6tz+0P",
+	"8LmFRPgZPW6YabhNdv9aJOoija/wq5cvuFWpwCyE0se8eK0ErvUnyuWveJouYEvbXPY2l73NZf/suexl",
+	"YlyX0L4+b51sSFv3W4XU5q1vMaY23tblrZMbpK1HojZvnXzxaet1+/xF5K7fSPZVN/+O4jlhgG5G19Xe",
+	"HblnatSDbiFpaZq6ZugTvwl8LiOB2D5YUem8vH8cNGkpLOA3eBwb8DwQyUFx2aQEnwWXwUzROFjN2sKY",
+	"IV0RdGjA+wh05crUDNaiwSe1zIa6vpf+ND04nz9jMWIDmKf+M0jcHhfk6h8R+Hiijv7RB9yk1zRzUZRN",
+	"0Jv62Z55dscI/9dvrAIQNOi3EQobVkR+pW6N9zkwwLPg1TbCf8KC64Bj08p1JRenrzZ9BF/qFS/tdCPB",
+	"JwVBIb7jyeF/Cm2HAizWP2Q27ZtuEWaYYXH/fSLYHrW04A33roK2+KUtfmmLX3pL/FKyLXwpy6iqOcyf",
+	"jRxyTOsaBCSIG8S7NtfaRGFhmAQ86vNlPNOq80IqBYFvZ357pvdxRqGV8pxRYTRXKlbwKUUeyMyCZu6Y",
+	"U/xFWli6TGo9aJKbyTEzkPP9Z+Y7CclYQkFexXLBmXJ5K4CXZDztY9PjyWXFXMAM8KMzmpArrjjqNJEA",
+	"XiKVG2GRcenYuZ0ITAC6MVrlWTGtOIrSdPrktTRT5BL7tOKULHWbAQt6Np455BSQgEImLDHcuEuUNIqA",
+	"sjkLfrNr+COpzsLqK2FSTdAKGc4WjkdI0UO0qYTmtLlXY5coQwROyOkXGgAG8E+xFBM+tRFJ6+sC8Pf6",
+	"99AH6wQiTeZcmM6YV6xnBuh5dwNVvyM2odBJK5e2x5bmM14wr6Z589qemY/27uS/0GqzYchGtUbEe7Cl",
+	"IOy4zrFBmvwaBjcTcMyNayJd4YMSgLYQc9Nr9LfZz4HXInSe4De0DmJC5+jqCNNWqq6OSNzS1/Hxf6AQ",
+	"vkIHdWb9A7VT61swB6/Jym8zCl3mQPhZ90LTwPqYUxYeUNnNIAXTa4J+e/5XJpSnaCHY9SRL5pSlunL6",
+	"MuhOxRkRCfRNLcWWRfShY/AcAHyBMsfM369JTftZImTYpbZYhy9YfRdH4cDwnB1/iIvDslqn5RTKfdLC",
+	"Wbdw1i2cdQtn3cJZt3DWbRS/hWVsYRk/EyxjKQp0c2QjF3uh95uYYdPfm+M+LxB/DxMubHe1IjW3qXLp",
+	"D43ugJRmAjwxzncFwRdLRW4l4PXJl2AWQwD/WjDbSLwok/qLRIvKGW0GsfH1m3OSsSuJXj1YtV8rU1+8",
+	"SqxzEN1N/juQaFTYsODUwvETM3NlPfL2ChX5uV8UYCUewbAoEtmIWVl64/5gK/EevrX3tQ2wtAGWNsDy",
+	"pwmwpHIql/kwYVc8rrtO5UjLV6qOr7oz4ZmfPm1G7RYiSZ8O8lsjgOxhmW4Qqk8CD3ieLdkIOO/PMyas",
+	"R7zrOytiKkwQARMIkisqtFnv2KWSk5zgOsmc5TOZ1B+ffq6Hz+2EDrWvNIXNTV2WWVSg4elpVrzyUMd6",
+	"PfQ1meqNEew61F7ywlVWKvCb0ZyNqaCCbnbWBR/+c0H9u90obiuW27ROwtZJ2DoJWydh6yRsnYStk7B1",
+	"ErZOwj+Hk9A66pyH0Gp49+Qi/Bwg5w8fgs7hTJuHD2+DkgQG0LYoSR7jFNOi8XcdQogrBfedm7cATsIv",
+	"fE6k8y4AbyxymEEk/NrX12/Ohy/fXLw+Glklw1UBQ0IUKRKU83jmECLrTs8pERO5FMbb6PkzTRI4gjUU",
+	"OJV16JYE8RjsdbYJ03HGwAfuqKEfrsUUKMPXTBmyXUydk7WEHUW2QnsPkECa4N7JnRCjTpliufX0tbDv",
+	"LQpUiwLVokC1KFAtClSLAtWiQLUoUP/TsO+fGvrJmQMeRgyooEDioNi3aDD3jAYDlaFMxHC318HxZCyW",
+	"U8GVCxL4VRpdmzRfC/kEkN9uZxsAlVC1LZmA+e0wlpryRlqEoxbh6C4IR4a/qhC9GQX+mNVwzirCOCSA",
+	"LbOFVGD6aLGd56gFllxn9+Q5+wxY4/+rnrNPDzn+qXxnwfHdxHWmKeDs5AzSyRqo4Q9zn22LvB5YUs3Q",
+	"6/foR2sh2FsI9tb51jrfWudb63xrnW+t8611vrXOty8Ygr3OD/fWV65bd1zrjmvdcS1N/9nccRX08e29",
+	"cXdMZLueSTrn+gSnrMbv9h3LVZDwTcdWJXBFoTah21eIQCdxzXi7etecGZuxItkfqw57aMhqydaNxGFx",
+	"z6zMw06+c6p+XbKMattOGUA0PSreXp5FQtuOakFjpnnPlCP2KhnpR4c8GRH9+qoQun0yECalX/F8adDC",
+	"8grmF+hIq7Kr0Q0bCUhpdAa7qVWgi4XRRbtG6AP6E88LdoMMIxJjmayqjpvvGArtN3qnO5+kSKaDFUVD",
+	"bZl1Dp+/eLT/+Emn2zEr6xx0/vmLZAc+6lSJCS1K5ZButCpULigvgyNSB40W0A4ilptiJ9jcTa+QBxZV",
+	"zWxtTPW2SqdhAzGZ01A7qF97+rIRKab2rx+JN/mMZdfcQqJ6RTf9WpWwGQENvB5qOIWE5roSN2EqzbqF",
+	"aQCp/+++Awl5oVjWoA/r33u4DTt9U6Xmqf1a1gZFa3Zs/ftyjkbFmBFKIiGk6MF4DsTpJjBv+3qRjmbq",
+	"LHz49ODIuKyvTTeG4NR9zXv+oYdFhFoILGies0yP9P/+uVEm2FlsiwxlmXIqwbsgCSUoiwyc9bZVXzdS",
+	"BIxAHZ6/+fH4tacGXAhPewo3p5X999xGyOIAhDrrJ9L8Xr45fT44OgoO+7DKmQzOWu4LE+A/Flu9pYH7",
+	"pIFCQNsWTaGG4XimzOpPhs3bQqK2kKgtJPozFBLdpYpoKytIVNQZa5bZkMY2Zlky50IbZVzt/q55zyD5",
+	"eFPjjEJNK4+XKc1QcgS4Qy4or6nHNi2QIoW/xjRNCwsGmB9CjKZSXrIkEstF18SiqTWSYM42GNlLZUxT",
+	"4kEOy4wsMn7FUwaFWBnTfDQSJgpmnS9ckUTGy7kBGa4YQj/P5EB1TCkzOExrGOi5F9fXEybLRXiX/rnQ",
+	"rx5kdDzmeT+T8aUek+t3FzSfdbodbUF2Djq49Z1yPKwGUMAxtvef0kDDIm1GFzL3cFZwD2IpBEOobPg3",
+	"X0BE6uv+Xn+v/6jT7aRU5UPFmOgcPHry6NG33z57/Hj/0f5jo7PTKcyvEy+zdPfr/uNH/b3e0fFPwHJx",
+	"rD0Yan/7oU7kbzxN6e7T/h558O9Hj/4/8oqL5Qfy4Ztnw2dPdojWfdjPbPwjz3efPv66//gZefDj9+cn",
+	"r7qIo/4diy/lDnkxy+Sc7T7WS9nfe7bff7S/R87ohGbcvKZZA9wlz2KtOeMtjNa15fG1KDe1SAbGO2Mf",
+	"IQ94n/XJtfEcrEjCEz8HqbBgAXJYCgNMsLMG1SA47/IMBh478NiA9441kS3QVvOH9OGXxz+RgGMdYzhH",
+	"UwIZvHWJZCG4T20GgEdBFYQMwT+AbFI5nS8Kd4sND2smr183UGGBxchF/uxJpyp7QsKsweTICPxmAsw4",
+	"Piyruk3NqDov3Pbq/d8MyeC9aoTDjd9Df0rTa+Eyj2k8Q2QEVeBCY+skrawJVkJZ92BmKiOvNfNNi1Jr",
+	"7Xuj9reFK69D6pCXywXGnxwsyWcR8FVJGkj1QvoZcH0pGgW7D712G28rytqvfEiUCaOYT8JyjJQjOFLG",
+	"UnZFIdJbfLJWpr7w5/RppFd52bGcF3kqS5XLeV+rbaC16d/n9MPQ6rnDBcuGM7nMOgfP9vY+djsV6DmY",
+	"AmCfJ50D8HTBU5mU86GNDsPULYIcxGiBBOFf3c6+/4/HWvAL98+cqbx35dxc7hcgUsCJ0rJRU+066VLe",
+	"ge2Q5DznQK8AlLtkK0UcLnwk3r2Q87kU5LV1eycmWgx3+7uMavp+/2AX4vmJvtK7/xfDKz3nKU96BTvo",
+	"TfGVnX6n9ibiiQWEVdcfquvP8Qd6pa9RfEmnjAg61z/EUlzpbyJbDfdr3n+84MkQT7pmZxzRrgIEJT7x",
+	"QC2pxW2CPgF+K1eLscgzH+iqZBxaiqpwuGxZ/dCCZfq+Gn8mRhCAFPE6XnMV2nPwWxWvq2wjmTl4NtJz",
+	"fLRYfx13nrv2VXNp+5/ceg/t0lzCrhvSrFQhUN07VccKG4DOzH8Hj/p5N16WHZ7KygMVteB8NM3lFMHh",
+	"AKdvqTSBm1y5VMaXI+zKo61X6wOvHrR+sLo56I2vbIZ+2ETfCCx69PbinBiDTf/o7LWmVOtlKX3lEbyr",
+	"X9Uv8mSnGwnbdqWgnYbGLFtBwJl92XqN5vnGZZrfb7lS8/anWawPcYjkeuKodc2VWR+7+abTJHXuwpOQ",
+	"/fjx278S/5nIbMry4URmMUuGy4UUw5TRK3bTXbM8ZZlLrQzFAEaMgyuiJbxm5XEBZRwJ+Iz6C+3nVsSp",
+	"NxtMxqYk8y2Jc8oEA3eqKWcBF8qUTJYZsFkLUMtNgcVfV4AuMjnhKRtCZPj2CohiObYBSvhkRdiHXOtw",
+	"CTGjY9xZ+Sy2ajOYZx273f39kq20rrc1431shkCee8lWWu3bgQA7HWNqaBziPpvUUKPplWYLjdis/dFt",
+	"yv8kYfpnXRkB2vYmUV+RUXnXR0Vm6K2zQl16RZVAbUJV1XsyKXJmqUOlLO0CzN1um94SM1xRTdS1xy4z",
+	"krCU5azrJZuNDG1CtQRK4v+PCNuirvQx4621MKQm1bd8ePopTXA0TcsDuDotqZjmn2OeJAXa8ijhykx/",
+	"FAm94K7JObcd3yLhX753HWe/4VFpuzKbOpvuFzke4n1777mVNgKDFrNoAEN0uqDpRDVnFLLktfZn5w/e",
+	"jVRJ4lzLsF0ulQNgEG9xvEMh8+E2h9yPxNs1h1wc18nhf4IcbPAMWqZBxSqckgWTVug4N7em8JvrdVSO",
+	"yT8UjDsk5sBudDCNrLxBg7Rbs1xA9ZvbmuqqVJdU9b+t9LwNbP4tfuUlfOTW0vVZp96VUBODlHJu+Vqt",
+	"OVzDf3x/xHYOgXMEpjWCxzjW/E8HjdesC8P5LPxYm5Rzs9SzvLI5BSmUPdsJy7GDnfdD3UQa96DGSWm8",
+	"KHWLNT8GQ/sjc+sJmcgMkKxBJyyV5WyMP9spdL0zqd8rtUlvUCwf0iua06yo9rGVYZaaw2U+fHjknjh4",
+	"+JDcxozAL/YjcYqdtGWdMEVs+ZIGUkQjgU2+lBkAyF7TLEEkaJqb9q7dArNac6uEZyzOU2B8epLmX7bs",
+	"Duudi50YlbiZkew10yzaQmDrTs3MI6F5IvA572etemYJF9N0hZzvr6SAakJKuFqkdIXRyM9DSeaTRH/z",
+	"y6Mnb0NagroBQflBqtDdX30wKIr2H942mTJwDEvfjm/zpNo8qTZP6n84T8rFL8tRSRtODbhTUxQVjQm/",
+	"Y0wTXMwf1GStGwljcAO2wNKUwVFRV4hg3N16ScqrK3Gda6hIbHEctJfWxB3kjNSURcxh0N9//xsZyw9M",
+	"7V7TDAzlv338aCoEwv5aDjd/w7Z0Cc9tluyY4cIcfEIwKWirPs4pFyzxGhlhc4X9/l7zBku9ob39PdjJ",
+	"Pq5it2YZjevTfwaTrscFufpHBG7SqKN/9CdAr7VZb4zxTVPRz/bMszuRAD3i9RvbV97fSrcdJdvn1usf",
+	"GIAbcA/AhzNUyrw0NxibVuq+yMXpq00fwZd6xUuaevnE67fWdASVZAIk4iNzLds2bG0btrYN2x/dhg0w",
+	"y7bqw9bYgA2yr4yXNLH1e3A7jMMz9Dn+6/nF4X8HLy9Of+x0O4cXg+MX52enr48Cj2NT56di+P6NmyTZ",
+	"+f+5eo2ZWZNrBlGVot+WBQ3qYt1JgvRq/hiJAiSqbUrWNiVrm5K1TcnapmR/laZk92iLP1+mlyimTZwm",
+	"cdq5NblNSb5flrQR3uhrSwnO7BGSpFJM/eVuMrFLtnEk6oxj3N9aJ4BTV25UFpWmTuZaiA3wvomi6L2S",
+	"Iu2bNJ+wtuddCMQQKFLG8z00lUlUJJmEunhXSTHEKp3+fv9x/0nwQ646B4+efP3kybePvv766d7+E+Mh",
+	"2qIUpkka6m30imDDHXWlyms0PsMh8MWKsrAGQcJLbZYG7QyfDi9+sHnVqGawmxWQCi8GAsF4vxDOLdF8",
+	"lRxCFoZBtYVXrHUBQYZwWsW54ZzeFfARYpmmnfcfyydapyB4tTYWGtBNqKiP0UP0yQNjSlEyYddkzsUy",
+	"Z0pbOwCMkUCcHswdg88Wa82TKilUCTqtoKxtpp436DZFYc+DsktVcZfJJ/gHwhYynu1Yf4pbn4rEtisk",
+	"DQvUlmHNCoMr0lhU9M55at26aw2RIZxyQGiloy1t1/tyVc92hUCbhJFh775adp8C5hVXeTMnCHnreqGz",
+	"ns/v/o7/YSph0fL8S7p8b+Hx5Xnr7239vffk7+0W4EojjFv/Q2bTPl7MvmFueP9MqYVjeP8oLunIA7W8",
+	"nQd5mzJvI/LqXVGhDlBT3m0ne/MC79av3fq1W7/2n8GvXacifWne31JRc+v7bX2/re+39f22vt/W93sX",
+	"0/zI1FwUTrY/jcu3u6VPVwpNjFxMU+as5/HKilWerPHm3sy8yFieaRXrcxkYnxbi9xN6lteDU7Ze39br",
+	"23p9b+j13c6nq+2AJ/W77/tgbemkJRvr6kFdYnB076nAZQa9wQnc7SyWdRBdC3SF6qnOWU4TmlPr+gid",
+	"pzIz5YdaTxHs2t5Y26XPq4gxTf+Kh0C7ARBE5w0DxaPgt6i76EcPSMamiKrmld/Cy6bskX3AjmsOSEtP",
+	"AZyx/sTg5uJMkm65htq4/wAxnpL9vUfk+/Pzt5FQOc2XCmsXyCCvPLcHzxHvMejS5n0yEjjLpEBacYKd",
+	"h9nhcI/MmzBR0IdN1zmoYtX6M6jFkShqDGrQpvAUbyN/cbJftnvPU8BLMvVkZcu6Z1KwqkdrvWDSOwH0",
+	"4guoikACtPzcepBANw5e4IoshS0gvx0M22t2XeeK8STxl51lV/Wz2Dugj2T/XhDe73N2hit4nSRqdOUv",
+	"ku+/QM4qM8sL79UI2cTE9UZCQKg5e+SSrdSuhy7WbG4UCAGm1chMkhm9YpZ2bN2kNTlMcyEAaUPdhhYe",
+	"O6JWIvZ6o5xXmozYeseiOQigIFGxKr5/oF99aI83XRHwrROKVdLuaLVFrMWP6TOnTSOZz8wwegmRIGTO",
+	"5mOWqRlfgLRgZPSL5GK08/+Rh1QkD/V3YCt9iRUuUmauvyUVZaEHs9HfCd7pugako0km5yaMlMtRrb32",
+	"I1upF+aothIaCvxjKqdZTlCiWR8eV3mfnDkgMYhxQZvZMc3j2QhLSSMBKKy06M+mdQBBGM1SDsWdKTRU",
+	"fTfa1ce5LSLJY/3wTh9sZI+MAM1huUglXbvLVk3mipjWy8LBKiSRKOsafvvH8hDYHTJNoYvlB4SRMGv2",
+	"SC6Uterr/affPhk+efLN4+Gjb6E7DEhcaKVTiFw9yI3EbXfdCTKR3Oz8IoG1wO78Yux1eIfzIj2SrxYG",
+	"eAq0zwL6NhLQbwY8T9hf1rj+lqriGgYv4IxjyyfsWc5z6Nkbzwwg9nIBgcyKnqO+fvrsm2+HT5893h/u",
+	"P3n8tGHvc/kZ3AyN+JbItdfiwV4gHqyy+WMFP61jpZEIqLdUZPBPmvK4aEmEzW7/OZbjoEvRjUBOUjbJ",
+	"bzl/fexwmfUY+jfs2chE0stlT5MxE3G2ghaeCFoGwX2v0TNGRyPhmLdNoPPXHKc0o+U1J3I5ve2it8be",
+	"rUjAuhNT96tDwPNefy97nQ17vGRWfQsKSI8re74OjxfVgJTyeXMV6Qv9szYLWQ8qgYGXatVXWz0c2nX3",
+	"9GRMObJygt2GaWMbpciLFkjdotQFhB9NpzLj+WxOvMbXkYBvYRQuY0XzKUDugh3wu+eroEGtMu2sIgGt",
+	"MLtBr7FiTjzHjouuj6IFiA4WDBkixlXvJYo4uGHokUWJiyNfshWiLgWbpteA+qZcuvZnJgrjAJCgEMbJ",
+	"wytOI/EOzwn/2IB5VnT4texbv4Ov7PTJg0N9KRE5145tmsbZwI8VEyP/ayOYNDSZThjcUL3DVzQF55+w",
+	"dfNTmiWI3qVXA5BUqgCg8trTzfs7el+s8QxBEibUMjPBVgz4ebuGgVVzNjRH8SNFzLqRUBL9ZEgKLvZv",
+	"H+8WcGIuY0CLfYaBCf0Q8imIoegjq2hfQPta/7q3ak4p2FCvbag3eV3ob7tkGHdvQonJp4Ilw3iZXbH9",
+	"p08ffbsmwOnhQJkWY726BmS1fBGvJ7RPAyair+YhmdMFaiDurkNDMfvnSBRXX/8Q3PxSIK9GzB383vnh",
+	"1eHLH3/4+ezFWe1aa4N6es/lMm92z1Y8szt6dteUmxS3RF4LfSM0cSMLhLVo1T+3Wo7qk0d7xHp2uTI8",
+	"J5bzOaLEGKCl0AG7tw0MQkg320CRoPxI2AQ7qee159X5tL3uJ5Sny4zdJcatWb3AjJDc9w0qEwc2qZkG",
+	"zKOLTJRmLIIucpnedYgQA5cHvG+rTRdTBSaXe78jX1gKGBXcoPaAXZfxwE/pQtJuGmOD+GA7Z1mlTtvm",
+	"Bv0E+JPZIWRzON8+MSmQpmO5zPBENOlh2k8xoH5vzhVCgFkLZhQQy8hYNOHVqrsjd+ZNTX+XgpkUvzIX",
+	"KhMMROd/r2c1Xa3RSH2gCHm2FAs0zcdUsWdPajPZNHeA/gA3IMEbs8Iz+5GyR5Cc0MWCJQE3hOxD9wJ+",
+	"smta6eJNndPFwp2nPgt4HoSqiwIObUKBGyoSDxRjAO50QN6dmTd+OHvzugR9bwbr6bu7s7MRAkmfSLCP",
+	"XsTmR7Z6Y/esgsFS3iWnC5kMD7BqyNprWUCeG2UJjyMSo2i5t/c4drID/skO8K+XbDXkCf5phPce37Nf",
+	"MGpFwnKWzTFh2xir7/RPbtR6VeuSrXruEQym2f14I9g5nzOjMDTl/9yWzN5UNHA9ZW0F86LwoFkAR8L9",
+	"3TpJArlMtt9US3x6t3A1fdTqWM0uqq22UUtN51T3nOyRMFGuH9mKILGZ07SsWDBtStFsZdglCja0Dvh0",
+	"lpsgqa+ak5fmX0YlRuOiV+O2WIqcpyRjixT6Spgfa0Lv2+gqv1eVlYPDw8PD76eO9XV++3H8avr319ng",
+	"l4Wg09XfF4P/PFu+ffXkv9fH3+1f/f2bl9+m86kS6X9/U50ye6ufAUvwS4HW9PLVzx/+/et34+ts/M3Z",
+	"yeP/fP3tU/b82ZvDb8bXz2N58t+X/37+qzgXT785/M/P/z37lR89eZqnz3+Kj+j+q69Pr5Mf/83GP+/+",
+	"9NtRKiY//fD3b3+Rl4+eX2MXkI+bWMrNdZnz8GDv2dIGLb+wOgq72Xle7mBdm7i44brGrGq2tt9q5qhm",
+	"TJE4k0r1LOsP7ny1nd2XX+6zaToQwh0zCxtowq6lGHPXAjmjPFDY4lodRKKn/416lJCFF35OVc4y4u1i",
+	"Yf96KXk2Ie/NaTCS78+vGQnqlHLCPlCAagRfBO4+RBaqLzjwaxfdQLMUGp8TVCszhmjaYuXlzOnxgAKa",
+	"RnigWDrxiaULROL/ZcerqEEISIJThoHcOtFVnsuMJSTAmoU28WhOX8ssUd1gAtahokcVEvz4cHkclQJy",
+	"tPJrMCYZY6k9D/CuAFr8xIZIljko94gvvSuvWHad8dyIP446upYzGaPJChfQJ4f6M9Bdp/iQ+YIz9b3P",
+	"kLlE14MAp4KWkZdwhEE+QMLmC5k7lwdSnUtC8txKXJEUHBRXpmBJsPxaZpfdSGCxAvRj8XxGMcXc24vB",
+	"IYlnNE2ZmDKyXEDWZZ6tSnVtQttAdy5qiwT3GcVo3ofyqNG60qmQB+xUkq0h89dAgH76wji7DzUZFvqo",
+	"X2jWaVTgO3pvPAFvC5Y+WZkPcoyhsYGsEWblN1o5f8eH/o5K9N9RaWj8CTrV0SlC1sOvWtx6XSKrGgPI",
+	"1XRiBdaG2ehH/24erZ1T8EDtBG+iw6zZAzfM3+Uk/Cp8x98Jf33b7Af8vt1+6EfX7kfwwGfbj+Crlf3w",
+	"17d5PyrZO20hX1vI1xbyfXqAulA8NMFCazsZ1PEJZIJKpawKWsk33+Tm29AMQZNR4csxrhzcFAzsQEjY",
+	"asdav7P9S7rkGhqxmMS8SHjunfVuCOvzGyLnG+L39Z4Y1wTSHA4PVygSxg9fchf6Uy/dfsNcgff93bDY",
+	"gLc2/QKH9MHfxEfdzpyL0l+qFUcBy29wLirPfdUlMU3jZQoxaNdmUu8vaF44whgjZlv7AvuReLMwdGst",
+	"zaoR0yfQSsZoz/qYx+iFdO4RpOgo+krVvb6N06T2BIyQq5FuVqC5ZsLFdta27gWxV97nny3zM95Be4eC",
+	"OkbbWsToUqGq1OlWJOnGpIu1fYTD3sFucmOWSjHV0q/U1r0uJ2R95Zf9vN2Vbse5ZCxcfqhKb8H9LA2h",
+	"53UtKTTomi1ra1lby9pa1vZnYW1l31ufnJSJBwPKNIYOMGJV71CE4h2v6g7prMi3TFdepmyNexGL8ep+",
+	"UCTsl8ac7t1vMnBbJtwy4ZYJt0z4z8KEy+GOPxkT3jYV2UvhWphQYdK/9yyudXlC9fNygSmYYBXN3W6Z",
+	"qdi67XSKXkydk+Hg9U+HrwZHw7PBd68Pzy9OjzuuhVJngPiBRX5MZ9uVcLFYYosgg0EIkBxyzsg1XZk6",
+	"h5gKV6mkBY/NV55IG34qukApU640qpnw6KCCgBJqEzKLBKnQNmAi4RRklml56JbZN586GZydDV5/N3x7",
+	"eHp4Mjogr5tosuhzgifz+D5O5uWb0+eDo6Pj196JaMVhcKQ3c6m2P41CiupNLvbaRAFVEdWjyv/ZXl0v",
+	"21TB1faDlthMFvxtMuNWqaFi5dKGqbpvVBKMUNVE97fIM1jfrLWzsXzwkf7+4NCtO72mKw9RydXU2pCi",
+	"ntKXgXYNqRRY8NOYOnEKKd0qgF21mU4Qqg+qwawGgu50KLOo5n/D4d5r/rdJB9mkGjfgRjtabnb2vzPC",
+	"3+I03DWx2+Y9r83tNgUy1cuGhYPzRb7CZ3x0tRoo8kgE2a7VKqB6jU5fvr9eyrdPKndP+C7O8RPnfG9J",
+	"4Y1/b7A7j2qqQmta2tuEwvpT91K7ikfLcHb12DrvOvO+TOf9q0f9In2vR5nqqRnd73Q78/6cTc0T7s83",
+	"6//ejP8TqusWFwIyoOCMUWfXKjuqvUViT1FsoZlvJICyUzmdQkJx2JDRz1asYTB3tOffoigPyxpvlP8b",
+	"mfDZehvebWOQAmxKydhcsfTKHzsSNq2c+jVLxgQIUllLrMhL4wySKx+/ePr85c98/z/fnNCfrn45+eZk",
+	"f//o+Xy2/+TtfHq6J95e/fBmcJj9Nl1B3LkuPzM9XvLTH57zfG/w3TNxMXm6uPjt5/OLY3X6009s9/sf",
+	"LuWPy+Pr628vXg06Hzda/De9g/ddK+T5GMIMeT+DeJvKoRudeyVFvoAccPn3oMvfv6fjJk6I4NyTszff",
+	"7B3uPfo359PvHy+f86OfPuwe//Iblav4+/iXX79NJ//6997yZ/Xrh3R/yk8G/Ozt6Tf0SbL/7aOfH/HZ",
+	"jz+82qV/n6/+ffb42dc/nz97fTiInx/eyHtxM4eBOUfPZ1BmQLbuYQv2cycPgw9A5ckBw7aaShhQrNRn",
+	"7L8vi5elQF9CDbRbEfIHaCb0BBoC9Gg9yGwfrzArZc4STguNAl2MWkGP5RU0FbB+r2IJ/SbwuM1QOgEq",
+	"DmZeuGOCzEhRynFvTo+4MPuBmzgQE7m29XbxmIfadUfWMgjREO9WEWHKc5IKvFifFPinBmgLnUl+Qocr",
+	"U7XgEr5pGlb0hjW2HuK85cgG+nRkKW4UCevcvkXZga8W3VqP8QEUAz3BqgVfjji8dVnEJ2S/Ie+ouaud",
+	"Qz1NcDaOecoKrKwN6Xh14r+tu/xD6i4902f7qssiretWdlEbj2vjcW08ro3HfcZ43N1VtCqdOGq32ht6",
+	"ZCPRoLzVBTPq9TW4PkCmd1PWagv5NP8Bz4vT4Iq77cUJrzi1uCrF7w5ixeVdGxez9XwCK4O6KbQlFNuu",
+	"5vSPqhyp1ebXxCtq0v9aEdiKwFYEtiLwry8Cy0mDDQIQnRcGntIXgOX3/xjxdxd59D9QO3gLiVjOxWwl",
+	"YisRW4nYSsS/vkSsZLn5657TS0PgLmuya/AGVk5kIhqrvBa1LvwmSVr5bihJz79E2fm/UWdeE0q6QT+B",
+	"T9Xy+8hk0tQCld8RLajiHbg5UpCqBts9vCDHprUgCAR1EbG9DLGZHUnLTN89bASWlBLoLiG704tkIVCP",
+	"CWWBd7yYmBfN6poQZAASLNh1sYwHmJZFk6S/BdxHwPZvm7J3y3yJe0N6Q5+XAZy2OKn2b7jTFkYwPMmt",
+	"WMr3gx9+fHXy+pMEBu3YtVFB92HLpIrf/o4wg5bfVJ40P9yBd222NnxGZifw8eNmeJBm5nhvrribrLey",
+	"d8HCPAXq4y19fAHMvPn4WI7V32+0Eetf2DDg7Uhgo9AMdgpmcKPtKu/Lx60kVtXBDU1a19xyRTy00FJi",
+	"yKevDbk5wm8j2zTq5TFUCHQ/ERtt3lkqTJmGzfr3fffglNerY0mfIOB8kTbmVYdgsHhkqh9GoBRGYowo",
+	"Y7msL/u4KZ++Q9XLHfQoV9PjkRdU9hgTExsMfeLSiDDn6W4FEus0r+3VLVb37bCooEieqtNXPmlBQZs+",
+	"3aZPt+nTbfp0mz7dpk//4enTdU2sywV4BVY+9jMOGkuz61IfrLAREOY6IpZbjQhs+xG0/QjafgTbXs9S",
+	"uTX65YolQyyE+xrUV6WuYJHQl5N9mNGlyrXZBEv1gPdt4bFp2wiQyzAu5u3it8B4coj72OCpqK6QlY5a",
+	"YwaXz+ILoL/e5AeDh17InE9WPg6l2fdgamYYBWGETC6ns0iYholW8GUMCv+hx7XmVK4blXGZsszrZmQn",
+	"VIBg4pwiAZOCQRbaOmkaoWiXjUMBZqb1BgD7ocHOjOxyDog280cworelDnwCKhwAQTkvhbtqOphVuDL2",
+	"7q471YIrB+K7vufBd7+g9wCHse0a/yo9EG4U9t+v773TSrFWirVS7MZSrG5DgIKijulUGXWKXpXhTmH5",
+	"yZ9tq2rZtOnBUBWXN+LS3/+r6Ezzy+PJ6ePv2fzk0bOTr1/8PJODJ2eXT/+rknky+df36sdXjz4szyb5",
+	"s5Oz67tw5cG/2Ivjt+Nvv395uf/o6/ji28vrb4/f8KV68ezyZHApB6diLCZvZk/fxM8enz2azqarX85m",
+	"z79bLB8/Gaf/knNJ0xerf/+8mlF6/vgke/Xf//zr8BBdnP8L7Xdu7e2tQ5b6xMEDX+gNY7kU+TYCxeFl",
+	"lFfh5zwWlwgd9GI5H7MMYqrCdhIqKa9wObVCtFowr7n8jKWlTigFUI6RSFCaRj2nqFWJUq4VYVtPthS5",
+	"eZXmxbOYmwb7TpVa6on9xjK56X52Dvb3btRpyW7w+/tH9Lr/GECzj/32CRbQWUDv5ZTV+Pe/Y7kqlRd+",
+	"5fu2i74E2DetQDdiNlX3BbYliIQRGwseX3qYVIqBKaCHTFeE54TiB0d60BGpce2EwYPvWP5KT+JlKq8x",
+	"fnDji2gICt6wr+v/hiRJUMhhbE+nnPdh4f0FVepaZglol1OWD+HPQ+jxYrX30iv428f3yHqb4of4wTrl",
+	"dPNB+Fl54bCVGf5eLW81+84VGQVThvRRIl0WJLTU94CLImG0xKXfBIcl1rp0VpVXqGqmr1DDeDd6++bs",
+	"nCBF7uq54oe37e38CF507+1EwiF2kdfOsDPftD5ZB96VSAbcKRK2dR7X9Ghhmdz0QbUOG0CkUpNmEeOE",
+	"Et1ckikTmlKBQ8wIxdY/nukwljJlVKy3g75e37GiOHcDwseRKlKOsYfSVYpEeJfW+0HhV08HdxdtTVj6",
+	"pk3kfQZSTx2IwPfkPi6yHzG+eH16/OLNd68H/z0+8oLFRQumcpcKZVD6UOxxFbQZKV3ncsgdz7WXsiuW",
+	"EhvZDy+nm1vlbeHhJoa+bb2KH1+/+fl1nT1qVlSdzGw5p6KXMZoApeLgRvkPxz8UtjzcPCVjUAGSjaRj",
+	"V+NRT0NCQ5Uufub5jIzCExodlMnDXlhLJ9gnh01pvKrrFRKJB2eMkXfVfn8k4QowRVb1nKba6K/n3tjp",
+	"7wB57n97s1S6hnh0SyjrMl/q+B/w15TPOYKTGsSDQhc16QTbb6Ie9GT4anAyOB8e//vF8fHR8ZG3raVd",
+	"DZ/7RJt7LiWZI+wELEbVfQca4w3pJGfZsClTgc5B29aKl1bwSzh/vi/Y6GrXlOdapE2gH2C2slLTQoXS",
+	"KS2F2/a3wfCrOfNTmrNX+hgbDv99rfwoDhhPn+asB8TgFHCnQn/HkEPcQHf1dOoz02pqTgWdsrm+5O8/",
+	"dhuSYjwWY6SaHg5d3lypJSBvhv0AIWE/pgIKROxsAH3VphdMAHB3OVZ6vaavoaYFHwPEHF7AGdMVoQ6D",
+	"gyejrm+yzZcqh6aFsueUFSmKmLZL6g8ma0tbqFIy5qDkuQRn70uRcIrIOAw0ZE41KnUWRreQnRxdRcLk",
+	"kwEypliF8/CysatTobnzjJ4xFol3pywFdqxmfEHGLL9mLDwExEM1+Ej1oiDzxuiZMXo4Rg/H6FGR9MwY",
+	"O1VrBTSo+2m8WDhoPS/AvM+TvqY2U3HTOejEM8YuV8O5FCZHlAuec5oO6/F2fliKacrIW8DZ6XachXPQ",
+	"4am8YmMqqKAeB6oxhcr5U0mSMWVY0iJjYBZY66hyo7Okt6BZvvIc0GHGPiFHbhR9Jyb0Si7BhzEqXhnV",
+	"eujX5EIVWQj2EhnigavFVXGpCgQcA5eFYi94rWsCQiaRwZbExBmjLgQIFQIeNixeKwMg5BfP0Ei8C7L/",
+	"6mkzeGTHJHT2TW6KF/gLbzsNbyw3qzWeGpe5VLudIQXepb2hHcnru9evqY4Knyq3jaPEEP6ixj9Wi3a7",
+	"WoAXIvw68AvyblCQH4iI+k0vtqAHT+1ANpknZMD0QM7iRSVtnQfxJqVubo9daFvUO4Uaq2ztZa8qJQEM",
+	"niZvpQnKBoAEu05XPUPFxQ2ZCpmxBIjHIybvopie+nhRGiH0up05S/hyvg2j+Dl0C5koHdXEW8NAUObh",
+	"6PaaF78WPRG+YnPK06/uwmIKflkF4jaA4uDSqnGz2FdHRQ+Hr1Qk7J/79VrfJGNqtsafA7sXqHbGrCbm",
+	"XSP8buqXeAw2f/1nNy4VHTt98pZmoI6C87M3psqqZTfs21mocl7GQtFl2yks+IjTarjwwfHB6eaaFrju",
+	"1ebXd6Pvjq1zqsElNWUlj9RjeNpzRHVJyi9ZzZFrnai8O3VbgDJ9G0HKCDqkf13SFJNPbVBYZuQXvSGp",
+	"jDUrMkfgZdV1C6fW7a9CE+uqGv/3EUvZ6PlBJc3ekw4dx4/2H3fCMq3vvj//z+EPL6B04MOCZ0wNuQBj",
+	"6hlCk5duWydhkydPn3WCcpdA3TpAcujLbNrpdq5Zmg6BCeoZzfuFMwOKhahiw2WWdg46szxfqIPdXRs0",
+	"069r9ti3SX/Dta/xpB+8+XGtrzncmRqfQqBzW1WMxhA46ds+9v4zMQWpLlx+VGDP2CYSxny5tZ6muT9L",
+	"etxJFPJzTeVxDXz+gmZ0znItOoVvzULltOYH137Odu0ES+RRy5L4hIGVLavt37tl07tP3kCf/Uqf+BlV",
+	"BD+WGJWystNjFgnbSl5bU0G+McaqAk4PKq2QmsN5f9Xs2T4fiAtMFmN4ihnrIV8Abz9+tWZe5hO5bXjs",
+	"DQc2Lkb0Cp962BrfZKeZdXv7b90Jm+WSvlneHdmGW+LToBjZI/OcjdCqw4ICG9rXhxMJ6MecsSlXOcuM",
+	"0Hn4sGCaDx+6EJj1qrAPeUbj3LN78bMmHd0wkxF5MF4RtUh5DoEGs1cTnilthKRS7LhSf8NCI8FtrIOm",
+	"SuIGj4pljDy9Ps1R07+mADzhJx8ZmQY64s11jsOQ3CocA8MUPv1aJmHpuI7SQZPgligU9Dunaepq/Ua7",
+	"5qujoE9LOPnNhLM2Ux0Eaq8QqDiGFqnlNZY21GZzafUQcr06B53/98+6vQ1FxE17xx8WkrFX2FgQqUau",
+	"8AO9omRB40s6hfwe/bdYiistVaClzxa95V1+TumOdIsiHPsHbfUAu4+ECxzGcr6QAgebuVxMTCYybXIM",
+	"cGAp1r+FvDTStlSJvL3YxKfK78tsWvxpqXI571v7zagjpYHMQ3SxKMnhsmlaXtLmvTdxB581+bgcFeO3",
+	"WGYdQetfycXpK0e/3rCAkeTruJpQBIudqVr4p9dsv3cPlhnfqCW66XpG7vfFnHyQ9DrM4LqD3n5PS+R7",
+	"rxtbHvsWu1tLnvewv67+5GyLTS6NFxCwXwBj42PrR2vsYui0BSkmfLpEB2qhz5R8xoMJWWRMMQHJreZk",
+	"z75/c/EKCoRCXciAe4AyY4dnXg1ft+BV6YoY57PVqC5OXyngTdoyAjlmh6OXrOi6hiWFNvyuVUpnckKi",
+	"bV+z+R66Q+gyly6c2K/scKCdh/VIVlZtm7oE1p1WKEFlCZI0btB/8IYxdht0tOH159QPvLRx8/uMm7/1",
+	"THk/LGZiKP1qV0XPbzKnqwK9PpZTwa0L5QxNodjv3ogqmwm1cEVUTvOlgt9sScVBJAh5SH7//W/Y90Nb",
+	"alf/iKB1XtQhf/v4kYxOhodv354dn/40eHE8fPXmu8Hr4cXrs4u3b9+cnkPMnwpS0xFPj0xsVYrnTvEe",
+	"HZpHR7C6AgHfSx4QXxW5A8aViAPriXIKj79qzCfYvi/kjW5M0SOyvRn3dzMKH6HJ3HIYFmsal5KmvqWa",
+	"rEfeUY0OSJAaWqIWaH2D99A0JkUyC9tuOoc6tAMNO3jSamNMHAICPGY6F2fHp8Oj48MX54OfDvH2VLl+",
+	"wqAPJfB8HOLM9K84OfwP4djpAYRmsEA0v2yQ2mt06UsRHA9LUtxX8PsPWH/aN0B01udZTOqaL1iy028T",
+	"adpEmjaR5otPpKnPbulvSpZpzD43zUjrU2kGLv0DcmbYB46NAEJvqnV18bzEnqxvaSIzSHMBF7SJ8nqY",
+	"iHWJLIH3CToOKGlLdPuReHfksCYaQsM4dk8/sFNGqKAZc+W+0ClB8YStxch5hRt1x0KTrQRlsHKsbxYV",
+	"nTIoeiiSdO657iE4fpN67c3uLjS3S9N0S7pL01KeUJFtUNBejXBcT31F53tVJTgYck6BKIq72SeHRXdg",
+	"zDQoUtIzFtIouTOJRmItjbrwaiWH3lnd7zb1vz58O6ifGrpMixd71SzcHTJmMV0qFolNn4GiJFMknkut",
+	"qeXaageuq7lvntP4UmktR69ayTnTauCU5YrMZJpA3zmiOGRGlfP2hDH+wYdUcXQXsV/vljTRVJEqiJRh",
+	"pURwFTFK5GJWpo4+M6JFfx9WwzKAaha2GEFPsjJHM1wRBqhjOodp+ln4DiY8lLalWmH1eZjNmjt/O65j",
+	"whPrGrVj1KSUGlqJHtm7VZubabBwDC60ly56+HYAARPTR1PlllrcMEHUJhIP+ATDdzuQJpElLEOnmXnK",
+	"ANJWgzS2fAaREg61HlVJd3WqvxkOACGsba6ZaDyTEhJhgwxQ8KalpWxUPjedQtMVdFf3XtesKJddZMBG",
+	"s7JgHeHETVxuwTW1SSkIFatrulLl3Y+EHnOu7xKkoyq1nGP2FqFjaXwMlSmqHCPT+kwQHjEScArhiUJ6",
+	"lWdGBqtE08xl5upvhHG2jM0BKhixDpci52n9KcmsfNYG071LaG7CnMix8toPgTy6kpfGPfTaw8yoFQZG",
+	"YS2bxVecEggGB8ReZdxuP6xPJoxmA5F5LqIz9PsUHneqlLZWjBTgSjNEz67xo4Uh9zMX8n6ydcupI1rG",
+	"mH9UwkIbAqzn5T3YaBqGA35BWThDwa6db3u7nBsqIKLovXmH7JbzuvuB4PefKe8DEyUiUZspQbZKlNCs",
+	"rSFTYnO03u5AeMVxC5zXJ/yuYAwyOg0kkWHgxoStyfyochBIAoGXe5Cot5GAg1N8vxV8cOVYNcMNpwG6",
+	"hatEMB7dR58oBjI8f/PjsR8JOZOT3CQxETTtlJxAfS5YxHALWxfwvbqAnSgx5+93v5XoJaWpXsIKtRMk",
+	"ztYt2bolW7fkl+6WbDCfNuZ8NVlrmNDXbK7B5LRV5RTepTKenE/r9eiaJiLOFRBT/WHwXRBKpnhw1r5X",
+	"xuwoZSiemn8akHf3fE1pewHzB33JryW55JqabCMO8+qBfq5HIHtxZP+IUMzK+RsUhJmtvaPteSzAdoC4",
+	"3HzfpN+aihwzNCxtw9jQWM2QCFmwDNqRS1Pb58W4A3hube2XWqrjfmXOCilcEN2SnQNqGJR1lmnPHE+h",
+	"zlVqO3n+R1V2msdMloylDp8UwBNOyYWpGsDiDGkgs+GYBZ2zkZc1zKE5vg+2AZ1wMqrvqKYXkzBphowE",
+	"VCAsaJYrNCo1t4sBGkhJfzEnF2fnhHFIHJ/TRZDQE8xFCig0KlJoIZk0lVMe01TzWMGyLhrAkLZDxSp4",
+	"H41fr9RvrnfZVD/ZheiNiYTXweDi7Pj09eHJ8ciAjsEibR4SzP31m/NAl3cLL9I17PX0E4AB79gwFae7",
+	"FNNty3TvqUzXYYraY8BisoCVdoFLuNoBVQ6KjGWyikR9o6fRmiq8EVLI82PCbR1d817DowCgFNz8cv5x",
+	"JDI2pVmS6k2Tmr8sljl6SsTK1QE5qrENCjQrBqKJJSawlQgfe1pZ1Px3htADVl3CfzSJz7ZOyGz177//",
+	"jYzlB6Z2AW/1bx8/4t8a0oQicQzfnaxL4FmbrNMlWs2BzSue93k4SMFqnpFDIEMfOtThMgcPgGt1Cdfm",
+	"HaRAS43JnIueylcp63nCCLdhYMI8Wn7Xfx1nbIALRlGHixkfc4PhFHUMpG0kiooWqlwgysZheO5hFFFl",
+	"YbkGps5tFAw68qtjjKgxHVvgW90KW0YqIjQST/b2yPfn52+DZDCUImJjqpdv2SA17JZJxCeca5pBJkwj",
+	"7XxjUszeeXg+11qBMXy5nnFITTu9/b0ePNszz+4Y2tFcHHWXQP5bJ4ktFZlMNHvAmkGbmaaUHEWiRJmT",
+	"VF431HLjn+Dd3hWnPaXkjhU8MMkhzHC4yNiEaTtsFJ5TnwxMLg+QA0zfqF2ReDcyGFtKyd2MJTxjcX6z",
+	"mkalpH0xKG+kiQtajShkM//D8lSPtMIT9s6yxgdr9PBup2C9NYY1QDVygZE6o8BAtAJf75MjNqHLFDO+",
+	"UUcNbTAT2OF6sF8hcNTtGEQEPW4n9MPAWMVbtvfp1Jii8Odqj9OP7++rvY2mgNsUiNRX3xdZoFsVgKjl",
+	"WJvjZXgsrxrfyI1mQ0Yz5VJnYfzPYZwxEBc07Rx0rli2WkiZqRnNWKJYnDHwk2HUrXPQ+aD/VxiTNjMe",
+	"UosnUlZd6+7VOgIC953VyMyTgKOAgs+IZR/160ZFyqUtgKxbpyUbnYurErYcqKAs10zRoNnKOc9zBJ0f",
+	"mUlCXZfxuFpc9WLAjGnrBFQa1yXWaLpcK4gpZ1dMFTE5+0lwS/bkpDfWYz6YeMnDkbDBmHcO83zO4hkV",
+	"XDXg89rndnbq3b3WUVAylY9oTrcoHDgssBXW0KVRk7ALs29n1yX4kjCwFXa75Yo8FDJ/6OpbEzbhQhPH",
+	"dUmfB3nrwC/HLEy8x8RkSAVxqZdYChfAEQE/LRhprFVRtB37XxyuSQDovwZshKzDGikYs1eUXQUg8VWX",
+	"NegHWv/wQwgjuCX+XMzxoHMA+rl65Ro55ginYPrbTAtt1ejz0dcKqzg0acQAsMhFSeBMaKpYKHHgTxXI",
+	"hS8cscNr6hXCBN0ABwPz7hSUNLtc4JoCyuJb9cBDNwHB8JXXTwCDYS3yxmIwXuT3VEx/uxeumhTupuHy",
+	"XfQheXV5oMp5N6ooQi3wHMLtCwGgannvnwOUYRuUhS8Z6iASDhjFGLNl4wsrzzRHBPZwe3AET/58WnSE",
+	"+1lTi6fw+fAUtCH9ptAh1x+ZvvwtAkOLwHBLBIa70NonxWywPtAHJ/8eHO3gMXlJiQEt/eE+01uiSTQ0",
+	"Ndy2XNi7Y5Vt+VTlwmfHp8PBa/3/XqLMkVGQ7BnwIksjp4Co3ubJfMYiYkRUo6ubVExGoihRxPMdkQPi",
+	"WwKNh2tercTamt/X7JXaNFj9Z81G7TjH/37x6uJs8NO6AYziwz7E6VLxK9MJaUGx8Nj2SRmvGqqT4VOf",
+	"quz5BkXP4C+WS/Dgg/wqs97Cq69H3q5CerviaBOYVIa+kV7GfqAyx9byOZ2yUGctsB607OlGoiiFoJhL",
+	"XvLvTEpVtPYgMV2oCKtez3iqAmebfmLBMs1bYfhgYFhDgT1igjHmcfPJlF1RrYPNWHypTIIhREOwrwlW",
+	"ymN2TSS8L23ID+kSmuqTm85Qt9CbB9oEjg5q7bxhN5TnvuMTSH0PS/4rGxWJcKfITTdq+7zJJhZtncx2",
+	"q722IqYt0FbuPZMtpK9zt8Lh3bbUMeUU+k0ax6+mySBZSkvAYlf9YhS/1UrBuCtu6O7mNu0NHV/CqaGj",
+	"HnEqS/3lq12YAKSgsRUMrnIjmqacYO+ocG/sLvsOauMkrQlx3dcmlYScWYEn416m8toniM1dSkxU6QYN",
+	"Gyvy8gU2U1TAz4IgSMm1Hxh+Wqz7dTWI+06Numi3vnTRiGvl5Z2QQb4xriLbqMvwW/MjYghAfz2TX5Vw",
+	"CM7RbFVFBYmEaRJovVRUEIyimpUMjkhsvdk44RnLWL82oIPnO6a/+UEe7Co3kXJMszoHVHddnAY9xtQF",
+	"aDyc8PKWg2K+oEoRiFAY1VxbY7YXrvNqBOZ6mI9lAjLVJgFWqwdvii2wCnU4CFB9WP22UWXD+/++MQ7i",
+	"dOcttXfPcjafUdtx0U8PbFJo9qelJDtbndMq9Pec+F7XNgfyUfIg5anqJLDHGonQUWBv3crIZ+AVPF6m",
+	"NCOjSy6SkR+J56azFtXWgb5gtt1fOcsS/dppuvIb+xQiLmi41Gblt1n5bVb+F5+Vv3WeuVdWfWie2qqs",
+	"Gj+wS68oT/WZNvayfIFmWi6JYgybttvAHWgUdgDMocA6Xec7DZPhrbJtDgwMQD0wEwrRBGnete5iP2jh",
+	"YikuCwG+Xthk/jzg20vFymARVyzjE0MUYEdHosZZAFYLxPWNv8KCC8AXMUvEa2koELaQm3afrsOkdY8Y",
+	"QpqDFz3IBfEKt2EztGqJ/SANJEtZ4tjPIZIiWYqEZSqWGXNdm4MEaq3KXnNwZhfZd1rbWmRcQk26lzHj",
+	"C5RuJGbymlnIAzeeVgrBnB4zkxMIM7VxHjO6m7XQmlGarqAlgF5osGcegticUVHdVDJmsSZyshTuZPXl",
+	"xsRmoBxwq+Tu5HkKZcsiKaUCuSR9XlOsDMR9Yb556A20Teacm6u255CWNd/ypyMnIXecr4axlOnQhbMb",
+	"kudcaLwcUq5PqKsbtjaL7hMEowsGUlN7WQok+8ymLGImKZ1WXRgBTfjX3FCQYSU0vaYrCGoZ31wlvzRj",
+	"i5Tby7O/t0fe/FiTtLB1A87aObX+/f9V/z7xYGgsWYBDvUSupurjniMAjhBvGwIIpnyrGIAd4a5BgNZA",
+	"aQ2U1kD54g2UbY0Cmyt/P8YK9BnbNXM8t1kcTYXGgf8Gkw2MkmZLLMEJC4MS020RMpQhRflhJCw7LZff",
+	"rTfISPhll8McwDHhRzEXuWtrNCGUg+lk1EGoSzPDSJiqV5kV6VXUmS3cxltEnskUEMvqoHmKnTuX1sg8",
+	"1sPfAa6nYL+l0BEc4NDUHxQhAe82w5frfhHsQz5Mubis/VXv0tBo+d4DTRcknIj9bGmY93UcMlwQT4Y3",
+	"S4X0Sjj9QKEtdix1N+hbUGH0GuYZs+BQVBHXCARbL2jjZqmtO2sRZXv9p71Yzhc05/reGbMNAbOqteHa",
+	"GlY2XOunIlJBRjwZemlXtsy1oZdlY88IvAYq9xPTyv0cMBA2XwrU+KF9CTmhK1L0EijUJUoWMrMe1qDe",
+	"zpSAFjq/d/FnVCQpU5F4/HZwhE4AP1RdHazIubO13IuUClPSmLG5vMKCe0omy3yZsXBjI2F2FoTmaNcw",
+	"it2iZR3k0O8WVQl+Sy8veTspNazYmH786fCpmsw51ZQ9ZmNMgyNN0/a/FSAhyAX9dckIrkMZxE6TCaa4",
+	"yommkIzpg7cVGDOa0RiKh0fv9nrf0t5vh73/9v8x7L3Hno88IykT03xW9IJlH2LGkv+fva9tb9vG0v4r",
+	"GO3s1TgjK37PpPulTp00bhMnayftdsM8EixCEhoKUAnStjZX/vtznXMAEKQoW3bsNEnxYWYyFgni5eDg",
+	"Pvd5Adva3U1U8L7N8pnXLo2F7T+vz/7m1jY/HbYJPGVxtV9hsq+qbTqSIktRHXOpSFW/OX5uy000fW02",
+	"NQzZrUDv2yBdlELaOUOeVWgB4ybsbYtBgjX8HeFPoiiSwvrvaheWwJGx/+rwO5Oot4NXL09eswfufLKn",
+	"LPUJj4rBu3v+GpV6vi4cvfa8dg+cbbmGsB1qBkeyRspo4XtTI02qbuGD1FD9iy6m0rB7Lq7HQS7LywUc",
+	"q9fca4unOC2UcNrUF/zylWTvgfak3XOaibUuO59oh/xsrHuiZrmezgpfTvVMpi7TuJKJqoCFNFaOrGnm",
+	"rmu5rN5ZqOFsNtEE4yRZOH56+Tu0X3V2RhNR1XlqjJ2nZ7DrDZYTNuVoJIfwOh5rQ3jT6Txr/dlLP+1f",
+	"zao5svbxteAW0XtSfI9nW29jrf1+n+CqqAczXkweFDoUpauu+ul2LtaHE67GLZGyHzAj2uo02L0THlww",
+	"sPI+tAFN3FBgffs+DAoqflwI2bDhpw7cByju+Br+7X2HdX1oKgY5WNnzuQkOCi9m8tnoCO7aCbRbQXmg",
+	"Nc0FSFUWNqbC5QG6h3HLUJAETtJdxca+fnb85Mmrw4NF/ux126BDFgXvRxaRRftKomQbK+1IqgXzzi1v",
+	"gMgL3WbTed8VY8/IIdJ1YZM1fGnrkFvGH01i2Prw3S5sADSrAeYKRcqVhxGj0LzLYsUX/fYKDxfCAMoU",
+	"eUmXnUEvMWtWg/KhWhfBLSHYa8K2lHAJs5rJIVgjFHQgDGVpUp0rV+66uqUQbfoWCxkaxop/jQkT9cv1",
+	"GC4uoWxcnpMnx78+Oe4fvXzdf3385gSLV9AKhfZGhcSxQoOxS9OwG6AP5Cajc7HIS1ME2QXNgIfbD8vx",
+	"wnbw5OgQqapKrbRdpe7JVQrliErl80Xq4Oa025+MuFNdqgVG67EYS2WaB5mNp3YY0W9MF9KTlnnTf/qp",
+	"JJeFw7fMcs0moElVOT0lYfwcJFf9mytxXYmygsXuiu16cXJ4cnD0l9BdOJv5/AaEF85kn2byLhgx17PG",
+	"lyJFFimySJFFiixSZJEiixRZpMj+DhTZyYsTZ9xcRZSF+JbYMpdL5FgMYsvCJq/mzBLlSTMWObNo3v4F",
+	"nFnTWPxMlFmwT25InIU77Yuhz8LZjOxZZM++RfbMHrimHrhER9qpqJ2fLXyUyxaZlflMG1RetZLifrPc",
+	"kFrTetp/L+bmAfwXLVImipbVPxA2J5uu/3R1DAUmwpazRY6JXjjWevoLNL1C0gC1RC3bykzu8lH33bqd",
+	"tSRDwELBSxMEbicFYJltSyvSfjUWrase0TTitYn+PlyagXCQmxttV3CJgo+X37wFv9rSs7mwqB8vb6Rv",
+	"4XdrH0Sb4UR46F1JhZ3KBx/sPz4O3t1bqaazb8K+aP9nje6YnWq8rrgAE6++0/npMBWj8dX7GmbAsnM1",
+	"eGvl7c0MbLrja+Y4l/gWFWQQKahTUPI7t63k4ax6+vLNUaje31j9ZjeBk+Goz29Xn9vpPbepbCOrsWNk",
+	"fYysj5H1X2Zk/S1dxrwCgHEA6olK1wu9jrEKapjPqbfvLi0cuAkr2JolfCyKXIqz62Cnn0TxycApb362",
+	"95WAJ4AOl9bPWaZ63VSIlJUzO9N4xza02Ossqdx/6ada7oQQc5ZSCfl6c1jEs293f1+qVFy0t4A/eRYC",
+	"S396z66q3RTgzfr3dAELSwVKY20lN9sA4kjn5zxPRdpfCYqCLjGkbeFTntzzzWCFtvdivm4mHA0P5zm0",
+	"Nx7VetQKWaXpE7ncVi/rt4lA1zdVr0ZeExYSPlTO/Ay498PHwinCa6dhE6xWFt3Och9Xc1G7Z2Ody2Iy",
+	"Xa9ut4Ane4wBUsYu6GEJ1lXtKgC7GRPFXQMItt+Sd3bdyJQGQ48tuTXGVA+vw6zbh9eYB89hXSh3hZq4",
+	"mIlhQUfnlFflwKHX9VJKQzmbiLwQFwVMCTdib+df1d/+pUf/+vnk5dG/rJyL2URMRY4XaNiH/Z/+RUbZ",
+	"lA+rH6d8CE0EH2lJHW4UK2rZPItSXJeixgoGJ9EvYv4YZ6z9rofFq32nfAazZQJvY6H9Vm9Mnn1KpptL",
+	"t/1myw7caOwBq1QbQvjZV+bjlWvj9eSimfXY2auL3uSLdVtLdj2sNAuaeF2ml6wBPOEWAP9dbZa2xfgH",
+	"PPN94MZpavZvbbWuXi86P1ctyuuFnFFJcDo3eS7INuqS95ErRs34CCj0eydqgF/DOxvhLJz7Gzx8Yc57",
+	"gw8J9SnpfM8+fPw4WOv95XZ1rAAQDetoWEfDOhrWn25Yr2TffrJpPStbrJiTAibfiDM4QtuI7QXL+lV5",
+	"E8taqsquRha9MqrZC3spLkoI7GtVBF+/Q4P7Nq79i7Z2tLWjrR1t7WhrR1s72tp3bWs3pvYuo+tjBMK3",
+	"FIFwK2FmFpz2zzy03tkiosQTKL8dvzz6qX/88uWL/i9Pfj/p//rk+OTwZVhg/bdcAyKJZMqdkikuIr4K",
+	"KPbBZ1Ne2Cvr6sZGkJP1OvjRteRoORsI6/f7oCEVg0Rh0kAvhr5Ehi4ydJGhiwzd18/QrUKTfSJBt0p4",
+	"8YMP8P8P04+fEGdsWSaKlHZc02WBx4/nx/jRWwpAvjtOr1VBBPcva5wHl+fhgQHewYTkW71raKzJtGau",
+	"2c7OeDGp+pq76YnB0tFUicHSETFGxBgRY0SMMVj6uijsL4qeXgERBuHUnwwHm2HVXwggrC58+hoBYfQt",
+	"R99y9C1H33L0LX9ZvuW7CRl2Hbkyatg9+AUFDkcbM9qY0caMNma0Me8+bvhurMwbBRKvYGQGkcU3MDK/",
+	"tAjjaxmfwfn/uY3OmwVBR3sz2pvR3oz2ZrQ3vwZ7MwibjVGz0RUdo2YjlRCjZiM/FfmpyE9FfiryU39V",
+	"1Oxd0FPXCqN98MFC7NVCatEQv2bd3sfzE/eJL72C71cUP3tFV6dirLOptyrPJ9oI108qNE1TmtZ77O3L",
+	"9n6aYCFjqG+0r2Kob4S5EeZGmBthbgz1vQwd3nFY74qotArhvQ1IGoN4bxeV+o5/BYg0umajaza6Zr8x",
+	"1+zlgaqf0Vz5RcxrADqaKbdqpsCK6jxaK9FaidbK3zto9O7slUsCROmjK5eYvZmpsjQU9OuIBP3C7ZYr",
+	"u3p3RsttxapGeyXaK9Fe+YbtlVgcNLrhVnHD9WKcY4xz/OviHKOtHW3taGt/6wFwS2zeOw5088fQh3b/",
+	"4U+iqAFQfqpLQuEZL2BqmofQJTWBbNd+JF3XuVWo5SH4EuF0P7PS2B0MMEj6U5TwhyqnMNfTHhmzfbsM",
+	"Z5u9YZmfia3d3c1H61wYsI22YPKrfbTiOy2bi5fF5NqWyddvmMzK00wOQQpreM/IseJFmdOy/sAzORTN",
+	"uxBEirP6PRmGEsTMv9aaMdX9RChe6/rO1upYfF8xPeN/loLReq+OxH/EFTHIBQz1dMZhwm2ND4QM8MGB",
+	"xffFRIACHwp5JtJE2bac9qI1kDnLuClw4eHDfOyfcAVGikSJP0uedRlXGq10q7En3LCpTiuTvI0M44qG",
+	"aiW7RdIDZbOUlQsUSZ1nu/ykr/Z/uKHcunedoeB6sOpNEu2qz43+87m7jvQSoBlB/y2C/iPtZldcSFOY",
+	"CL8j/I7w+1uH3zeAuJ/u+9KmBY38mAv4IuPI3y31e2nThNSd27qnMMLoCKOXw+iVMNc1L+kaajWS45Lk",
+	"+64J+esAUIYqSBossBdi+OtC0+tiTkcWytQte6gNIiKJiCQikm8bkRAOWIABn4cKrJx8q+S6KjKVYKmq",
+	"o7DHHmtLU1xmQHcTxQ07F1nGuGE8y7xjluUCsFfKCh0mAjv3SZCWedmVNBU4WjUkyKlen03bZbjNbbFU",
+	"562pvDS+YeY5FzqsmB4l6u3g1cuT12yVWR+0owfAiVe4VNcSpXPnsr3W+i755upe3CXBUPVAnhvfu/0J",
+	"p/5K56zNl/Ze3i6zsK/y9wXxr7NcnEldmmyeKC9/MT3z20zPbPH4oprrscNRTSG1C0aXDjfQaPZos0IG",
+	"ZwYFP3Fl1QpoTm7HGdFdRHcR3f1dEkHbodOdZYK201xhL67OCf00SDUWxeV4ivlGE+XCnh2ekuqz4inc",
+	"8EKlMy1V8cXinEjeRfIu+sCjD/wv8IFXOfSf3xsejaEvwhiK1kq0VqK18rf0jrebDXeTEko5HKt1grGX",
+	"KpuzgT/+BggeToU/ui+9UOSTzBvKGomM8V/HGH8ZERCslj5s+FQwbhJV1N620XzZnNo5nTchZTTDvlUz",
+	"7FpBCGCUWGupy6aLckVD9SEDpFJgO1Vcyu2YEZ8S1nFLUR1X2Q0N/P8pqX4bt23GHB79uv/88KD/av94",
+	"/0Vgyvht1cgti8bMLRoz+9VmQLQk1VDnuRiC0f9U58z2j9w2Ay//A78miVqa8Oef9u7Dis50fIZO54lq",
+	"yR1ceBI2bjSkoyEdDeloSEdD+tsypK9jxt5VsJcRKn2tDxCrPvggzoQqXs9n4uODD8WFu92g1QZ/HbrD",
+	"mDRktRSaQYv4X9BJW6gF28US+pwZUaBha4UiqCFTN8JPgp6tYn7D2oIU4rdcR+oyP+0pcd5PXZMthqaf",
+	"gE+vg/S2yLkyfFjQ/XTtdkzwzLoECwpOg9zaMeRxhB71mHN82D00FkqgluIqUYcHrFTyz1IwPsy18eJr",
+	"Kr8I2QYokqwAmfwvcptg9FyiQouTugcTKJQpwZJKxXSmC6GGc5hf13h9ard32ycUpeivsdut2rv0ttDV",
+	"bhF9YSs0uY4Epwqszo/Vn5uWXf0PsEVnvChErtZpz4NQXqyXRuTrMu20QgU3DC/SjG4/xAJs8CY7POjS",
+	"1nJ/TpTdd4cH8IMrMAWos8deV/WTDg/YlM8ZzwzebTG4P+gmaio4hSBlGaPD125Rb8DDRxv2csMUHmok",
+	"S14/f/74yf7R/v5PATbt21m0xjUh0xVyC/xyBgoeRtQOub5U69KtBZwsaGIaMyqzbA5LW9xyEQFQxHCU",
+	"OIXobswhDRxqXne0nFi1TVrXdha25btlx8dcDZdWCjiZq+Ek10oaEcCA7wwzBagur5xsUhX9VatACwUe",
+	"3xIbkYbtvzpk5xOhyL1LJdQyPUaDCSNKYMxSyULyjBnFZ2YC5prlelo+0mVcof9W4QaXqhTQEgbr+S9S",
+	"04mSapgL5LQyloqs4MZFJGPLti3t3M4Yr+0kF6sp3T/Shbj/Paufn6aczXReGJbx/5uvZ5qnUo2JSHv7",
+	"VGaFAOXYfoSM3M9hCaUAU/TY86BNNhXTU5FjGotWIHf0ZZG6SRngQDDyBsWEJ+rt4FjrKfVj8O5eG6MM",
+	"OgH+I1PqT9/q8H6u9ZT+ZPtXj6Nhv8G8h6Nm+DPA17RrV8iwF29OXrsaOURwgeRhiTgj8u8MAz1lhzaR",
+	"MyvzlZj8oaWy10qjVe5+SRTsPicVI3zA1Oqqk2qVKUulGeoznGmvBb8zjJ/xgucsKTc2tvYSlUozy/gc",
+	"Tj9c7qdlXkxAxjL5XjAKH7D97IbNtPYfZiKTY3maCZq7UwFfH2plZCpykbJcpKVKuSrqp7edVs5glqCZ",
+	"gQWwoOCDQx6nlVwTC18nfW//admIMZ8l6p4r/zcwUg3FwG0fmMXck6re4QFWQSaVWOuyXIx5nmbCGIzz",
+	"LzSsA06JztH4xbXiuajG1XMbBaCIoYp/sJjmQSb4mYCGVMpmuR7JTLDhhCs4KqmKJ5qLLC39ko35DFuH",
+	"T2XaFLhCsB+rSoKpGPEyK9ipmPAzqUuMgHFbgm6BcmII+qGatETRVHUZz7QaI41Ny20Vw3mboKPFT8Le",
+	"goBBua6AfKniJme0zdgQc0VSVho3bvsD6DG8OM3+/59PXh4lis4rMCV0KlLMu3BpbYgVrKggVkxFAc+6",
+	"VZMgorAC2AVoGZpktsXTuX+wKnY5nPCcD9HZBR8aJJ0PSWeQKD0Tip3mfCh67BU3vuvYoFQgQPDGKR4U",
+	"pbSZIFrBrh0lyoNShpkyiF/cMFvnAbf4UE+nQqVk2juLxApZLkoT8Or21WmZFXKWCSqa2aUtQjAB4xFh",
+	"6dlMZ1kFk30JvZX1eKsTow639/b2Hu3NHu7s7T7cWlJxltrrXMtu2WfWnFNkzMMx6I5Eq0ywxCZtSmuL",
+	"nFqNPFDiouif8mI4GZCRUSmB0zkiEZ5nEiQUj1Z9WUilebi1+2inv7Pz7+3+5qPtnSWDRA10vTECWs91",
+	"Zirh1OHJwoIDAa8ZhLXEU8Fpa6w0yu3WZ3qEK4xZAJQdCvCq0GwAwHPQJWDBfZtWobrEJTdDXdIfTI68",
+	"WkX1oNbFdFZY2O5UKb1tCtuG1e2JsmeAa6Dy97BDRd0bcuNIbWhMl0UtxNZXoxsrjMFzmh1nnb5qTws5",
+	"nYpU8kJk8y6baWPkaTZHSIf6ADvt++tmaIDlWAcEktqG2bWYhPAhKvEJN4kivZ4yfIV4cSunKYB2EjDX",
+	"YHNq8euP5061d/1C2e60FYxt3VBllvWxa20C52vLriJxFScGolQWGvY47Io5m/L8PalhTVrvdJ4o0Cik",
+	"xAiO2qwTaQI3BgC6qSwKYbFs7SOJuuIreDrJAgTcBJ95Cf09BwAvR4Qcah+0op509GgEzSSdlm9bF4f9",
+	"YKIIxFz+XYQvvvVS8TMuMzgmk06XtE3VfDUWalmmWYPrtL1bpkNE0SeHakOVOI979Tp1utMNexT4QS8n",
+	"hKb8Qk7Lqdes51wW3SZf2mWWGK1ygWBW/AnXo5hUp0bu6dyijJQXfI2dwpkmmO+ca43awC+LjM+MsOgz",
+	"PNztzuZV/AlaaLSVsfikWb6VNgZdZvSyNgNtUem5ejC/oQ/VFm57A4nftkWz2qttJwYE8Sq631lqpHQc",
+	"gnQYF0Xe5nPhAUiAE/58/z4C3vv3HeR16g4tjKUNgPKjrXT/vlDp4utXnCc1k4jmLw2IPhgF7LFLvs4u",
+	"+TiiGMK7xPsTvMePgXpxWHhBpa/QrdY5IUuOXTmpsFEcDq/1qNFdi7dsZ/Z/ZxJkaYoUSF1h8ongKREh",
+	"w4wKm1tjmOBgEVRecOzBTAyrWwKse0iCTKXlUKQ99iMI858lxvF0K0QJ/cBlrPfAr2pgGdlPgdHtoq3M",
+	"qkFW9vE1v616VpDEnKW6S/8YIj0yEnntOLKblg+LEg8IT0iQ5qj67O99cCqzMpCcwDTC2EBlNWUK1LZE",
+	"lN9lfpJgRdHuwjAWaTs+4Sk53Ctnaf0cAmmwQRs2oF8PeRaSTKQsMQMgFKGBk63BbUGE0oh+MM5LccLl",
+	"/pq9zg1Tga6MAOBDjP73QV00OWhaBk0PS1PoaZ+CdixVW/+bJW4r9jUf9zz/i0/26MnOx3cfu53KOHDo",
+	"freG7v0JXO/SgseuixdV4PCkOpNUieAfe4/28od7D3eaDDQ9YlHb0sHa1XsxZ8daT9kR/F8kYlUq8s73",
+	"bex2t0PrTDNTcdDTHt5HrqiJ2lcqrgAPKez7tb7yw6k+bfxc/yp9wfk1/9ASJeIfD7f2zJ7Z+7M5OZdI",
+	"wqKX/LZlAzscCkhw0cAVXWmRiSsWmEi6fpln6HAZfv/gQRC19+Dk6bP5q+xH8fubk6dPL7Lx6X///r9T",
+	"/UQD0gsIvc73nSfW1gc7sNOtLynONwwEutDHwL9/bu5sbz3cfvRwb+fRIzP+471p3MOiczmWqk/atw8d",
+	"pzd2/721s7e7HUqHfbHRQE0+2h9plRGAsEaOFV3Iwcei8/3O7t7GduuYaIqdY+FDZ9qbiFwLdBm0Su2C",
+	"pL7rdqY9kvm0T19wl5NswE/wnYVftkCArIq++do+MSNlSjk6OXh6cvLk6cKS7kP/2Quej3mRa7x8ZnEK",
+	"QBVz1LCd51rj3SQY6EunZPuqwxrubL+a5Cfq5qu+GGLaWPO2B1Zd8c2t7Z32Ba9veHSzWZc/lb9ynFch",
+	"LvwFNnRnBzk1YcMTNHH7fVJMM/8ESIFtNCk3NraHp/g/4oov0LMP7MOwUGbsx+ruGrmjhVhtb7mJuMZU",
+	"v+t2LIHjfOMAjf1RWWzvrG9t727v9jf6GzC+UuWCp32lCzmyhz+ehhM5nmRyPCnc9tnsdsKH3J93qzaK",
+	"SXtT/6Qfcq2L1pa321ve+4jnznulh+/x4Nna2uYm3dnda548+MgXeCpT12sfWTxzP+FIRp8FeY7rvuNG",
+	"xkHjYK4i+xrxZnbemmbuc0n5rfQ7gFdZCMJMyyIUeJ7zObqfa6ENj1EKFwOn2lzb40yf8ozNcnkGyBur",
+	"NjlfBDKTFCSEoQPuI/s0UtZ+Vw985UwORT+Tpm2ch/UYf1EFRtkABzILDGbgVOYDFg5ojaJqt7PEllgX",
+	"F4VQaF3BW2CyroXjIIf5c1mLo1sYhlaiDwca5sFUl3MtC0JZTKdedfjViDCNuj5+tINuefwvlVhHdgmz",
+	"tl168cI8hEZAe64DBkKj76DQeLxm/gaEGq1dFUK8KBI1wECEgc/cbotlDA2Mr2NDWel1AQbe4AYFVCJR",
+	"QNQfbCoTrsaris1c6J63ntpS6vBb+ERvIbi1sraWyWvb85WSb4mQg8WZzURKtvqSTB/7zDo+s0aezvrV",
+	"hxgENSFqWShmYSYr9OIgli1wS3fsYq/WK+wL7EbibqgL1M4NpeUQmzix7obF0Kj6cymekZ1VA85g/pYG",
+	"nDlvV2N2WWNyu2zKcba4ofXAYLNE4b8bjsu2zrYqSmezriZiX+c5WTsg7TTboxHnmRcFxZvDbFK8uaZr",
+	"DVc9NWum9NcxKXg9net2I+oEJeqeiyGe8CJRPBfquwJd+Hlwa5Yni3VexfTgjoQ21io/aAuvi/SoEYzn",
+	"IlFvi/kMjLwQ5i6J4MUH12sYeo2cBG8BRJN/YVa0v21/NGvBdPs59KvYssRerd7i8i6uis2T9Imtznnt",
+	"46p4HkT6UOjp/qtD79PHGMcJaAh7QmMYjL1Xd4ApwTJFNlhOZxlgM5EZgY8E9VosjbygzAMU3wIldDqn",
+	"5XVB1IiCaoDUOymJzzfoUCwaoa2tHM/ilvNW54el0DibuzjtKtS7Gehd81v+c2vv+M/zn188P1+fp2bz",
+	"p/1n/f+++OPZ8Y+bB/yR5uaXDbH763M1fN/f2Q2t7+nFOra2Lun2YzwAOt93/l+S/LMNGi2awQuDkFNh",
+	"Cj6dsXvNBI/KJ18qecHETA8na4BHqVUKxpnoqaDmE2Wlxw2ZQmGbY9/c297a+fej3e2t7Y3dYGhSFXs7",
+	"nbZSQ85ka/P5camMD+6Yr/9Z8oxMgeqyYlS/5xNNUrBsRZbQAG3B3LWJ/6Ft2gNDstlpQnAFkyMKlsCw",
+	"CPg/wbxhFMp9bOS+SxNwd5lO+Xupxvb4mElBbhpSiU4GK+XaY1UQHMZ0MT0qhGIukCNRNiAMfWvYiC0K",
+	"xXNcXvSycMUGPwysSsDFJqWRi5HIRRWtyQ4PTBcVA0YBona3m6zHfnMeQ3ExFGTBUGwbnA82wK4WSGOE",
+	"Lf/EE0XhzTai8vDAJkPb52FayGkIc3kq8E1UA6ThGlnRP8Cf2tmeagXpD5dlo+BQFuWoSc0ttBwSSEvk",
+	"Wc8IITFxUeR8SVEm/+0Gchov63d7DhenalcUOxDG4TS2MAWGYbAAiJFLU/H6llxzlTYg6Z7yub0Dk5Jw",
+	"XXQAPY1dgkEVLBMcTi/lp7Y4197zDGJb4tkGR03XKnWsFMZdLB8fY+iFkGg4nQLuGPNCniFiGOPZYGux",
+	"yqJyhsp6ssvm7t7Dne2HK2ml8PT4sARsh6G3oTaiTRzmxnWZBeU0J6F4wdbEybcLjVesowsba6HZZwfV",
+	"pwbVkx4k0VeCsOq3g5qktjqi/2MKT9ADa6AqMC+pCMK0wo52bbAdVbmd+4ALXCMnJzaY1hfXtdg4ZXOK",
+	"hcBwbg8Nl81Jou7Jnug6N/KZYEqzxoBIOaxZxRrOHYVdJGqApB25iJ95wTXs5NnLN88P2EzPyox8z0ED",
+	"eMrl4kzkbJbzIYZdddlpaUOcX+z/TtEUEmVdiaEwhudzdi8IKO0mSo7YkGdD+ICTBFpOOAQuZkIZeSaq",
+	"2IupHE8KNpxobQSFx2bzRFUBEBIjOy3dI1Ky9Nbo1AiHfl/p4j5TIN0g/m6IxBxZvTsrDdkoLPBCY08w",
+	"V+hMctpwiz+yMDFu/9Vhou55UJgLChhjw0zwnKVihJkcdAoknYaAJp21XqJqitV6a+r69HJX+6Zlh876",
+	"lwLKgf114GSsiqupziNSlZQ0PMv4MKA+3Ta9kYZ02RpVGSEbjhdAgaAbPqUlLFU4EznGXFBtIiNs2K4f",
+	"huvgqultMKs2MHNhXj90NntbhGNsKWy7w2jg5zU+1u1fPWOUoo5ZhjRQF1Zfq5MtFRu4A3LA7p23Ygb4",
+	"A1Y0SlSv13tQM9BWrlrUNOucYYMKQ5fjCfTF7nBUL5QxZ6Np/M6j99lEK13mIiVcBlNNqWopH6JHTKAS",
+	"bBe/QLzcCzXbRo5AnTav+q8E2vsvzYxPm36yo0m2nZvxsxd/vF8/+OPFz/tH/Dx/9OzZ/uT5eOenoX79",
+	"e34if//9pz+fPGn3mgFaf7S58ejfO//edSMy17dgKrfLVKewL3R+qcONPkT1ZFpcbrsPGy438r+ERAWl",
+	"l6GcA/TUVPnr8KCVOqUtbS7jNGmZKrMi1A1LVMIyzOTjuVdWCWy5Rugl6o3CHKRBqOoGtW0pTXUPeT0i",
+	"bSJNofM5O5NGnspMFnNSFDczOS/Xx48QWVdnxFKr2u3gckbcwSdlXNdyObpwHJ5JmIczyRM1ePVmaWE0",
+	"8+AD/M9h+hGT6duS6Ad0lAf6mCKVyV6pLZpPONFKNGiJRLXWvXCS/MbKfzsp2CyW4Da/fdBvvZbd3fVq",
+	"5N3N9s1SlhBNyWtRhW/qLhGbWhXGlVoDpsoLoHNyISeiuzTkNFFVYCAGWFfJG+XMffmyl7oLWRwFLXWX",
+	"6TxRgyqRgFLK8lKsIbz88OE/2am+EAZOK8H+8+NHZ247VxDIaBPBBhklibJmFAhxIbAfGf+/eT/T3EXX",
+	"mEGQYYm+UJwf60GjrKGAdLAR3AXmLmPGi4umdPKEd+NQSI0NJQVJMgsBvEEUpq2i4oNUYeAPmiNPlI0I",
+	"9XkNMJxGiOXA2p5BiHSz0nPIqS7xpzguhqI2I6saWdXIqkZWNbKqkVWNrGpkVSOrGlnVyKpGVjWyqpFV",
+	"jaxqZFUjqxpZ1ciqXsmqhvUFVuRUl70SGdVbYlRdWQmvmYwousxV5CCWwlbiCdPyE4U9XyXLnrnOZNIU",
+	"XQqERYLg6OXrVRsIl74qdeP7DKuP/a5VDqC2ce4v790lJQDu3z+2S3D//opss2V8vJnXOptXU9BXVgOo",
+	"JeAuzwMKruMDI85a63aepnzOlLCR5ZYVQIEE8YL+FrpKJmkU0/Upv21nBr4UUAOnwpeDrioVU48Unwqv",
+	"t/EvvvQ9GpNaiR5zq8CC574ziRoEiXwDFuzcIVdagTnY55nkZlBjszBcnJUK657mdkW8ZV+rYmar1O36",
+	"Mpm66gDoGqy6iBDCFLngU/oTlrGg0cOXKJkZPmWzJdAWTBTsCLqxRaENG1Yd87VRAehaPo/KICVK6cUm",
+	"fQfhg77cj8UdNCRYYmWkv+qSnXKlbFGvTIwKu9TsBRUI4qoadqIseeQO7C6b6HPsNGIX+7SdOkf9uYc9",
+	"GQ2GJ/QvfMf1Gyvv2HtscDEWC4GGLE6tKmilOsPKi74+MUmqqydSgS9ZK3DaTVSpbM8Wq07+5spYZXYC",
+	"ScQtr1KvoknmjKjVuj/Fir6pLUSYCzNxLSWK+udoGDtHYJ1b0qbiAfFqUuLdqA4L6UC7ONYtVvM23Ywz",
+	"r2OJ5bn6l18Ua7UAaNsaI6ZHbEDtDXrNIwhMaNj7ixXegrHLwgukG3OlIrQrUdZrpwrbawvcfCTQHEJP",
+	"T7gt378LY4XNfOVgm+ubqNUGG2BAgI0n9rxow45BVYXo6oyuzujqjK7O6OqMrs7o6oyuzujqjK7O6OqM",
+	"rs7o6oyuzujqjK7O6OqMrs4vytUZ1EtcWNS8FE6MKzbPHQBOzuHwsE24Q5PuRxq4O7DIZxdwbEHV5rA6",
+	"4+L9KbZ2GWhZ6wjx0mW9nINRrqeBy7Q6aqw0UJVLy21RqcsH7gqxlc8dbAr+S6bu3bXguk5Fjgti4Ytc",
+	"ijPhb2exxB4ytUo3/tzqb/DQr05cVrXCQwruipt7iXUMBOW15SqvU02oqgM0qu5PBJ1XL/LvXXeN+kru",
+	"k22yuKz8ZtPGLmGy9IjR87VCQia4SRjJkxMHpd4e42UEzcpD5pLiQWeL1YeYEaie2u+DAxmf6POq2pG3",
+	"EOxVKYcjAEdLC4QOmuDLOE+ou0AONjJubHtjHHlLjKC6gPbuG0eiOKfNlNtLh3DdQrDGs7aCUD26VQl3",
+	"DnUTb7fTaZktqSTnn1p+wVKd41ioe3qF0+DKla7uQ/BNs1HGx2AqhvL3zP0q6s01CysGNEFbPdZWekYX",
+	"PLtWp2sbg95epUu1gwW/cRS+Rhvk2ibBjo9WsbcsjjK8aiy8rQ3+qcZXyHAltT5eoym2FBpCbgcHta8o",
+	"nLta2bpblav71Jf7q8rWa3xcpF7GwmX58TPLl+t8WwdR1lbp3MfmuwsvmZULI3oIulhs9W60Ystmshcv",
+	"8uHEabYr9ZkPACLFCAthL+GThr0Xcwd0qCCd1gXeGYwSg3SQYVM4XcNtUx+dOxi4a6QetMHVvLHE0uOf",
+	"BhgAqwO7RteCKG1bNI5gW5gOCzLOJzrzw6q3HYqPVTYkCSvrnKXGxE5Nvn6mMIy7r7VJPuublNgMutha",
+	"YdNX515NVzUqdX+OIq74SZGyctZ2KH+mCq7YiU8q4PoLtHB1/dZf7GjvXqbCeW2XLHaZYLmO5sskyxU3",
+	"j8VbP6l4a6zsGQMzYmBGDMyIgRkxMCMGZsTAjBiYEQMzYmBGDMyIgRkxMCMGZsTAjBiYEQMzvsEc9Nd+",
+	"S4WZ2R4JLq+8Wb83/2YlI5tJvLFkZKTrIl0X6bpI10W6LtJ1ka6LdF2k6yJdF+m6SNdFui7SdZGui3Rd",
+	"pOsiXbciXRcWdayTdTesRmjh1PWrEbKwGOHqDSwtRpioK6oRrlLp8CutRhhLSEXqM1KfkfqM1GekPiP1",
+	"GanPSH1G6jNSn5H6jNRnpD4j9Rmpz0h9RuozlpCKJaT+RiWkAtab5shxlGQ7ZGJUrFZlKthRz8Wo+Ay1",
+	"AfA+EA3WqFDunhCY+ptUoMAuL6kS0LiioLWOQKH7qQCQfvlNN3afgc5YL/Q6vVItlXNHkDQnin5H/hUR",
+	"Pd0H8vbEvn4Qvi7VuH2TiIsC7B2tDLwDJv5avTwSNXOl6lPiorAK4N3is60rhzYIz5hRfGYmGlcrFVnB",
+	"GyO1d/jg/4Q+CFvK4iOylMMyl8UcGXs+BLvvNeic/y5FDn9897Fb+/tjwXNARG/fwVbx1xB1TuZqOMm1",
+	"kqZxh401vxWc4EMhwegV535pcMb42MBEgBCAHivkUM5wXTvvoIst5xzI6oMP8N9wzIXVIx58gBn8COIy",
+	"Fi2W00+iYEZPBbMvUfGG+rRZBDTUaiTHHtcg1MiE29Vo7yncPWiZT+pNwsBAi+E4DlP6si33YE9Er7IN",
+	"Tv7iMjfIYLxAqVjoOJnLtET2vMB7hU5FonhZTHQu7fVLU/7eMzdB4SV3Q0mdbuSZHFa08hCVjoSezXgB",
+	"elPxKTxHa9AJRbrIS9HtmOFETHlQgaPS0JeYEwFLWRsnjb3HfixNAYfAfCaC25oSBb0xMwSzhWb8TMuU",
+	"DTNuJqJOlXV0Pu75QWFjPVrn9uFZMLL64N7Bw3Q6IbG5tbHRMHwCBuLBH4aM06q90FjC7vVD6SZy3v1C",
+	"He8jA9PiBGrXHbVptd3y8m8B4HwG2qHb2dnYXqHztsuGrDoaO/yb+gUP5PlQp9C1F/2nL48fHx4cPDmC",
+	"VclzDcbVjxxvwuFpurgr8ZIbdxEZDqmaqyZYIuy+Tjb7E2x8oWKQ68rC24phdxj8XBeZF/03R78cvfzt",
+	"qI0Xt2NY7MyknHK1ngueArKxjVu1V29/X7FSkZ1OT+nhsMxB2q5EN3Y0Abxxw15VFiql4S0M68eu6w4P",
+	"67zK+M741UoUqjyYc+jP92wQLPTAitLObYvS0cvX/acv3xwdBKK0H8oPjGKkS5VGyblNyTnS9W0KmBGx",
+	"opeg+tHi6TDSLgP4wKCXqFBa/FoObheWXH7cOy+bQyBvoLtYg+odWGZlC344+Vz4AU912wQWST0NDCVo",
+	"xIWYFJMciT80PQo9s1I8CM+NgSNUCCdX1I03pRDJv8WgiFVtQg956zjn5BZwjvkb4xzz9eAcnOHHOp1/",
+	"WRDHoZqWCe4tDPLjjQDbVQdV47y5PjJDj0SJwo4xIgz5SXuUbtzFUfrzycsaKLOTaPcY4wwecPU644F6",
+	"y1DMbiYKE3MIrDblNXT1eP8AF2yQKJ27AxT/EIF7BO61w1CncjS/OWzfvW1BcqK7KEdw6k97qO76WLG3",
+	"gjbSsP1Xh1GQbleQpLFoHGPawh1M8LXIdZZVXg2Cg/9l6znDigEkQQGT9JTFpEt01S0zjjeG9qtwig1P",
+	"2m1TjBg/Zg0iinhsMRkS1WIzsBtTjq9Ebp0HkXlsHSsVoV4y1lof//Fwa8/smb0/r+4mSdBXTZDSrfqR",
+	"JV3Kkt46Hj88+nX/+eFB/9X+8f6L4KD8QemCkxs2jEOpAOMZz2TqvHPxuLxt3GUZLNzTB4Nl0147/WpL",
+	"GdF5ROdfI62OrlkeufUvjlunsNqFK6Vc6onl2tmXQbXbhB4fajtEKFJdinC7LPydQOw2Vj4VmTwTub3n",
+	"wdHylmqfiRyjcJhQsNMpEP0OePZPAvfmbwTuF8ZKAUtfOLY3Xxm2v3vPQO2X6B+I/oG/uX+A3bOfqFFu",
+	"TOeJCt0Da11Ws2KvsGUSFTZbt2XWojETjZnoaoiCFF0NNzFt2rwQlHZkLnMt2CRq+6RP67KftYmt5Wym",
+	"86I5nZgy/Cvd8YnGSwHIvbB1Vdjg7H96v8OJwQb5//R+7/0vVpChTCs55BkbciMM3lCdqLfw2kntqzZp",
+	"CgPme70H/1Hr07rrcXXhcqLCpAHKF3ddxdSP6u5AxDdnsLOMwETjXGIaY8ZGghdlLvCSUTtskyi3mwel",
+	"MgVsib57boB2jRHVix5IswBHc5UmCvrgihpkc5eK5ua+VuAALG+y+GSO7TA5YqkwsHl6iXrqPpZJA8uC",
+	"icU8F5ZGycPPFHo8zqQaYyi8X2BSN4mqLzTmoFD/XRWJ0irjar7stOB3uBt3oiiZa8JJk89FwTKuUuGD",
+	"xOBLPfY0TELzbzPUGarA0ksqFflYu3xwUIHa8Az+gScHruRsJnhuh61SMniolsGpQDFUidKjUVWfiWlX",
+	"0cF9Enpnws75nGIrMqkQU5CDRFFuqQuUSzUzGsSWktKxAINPSRf0GO5uLxI4lyOATvh3RBZdZqqYOzvn",
+	"TiLgGBSqcKviCwURZCt0otClBDtuEnymCudzqiTT47FI1yUVDcFyA0qTvR22b/xB3A0nIJQEyk6rfS9R",
+	"tfhB6A5hJj81sFTn0kzg5/dCzLwQweJWzdAyjqg0hZh/dyaIo8pFJrhBCbJsCi5ToRFr+snjmDA1xGhF",
+	"Vs7GOU8xLz/Xs1zyQmTzHtsPtn63Oe1k4ZYGK8q4HR5oAlWlucAPtlum1T/6q1O5d2LmdRb0D/wxNMOn",
+	"c/eTNzerU+BtJ9/obfQ2O93O2WZvEw6NGiapw43Wby27f7V+rvw2EYihdY7KAPMdK2XodiAcb+5kaU9m",
+	"rLf6pFVRhwJrFXaPeQUJnw+UZBfjm3Br8OF7Xz/LZwjintJj7H2XSZXCCtnKQTzoeEKor6X3Va5ZePq2",
+	"FLjzZ6p77opaZYsvLK/YE5ThCyGXf3HVxDAPC5YhgAVY1EBANyB9PwWQBNCIdBDj6VQqaYrcJoBdVdRh",
+	"c8PBS5+NSomyWF8llSOs9VRkc0rAXK5JqfrBx48f/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

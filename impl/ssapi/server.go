@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/myelin-hs/myelin/gen/fedapi"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/server"
 )
@@ -36,16 +37,9 @@ func (r jsonResponse) VisitClaimUserEncryptionKeysResponse(w http.ResponseWriter
 	return r.write(w)
 }
 
-func (s *Server) GetServerKeys(ctx context.Context, _ fedapi.GetServerKeysRequestObject) (fedapi.GetServerKeysResponseObject, error) {
-	doc, err := s.Fed.Identity.KeyDocument(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return jsonResponse{doc}, nil
-}
-
-// GetServerKey serves the deprecated /server/{keyId} form: all keys, as the
-// spec advises, whatever keyId names.
+// GetServerKey serves /_matrix/key/v2/server, and the /server/{keyId} form
+// that spec v1.6 removed (old servers still ask for it; the router rewrites
+// it here): all keys, whatever keyId names.
 func (s *Server) GetServerKey(ctx context.Context, _ fedapi.GetServerKeyRequestObject) (fedapi.GetServerKeyResponseObject, error) {
 	doc, err := s.Fed.Identity.KeyDocument(ctx)
 	if err != nil {
@@ -107,7 +101,7 @@ func (s *Server) QueryUserEncryptionKeys(ctx context.Context, req fedapi.QueryUs
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.Fed.QueryKeys(ctx, origin, req.Body.DeviceKeys)
+	keys, err := s.Fed.QueryKeys(ctx, origin, e2ekeys.DeviceLists(req.Body.DeviceKeys))
 	if err != nil {
 		return nil, err
 	}
