@@ -33,7 +33,10 @@ import (
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/syncstream"
+	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
+	"github.com/myelin-hs/myelin/impl/wake"
 )
 
 // App is one running server.
@@ -51,6 +54,10 @@ type App struct {
 	LastSeen   *devices.LastSeen
 	Keys       *e2ekeys.Service
 	Federation *federation.Service
+	// Wake wakes this process's /sync long polls (see impl/wake); Sync
+	// serves /sync and /keys/changes.
+	Wake *wake.Hub
+	Sync *syncstream.Service
 	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
@@ -60,6 +67,8 @@ type App struct {
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
 	background []func(ctx context.Context)
 	shutdown   []func(ctx context.Context) error
+	// stopping run when shutdown begins (e.g. long polls answer at once).
+	stopping []func()
 }
 
 // New opens the database (applying migrations) and builds the server.
@@ -96,6 +105,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.Keys.Remote = a.Federation.Lists
 	a.background = append(a.background, a.Federation.Background()...)
 
+	// Send-to-device and /sync: messages to other servers go through the
+	// outbox (woken with it), incoming ones through the receiver.
+	a.Services.ToDevice.Log = log
+	a.Federation.Receiver.Handlers = map[string]federation.EDUHandler{todevice.EDUType: a.Services.ToDevice.Receive}
+	a.Wake = wake.NewHub(store, log)
+	a.Sync = &syncstream.Service{Store: store, Hub: a.Wake, Keys: syncstream.StoreKeyCounts{Store: store},
+		Sources: []syncstream.Source{
+			syncstream.ToDeviceSource{ToDevice: a.Services.ToDevice},
+			syncstream.DeviceListSource{Store: store},
+		}}
+	a.background = append(a.background, a.Wake.Run, a.Services.ToDevice.Run)
+	a.stopping = append(a.stopping, a.Sync.Stop)
+
 	var observe echo.MiddlewareFunc
 	if cfg.MetricsListen != "" {
 		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
@@ -107,7 +129,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		observe = a.Metrics.Middleware()
 	}
 
-	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
+		ToDevice: a.Services.ToDevice, Streams: a.Sync}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -141,6 +164,8 @@ type Services struct {
 	// Outbox queues the federation EDUs of every device change, in the
 	// change's transaction (the hook of Devices).
 	Outbox *federation.Outbox
+	// ToDevice queues send-to-device messages.
+	ToDevice *todevice.Service
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -149,13 +174,16 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	limits := ratelimit.New(cfg.RateLimit, store)
 	outbox := federation.NewOutbox(cfg)
 	sv := &Services{
-		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}},
+		// A device change also wakes its user's waiting /sync (in this
+		// process and, through the database, in every other).
+		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook, syncstream.DeviceListHook}},
 		Outbox:  outbox,
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
 		Credentials: creds, Limits: limits}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
+	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
 	return sv
 }
 
@@ -216,6 +244,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+	}
+	for _, f := range a.stopping {
+		srv.RegisterOnShutdown(f)
 	}
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -82,10 +82,6 @@ var Coverage = specversions.Status{
 		"putRoomKeysVersion":        "issue 19",
 		"getAccountData":            "issue 19",
 		"setAccountData":            "issue 19",
-		// Stubbed in pending_sync.go, and /keys/changes, which reads its tokens.
-		"sendToDevice":   "issue 14",
-		"sync":           "issue 14",
-		"getKeysChanges": "needs /sync's tokens (issue 14)",
 		// Application services (MSC4190).
 		"updateDevice@1.17":           "device creation by application services (issue 16)",
 		"deleteDevice@1.17":           "application services without UIA (issue 16)",

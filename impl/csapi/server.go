@@ -13,6 +13,8 @@ import (
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
+	"github.com/myelin-hs/myelin/impl/syncstream"
+	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
@@ -25,6 +27,9 @@ type Server struct {
 	Devices *devices.Core
 	// Accounts registers, logs in and manages accounts.
 	Accounts *accounts.Service
+	// ToDevice and Streams serve send-to-device, /sync and /keys/changes.
+	ToDevice *todevice.Service
+	Streams  *syncstream.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.

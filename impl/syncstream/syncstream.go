@@ -39,6 +39,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -213,8 +214,25 @@ type Service struct {
 	Sources []Source
 	Keys    KeyCounts
 	Hub     *wake.Hub
-	// MaxTimeout caps a long poll (default 5 minutes).
+	// MaxTimeout caps a long poll (default 50 s, under the HTTP server's
+	// 60 s write timeout).
 	MaxTimeout time.Duration
+
+	stopOnce sync.Once
+	stopping chan struct{}
+	initOnce sync.Once
+}
+
+func (s *Service) init() {
+	s.initOnce.Do(func() { s.stopping = make(chan struct{}) })
+}
+
+// Stop makes waiting long polls answer at once (with whatever they have;
+// their clients continue from it elsewhere) and later ones not wait: the
+// server is shutting down and drains its requests.
+func (s *Service) Stop() {
+	s.init()
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // Request is one /sync call.
@@ -264,9 +282,15 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			}
 		}
 	}
+	s.init()
 	timeout := min(max(req.Timeout, 0), s.maxTimeout())
 	if initial || req.FullState {
 		timeout = 0
+	}
+	select {
+	case <-s.stopping:
+		timeout = 0
+	default:
 	}
 	var deadline <-chan time.Time
 	if timeout > 0 {
@@ -293,6 +317,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 				waited = true
 				continue
 			case <-deadline:
+			case <-s.stopping:
 			case <-ctx.Done():
 				cancel()
 				return nil, ctx.Err()
@@ -332,7 +357,7 @@ func (s *Service) maxTimeout() time.Duration {
 	if s.MaxTimeout > 0 {
 		return s.MaxTimeout
 	}
-	return 5 * time.Minute
+	return 50 * time.Second
 }
 
 // collect reads every source once.
