@@ -65,7 +65,7 @@ func (s *Server) CheckUsernameAvailability(ctx context.Context, req clientapi.Ch
 
 // loginFlow is the generated (anonymous) type of one entry of GET /login.
 type loginFlow = struct {
-	GetLoginToken *bool `json:"get_login_token,omitempty"`
+	GetLoginToken *bool  `json:"get_login_token,omitempty"`
 	Type          string `json:"type"`
 }
 

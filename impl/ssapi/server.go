@@ -10,6 +10,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/server"
+	"github.com/myelin-hs/myelin/impl/specversions"
 )
 
 // Server implements every server-server operation of the vendored spec.
@@ -106,4 +107,18 @@ func (s *Server) QueryUserEncryptionKeys(ctx context.Context, req fedapi.QueryUs
 		return nil, err
 	}
 	return jsonResponse{map[string]any{"device_keys": keys}}, nil
+}
+
+// Coverage says how this server answers the changes spec versions made to
+// the server-server operations (see csapi.Coverage); anything not named is
+// served.
+var Coverage = specversions.Status{
+	Pending: map[string]string{
+		"queryUserEncryptionKeys@1.1": "cross-signing keys (issue 13)",
+	},
+}
+
+// CoverageRows is the coverage table of the server-server API.
+func CoverageRows() []specversions.Row {
+	return specversions.Rows(specversions.FromFedAPI(fedapi.SpecOperations), nil, Coverage)
 }
