@@ -13,7 +13,9 @@
 //
 // Each Source names its position with a short key of lowercase letters;
 // a position missing from a token is 0 (a stream added later starts from
-// its beginning) and an unknown one is ignored. The tags (6 hex digits of
+// its beginning) and an unknown one is ignored. A since token this server
+// cannot read at all (another server's, or garbage) starts over as an
+// initial sync, which acknowledges nothing. The tags (6 hex digits of
 // SHA-256 of the user ID and of the device ID) refuse a token of another
 // device: its to-device position would acknowledge, and so delete, this
 // device's messages unseen.
@@ -36,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,7 +186,8 @@ func badToken(what string) error {
 	return matrixerr.InvalidParam(fmt.Sprintf("Invalid %s token", what))
 }
 
-// ParseToken parses a token; what names the parameter in errors.
+// ParseToken parses a token of this server; what names the parameter in
+// errors.
 func ParseToken(s, what string) (Token, error) {
 	parts := strings.Split(s, "_")
 	head := parts[0]
@@ -269,9 +273,11 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	if !initial {
 		var err error
 		if since, err = ParseToken(req.Since, "since"); err != nil {
-			return nil, err
-		}
-		if since.UserTag != tag(req.UserID) || since.DeviceTag != tag(req.DeviceID) {
+			// Not a token of this server (another server's, from before a
+			// migration, or garbage): start over as an initial sync, which
+			// acknowledges nothing and so loses nothing.
+			initial, since = true, Token{Pos: map[string]int64{}}
+		} else if since.UserTag != tag(req.UserID) || since.DeviceTag != tag(req.DeviceID) {
 			return nil, matrixerr.InvalidParam("The since token belongs to another device")
 		}
 		for _, src := range s.Sources {
@@ -381,13 +387,19 @@ func (s *Service) collect(ctx context.Context, dev Device, since Token, initial 
 // changed after token from and up to token to (both next_batch tokens of
 // any of userID's devices). With no rooms, that is at most the user.
 func (s *Service) KeyChanges(ctx context.Context, userID, from, to string) (changed, left []string, err error) {
+	// A token this server cannot read counts as the beginning (from) or
+	// now (to): the answer may then list a user who did not change, which
+	// only costs the client a /keys/query, never a missed change.
 	f, err := ParseToken(from, "from")
 	if err != nil {
-		return nil, nil, err
+		f = Token{UserTag: tag(userID), Pos: map[string]int64{}}
 	}
 	t, err := ParseToken(to, "to")
 	if err != nil {
-		return nil, nil, err
+		t = Token{UserTag: tag(userID), Pos: map[string]int64{}}
+		for _, src := range s.Sources {
+			t.Pos[src.Key()] = math.MaxInt64
+		}
 	}
 	if f.UserTag != tag(userID) || t.UserTag != tag(userID) {
 		return nil, nil, matrixerr.InvalidParam("The tokens belong to another user")
