@@ -117,7 +117,7 @@ func bench(args []string) int {
 	serverEnv := fs.String("server-env", "", "extra environment of myelin serve, e.g. GOGC=400 (space separated)")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	strict := fs.Bool("strict", false, "exit with status 3 when a target fails")
-	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete)")
+	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete, longpoll, todevice)")
 	_ = fs.Parse(args)
 	if *quick {
 		o.duration, o.warmup, *concs, o.trials = 300*time.Millisecond, 100*time.Millisecond, "16", 1
@@ -401,6 +401,9 @@ func (o *options) runBackend(b string) error {
 		scenario{name: "POST /register (open)", key: "register", hashing: true, req: o.registerRequest(addr, b)},
 	)
 	o.loadAll(b, "myelin", my, append(scen, o.sizeScenarios(addr, sd)...))
+	if err := o.syncScenarios(ctx, b, dsn, my, st, &cfg, sd); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
 	if !o.want("delete") {
 		return nil
 	}
