@@ -57,7 +57,7 @@ func getJSON(ctx context.Context, c *http.Client, u, token string, out any) (int
 type syncBody struct {
 	NextBatch   string          `json:"next_batch"`
 	DeviceLists json.RawMessage `json:"device_lists"`
-	ToDevice  struct {
+	ToDevice    struct {
 		Events []struct {
 			Content struct {
 				Seq int `json:"seq"`
