@@ -325,8 +325,10 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			case <-deadline:
 			case <-s.stopping:
 			case <-ctx.Done():
+				// The client went away: nobody reads the answer, and it is
+				// no server error either.
 				cancel()
-				return nil, ctx.Err()
+				return r, nil
 			}
 			waited = true
 		}
