@@ -33,9 +33,7 @@ func exampleOf(s *openapi3.SchemaRef) (v any, ok bool) {
 				return pv, true // a non-object part documents the whole value
 			}
 			for k, x := range obj {
-				if _, dup := merged[k]; !dup { // earlier parts (the base) win
-					merged[k] = x
-				}
+				merged[k] = x // later parts refine the base (rate_limited over error)
 			}
 			ok = true
 		}

@@ -28,6 +28,12 @@ type absentRef struct {
 
 var anyObject = map[string]any{"type": "object"}
 
+// str and integer are schemas with the identity API's examples.
+func str(example string) map[string]any { return map[string]any{"type": "string", "example": example} }
+func integer(example int) map[string]any {
+	return map[string]any{"type": "integer", "example": example}
+}
+
 var absentRefs = []absentRef{
 	{
 		Target: "identity/definitions/request_email_validation.yaml",
@@ -35,8 +41,8 @@ var absentRefs = []absentRef{
 			"not hold; the fields are the identity API's (client_secret, email, send_attempt, next_link).",
 		Replacement: map[string]any{"type": "object", "required": []any{"client_secret", "email", "send_attempt"},
 			"properties": map[string]any{
-				"client_secret": map[string]any{"type": "string"}, "email": map[string]any{"type": "string"},
-				"send_attempt": map[string]any{"type": "integer"}, "next_link": map[string]any{"type": "string"}}},
+				"client_secret": str("monkeys_are_GREAT"), "email": str("alice@example.org"),
+				"send_attempt": integer(1), "next_link": str("https://example.org/congratulations.html")}},
 	},
 	{
 		Target: "identity/definitions/request_msisdn_validation.yaml",
@@ -44,9 +50,9 @@ var absentRefs = []absentRef{
 			"send_attempt, next_link), not in the v1.19 copy.",
 		Replacement: map[string]any{"type": "object", "required": []any{"client_secret", "country", "phone_number", "send_attempt"},
 			"properties": map[string]any{
-				"client_secret": map[string]any{"type": "string"}, "country": map[string]any{"type": "string"},
-				"phone_number": map[string]any{"type": "string"}, "send_attempt": map[string]any{"type": "integer"},
-				"next_link": map[string]any{"type": "string"}}},
+				"client_secret": str("monkeys_are_GREAT"), "country": str("GB"),
+				"phone_number": str("07700900001"), "send_attempt": integer(1),
+				"next_link": str("https://example.org/congratulations.html")}},
 	},
 	{
 		Target:      "../event-schemas/schema/core-event-schema/event.yaml",

@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.Services.ToDevice.Log = log
 	a.Federation.Receiver.Handlers = map[string]federation.EDUHandler{todevice.EDUType: a.Services.ToDevice.Receive}
 	a.Wake = wake.NewHub(store, log)
-	a.Sync = &syncstream.Service{Store: store, Hub: a.Wake, Keys: syncstream.StoreKeyCounts{Store: store},
+	a.Sync = &syncstream.Service{Store: store, Hub: a.Wake, Keys: syncstream.E2EKeyCounts{Keys: a.Keys},
 		Sources: []syncstream.Source{
 			syncstream.ToDeviceSource{ToDevice: a.Services.ToDevice},
 			syncstream.DeviceListSource{Store: store},

@@ -44,8 +44,8 @@ type PDUResult struct {
 // idempotent per (origin, txnID): a repeated transaction gets the same
 // answer without being applied again. PDUs are not processed (this server
 // has no rooms) and are answered with an empty result each; EDUs other than
-// m.device_list_update and those with a Handler are ignored, as are updates
-// about users who do not belong to origin.
+// m.device_list_update, m.signing_key_update and those with a Handler are
+// ignored, as are updates about users who do not belong to origin.
 func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte) (map[string]PDUResult, error) {
 	var txn transaction
 	if err := json.Unmarshal(raw, &txn); err != nil {
@@ -71,9 +71,23 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 	}
 	var updates []DeviceListUpdate
 	var other []edu
+	var keyUpdates []SigningKeyUpdate
 	for _, e := range txn.EDUs {
 		if _, ok := r.Handlers[e.Type]; ok {
 			other = append(other, e)
+			continue
+		}
+		if e.Type == eduSigningKeyUpdate {
+			var u SigningKeyUpdate
+			if err := json.Unmarshal(e.Content, &u); err != nil {
+				r.Log.Info("dropping malformed signing key update", "origin", origin, "err", err)
+				continue
+			}
+			if server, ok := mxid.ServerName(u.UserID); !ok || server != origin {
+				r.Log.Info("dropping signing key update about a user of another server", "origin", origin, "user_id", u.UserID)
+				continue
+			}
+			keyUpdates = append(keyUpdates, u)
 			continue
 		}
 		if e.Type != eduDeviceListUpdate {
@@ -106,6 +120,11 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 				return err
 			}
 			stale = stale || s
+		}
+		for _, u := range keyUpdates {
+			if err := applySigningKeyUpdate(ctx, tx, u); err != nil {
+				return err
+			}
 		}
 		for _, e := range other {
 			if err := r.Handlers[e.Type](ctx, tx, origin, e.Content); err != nil {

@@ -539,26 +539,32 @@ func (s AccountDataSource) Collect(ctx context.Context, dev Device, from int64, 
 	return latest, len(evs) > 0, nil
 }
 
-// StoreKeyCounts counts a device's one-time keys in the database. It knows
-// no fallback keys: the e2ekeys service's counts replace it once it has
-// them.
-type StoreKeyCounts struct {
-	Store *storage.Store
+// KeyStore is what E2EKeyCounts reads (e2ekeys.Service implements it).
+type KeyStore interface {
+	OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error)
+	UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error)
+}
+
+// E2EKeyCounts gives /sync the key counts of the end-to-end key store.
+type E2EKeyCounts struct {
+	Keys KeyStore
 }
 
 // KeyCounts implements KeyCounts.
-func (k StoreKeyCounts) KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
-	var rows []struct {
-		Algorithm string `bun:"algorithm"`
-		N         int    `bun:"n"`
-	}
-	if err := k.Store.R.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
-		Where("user_id = ? AND device_id = ?", userID, deviceID).Group("algorithm").Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+func (k E2EKeyCounts) KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
+	otk, err := k.Keys.OneTimeKeyCounts(ctx, userID, deviceID)
+	if err != nil {
 		return nil, nil, err
 	}
-	out := make(map[string]int, len(rows))
-	for _, r := range rows {
-		out[r.Algorithm] = r.N
+	fb, err := k.Keys.UnusedFallbackKeyTypes(ctx, userID, deviceID)
+	if err != nil {
+		return nil, nil, err
 	}
-	return out, []string{}, nil
+	if otk == nil {
+		otk = map[string]int{}
+	}
+	if fb == nil {
+		fb = []string{}
+	}
+	return otk, fb, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/devices"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/syncstream"
@@ -53,7 +54,7 @@ func startNode(t *testing.T, dsn string, databaseOnly bool) *node {
 	td := &todevice.Service{Store: st, ServerName: "test"}
 	n := &node{st: st, hub: hub, td: td,
 		core: &devices.Core{Store: st, Hooks: []devices.ChangeHook{syncstream.DeviceListHook}},
-		sync: &syncstream.Service{Store: st, Hub: hub, Keys: syncstream.StoreKeyCounts{Store: st},
+		sync: &syncstream.Service{Store: st, Hub: hub, Keys: syncstream.E2EKeyCounts{Keys: &e2ekeys.Service{Store: st, ServerName: "test"}},
 			Sources: []syncstream.Source{syncstream.ToDeviceSource{ToDevice: td}, syncstream.DeviceListSource{Store: st}}},
 	}
 	if databaseOnly {
@@ -390,7 +391,7 @@ func TestKeysChangesListsTheUserWhenTheirDevicesChangedBetweenTwoTokens(t *testi
 	})
 }
 
-func TestOneTimeKeyCountsAreReported(t *testing.T) {
+func TestOneTimeKeyCountsAndUnusedFallbackKeysAreReported(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		n, _ := setup(t, b)
 		bb := n.login(t, bob, "B1")
@@ -401,8 +402,12 @@ func TestOneTimeKeyCountsAreReported(t *testing.T) {
 		if _, err := n.st.DB.NewInsert().Model(&keys).Exec(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		fb := storage.FallbackKey{UserID: bob, DeviceID: "B1", Algorithm: "signed_curve25519", KeyID: "signed_curve25519:f", KeyJSON: "{}"}
+		if _, err := n.st.DB.NewInsert().Model(&fb).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		r := n.syncNow(t, bb, "")
-		if r.DeviceOneTimeKeysCount["signed_curve25519"] != 2 || r.DeviceUnusedFallbackKeyTypes == nil {
+		if r.DeviceOneTimeKeysCount["signed_curve25519"] != 2 || fmt.Sprint(r.DeviceUnusedFallbackKeyTypes) != "[signed_curve25519]" {
 			t.Fatalf("counts %+v fallback %v", r.DeviceOneTimeKeysCount, r.DeviceUnusedFallbackKeyTypes)
 		}
 	})
