@@ -312,7 +312,7 @@ func (a *App) registerMetrics() {
 	}
 	m.GaugeFunc("myelin_sync_long_polls_waiting", "/sync long polls waiting in this process.",
 		func() float64 { return float64(a.Wake.Waiting()) })
-	m.GaugeFunc("myelin_federation_outbox_pending", "Device-list EDUs queued for other servers (all processes; NaN if the database did not answer).",
+	m.GaugeFunc("myelin_federation_outbox_pending", "EDUs (device-list updates, to-device messages) queued for other servers (all processes; NaN if the database did not answer).",
 		func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()

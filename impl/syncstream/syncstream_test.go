@@ -454,3 +454,27 @@ func TestAStreamAddedLaterStartsFromItsBeginningForOldTokens(t *testing.T) {
 		}
 	})
 }
+
+func TestStoppingAnswersWaitingLongPollsAtOnce(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		n, _ := setup(t, b)
+		bb := n.login(t, bob, "B1")
+		since := n.syncNow(t, bb, "").NextBatch
+		ch := n.poll(bb, since, 20*time.Second)
+		waitUntilWaiting(t, n.hub)
+		start := time.Now()
+		n.sync.Stop()
+		got := <-ch
+		if got.err != nil || got.r.NextBatch != since {
+			t.Fatalf("stopped poll answered %v %+v", got.err, got.r)
+		}
+		if d := got.at.Sub(start); d > time.Second {
+			t.Fatalf("the poll answered %v after Stop", d)
+		}
+		// Later polls do not wait either.
+		start = time.Now()
+		if r, err := n.sync.Sync(context.Background(), syncstream.Request{Device: bb.Device, Since: since, Timeout: 20 * time.Second}); err != nil || time.Since(start) > time.Second {
+			t.Fatalf("a poll after Stop: %v %+v after %v", err, r, time.Since(start))
+		}
+	})
+}
