@@ -265,6 +265,19 @@ func CheckFilter(f string) error {
 
 // Sync answers GET /sync for req's device.
 func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
+	r, err := s.sync(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		if _, isMatrix := matrixerr.As(err); !isMatrix {
+			// The client went away while a query ran: nobody reads the
+			// answer, and it is no server error.
+			r, err = newResponse(), nil
+			r.NextBatch = req.Since
+		}
+	}
+	return r, err
+}
+
+func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 	if err := CheckFilter(req.Filter); err != nil {
 		return nil, err
 	}
