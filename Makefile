@@ -44,12 +44,13 @@ conformance:
 	cd conformance && $(GO) test -count=1 -run '^TestConformance' -conformance.report
 
 # Drives a real myelin process with matrix-nio and matrix-js-sdk through the
-# core flows, and Myelin with mautrix-go through cross-signing set-up.
-# Installs matrix-js-sdk from the lockfile when missing; needs
-# /usr/bin/python3 with python3-matrix-nio (Debian) and Node 20.
+# core flows, matrix-js-sdk's secret storage and key backup with Rust
+# crypto, and mautrix-go through cross-signing set-up. Installs
+# matrix-js-sdk from the lockfile when missing; needs /usr/bin/python3 with
+# python3-matrix-nio (Debian) and Node 20.
 clients:
 	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
-	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^TestRealClients' ./conformance/
+	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^(TestRealClients|TestMatrixJSSDK)' ./conformance/
 	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -tags $(GOTAGS) -count=1 -v ./conformance/clients/mautrix/
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against

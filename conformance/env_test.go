@@ -85,6 +85,11 @@ func newEnv(t *testing.T, b testenv.Backend, st state) (*env, error) {
 			return nil, err
 		}
 	}
+	if st.Setup != nil {
+		if err := st.Setup(e); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 

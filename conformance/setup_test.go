@@ -39,6 +39,9 @@ type state struct {
 	// Retries re-sends the example up to this many times while the answer
 	// is not Status (to drain a rate limit).
 	Retries int
+	// Setup runs after the account exists: requests that bring the server
+	// into the example's state (a key backup to read, for example).
+	Setup func(e *env) error
 	// Prepare adjusts the example request to the state (for example,
 	// re-signs illustrative key signatures with the device's real key).
 	Prepare func(e *env, body map[string]any) error
@@ -124,9 +127,9 @@ var states = map[string][]state{
 		Unsupported: "Myelin talks to no identity server"}},
 	"GetAuthMetadata": {{Status: http.StatusNotFound, Why: "the OAuth 2.0 API is not offered",
 		Unsupported: "the optional OAuth 2.0 API is not offered yet (issue 17); 404 M_UNRECOGNIZED as the spec says"}},
-	"GetAccountDataPerRoom": {{Account: "alice", Status: http.StatusNotFound, Why: "no rooms, so no room account data",
+	"GetAccountDataPerRoom": {{ServerName: "example.com", Account: "alice", Status: http.StatusNotFound, Why: "no rooms, so no room account data",
 		Unsupported: "Myelin holds no rooms"}},
-	"SetAccountDataPerRoom": {{Account: "alice", Status: http.StatusForbidden, Why: "no rooms, so no room account data",
+	"SetAccountDataPerRoom": {{ServerName: "example.com", Account: "alice", Status: http.StatusForbidden, Why: "no rooms, so no room account data",
 		Unsupported: "Myelin holds no rooms"}},
 	"RequestTokenToRegisterEmail":       noThreePIDs,
 	"RequestTokenToRegisterMSISDN":      noThreePIDs,
@@ -182,6 +185,71 @@ var states = map[string][]state{
 	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{
 		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
 	}}},
+	// Account data and key backups: the examples are @alice:example.com's.
+	"GetAccountData": {
+		{ServerName: "example.com", Account: "alice", Setup: putAccountData},
+		{Status: http.StatusNotFound, Why: "the type was never set", ServerName: "example.com", Account: "alice"},
+		{Status: http.StatusForbidden, Why: "the token is another user's", ServerName: "example.com", Account: "bob"},
+	},
+	"SetAccountData": {
+		{ServerName: "example.com", Account: "alice"},
+		{Status: http.StatusForbidden, Why: "the token is another user's", ServerName: "example.com", Account: "bob"},
+	},
+	"PostRoomKeysVersion": {{ServerName: "example.org", Account: "alice"}},
+	"GetRoomKeysVersionCurrent": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"GetRoomKeysVersion": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusNotFound, Why: "the version does not exist", ServerName: "example.org", Account: "alice"},
+	},
+	"PutRoomKeysVersion": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusNotFound, Why: "the version does not exist", ServerName: "example.org", Account: "alice"},
+	},
+	"DeleteRoomKeysVersion": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusNotFound, Why: "the version never existed", ServerName: "example.org", Account: "alice"},
+	},
+	"PutRoomKeys": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusForbidden, Why: "version 1 is not the current one", ServerName: "example.org", Account: "alice", Setup: backupVersions(2)},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"PutRoomKeysByRoomId": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusForbidden, Why: "version 1 is not the current one", ServerName: "example.org", Account: "alice", Setup: backupVersions(2)},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"PutRoomKeyBySessionId": {
+		{ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+		{Status: http.StatusForbidden, Why: "version 1 is not the current one", ServerName: "example.org", Account: "alice", Setup: backupVersions(2)},
+	},
+	"GetRoomKeys": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"GetRoomKeysByRoomId": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"GetRoomKeyBySessionId": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the backup holds no such key", ServerName: "example.org", Account: "alice", Setup: backupVersions(1)},
+	},
+	"DeleteRoomKeys": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"DeleteRoomKeysByRoomId": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
+	"DeleteRoomKeyBySessionId": {
+		{ServerName: "example.org", Account: "alice", Setup: backedUpKey},
+		{Status: http.StatusNotFound, Why: "the user has no backup", ServerName: "example.org", Account: "alice"},
+	},
 	// The transaction example is sent by matrix.org.
 	"SendTransaction": {{Origin: "matrix.org", Absent: map[string]string{
 		"pdus.$failed_event:example.org":     "Myelin holds no rooms: PDUs get an empty result",
@@ -198,6 +266,41 @@ var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verificatio
 // never issues.
 var noValidated3PID = []state{{Account: "alice", Status: http.StatusBadRequest, Why: "no 3PID session is ever validated",
 	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
+
+// putAccountData stores the account data the GET example reads.
+func putAccountData(e *env) error {
+	_, err := e.call("setAccountData", http.MethodPut, "/_matrix/client/v3/user/"+e.userID()+"/account_data/org.example.custom.config",
+		e.token, map[string]any{"custom_account_data_key": "custom_config_value"}, http.StatusOK)
+	return err
+}
+
+// backupVersions creates n key backup versions ("1" … "n") with the
+// examples' auth_data.
+func backupVersions(n int) func(e *env) error {
+	return func(e *env) error {
+		for range n {
+			if _, err := e.call("postRoomKeysVersion", http.MethodPost, "/_matrix/client/v3/room_keys/version", e.token,
+				map[string]any{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": map[string]any{"public_key": "abcdefg",
+					"signatures": map[string]any{"@alice:example.org": map[string]any{"ed25519:deviceid": "signature"}}}},
+				http.StatusOK); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// backedUpKey creates backup version 1 holding the key the examples read.
+func backedUpKey(e *env) error {
+	if err := backupVersions(1)(e); err != nil {
+		return err
+	}
+	_, err := e.call("putRoomKeyBySessionId", http.MethodPut, "/_matrix/client/v3/room_keys/keys/%21roomid:example.org/sessionid?version=1", e.token,
+		map[string]any{"first_message_index": 1, "forwarded_count": 0, "is_verified": true,
+			"session_data": map[string]any{"ephemeral": "base64+ephemeral+key", "ciphertext": "base64+ciphertext+of+JSON+data", "mac": "base64+mac+of+ciphertext"}},
+		http.StatusOK)
+	return err
+}
 
 // resignUploadedKeys replaces the example's device key and signatures
 // (illustrative, unverifiable) with the device's real key and signatures.

@@ -64,6 +64,8 @@ type options struct {
 	// whose work is in the server's own CPU).
 	dbCPU func() cpuSample
 	only  map[string]bool // scenario keys to run; empty: all
+	// dendrite is the folder of Dendrite's binaries ("": no comparison).
+	dendrite string
 }
 
 // want reports whether the scenario (or single measurement) with key k is
@@ -85,6 +87,8 @@ func main() {
 			err = runRawDB(os.Args[2:])
 		case "hashrate":
 			err = runHashRate(os.Args[2:])
+		case "bcryptrate":
+			err = runBcryptRate(os.Args[2:])
 		case "load":
 			err = runLoad(os.Args[2:])
 		default:
@@ -117,6 +121,7 @@ func bench(args []string) int {
 	serverEnv := fs.String("server-env", "", "extra environment of myelin serve, e.g. GOGC=400 (space separated)")
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	strict := fs.Bool("strict", false, "exit with status 3 when a target fails")
+	fs.StringVar(&o.dendrite, "dendrite", os.Getenv("MYELIN_TEST_DENDRITE"), "folder of Dendrite v0.13.8's binaries (dendrite, generate-config, generate-keys, create-account): measure it beside myelin on SQLite")
 	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete, longpoll, todevice)")
 	_ = fs.Parse(args)
 	if *quick {
@@ -190,9 +195,20 @@ func bench(args []string) int {
 	fmt.Printf("argon2id m=%d KiB, t=%d, p=%d (the default), hash-bound limit measured on the server core just before and after each hashing run (measured again if it moved more than 5%%)\n\n",
 		a.MemoryKiB, a.Iterations, a.Parallelism)
 	o.report.printHeader()
+	dendrite, noDendrite := dendriteDir(o.dendrite)
+	o.dendrite = dendrite
 	for _, b := range o.backends {
 		if err := o.runBackend(strings.TrimSpace(b)); err != nil {
 			fmt.Fprintf(os.Stderr, "myelin-bench: %s: %v\n", b, err)
+			return 1
+		}
+		if strings.TrimSpace(b) != "sqlite" {
+			continue
+		}
+		if o.dendrite == "" {
+			fmt.Printf("SKIP dendrite: %s\n", noDendrite)
+		} else if err := o.runDendrite(); err != nil {
+			fmt.Fprintf(os.Stderr, "myelin-bench: dendrite: %v\n", err)
 			return 1
 		}
 	}
@@ -398,9 +414,12 @@ func (o *options) runBackend(b string) error {
 			return httpRequest("POST", addr, "/_matrix/client/v3/login", "",
 				fmt.Appendf(nil, `{"type":"m.login.password","identifier":{"type":"m.id.user","user":%q},"password":%q}`, loginAccount(max(w, 0)%loginAccounts), benchPassword))
 		}},
-		scenario{name: "POST /register (open)", key: "register", hashing: true, req: o.registerRequest(addr, b)},
 	)
-	o.loadAll(b, "myelin", my, append(scen, o.sizeScenarios(addr, sd)...))
+	o.loadAll(b, "myelin", my, scen)
+	// The RSS after the load Dendrite gets too (the comparison's).
+	o.report.afterLoad(b, "myelin", my)
+	o.loadAll(b, "myelin", my, append([]scenario{{name: "POST /register (open)", key: "register", hashing: true, req: o.registerRequest(addr, b)}},
+		o.sizeScenarios(addr, sd)...))
 	if err := o.syncScenarios(ctx, b, dsn, my, st, &cfg, sd); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -419,6 +438,9 @@ type scenario struct {
 	// at concurrency 64 a request waits over a second for its turn, so
 	// they warm up and are measured for longer.
 	hashing bool
+	// noHashBound: a hashing scenario whose hash is not argon2id (Dendrite's
+	// bcrypt), measured once without the hash-bound limit around it.
+	noHashBound bool
 }
 
 const (
@@ -462,7 +484,7 @@ func (o *options) loadAll(backend, server string, p *proc, scen []scenario) {
 			w, d = max(w, hashingWarmup), max(d, hashingDuration)
 		}
 		for _, c := range o.conc {
-			if !s.hashing {
+			if !s.hashing || s.noHashBound {
 				r, u := o.measure(p, s, c, w, d)
 				o.report.add(backend, server, s, c, r, p.statusKB("VmHWM"), u[0], u[1])
 				continue

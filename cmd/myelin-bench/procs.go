@@ -37,11 +37,17 @@ func freeAddr() (string, error) {
 // until it answers GET /_matrix/client/versions on addr. It returns the
 // time from starting the process to that first answer.
 func (o *options) start(name, addr string, argv []string) (*proc, time.Duration, error) {
+	return o.startIn(name, addr, "", argv)
+}
+
+// startIn is start with the working directory dir ("": this one's).
+func (o *options) startIn(name, addr, dir string, argv []string) (*proc, time.Duration, error) {
 	if o.pin {
 		// taskset execs the program: the PID stays the server's.
 		argv = append([]string{"taskset", "-c", strconv.Itoa(o.serverCPU)}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	if name == "myelin" {
 		cmd.Env = append(cmd.Env, o.serverEnv...)

@@ -18,12 +18,14 @@ type report struct {
 	rps      map[string]float64       // backend|server|key|conc
 	singles  map[string]time.Duration // backend|name
 	idleKB   map[string]int64         // backend|server
+	afterKB  map[string]int64         // backend|server: RSS after the load both myelin and Dendrite get
+	bcrypt   float64                  // Dendrite's bcrypt-10 hashes/s on the server core (0: not measured)
 	skipped  map[string]string        // backend|server|name → why
 	backends []string
 }
 
 func newReport() *report {
-	return &report{hashRate: map[string]float64{}, rps: map[string]float64{}, singles: map[string]time.Duration{}, idleKB: map[string]int64{}, skipped: map[string]string{}}
+	return &report{hashRate: map[string]float64{}, rps: map[string]float64{}, singles: map[string]time.Duration{}, idleKB: map[string]int64{}, afterKB: map[string]int64{}, skipped: map[string]string{}}
 }
 
 func key(parts ...any) string { return fmt.Sprint(parts...) }
@@ -50,11 +52,15 @@ func (r *report) add(backend, server string, s scenario, conc int, res result, p
 			notes = append(notes, fmt.Sprintf("%.2f×%s", rps/b, label))
 		}
 	}
-	switch s.key {
-	case "whoami", "devices":
+	switch {
+	case server == "dendrite":
+		if m := r.rps[key(backend, "|", "myelin", "|", s.key, "|", conc)]; m > 0 && rps > 0 {
+			notes = append(notes, fmt.Sprintf("myelin %.2f×", m/rps))
+		}
+	case s.key == "whoami" || s.key == "devices":
 		ratio("bare", "bare")
 		ratio("raw-db", "raw-db")
-	case "login", "register":
+	case s.key == "login" || s.key == "register":
 		if h := r.hashRate[key(backend, "|", s.key, "|", conc)]; h > 0 {
 			notes = append(notes, fmt.Sprintf("%.2f×hash-bound", rps/h))
 		}
@@ -107,6 +113,14 @@ func (r *report) idle(backend, server string, p *proc) {
 	kb := p.statusKB("VmRSS")
 	r.idleKB[key(backend, "|", server)] = kb
 	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, "idle RSS", "", "", "", "", mb(kb))
+}
+
+// afterLoad records the server's RSS once the load shared with Dendrite
+// (reads, renames, logins) has run.
+func (r *report) afterLoad(backend, server string, p *proc) {
+	kb := p.statusKB("VmRSS")
+	r.afterKB[key(backend, "|", server)] = kb
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, "RSS after the load", "", "", "", "", mb(kb))
 }
 
 func (r *report) skip(backend, server, name, why string) {
@@ -162,6 +176,7 @@ func (r *report) targets() bool {
 			check(b, "start-up to first request < 300 ms", st > 0, st < 300*time.Millisecond, ms(st))
 			del := r.singles[key(b, "|", fmt.Sprintf("POST /delete_devices (%d devices)", bulkDevices))]
 			check(b, "POST /delete_devices 10,000 < 1 s", del > 0, del < time.Second, ms(del))
+			r.dendriteTargets(b, check)
 		}
 	}
 	return ok
@@ -197,4 +212,39 @@ func (r *report) linear(backend string) (pass, measured bool, detail string) {
 		}
 	}
 	return high <= 2*max(low, 0.05), true, detail
+}
+
+// dendriteTargets checks myelin against Dendrite measured in the same run
+// (issue 18): twice its req/s on GET /devices and whoami, half its RSS idle
+// and after the same load; renames and logins are printed for information
+// (logins hash differently: argon2id 19 MiB against bcrypt 10).
+func (r *report) dendriteTargets(b string, check func(backend, what string, measured, pass bool, detail string)) {
+	if r.idleKB[key(b, "|", "dendrite")] == 0 {
+		return
+	}
+	get := func(server, k string) float64 { return r.rps[key(b, "|", server, "|", k, "|", targetConc)] }
+	for _, t := range []struct{ k, what string }{{"devices", "GET /devices"}, {"whoami", "GET /account/whoami"}} {
+		my, d := get("myelin", t.k), get("dendrite", t.k)
+		check(b, t.what+" ≥ 2 × Dendrite", my > 0 && d > 0, my >= 2*d, ratioText(my, d, "Dendrite"))
+	}
+	for _, t := range []struct {
+		m    map[string]int64
+		what string
+	}{{r.idleKB, "idle RSS ≤ ½ Dendrite's"}, {r.afterKB, "RSS after the same load ≤ ½ Dendrite's"}} {
+		my, d := t.m[key(b, "|", "myelin")], t.m[key(b, "|", "dendrite")]
+		check(b, t.what, my > 0 && d > 0, 2*my <= d, mb(my)+" vs "+mb(d))
+	}
+	if my, d := get("myelin", "rename"), get("dendrite", "rename"); my > 0 && d > 0 {
+		fmt.Printf("  %-4s %-8s %-44s %s\n", "INFO", b, "PUT /devices/{id} against Dendrite", ratioText(my, d, "Dendrite"))
+	}
+	if my, d := get("myelin", "login"), get("dendrite", "login"); my > 0 && d > 0 {
+		detail := ratioText(my, d, "Dendrite")
+		if h := r.hashRate[key(b, "|", "login", "|", targetConc)]; h > 0 && r.bcrypt > 0 {
+			detail += fmt.Sprintf("; hash rates on one core: argon2id %.1f/s, bcrypt-10 %.1f/s", h, r.bcrypt)
+		}
+		fmt.Printf("  %-4s %-8s %-44s %s\n", "INFO", b, "POST /login against Dendrite (by design)", detail)
+	}
+	if st, d := r.singles[key(b, "|", "start-up, fresh database")], r.singles[key(b, "|", "dendrite start-up, fresh database")]; st > 0 && d > 0 {
+		fmt.Printf("  %-4s %-8s %-44s %s vs %s\n", "INFO", b, "start-up against Dendrite (fresh database)", ms(st), ms(d))
+	}
 }

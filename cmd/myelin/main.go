@@ -140,6 +140,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if m := a.MetricsAddr(); m != "" {
 		log.Info("metrics at http://" + m + "/metrics")
 	}
+	if f := a.FederationAddr(); f != "" {
+		log.Info("federation listening (TLS)", "addr", f, "cert", cfg.TLSCert)
+	}
 	_ = logOut.Flush()
 	return a.Serve(ctx, ln)
 }

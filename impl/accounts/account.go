@@ -112,5 +112,10 @@ func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string) ([]
 			return nil, err
 		}
 	}
+	for _, h := range s.OnDeactivate {
+		if err := h(ctx, tx, userID); err != nil {
+			return nil, err
+		}
+	}
 	return revoked, nil
 }

@@ -38,6 +38,10 @@ type Service struct {
 	Credentials *credentials.Checker
 	// Limits may be nil (rate limits off).
 	Limits *ratelimit.Limiter
+	// OnDeactivate run inside the deactivation's transaction, so what
+	// other packages keep per user goes with the account (account data,
+	// key backups).
+	OnDeactivate []func(ctx context.Context, tx bun.IDB, userID string) error
 }
 
 // Limits of the spec and of common practice (Synapse).

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/uptrace/bun"
 
+	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
@@ -26,6 +29,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/fallback"
 	"github.com/myelin-hs/myelin/impl/federation"
+	"github.com/myelin-hs/myelin/impl/keybackup"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/metrics"
 	"github.com/myelin-hs/myelin/impl/passwords"
@@ -62,6 +66,10 @@ type App struct {
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
 	metricsLn net.Listener
+	// fedLn is the federation listener (TLS with certs), bound by New
+	// when cfg.FederationListen is set.
+	fedLn net.Listener
+	certs *certReloader
 
 	// background tasks run while serving; shutdown hooks run after the
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
@@ -114,6 +122,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Sources: []syncstream.Source{
 			syncstream.ToDeviceSource{ToDevice: a.Services.ToDevice},
 			syncstream.DeviceListSource{Store: store},
+			syncstream.AccountDataSource{Since: a.Services.AccountData.SyncEvents},
 		}}
 	a.background = append(a.background, a.Wake.Run, a.Services.ToDevice.Run)
 	a.stopping = append(a.stopping, a.Sync.Stop)
@@ -129,7 +138,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		observe = a.Metrics.Middleware()
 	}
 
+	if cfg.FederationListen != "" {
+		if a.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			a.Close()
+			return nil, err
+		}
+		if a.fedLn, err = net.Listen("tcp", cfg.FederationListen); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("federation-listen: %w", err)
+		}
+	}
+
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
+		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
 		ToDevice: a.Services.ToDevice, Streams: a.Sync}
 	ss := &ssapi.Server{Fed: a.Federation}
 
@@ -166,6 +187,10 @@ type Services struct {
 	Outbox *federation.Outbox
 	// ToDevice queues send-to-device messages.
 	ToDevice *todevice.Service
+	// AccountData and KeyBackup are the user's stores; they go with the
+	// account on deactivation.
+	AccountData *accountdata.Service
+	KeyBackup   *keybackup.Service
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -184,6 +209,13 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		Credentials: creds, Limits: limits}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
+	// An account data change wakes the user's waiting /sync.
+	sv.AccountData = &accountdata.Service{Store: store, Waker: accountdata.WakerFunc(
+		func(ctx context.Context, tx bun.IDB, userID string, _ int64) error {
+			return wake.Publish(ctx, tx, userID)
+		})}
+	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
 	return sv
 }
 
@@ -254,8 +286,21 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(bgCtx) }()
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
+	var fedSrv *http.Server
+	if a.fedLn != nil {
+		fedSrv = &http.Server{
+			Handler:           federationOnly(a.Echo),
+			TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: a.certs.getCertificate},
+			ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			ReadTimeout:       srv.ReadTimeout,
+			WriteTimeout:      srv.WriteTimeout,
+			IdleTimeout:       srv.IdleTimeout,
+			MaxHeaderBytes:    srv.MaxHeaderBytes,
+		}
+		go func() { errc <- fedSrv.ServeTLS(a.fedLn, "", "") }()
+	}
 	var metricsSrv *http.Server
 	if a.metricsLn != nil {
 		mux := http.NewServeMux()
@@ -276,6 +321,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(shutCtx)
 	}
+	if fedSrv != nil {
+		if err := fedSrv.Shutdown(shutCtx); err != nil {
+			a.Log.Warn("shutdown: federation server did not drain", "err", err)
+		}
+	}
 	stopBG()
 	wg.Wait()
 	for _, f := range a.shutdown {
@@ -295,6 +345,15 @@ func (a *App) MetricsAddr() string {
 		return ""
 	}
 	return a.metricsLn.Addr().String()
+}
+
+// FederationAddr is the address federation is served on over TLS ("" if
+// there is no federation listener).
+func (a *App) FederationAddr() string {
+	if a.fedLn == nil {
+		return ""
+	}
+	return a.fedLn.Addr().String()
 }
 
 // registerMetrics adds the gauges of the server's own state.
@@ -328,6 +387,9 @@ func (a *App) registerMetrics() {
 func (a *App) Close() error {
 	if a.metricsLn != nil {
 		a.metricsLn.Close()
+	}
+	if a.fedLn != nil {
+		a.fedLn.Close()
 	}
 	return a.Store.Close()
 }

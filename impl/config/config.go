@@ -5,6 +5,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,6 +67,18 @@ type Config struct {
 	PublishDeviceNames bool              `yaml:"publish_device_names"`
 	KeyValidity        time.Duration     `yaml:"key_validity"`
 	FederationTestDrop int               `yaml:"-"` // test-only: drop every Nth outgoing EDU
+	// FederationListen is where the federation API is served over TLS
+	// with TLSCert and TLSKey ("": only on Listen, e.g. behind a proxy
+	// that terminates TLS).
+	FederationListen string `yaml:"federation_listen"`
+	TLSCert          string `yaml:"tls_cert"`
+	TLSKey           string `yaml:"tls_key"`
+	// FederationDeviceListTTL is how long a remote user's device list
+	// fetched for a query answers later queries, when no updates keep it
+	// current; FederationDeviceListTrust is how long after the last update
+	// about a user its list counts as kept current.
+	FederationDeviceListTTL   time.Duration `yaml:"federation_device_list_ttl"`
+	FederationDeviceListTrust time.Duration `yaml:"federation_device_list_trust"`
 
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
@@ -124,11 +137,13 @@ func Defaults() Config {
 			PerAccount:  Bucket{Rate: 1, Burst: 10},
 			FailedLogin: Bucket{Rate: 1.0 / 60, Burst: 5},
 		},
-		LastSeenFlushInterval: 60 * time.Second,
-		PublishDeviceNames:    true,
-		KeyValidity:           7 * 24 * time.Hour,
-		LogLevel:              "info",
-		LogFormat:             "text",
+		LastSeenFlushInterval:     60 * time.Second,
+		PublishDeviceNames:        true,
+		KeyValidity:               7 * 24 * time.Hour,
+		FederationDeviceListTTL:   5 * time.Second,
+		FederationDeviceListTrust: time.Hour,
+		LogLevel:                  "info",
+		LogFormat:                 "text",
 	}
 }
 
@@ -210,6 +225,15 @@ func (c *Config) Verify() error {
 	if c.FederationTestDrop < 0 {
 		return fmt.Errorf("federation-test-drop: %d is negative", c.FederationTestDrop)
 	}
+	if err := c.verifyTLS(); err != nil {
+		return err
+	}
+	if c.FederationDeviceListTTL < 100*time.Millisecond || c.FederationDeviceListTTL > time.Hour {
+		return fmt.Errorf("federation-device-list-ttl: %s is out of range 100ms..1h", c.FederationDeviceListTTL)
+	}
+	if c.FederationDeviceListTrust < time.Second || c.FederationDeviceListTrust > 30*24*time.Hour {
+		return fmt.Errorf("federation-device-list-trust: %s is out of range 1s..30d", c.FederationDeviceListTrust)
+	}
 	if c.KeyValidity < time.Hour {
 		return fmt.Errorf("key-validity: %s is shorter than an hour", c.KeyValidity)
 	}
@@ -222,6 +246,34 @@ func (c *Config) Verify() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log-format: %q is not one of text, json", c.LogFormat)
+	}
+	return nil
+}
+
+// verifyTLS checks the federation listener: an address apart from the
+// others, with a certificate and key that load and match.
+func (c *Config) verifyTLS() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key: set both or neither")
+	}
+	if c.FederationListen == "" {
+		if c.TLSCert != "" {
+			return errors.New("tls-cert: set federation-listen too (federation is served over TLS on its own address)")
+		}
+		return nil
+	}
+	_, port, err := net.SplitHostPort(c.FederationListen)
+	if err != nil {
+		return fmt.Errorf("federation-listen: %q is not host:port (%v)", c.FederationListen, err)
+	}
+	if port != "0" && (c.FederationListen == c.Listen || c.FederationListen == c.MetricsListen) {
+		return fmt.Errorf("federation-listen: %q is also listen or metrics-listen: federation needs its own address", c.FederationListen)
+	}
+	if c.TLSCert == "" {
+		return errors.New("federation-listen: set tls-cert and tls-key (other servers reach federation over HTTPS only)")
+	}
+	if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+		return fmt.Errorf("tls-cert/tls-key: %v", err)
 	}
 	return nil
 }
@@ -379,6 +431,11 @@ var settings = []setting{
 	}},
 	{"publish-device-names", "publish device display names over federation", boolean(func(c *Config) *bool { return &c.PublishDeviceNames })},
 	{"key-validity", "valid_until_ts horizon of the published signing key", dur(func(c *Config) *time.Duration { return &c.KeyValidity })},
+	{"federation-listen", "address to serve the federation API on over TLS (host:port; needs tls-cert and tls-key)", str(func(c *Config) *string { return &c.FederationListen })},
+	{"tls-cert", "PEM certificate (chain) of the federation listener; reloaded when the file changes", str(func(c *Config) *string { return &c.TLSCert })},
+	{"tls-key", "PEM private key of the federation listener", str(func(c *Config) *string { return &c.TLSKey })},
+	{"federation-device-list-ttl", "how long a remote user's device list fetched for a query answers later ones, when no updates keep it current", dur(func(c *Config) *time.Duration { return &c.FederationDeviceListTTL })},
+	{"federation-device-list-trust", "how long after the last update about a remote user its cached device list counts as kept current", dur(func(c *Config) *time.Duration { return &c.FederationDeviceListTrust })},
 	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"federation-test-drop", "TEST ONLY: drop every Nth outgoing device-list EDU", integer(func(c *Config) *int { return &c.FederationTestDrop })},

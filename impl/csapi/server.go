@@ -8,11 +8,13 @@ import (
 	"context"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
+	"github.com/myelin-hs/myelin/impl/keybackup"
 	"github.com/myelin-hs/myelin/impl/syncstream"
 	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
@@ -30,6 +32,9 @@ type Server struct {
 	// ToDevice and Streams serve send-to-device, /sync and /keys/changes.
 	ToDevice *todevice.Service
 	Streams  *syncstream.Service
+	// AccountData and KeyBackup are the user's stores (issue 19).
+	AccountData *accountdata.Service
+	KeyBackup   *keybackup.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.

@@ -259,3 +259,32 @@ func TestSendToDeviceCrossesFederationOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestAccountDataComesThroughSyncAndWakesALongPoll(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		tok, _ := testenv.CreateUser(t, s, "bob", "bob-password")
+		bob := "@bob:" + s.Config.ServerName
+		path := v3 + "/user/" + url.PathEscape(bob) + "/account_data/org.example.settings"
+		testenv.WantStatus(t, s.Do(t, "PUT", path, tok, map[string]any{"theme": "dark"}), 200)
+		first := s.Do(t, "GET", syncPath("", 0), tok, nil)
+		if !strings.Contains(string(first.Raw), `"type":"org.example.settings","content":{"theme":"dark"}`) {
+			t.Fatalf("initial sync lacks the account data: %s", first.Raw)
+		}
+		ch := make(chan testenv.Response, 1)
+		go func() { ch <- s.Do(t, "GET", syncPath(first.Str("next_batch"), 20000), tok, nil) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for s.App.Wake.Waiting() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		start := time.Now()
+		testenv.WantStatus(t, s.Do(t, "PUT", path, tok, map[string]any{"theme": "light"}), 200)
+		r := <-ch
+		if !strings.Contains(string(r.Raw), `"content":{"theme":"light"}`) || time.Since(start) > 2*time.Second {
+			t.Fatalf("long poll after %v: %s", time.Since(start), r.Raw)
+		}
+		if again := s.Do(t, "GET", syncPath(r.Str("next_batch"), 0), tok, nil); strings.Contains(string(again.Raw), "org.example.settings") {
+			t.Fatalf("account data repeated: %s", again.Raw)
+		}
+	})
+}

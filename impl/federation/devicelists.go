@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/mxid"
@@ -24,13 +25,58 @@ import (
 // marks the list stale and resyncs it from the user's server with
 // GET /user/devices/{userId} (one resync per user at a time across
 // processes, with backoff on failure). It is the e2ekeys.Remote.
+//
+// A server sends updates only to servers that share a room with the user,
+// and Myelin has no rooms: a cached list is trusted only while something
+// keeps it current, i.e. the user's server is one of Peers or an update
+// about the user arrived within Trust. Any other list is fetched again
+// when a query finds it older than TTL; concurrent queries share one fetch
+// (in this process, and across processes through the resync claim).
 type DeviceLists struct {
 	Store  *storage.Store
 	Client *Client
 	Log    *slog.Logger
+	// Peers are servers taken to send every device-list update of their
+	// users here (the --federation-peers relation, configured both ways).
+	Peers []string
+	// TTL is how long a list fetched for a query answers later queries
+	// when nothing keeps it current (0: DefaultListTTL).
+	TTL time.Duration
+	// Trust is how long after the last update received about a user its
+	// list counts as kept current by its server (0: DefaultListTrust).
+	Trust time.Duration
 
+	flight   singleflight.Group
 	wakeOnce sync.Once
 	wake     chan struct{}
+}
+
+// Defaults of DeviceLists.TTL and Trust.
+const (
+	DefaultListTTL   = 5 * time.Second
+	DefaultListTrust = time.Hour
+	// fetchTimeout bounds one fetch shared by concurrent queries.
+	fetchTimeout = 30 * time.Second
+)
+
+func (d *DeviceLists) ttl() int64 {
+	if d.TTL > 0 {
+		return d.TTL.Milliseconds()
+	}
+	return DefaultListTTL.Milliseconds()
+}
+
+func (d *DeviceLists) trust() int64 {
+	if d.Trust > 0 {
+		return d.Trust.Milliseconds()
+	}
+	return DefaultListTrust.Milliseconds()
+}
+
+// keptCurrent reports whether the list of row is kept current by updates
+// from its server, so that its cache may be served however old.
+func (d *DeviceLists) keptCurrent(row storage.RemoteDeviceList, now int64) bool {
+	return slices.Contains(d.Peers, row.ServerName) || row.UpdateTS > 0 && now-row.UpdateTS < d.trust()
 }
 
 var _ e2ekeys.Remote = (*DeviceLists)(nil)
@@ -70,9 +116,13 @@ func (d *DeviceLists) Wake() {
 // lockList returns the list row of userID, creating it if absent (created
 // reports that), and holds the row lock on PostgreSQL until tx ends (the
 // UPDATE takes it), so concurrent EDUs and resyncs of one user serialise.
-func (d *DeviceLists) lockList(ctx context.Context, tx bun.IDB, userID, server string) (row storage.RemoteDeviceList, created bool, err error) {
+// update records that an update about the user arrived now.
+func (d *DeviceLists) lockList(ctx context.Context, tx bun.IDB, userID, server string, update bool) (row storage.RemoteDeviceList, created bool, err error) {
 	now := d.now()
 	row = storage.RemoteDeviceList{UserID: userID, ServerName: server, UpdatedTS: now}
+	if update {
+		row.UpdateTS = now
+	}
 	res, err := tx.NewInsert().Model(&row).On("CONFLICT (user_id) DO NOTHING").Exec(ctx)
 	if err != nil {
 		return row, false, err
@@ -80,8 +130,11 @@ func (d *DeviceLists) lockList(ctx context.Context, tx bun.IDB, userID, server s
 	if n, _ := res.RowsAffected(); n == 1 {
 		return row, true, nil
 	}
-	if _, err := tx.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).Set("updated_ts = ?", now).
-		Where("user_id = ?", userID).Exec(ctx); err != nil {
+	q := tx.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).Set("updated_ts = ?", now)
+	if update {
+		q = q.Set("update_ts = ?", now)
+	}
+	if _, err := q.Where("user_id = ?", userID).Exec(ctx); err != nil {
 		return row, false, err
 	}
 	err = tx.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
@@ -99,7 +152,7 @@ func markStale(ctx context.Context, tx bun.IDB, userID string) error {
 // became (or is) stale and needs a resync. Updates about users of other
 // servers than origin are dropped by the caller.
 func (d *DeviceLists) Apply(ctx context.Context, tx bun.IDB, origin string, u DeviceListUpdate) (stale bool, err error) {
-	row, created, err := d.lockList(ctx, tx, u.UserID, origin)
+	row, created, err := d.lockList(ctx, tx, u.UserID, origin, true)
 	if err != nil {
 		return false, err
 	}
@@ -228,6 +281,7 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 	if !ok {
 		return fmt.Errorf("bad user ID %q", userID)
 	}
+	started := d.now()
 	var snap UserDevices
 	err := d.Client.Do(ctx, "GET", server, "/_matrix/federation/v1/user/devices/"+url.PathEscape(userID), nil, &snap)
 	if err == nil && snap.UserID != userID {
@@ -238,7 +292,7 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 		return fmt.Errorf("resync %s: %w", userID, err)
 	}
 	err = d.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if _, _, err := d.lockList(ctx, tx, userID, server); err != nil {
+		if _, _, err := d.lockList(ctx, tx, userID, server, false); err != nil {
 			return err
 		}
 		if _, err := tx.NewDelete().Model((*storage.RemoteDevice)(nil)).Where("user_id = ?", userID).Exec(ctx); err != nil {
@@ -274,6 +328,7 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 		_, err := tx.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).
 			Set("known_through = ?", snap.StreamID).
 			Set("resynced_gen = ?", gen).
+			Set("fetched_ts = ?", started).
 			Set("failures = 0").Set("next_attempt_ts = 0").Set("claimed_until_ts = 0").
 			Where("user_id = ?", userID).Exec(ctx)
 		return err
@@ -324,9 +379,19 @@ func (d *DeviceLists) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		// Only lists kept current are resynced in the background; the
+		// others are fetched when a query needs them.
 		var users []string
+		now := d.now()
 		err := d.Store.R.NewSelect().Model((*storage.RemoteDeviceList)(nil)).Column("user_id").
-			Where("stale_gen > resynced_gen AND next_attempt_ts <= ? AND claimed_until_ts < ?", d.now(), d.now()).
+			Where("stale_gen > resynced_gen AND next_attempt_ts <= ? AND claimed_until_ts < ?", now, now).
+			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+				q = q.Where("update_ts > ?", now-d.trust())
+				if len(d.Peers) > 0 {
+					q = q.WhereOr("server_name IN (?)", bun.In(d.Peers))
+				}
+				return q
+			}).
 			Order("next_attempt_ts").Limit(64).Scan(ctx, &users)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) && ctx.Err() == nil {
 			d.Log.Warn("device list resync: scan", "err", err)
@@ -359,17 +424,19 @@ func (d *DeviceLists) Run(ctx context.Context) {
 	}
 }
 
-// ensure makes sure userID's list is cached, resyncing it now if it was
-// never fetched. A list that is cached but stale is answered from the cache
-// (the worker refreshes it) rather than making the client wait; one whose
-// fetch failed lately is not fetched again before its backoff ends.
+// ensure makes sure userID's list may be answered from the cache, fetching
+// it first if need be. A list kept current is fetched only if it never was
+// (a stale one is answered from the cache while the worker resyncs it); any
+// other list is fetched again once older than the TTL. When a fetch fails,
+// the last copy is answered if there is one; a list whose fetch failed
+// lately is not fetched again before its backoff ends.
 func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 	server, _ := mxid.ServerName(userID)
 	var row storage.RemoteDeviceList
 	err := d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = d.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-			if _, _, err := d.lockList(ctx, tx, userID, server); err != nil {
+			if _, _, err := d.lockList(ctx, tx, userID, server, false); err != nil {
 				return err
 			}
 			return markStale(ctx, tx, userID)
@@ -378,16 +445,64 @@ func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 			err = d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
 		}
 	}
-	for err == nil {
-		if populated(row) {
+	if err != nil {
+		return err
+	}
+	now := d.now()
+	have := populated(row)
+	if have {
+		if d.keptCurrent(row, now) || row.NextAttemptTS > now {
 			return nil
+		}
+		if row.StaleGen == row.ResyncedGen && now-row.FetchedTS < d.ttl() {
+			return nil
+		}
+	}
+	// One fetch per user in this process, whoever asks; it runs on even if
+	// the first caller gives up.
+	ch := d.flight.DoChan(userID, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		return nil, d.fetch(fctx, userID, server)
+	})
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case res := <-ch:
+		if res.Err != nil && have {
+			d.Log.Info("device list fetch failed; answering the last copy", "user_id", userID, "err", res.Err)
+			return nil
+		}
+		return res.Err
+	}
+}
+
+// fetch has userID's list fetched from its server, unless another fetch
+// (maybe in another process) is running or has just completed, whose
+// outcome it waits for.
+func (d *DeviceLists) fetch(ctx context.Context, userID, server string) error {
+	// The list becomes stale (asking for a fetch) unless it already is,
+	// or was fetched within the TTL meanwhile.
+	if _, err := d.Store.DB.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).
+		Set("stale_gen = stale_gen + 1").
+		Where("user_id = ? AND stale_gen = resynced_gen AND fetched_ts < ?", userID, d.now()-d.ttl()).
+		Exec(ctx); err != nil {
+		return err
+	}
+	for {
+		var row storage.RemoteDeviceList
+		if err := d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx); err != nil {
+			return err
+		}
+		if row.StaleGen <= row.ResyncedGen {
+			return nil // fetched, here or elsewhere
 		}
 		if wait := time.Duration(row.NextAttemptTS-d.now()) * time.Millisecond; wait > 0 {
 			return fmt.Errorf("%s could not be reached; retrying in %s", server, wait.Round(time.Second))
 		}
-		ok, gen, cerr := d.claim(ctx, userID, true)
-		if cerr != nil {
-			return cerr
+		ok, gen, err := d.claim(ctx, userID, true)
+		if err != nil {
+			return err
 		}
 		if ok {
 			return d.resync(ctx, userID, gen)
@@ -399,13 +514,11 @@ func (d *DeviceLists) ensure(ctx context.Context, userID string) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		err = d.Store.R.NewSelect().Model(&row).Where("user_id = ?", userID).Scan(ctx)
 	}
-	return err
 }
 
 // QueryDevices implements e2ekeys.Remote from the cache, fetching the lists
-// of users never seen before.
+// that are not kept current and older than the TTL, and those never seen.
 func (d *DeviceLists) QueryDevices(ctx context.Context, users map[string][]string) (map[string]map[string]json.RawMessage, map[string]error) {
 	failures := map[string]error{}
 	var ids []string

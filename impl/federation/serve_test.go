@@ -2,6 +2,7 @@ package federation_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/myelin-hs/myelin/impl/config"
@@ -56,6 +57,35 @@ func TestPeersQueryAndClaimLocalKeysAndBecomeSubscribers(t *testing.T) {
 		r = origin.do(t, s.URL, "s.test", "POST", "/_matrix/federation/v1/user/keys/claim", claim, nil)
 		if len(r.Body["one_time_keys"].(map[string]any)) != 0 {
 			t.Fatalf("a one-time key was handed out twice: %s", r.Raw)
+		}
+	})
+}
+
+// Dendrite asks for all of a user's devices as null where the spec says
+// []: both key query endpoints read it as [] (a tolerated deviation).
+func TestANullDeviceListInAKeysQueryMeansAllDevices(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		origin := newPeer(t, "origin.test")
+		s := testenv.Start(t, b, func(c *config.Config) {
+			c.ServerName = "s.test"
+			c.FederationResolve = map[string]string{"origin.test": origin.srv.URL}
+		})
+		for _, dev := range []string{"PHONE", "LAPTOP"} {
+			tok := login(t, s, "@alice:s.test", dev)
+			keys, _ := testenv.SignedDeviceKeys(t, "@alice:s.test", dev)
+			testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, `{"device_keys":`+string(keys)+`}`), 200)
+		}
+		tok := login(t, s, "@carol:s.test", "C1")
+		body := `{"device_keys":{"@alice:s.test":null}}`
+		for name, r := range map[string]testenv.Response{
+			"federation": origin.do(t, s.URL, "s.test", "POST", "/_matrix/federation/v1/user/keys/query", json.RawMessage(body), nil),
+			"client":     s.Do(t, "POST", "/_matrix/client/v3/keys/query", tok, body),
+		} {
+			testenv.WantStatus(t, r, 200)
+			devs, _ := r.Body["device_keys"].(map[string]any)["@alice:s.test"].(map[string]any)
+			if devs["PHONE"] == nil || devs["LAPTOP"] == nil || len(devs) != 2 {
+				t.Fatalf("%s /keys/query with a null list: %s", name, r.Raw)
+			}
 		}
 	})
 }

@@ -61,7 +61,8 @@ func New(ctx context.Context, cfg *config.Config, store *storage.Store, log *slo
 	s.Client = &Client{Identity: s.Identity, Resolver: s.Resolver, HTTP: httpc}
 	s.Sender = &Sender{Store: store, Client: s.Client, ServerName: cfg.ServerName, Log: log, DropEvery: cfg.FederationTestDrop}
 	s.Verifier = &Verifier{ServerName: cfg.ServerName, Keys: s.Keyring, Seen: s.Sender.PeerAlive}
-	s.Lists = &DeviceLists{Store: store, Client: s.Client, Log: log}
+	s.Lists = &DeviceLists{Store: store, Client: s.Client, Log: log, Peers: cfg.FederationPeers,
+		TTL: cfg.FederationDeviceListTTL, Trust: cfg.FederationDeviceListTrust}
 	s.Receiver = &Receiver{Store: store, Lists: s.Lists, Log: log}
 	if cfg.FederationTestDrop > 0 {
 		log.Warn("federation-test-drop is set: outgoing device list updates are dropped on purpose (TEST ONLY)", "every", cfg.FederationTestDrop)
@@ -169,16 +170,26 @@ func (s *Service) existingUsers(ctx context.Context, ids []string) ([]string, er
 // origin to the user's updates. stream_id is read before the devices, so
 // the list is at least as new as stream_id: updates after it that are
 // already reflected are applied again harmlessly by the receiver.
+//
+// The spec defines only a 200 answer, and servers treat any other status
+// as a failure of this whole server (Dendrite backs off for an hour): a
+// user without an account here, or of another server, has stream_id 0 and
+// no devices (as Dendrite answers), and origin is not subscribed to it.
+// Only a user ID that is not one at all is refused.
 func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserDevices, error) {
-	if err := s.localUser(userID); err != nil {
-		return UserDevices{}, err
+	if _, ok := mxid.ServerName(userID); !ok {
+		return UserDevices{}, matrixerr.InvalidParam(fmt.Sprintf("Invalid user ID %q", userID))
+	}
+	none := UserDevices{UserID: userID, Devices: []UserDevice{}}
+	if s.localUser(userID) != nil {
+		return none, nil
 	}
 	exists, err := s.existingUsers(ctx, []string{userID})
 	if err != nil {
 		return UserDevices{}, err
 	}
 	if len(exists) == 0 {
-		return UserDevices{}, matrixerr.NotFound("No such user")
+		return none, nil
 	}
 	// Subscribe first: a change committed after this is sent to origin,
 	// one committed before is in the answer.

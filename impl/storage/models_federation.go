@@ -90,6 +90,11 @@ type RemoteDeviceList struct {
 	NextAttemptTS int64  `bun:"next_attempt_ts,notnull"`
 	ClaimedUntil  int64  `bun:"claimed_until_ts,notnull"`
 	UpdatedTS     int64  `bun:"updated_ts,notnull"`
+	// UpdateTS is when an m.device_list_update about the user last
+	// arrived (0: never); FetchedTS when the list was last fetched from
+	// the user's server (0: never).
+	UpdateTS  int64 `bun:"update_ts,notnull"`
+	FetchedTS int64 `bun:"fetched_ts,notnull"`
 }
 
 // RemoteDevice is one cached device of a remote user.
