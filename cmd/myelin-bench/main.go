@@ -122,7 +122,7 @@ func bench(args []string) int {
 	fs.BoolVar(&o.verbose, "v", false, "show the servers' logs")
 	strict := fs.Bool("strict", false, "exit with status 3 when a target fails")
 	fs.StringVar(&o.dendrite, "dendrite", os.Getenv("MYELIN_TEST_DENDRITE"), "folder of Dendrite v0.13.8's binaries (dendrite, generate-config, generate-keys, create-account): measure it beside myelin on SQLite")
-	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete)")
+	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete, longpoll, todevice)")
 	_ = fs.Parse(args)
 	if *quick {
 		o.duration, o.warmup, *concs, o.trials = 300*time.Millisecond, 100*time.Millisecond, "16", 1
@@ -420,6 +420,9 @@ func (o *options) runBackend(b string) error {
 	o.report.afterLoad(b, "myelin", my)
 	o.loadAll(b, "myelin", my, append([]scenario{{name: "POST /register (open)", key: "register", hashing: true, req: o.registerRequest(addr, b)}},
 		o.sizeScenarios(addr, sd)...))
+	if err := o.syncScenarios(ctx, b, dsn, my, st, &cfg, sd); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
 	if !o.want("delete") {
 		return nil
 	}

@@ -31,6 +31,8 @@ var sizes = []int{1, 10, 100, 1000}
 type seeded struct {
 	Token     string         // @bench's token; @bench has 3 devices
 	DeviceID  string         // the device of Token
+	UserID    string         // @bench
+	Tokens    []string       // the tokens of @bench's devices (Token first)
 	BySize    map[int]string // token of @devN, who has N devices
 	BulkToken string         // @bulk's token (its device is never deleted)
 	Bare      bareFixture
@@ -62,6 +64,7 @@ func seed(ctx context.Context, st *storage.Store, cfg *config.Config) (*seeded, 
 			return err
 		}
 		s.Token, s.DeviceID = toks[0], devs[0].DeviceID
+		s.UserID, s.Tokens = user("bench"), toks
 		f := s.Bare[s.Token]
 		f.Whoami = whoamiBody{UserID: user("bench"), DeviceID: devs[0].DeviceID}
 		for _, d := range devs {

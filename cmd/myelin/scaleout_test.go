@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +204,47 @@ func TestTwoProcessesOnOnePostgreSQLBehaveAsOneServer(t *testing.T) {
 			if r.Header.Get("Retry-After") == "" {
 				t.Fatalf("429 without Retry-After: %v", r.Header)
 			}
+		}
+	})
+
+	t.Run("a to-device message sent on one wakes a long poll on the other", func(t *testing.T) {
+		r := register(t, a.URL, "grace")
+		testenv.WantStatus(t, r, 200)
+		sender := r.Str("access_token")
+		r = register(t, b.URL, "heidi")
+		testenv.WantStatus(t, r, 200)
+		recv, dev := r.Str("access_token"), r.Str("device_id")
+		r = testenv.Do(t, b.URL, "GET", v3+"/sync", recv, nil)
+		testenv.WantStatus(t, r, 200)
+		since := r.Str("next_batch")
+		var lat []time.Duration
+		for i := range 5 {
+			type answer struct {
+				r  testenv.Response
+				at time.Time
+			}
+			ch := make(chan answer, 1)
+			go func() {
+				r := testenv.Do(t, b.URL, "GET", v3+"/sync?timeout=20000&since="+url.QueryEscape(since), recv, nil)
+				ch <- answer{r, time.Now()}
+			}()
+			time.Sleep(200 * time.Millisecond) // the poll is waiting
+			testenv.WantStatus(t, testenv.Do(t, a.URL, "PUT", fmt.Sprintf("%s/sendToDevice/m.test/t%d", v3, i), sender,
+				map[string]any{"messages": map[string]any{"@heidi:localhost": map[string]any{dev: map[string]any{"i": i}}}}), 200)
+			sent := time.Now()
+			got := <-ch
+			testenv.WantStatus(t, got.r, 200)
+			td, _ := got.r.Body["to_device"].(map[string]any)
+			if evs, _ := td["events"].([]any); len(evs) != 1 {
+				t.Fatalf("poll %d answered %s", i, got.r.Raw)
+			}
+			lat = append(lat, got.at.Sub(sent))
+			since = got.r.Str("next_batch")
+		}
+		slices.Sort(lat)
+		t.Logf("answers after the send returned: %v", lat)
+		if lat[2] > 100*time.Millisecond {
+			t.Fatalf("median wake-up across processes %v, want under 100ms (%v)", lat[2], lat)
 		}
 	})
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
@@ -36,7 +37,10 @@ import (
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
+	"github.com/myelin-hs/myelin/impl/syncstream"
+	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
+	"github.com/myelin-hs/myelin/impl/wake"
 )
 
 // App is one running server.
@@ -54,6 +58,10 @@ type App struct {
 	LastSeen   *devices.LastSeen
 	Keys       *e2ekeys.Service
 	Federation *federation.Service
+	// Wake wakes this process's /sync long polls (see impl/wake); Sync
+	// serves /sync and /keys/changes.
+	Wake *wake.Hub
+	Sync *syncstream.Service
 	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
@@ -67,6 +75,8 @@ type App struct {
 	// HTTP server has drained (e.g. flushing buffered last-seen updates).
 	background []func(ctx context.Context)
 	shutdown   []func(ctx context.Context) error
+	// stopping run when shutdown begins (e.g. long polls answer at once).
+	stopping []func()
 }
 
 // New opens the database (applying migrations) and builds the server.
@@ -103,6 +113,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	a.Keys.Remote = a.Federation.Lists
 	a.background = append(a.background, a.Federation.Background()...)
 
+	// Send-to-device and /sync: messages to other servers go through the
+	// outbox (woken with it), incoming ones through the receiver.
+	a.Services.ToDevice.Log = log
+	a.Federation.Receiver.Handlers = map[string]federation.EDUHandler{todevice.EDUType: a.Services.ToDevice.Receive}
+	a.Wake = wake.NewHub(store, log)
+	a.Sync = &syncstream.Service{Store: store, Hub: a.Wake, Keys: syncstream.E2EKeyCounts{Keys: a.Keys},
+		Sources: []syncstream.Source{
+			syncstream.ToDeviceSource{ToDevice: a.Services.ToDevice},
+			syncstream.DeviceListSource{Store: store},
+			syncstream.AccountDataSource{Since: a.Services.AccountData.SyncEvents},
+		}}
+	a.background = append(a.background, a.Wake.Run, a.Services.ToDevice.Run)
+	a.stopping = append(a.stopping, a.Sync.Stop)
+
 	var observe echo.MiddlewareFunc
 	if cfg.MetricsListen != "" {
 		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
@@ -126,7 +150,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
-		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup}
+		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
+		ToDevice: a.Services.ToDevice, Streams: a.Sync}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -160,6 +185,8 @@ type Services struct {
 	// Outbox queues the federation EDUs of every device change, in the
 	// change's transaction (the hook of Devices).
 	Outbox *federation.Outbox
+	// ToDevice queues send-to-device messages.
+	ToDevice *todevice.Service
 	// AccountData and KeyBackup are the user's stores; they go with the
 	// account on deactivation.
 	AccountData *accountdata.Service
@@ -172,14 +199,21 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	limits := ratelimit.New(cfg.RateLimit, store)
 	outbox := federation.NewOutbox(cfg)
 	sv := &Services{
-		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook}},
+		// A device change also wakes its user's waiting /sync (in this
+		// process and, through the database, in every other).
+		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook, syncstream.DeviceListHook}},
 		Outbox:  outbox,
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
 		Credentials: creds, Limits: limits}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
-	sv.AccountData = &accountdata.Service{Store: store}
+	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
+	// An account data change wakes the user's waiting /sync.
+	sv.AccountData = &accountdata.Service{Store: store, Waker: accountdata.WakerFunc(
+		func(ctx context.Context, tx bun.IDB, userID string, _ int64) error {
+			return wake.Publish(ctx, tx, userID)
+		})}
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
 	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
 	return sv
@@ -242,6 +276,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+	}
+	for _, f := range a.stopping {
+		srv.RegisterOnShutdown(f)
 	}
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -332,7 +369,9 @@ func (a *App) registerMetrics() {
 		m.GaugeFunc("myelin_token_cache_entries", "Access tokens in this process's cache.",
 			func() float64 { return float64(cache.Len()) })
 	}
-	m.GaugeFunc("myelin_federation_outbox_pending", "Device-list EDUs queued for other servers (all processes; NaN if the database did not answer).",
+	m.GaugeFunc("myelin_sync_long_polls_waiting", "/sync long polls waiting in this process.",
+		func() float64 { return float64(a.Wake.Waiting()) })
+	m.GaugeFunc("myelin_federation_outbox_pending", "EDUs (device-list updates, to-device messages) queued for other servers (all processes; NaN if the database did not answer).",
 		func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()

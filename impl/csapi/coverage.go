@@ -58,10 +58,6 @@ var Coverage = specversions.Status{
 		"deactivateAccount@1.10":    "erase (issue 15)",
 		"getCapabilities@1.16":      "m.profile_fields (issue 15)",
 		"getCapabilities@1.18":      "m.account_moderation (issue 15)",
-		// Stubbed in pending_sync.go, and /keys/changes, which reads its tokens.
-		"sendToDevice":   "issue 14",
-		"sync":           "issue 14",
-		"getKeysChanges": "needs /sync's tokens (issue 14)",
 		// Application services (MSC4190).
 		"updateDevice@1.17":           "device creation by application services (issue 16)",
 		"deleteDevice@1.17":           "application services without UIA (issue 16)",

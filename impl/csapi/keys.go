@@ -74,13 +74,3 @@ func (s *Server) ClaimKeys(ctx context.Context, req clientapi.ClaimKeysRequestOb
 	}
 	return keysResponse{map[string]any{"one_time_keys": keys, "failures": failures}}, nil
 }
-
-// GetKeysChanges needs positions of /sync, which this server (accounts and
-// devices only, no rooms) does not serve, so no from/to token it could be
-// given is one it issued.
-func (s *Server) GetKeysChanges(ctx context.Context, _ clientapi.GetKeysChangesRequestObject) (clientapi.GetKeysChangesResponseObject, error) {
-	if _, err := auth.MustFromContext(ctx); err != nil {
-		return nil, err
-	}
-	return nil, matrixerr.InvalidParam("Unknown from/to token: this server has no /sync, so it issues no stream tokens to compare device list changes against")
-}

@@ -15,6 +15,8 @@ import (
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/keybackup"
+	"github.com/myelin-hs/myelin/impl/syncstream"
+	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
@@ -27,6 +29,9 @@ type Server struct {
 	Devices *devices.Core
 	// Accounts registers, logs in and manages accounts.
 	Accounts *accounts.Service
+	// ToDevice and Streams serve send-to-device, /sync and /keys/changes.
+	ToDevice *todevice.Service
+	Streams  *syncstream.Service
 	// AccountData and KeyBackup are the user's stores (issue 19).
 	AccountData *accountdata.Service
 	KeyBackup   *keybackup.Service

@@ -19,7 +19,15 @@ type Receiver struct {
 	Store *storage.Store
 	Lists *DeviceLists
 	Log   *slog.Logger
+	// Handlers apply EDUs of other types (e.g. m.direct_to_device), by
+	// type, inside the transaction that records the txnId: each applies
+	// once. A handler drops what it cannot use (an EDU gets no answer); an
+	// error fails the whole transaction, to be retried by the sender.
+	Handlers map[string]EDUHandler
 }
+
+// EDUHandler applies one EDU's content from origin inside tx.
+type EDUHandler func(ctx context.Context, tx bun.Tx, origin string, content json.RawMessage) error
 
 // Spec limits per transaction.
 const (
@@ -36,8 +44,8 @@ type PDUResult struct {
 // idempotent per (origin, txnID): a repeated transaction gets the same
 // answer without being applied again. PDUs are not processed (this server
 // has no rooms) and are answered with an empty result each; EDUs other than
-// m.device_list_update and m.signing_key_update are ignored, as are updates
-// about users who do not belong to origin.
+// m.device_list_update, m.signing_key_update and those with a Handler are
+// ignored, as are updates about users who do not belong to origin.
 func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte) (map[string]PDUResult, error) {
 	var txn transaction
 	if err := json.Unmarshal(raw, &txn); err != nil {
@@ -62,8 +70,13 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 		}
 	}
 	var updates []DeviceListUpdate
+	var other []edu
 	var keyUpdates []SigningKeyUpdate
 	for _, e := range txn.EDUs {
+		if _, ok := r.Handlers[e.Type]; ok {
+			other = append(other, e)
+			continue
+		}
 		if e.Type == eduSigningKeyUpdate {
 			var u SigningKeyUpdate
 			if err := json.Unmarshal(e.Content, &u); err != nil {
@@ -110,6 +123,11 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 		}
 		for _, u := range keyUpdates {
 			if err := applySigningKeyUpdate(ctx, tx, u); err != nil {
+				return err
+			}
+		}
+		for _, e := range other {
+			if err := r.Handlers[e.Type](ctx, tx, origin, e.Content); err != nil {
 				return err
 			}
 		}
