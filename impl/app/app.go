@@ -31,6 +31,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
+	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/uia"
@@ -137,6 +138,8 @@ type Services struct {
 	Devices  *devices.Core
 	UIA      *uia.Engine
 	Accounts *accounts.Service
+	// Sessions: refresh and login tokens, locks, suspensions, admins.
+	Sessions *sessions.Service
 	Keys     *e2ekeys.Service
 	// Outbox queues the federation EDUs of every device change, in the
 	// change's transaction (the hook of Devices).
@@ -153,8 +156,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		Outbox:  outbox,
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
+	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
-		Credentials: creds, Limits: limits}
+		Credentials: creds, Limits: limits, Sessions: sv.Sessions}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	return sv
 }
@@ -188,10 +192,21 @@ func (a *App) authenticateClient(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A locked account may only log out.
+	if err := sessions.Gate(p, isLogout(c.Path())); err != nil {
+		return err
+	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 	// Buffered in memory, written in batches (see devices.LastSeen).
 	a.LastSeen.Record(p.UserID, p.DeviceID, auth.ClientIP(c.Request().Context()), time.Now())
 	return nil
+}
+
+// isLogout reports whether route (a route pattern; r0 paths are served as
+// v3) is POST /logout or /logout/all, the requests a locked account may
+// still make.
+func isLogout(route string) bool {
+	return route == "/_matrix/client/v3/logout" || route == "/_matrix/client/v3/logout/all"
 }
 
 // authenticateServer checks the X-Matrix signature of a federation request

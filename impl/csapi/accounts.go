@@ -160,7 +160,7 @@ func (s *Server) DeactivateAccount(ctx context.Context, req clientapi.Deactivate
 			return nil, err
 		}
 	}
-	if err := s.Accounts.Deactivate(ctx, p, dict, auth.ClientIP(ctx)); err != nil {
+	if err := s.Accounts.Deactivate(ctx, p, dict, auth.ClientIP(ctx), false); err != nil {
 		return nil, err
 	}
 	// Myelin binds no 3PID at an identity server, so there is nothing to
