@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"sort"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
@@ -32,9 +33,7 @@ func exampleOf(s *openapi3.SchemaRef) (v any, ok bool) {
 				return pv, true // a non-object part documents the whole value
 			}
 			for k, x := range obj {
-				if _, dup := merged[k]; !dup { // earlier parts (the base) win
-					merged[k] = x
-				}
+				merged[k] = x // later parts refine the base (rate_limited over error)
 			}
 			ok = true
 		}
@@ -71,7 +70,7 @@ func requestBodyExample(op *openapi3.Operation) (map[string]any, bool) {
 	if mt == nil {
 		return nil, false
 	}
-	v := mt.Example
+	v := mediaExample(mt)
 	if v == nil {
 		var ok bool
 		if v, ok = exampleOf(mt.Schema); !ok {
@@ -96,11 +95,31 @@ func responseExample(op *openapi3.Operation, code string) (any, *openapi3.Schema
 	if mt == nil {
 		return nil, nil
 	}
-	if mt.Example != nil {
-		return mt.Example, mt.Schema
+	if ex := mediaExample(mt); ex != nil {
+		return ex, mt.Schema
 	}
 	v, _ := exampleOf(mt.Schema)
 	return v, mt.Schema
+}
+
+// mediaExample is a media type's whole-body example: `example`, or the
+// first of its named `examples` (OpenAPI 3.1 files name them "request",
+// "response"); nil when there is none.
+func mediaExample(mt *openapi3.MediaType) any {
+	if mt.Example != nil {
+		return mt.Example
+	}
+	names := make([]string, 0, len(mt.Examples))
+	for name := range mt.Examples {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if ex := mt.Examples[name]; ex != nil && ex.Value != nil && ex.Value.Value != nil {
+			return ex.Value.Value
+		}
+	}
+	return nil
 }
 
 // clone copies a JSON object deeply, so a case can change its request

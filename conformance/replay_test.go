@@ -53,6 +53,10 @@ func operations(t testing.TB) []operation {
 				for _, req := range reqs {
 					for name := range req {
 						o.Security = name
+						if strings.HasPrefix(name, "accessToken") {
+							// accessTokenQuery, accessTokenBearer: one scheme
+							o.Security = "accessToken"
+						}
 					}
 				}
 				out = append(out, o)
@@ -192,7 +196,7 @@ func TestConformanceExamples(t *testing.T) {
 			}
 		}
 	})
-	table := renderReport(ops, pending, results)
+	table := renderVersions() + "\n" + renderReport(ops, pending, results)
 	if *printReport {
 		fmt.Print(table)
 	} else {

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"text/tabwriter"
 
+	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/specversions"
+	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
 
@@ -105,4 +109,68 @@ func renderReport(ops []operation, pending map[string]string, results []caseResu
 		len(ops), len(unsupportedOps), counts[unsupported], counts[skipped])
 	fmt.Fprintf(&sb, "%d passed, %d failed\n", counts[passed], counts[failed])
 	return sb.String()
+}
+
+// renderVersions prints the coverage table by spec version: every change
+// the spec's annotations (and the changelog features of csapi.Features)
+// give for an operation of the slice, with its state, and the versions
+// /versions claims as a result.
+func renderVersions() string {
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "VERSION\tOPERATION\tCHANGE\tSTATE\n")
+	rows := append(csapi.CoverageRows(), ssapi.CoverageRows()...)
+	sort.SliceStable(rows, func(i, j int) bool { return specversions.Less(rows[i].Version, rows[j].Version) })
+	for _, r := range rows {
+		v := r.Version
+		if v == "" {
+			v = "r0"
+			if r.State == specversions.Served {
+				continue // the r0 operations are the first table
+			}
+		}
+		state := string(r.State)
+		if r.Note != "" {
+			state += ": " + r.Note
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\n", v, r.Op.Method, r.Op.Path, r.What, state)
+	}
+	tw.Flush()
+	fmt.Fprintf(&sb, "/versions claims: %s\n", strings.Join(csapi.Versions, " "))
+	return sb.String()
+}
+
+// TestCoverageTableMatchesTheCode keeps the coverage table (and so
+// /versions) honest: an operation is pending exactly when it is stubbed in
+// a pending*.go file, and every deliberately unsupported operation has a
+// conformance state that checks the Matrix error it answers.
+func TestCoverageTableMatchesTheCode(t *testing.T) {
+	pending := pendingOperations(t)
+	ops := map[string]bool{}
+	for _, o := range specversions.FromClientAPI(clientapi.SpecOperations) {
+		ops[o.ID] = true
+		method := strings.ToUpper(o.ID[:1]) + o.ID[1:]
+		_, stubbed := pending[method]
+		_, marked := csapi.Coverage.Pending[o.ID]
+		if stubbed && !marked {
+			t.Errorf("%s is stubbed in %s but not pending in csapi.Coverage: /versions would claim it", o.ID, pending[method])
+		}
+		if _, unsupported := csapi.Coverage.Unsupported[o.ID]; unsupported {
+			checked := false
+			for _, st := range states[method] {
+				checked = checked || st.Unsupported != ""
+			}
+			if !checked {
+				t.Errorf("%s is deliberately unsupported in csapi.Coverage but no conformance state checks its error", o.ID)
+			}
+		}
+	}
+	for _, m := range []map[string]string{csapi.Coverage.Pending, csapi.Coverage.Unsupported} {
+		for key := range m {
+			id, _, _ := strings.Cut(key, "@")
+			if !ops[id] {
+				t.Errorf("csapi.Coverage names %q, which is no operation of the vendored spec", key)
+			}
+		}
+	}
 }

@@ -74,6 +74,8 @@ func (s state) password() string {
 var states = map[string][]state{
 	"GetVersions": {{Absent: map[string]string{
 		"unstable_features.org.example.my_feature": "an illustrative vendor feature; Myelin advertises none",
+		"versions[0]": "/versions lists only what the coverage table allows (see its table)",
+		"versions[1]": "/versions lists only what the coverage table allows (see its table)",
 	}}},
 	"GetWellknown": {{Absent: map[string]string{
 		"m.identity_server": "Myelin has no identity server to advertise",
@@ -99,13 +101,27 @@ var states = map[string][]state{
 	},
 	"Login": {
 		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Absent: map[string]string{
-			"well_known": "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+			"well_known":    "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
+			"refresh_token": "pending: refresh tokens (issue 15)",
+			"expires_in_ms": "pending: refresh tokens (issue 15)",
 		}},
 		{Status: http.StatusForbidden, Why: "no such account", ServerName: "matrix.org"},
 		{Status: http.StatusTooManyRequests, Why: "the example is repeated beyond the default rate limits",
 			ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Retries: 40,
 			Config: func(c *config.Config) { c.RateLimit = config.Defaults().RateLimit }},
 	},
+	"RequestTokenTo3PIDEmail":  noThreePIDs,
+	"RequestTokenTo3PIDMSISDN": noThreePIDs,
+	"Post3PIDs":                noValidated3PID,
+	"Add3PID":                  noValidated3PID,
+	"Bind3PID": {{Account: "alice", Status: http.StatusBadRequest, Why: "no identity server",
+		Unsupported: "Myelin talks to no identity server"}},
+	"GetAuthMetadata": {{Status: http.StatusNotFound, Why: "the OAuth 2.0 API is not offered",
+		Unsupported: "the optional OAuth 2.0 API is not offered yet (issue 17); 404 M_UNRECOGNIZED as the spec says"}},
+	"GetAccountDataPerRoom": {{Account: "alice", Status: http.StatusNotFound, Why: "no rooms, so no room account data",
+		Unsupported: "Myelin holds no rooms"}},
+	"SetAccountDataPerRoom": {{Account: "alice", Status: http.StatusForbidden, Why: "no rooms, so no room account data",
+		Unsupported: "Myelin holds no rooms"}},
 	"RequestTokenToRegisterEmail":       noThreePIDs,
 	"RequestTokenToRegisterMSISDN":      noThreePIDs,
 	"RequestTokenToResetPasswordEmail":  noThreePIDs,
@@ -126,8 +142,10 @@ var states = map[string][]state{
 	// The key examples are about @alice:example.com's device JLAFKJWSCS.
 	"UploadKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS"}},
 		Prepare: resignUploadedKeys}},
-	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}}},
-	"ClaimKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
+	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}},
+		Absent: pendingCrossSigning}},
+	"GetLoginFlows": {{Absent: map[string]string{"flows[1].get_login_token": "pending: login/get_token (issue 15)"}}},
+	"ClaimKeys":     {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetKeysChanges": {{Account: "alice", Status: http.StatusBadRequest, Why: "Myelin has no /sync, so the example's tokens are unknown",
 		Unsupported: "no /sync: Myelin issues no stream tokens to compare device-list changes between"}},
 	"QueryUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
@@ -135,10 +153,7 @@ var states = map[string][]state{
 	"ClaimUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
 		Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetUserDevices": {{ServerName: "example.org", Account: "alice",
-		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}}},
-	"GetServerKeys": {{ServerName: "example.org", Absent: map[string]string{
-		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
-	}}},
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}, Absent: pendingCrossSigning}},
 	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{
 		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
 	}}},
@@ -152,6 +167,20 @@ var states = map[string][]state{
 // Myelin verifies no email addresses or phone numbers (3PIDs are bound by
 // the admin CLI), so the requestToken endpoints refuse with a Matrix error.
 var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verification is not configured",
+	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
+
+// pendingCrossSigning: the cross-signing keys of the key examples (issue 13).
+var pendingCrossSigning = map[string]string{
+	"master_keys":       "pending: cross-signing (issue 13)",
+	"self_signing_keys": "pending: cross-signing (issue 13)",
+	"user_signing_keys": "pending: cross-signing (issue 13)",
+	"master_key":        "pending: cross-signing (issue 13)",
+	"self_signing_key":  "pending: cross-signing (issue 13)",
+}
+
+// Adding a 3PID needs a session validated by email or SMS, which Myelin
+// never issues.
+var noValidated3PID = []state{{Account: "alice", Status: http.StatusBadRequest, Why: "no 3PID session is ever validated",
 	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
 
 // resignUploadedKeys replaces the example's device key and signatures

@@ -22,18 +22,138 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported.
+const (
+	OrgMatrixAccountDeactivate GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.account_deactivate"
+	OrgMatrixCrossSigningReset GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.cross_signing_reset"
+	OrgMatrixDeviceDelete      GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.device_delete"
+	OrgMatrixDeviceView        GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.device_view"
+	OrgMatrixDevicesList       GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.devices_list"
+	OrgMatrixProfile           GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported = "org.matrix.profile"
+)
+
+// Valid indicates whether the value is a known member of the GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported enum.
+func (e GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported) Valid() bool {
+	switch e {
+	case OrgMatrixAccountDeactivate:
+		return true
+	case OrgMatrixCrossSigningReset:
+		return true
+	case OrgMatrixDeviceDelete:
+		return true
+	case OrgMatrixDeviceView:
+		return true
+	case OrgMatrixDevicesList:
+		return true
+	case OrgMatrixProfile:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetAccount3PIDs200JSONResponseBodyThreepidsMedium.
+const (
+	GetAccount3PIDs200JSONResponseBodyThreepidsMediumEmail  GetAccount3PIDs200JSONResponseBodyThreepidsMedium = "email"
+	GetAccount3PIDs200JSONResponseBodyThreepidsMediumMsisdn GetAccount3PIDs200JSONResponseBodyThreepidsMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the GetAccount3PIDs200JSONResponseBodyThreepidsMedium enum.
+func (e GetAccount3PIDs200JSONResponseBodyThreepidsMedium) Valid() bool {
+	switch e {
+	case GetAccount3PIDs200JSONResponseBodyThreepidsMediumEmail:
+		return true
+	case GetAccount3PIDs200JSONResponseBodyThreepidsMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Delete3pidFromAccountJSONBodyMedium.
+const (
+	Delete3pidFromAccountJSONBodyMediumEmail  Delete3pidFromAccountJSONBodyMedium = "email"
+	Delete3pidFromAccountJSONBodyMediumMsisdn Delete3pidFromAccountJSONBodyMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the Delete3pidFromAccountJSONBodyMedium enum.
+func (e Delete3pidFromAccountJSONBodyMedium) Valid() bool {
+	switch e {
+	case Delete3pidFromAccountJSONBodyMediumEmail:
+		return true
+	case Delete3pidFromAccountJSONBodyMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult.
+const (
+	Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess   Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "success"
+)
+
+// Valid indicates whether the value is a known member of the Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult enum.
+func (e Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
+	switch e {
+	case Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
+		return true
+	case Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Unbind3pidFromAccountJSONBodyMedium.
+const (
+	Unbind3pidFromAccountJSONBodyMediumEmail  Unbind3pidFromAccountJSONBodyMedium = "email"
+	Unbind3pidFromAccountJSONBodyMediumMsisdn Unbind3pidFromAccountJSONBodyMedium = "msisdn"
+)
+
+// Valid indicates whether the value is a known member of the Unbind3pidFromAccountJSONBodyMedium enum.
+func (e Unbind3pidFromAccountJSONBodyMedium) Valid() bool {
+	switch e {
+	case Unbind3pidFromAccountJSONBodyMediumEmail:
+		return true
+	case Unbind3pidFromAccountJSONBodyMediumMsisdn:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult.
+const (
+	Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess   Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult = "success"
+)
+
+// Valid indicates whether the value is a known member of the Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult enum.
+func (e Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
+	switch e {
+	case Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
+		return true
+	case Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResultSuccess:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DeactivateAccount200JSONResponseBodyIdServerUnbindResult.
 const (
-	NoSupport DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
-	Success   DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "success"
+	DeactivateAccount200JSONResponseBodyIdServerUnbindResultNoSupport DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "no-support"
+	DeactivateAccount200JSONResponseBodyIdServerUnbindResultSuccess   DeactivateAccount200JSONResponseBodyIdServerUnbindResult = "success"
 )
 
 // Valid indicates whether the value is a known member of the DeactivateAccount200JSONResponseBodyIdServerUnbindResult enum.
 func (e DeactivateAccount200JSONResponseBodyIdServerUnbindResult) Valid() bool {
 	switch e {
-	case NoSupport:
+	case DeactivateAccount200JSONResponseBodyIdServerUnbindResultNoSupport:
 		return true
-	case Success:
+	case DeactivateAccount200JSONResponseBodyIdServerUnbindResultSuccess:
 		return true
 	default:
 		return false
@@ -58,18 +178,126 @@ func (e GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable) Va
 	}
 }
 
-// Defines values for LoginJSONBodyType.
+// Defines values for UploadCrossSigningKeysJSONBodyMasterKeyUsage.
 const (
-	MLoginPassword LoginJSONBodyType = "m.login.password"
-	MLoginToken    LoginJSONBodyType = "m.login.token"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageMaster      UploadCrossSigningKeysJSONBodyMasterKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageSelfSigning UploadCrossSigningKeysJSONBodyMasterKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodyMasterKeyUsageUserSigning UploadCrossSigningKeysJSONBodyMasterKeyUsage = "user_signing"
 )
 
-// Valid indicates whether the value is a known member of the LoginJSONBodyType enum.
-func (e LoginJSONBodyType) Valid() bool {
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodyMasterKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodyMasterKeyUsage) Valid() bool {
 	switch e {
-	case MLoginPassword:
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageMaster:
 		return true
-	case MLoginToken:
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodyMasterKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UploadCrossSigningKeysJSONBodySelfSigningKeyUsage.
+const (
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageMaster      UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageSelfSigning UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodySelfSigningKeyUsageUserSigning UploadCrossSigningKeysJSONBodySelfSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodySelfSigningKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodySelfSigningKeyUsage) Valid() bool {
+	switch e {
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageMaster:
+		return true
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodySelfSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UploadCrossSigningKeysJSONBodyUserSigningKeyUsage.
+const (
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageMaster      UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "master"
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageSelfSigning UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "self_signing"
+	UploadCrossSigningKeysJSONBodyUserSigningKeyUsageUserSigning UploadCrossSigningKeysJSONBodyUserSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the UploadCrossSigningKeysJSONBodyUserSigningKeyUsage enum.
+func (e UploadCrossSigningKeysJSONBodyUserSigningKeyUsage) Valid() bool {
+	switch e {
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageMaster:
+		return true
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageSelfSigning:
+		return true
+	case UploadCrossSigningKeysJSONBodyUserSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodyMasterKeysUsage.
+const (
+	QueryKeys200JSONResponseBodyMasterKeysUsageMaster      QueryKeys200JSONResponseBodyMasterKeysUsage = "master"
+	QueryKeys200JSONResponseBodyMasterKeysUsageSelfSigning QueryKeys200JSONResponseBodyMasterKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodyMasterKeysUsageUserSigning QueryKeys200JSONResponseBodyMasterKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodyMasterKeysUsage enum.
+func (e QueryKeys200JSONResponseBodyMasterKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodyMasterKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodyMasterKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodyMasterKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodySelfSigningKeysUsage.
+const (
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageMaster      QueryKeys200JSONResponseBodySelfSigningKeysUsage = "master"
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning QueryKeys200JSONResponseBodySelfSigningKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodySelfSigningKeysUsageUserSigning QueryKeys200JSONResponseBodySelfSigningKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodySelfSigningKeysUsage enum.
+func (e QueryKeys200JSONResponseBodySelfSigningKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodySelfSigningKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryKeys200JSONResponseBodyUserSigningKeysUsage.
+const (
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageMaster      QueryKeys200JSONResponseBodyUserSigningKeysUsage = "master"
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageSelfSigning QueryKeys200JSONResponseBodyUserSigningKeysUsage = "self_signing"
+	QueryKeys200JSONResponseBodyUserSigningKeysUsageUserSigning QueryKeys200JSONResponseBodyUserSigningKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryKeys200JSONResponseBodyUserSigningKeysUsage enum.
+func (e QueryKeys200JSONResponseBodyUserSigningKeysUsage) Valid() bool {
+	switch e {
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageMaster:
+		return true
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageSelfSigning:
+		return true
+	case QueryKeys200JSONResponseBodyUserSigningKeysUsageUserSigning:
 		return true
 	default:
 		return false
@@ -94,41 +322,325 @@ func (e RegisterParamsKind) Valid() bool {
 	}
 }
 
+// Defines values for GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm.
+const (
+	GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm enum.
+func (e GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm) Valid() bool {
+	switch e {
+	case GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PostRoomKeysVersionJSONBodyAlgorithm.
+const (
+	PostRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 PostRoomKeysVersionJSONBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the PostRoomKeysVersionJSONBodyAlgorithm enum.
+func (e PostRoomKeysVersionJSONBodyAlgorithm) Valid() bool {
+	switch e {
+	case PostRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRoomKeysVersion200JSONResponseBodyAlgorithm.
+const (
+	GetRoomKeysVersion200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 GetRoomKeysVersion200JSONResponseBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the GetRoomKeysVersion200JSONResponseBodyAlgorithm enum.
+func (e GetRoomKeysVersion200JSONResponseBodyAlgorithm) Valid() bool {
+	switch e {
+	case GetRoomKeysVersion200JSONResponseBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PutRoomKeysVersionJSONBodyAlgorithm.
+const (
+	PutRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2 PutRoomKeysVersionJSONBodyAlgorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+)
+
+// Valid indicates whether the value is a known member of the PutRoomKeysVersionJSONBodyAlgorithm enum.
+func (e PutRoomKeysVersionJSONBodyAlgorithm) Valid() bool {
+	switch e {
+	case PutRoomKeysVersionJSONBodyAlgorithmMMegolmBackupV1Curve25519AesSha2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SyncParamsSetPresence.
+const (
+	Offline     SyncParamsSetPresence = "offline"
+	Online      SyncParamsSetPresence = "online"
+	Unavailable SyncParamsSetPresence = "unavailable"
+)
+
+// Valid indicates whether the value is a known member of the SyncParamsSetPresence enum.
+func (e SyncParamsSetPresence) Valid() bool {
+	switch e {
+	case Offline:
+		return true
+	case Online:
+		return true
+	case Unavailable:
+		return true
+	default:
+		return false
+	}
+}
+
 // GetWellknown200JSONResponseBody defines parameters for GetWellknown.
 type GetWellknown200JSONResponseBody struct {
 	// MHomeserver Used by clients to discover homeserver information.
 	MHomeserver struct {
 		// BaseUrl The base URL for the homeserver for client-server connections.
-		//
-		// Example: https://matrix.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.homeserver"`
 
 	// MIdentityServer Used by clients to discover identity server information.
 	MIdentityServer *struct {
 		// BaseUrl The base URL for the identity server for client-server connections.
-		//
-		// Example: https://identity.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.identity_server,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
+
+// SetAdminLockUserJSONBody defines parameters for SetAdminLockUser.
+type SetAdminLockUserJSONBody struct {
+	// Locked Whether to lock the target account.
+	Locked bool `json:"locked"`
+}
+
+// SetAdminSuspendUserJSONBody defines parameters for SetAdminSuspendUser.
+type SetAdminSuspendUserJSONBody struct {
+	// Suspended Whether to suspend the target account.
+	Suspended bool `json:"suspended"`
+}
+
+// GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported defines parameters for GetAuthMetadata.
+type GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported string
+
+// GenerateLoginTokenJSONBody defines parameters for GenerateLoginToken.
+type GenerateLoginTokenJSONBody struct {
+	// Auth Additional authentication information for the user-interactive authentication API.
+	Auth *GenerateLoginTokenJSONBody_Auth `json:"auth,omitempty"`
+}
+
+// GenerateLoginTokenJSONBody_Auth defines parameters for GenerateLoginToken.
+type GenerateLoginTokenJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// RegistrationTokenValidityParams defines parameters for RegistrationTokenValidity.
+type RegistrationTokenValidityParams struct {
+	// Token The token to check validity of.
+	Token string `form:"token" json:"token"`
+}
+
+// GetAccount3PIDs200JSONResponseBodyThreepidsMedium defines parameters for GetAccount3PIDs.
+type GetAccount3PIDs200JSONResponseBodyThreepidsMedium string
+
+// Post3PIDsJSONBody defines parameters for Post3PIDs.
+type Post3PIDsJSONBody struct {
+	// ThreePidCreds The third-party credentials to associate with the account.
+	ThreePidCreds struct {
+		// ClientSecret The client secret used in the session with the identity server.
+		ClientSecret string `json:"client_secret"`
+
+		// IdAccessToken An access token previously registered with the identity server. Servers
+		// can treat this as optional to distinguish between r0.5-compatible clients
+		// and this specification version.
+		IdAccessToken string `json:"id_access_token"`
+
+		// IdServer The identity server to use.
+		IdServer string `json:"id_server"`
+
+		// Sid The session identifier given by the identity server.
+		Sid string `json:"sid"`
+	} `json:"three_pid_creds"`
+}
+
+// Add3PIDJSONBody defines parameters for Add3PID.
+type Add3PIDJSONBody struct {
+	// Auth Additional authentication information for the
+	// user-interactive authentication API.
+	Auth *Add3PIDJSONBody_Auth `json:"auth,omitempty"`
+
+	// ClientSecret The client secret used in the session with the homeserver.
+	ClientSecret string `json:"client_secret"`
+
+	// Sid The session identifier given by the homeserver.
+	Sid string `json:"sid"`
+}
+
+// Add3PIDJSONBody_Auth defines parameters for Add3PID.
+type Add3PIDJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// Bind3PIDJSONBody defines parameters for Bind3PID.
+type Bind3PIDJSONBody struct {
+	// ClientSecret The client secret used in the session with the identity server.
+	ClientSecret string `json:"client_secret"`
+
+	// IdAccessToken An access token previously registered with the identity server.
+	IdAccessToken string `json:"id_access_token"`
+
+	// IdServer The identity server to use.
+	IdServer string `json:"id_server"`
+
+	// Sid The session identifier given by the identity server.
+	Sid string `json:"sid"`
+}
+
+// Delete3pidFromAccountJSONBody defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccountJSONBody struct {
+	// Address The third-party address being removed.
+	Address string `json:"address"`
+
+	// IdServer The identity server to unbind from. If not provided, the homeserver
+	// MUST use the `id_server` the identifier was added through. If the
+	// homeserver does not know the original `id_server`, it MUST return
+	// a `id_server_unbind_result` of `no-support`.
+	IdServer *string `json:"id_server,omitempty"`
+
+	// Medium The medium of the third-party identifier being removed.
+	Medium Delete3pidFromAccountJSONBodyMedium `json:"medium"`
+}
+
+// Delete3pidFromAccountJSONBodyMedium defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccountJSONBodyMedium string
+
+// Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult defines parameters for Delete3pidFromAccount.
+type Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult string
+
+// RequestTokenTo3PIDEmailJSONBody defines parameters for RequestTokenTo3PIDEmail.
+type RequestTokenTo3PIDEmailJSONBody struct {
+	ClientSecret string `json:"client_secret"`
+	Email        string `json:"email"`
+
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
+	//
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
+
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
+	//
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
+}
+
+// RequestTokenTo3PIDMSISDNJSONBody defines parameters for RequestTokenTo3PIDMSISDN.
+type RequestTokenTo3PIDMSISDNJSONBody struct {
+	ClientSecret string `json:"client_secret"`
+	Country      string `json:"country"`
+
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
+	//
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
+
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
+	//
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
+}
+
+// Unbind3pidFromAccountJSONBody defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccountJSONBody struct {
+	// Address The third-party address being removed.
+	Address string `json:"address"`
+
+	// IdServer The identity server to unbind from. If not provided, the homeserver
+	// MUST use the `id_server` the identifier was added through. If the
+	// homeserver does not know the original `id_server`, it MUST return
+	// a `id_server_unbind_result` of `no-support`.
+	IdServer *string `json:"id_server,omitempty"`
+
+	// Medium The medium of the third-party identifier being removed.
+	Medium Unbind3pidFromAccountJSONBodyMedium `json:"medium"`
+}
+
+// Unbind3pidFromAccountJSONBodyMedium defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccountJSONBodyMedium string
+
+// Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult defines parameters for Unbind3pidFromAccount.
+type Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult string
 
 // DeactivateAccountJSONBody defines parameters for DeactivateAccount.
 type DeactivateAccountJSONBody struct {
 	// Auth Additional authentication information for the user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeactivateAccountJSONBody_Auth `json:"auth,omitempty"`
 
-	// IdServer The identity server to unbind all of the user's 3PIDs from.
-	// If not provided, the homeserver MUST use the ``id_server``
-	// that was originally use to bind each identifier. If the
-	// homeserver does not know which ``id_server`` that was,
-	// it must return an ``id_server_unbind_result`` of
-	// ``no-support``.
+	// Erase Whether the user would like their content to be erased as
+	// much as possible from the server.
 	//
-	// Example: example.org
+	// Erasure means that any users (or servers) which join the
+	// room after the erasure request are served redacted copies of
+	// the events sent by this account. Users which had visibility
+	// on those events prior to the erasure are still able to see
+	// unredacted copies. No redactions are sent and the erasure
+	// request is not shared over federation, so other servers
+	// might still serve unredacted copies.
+	//
+	// The server should additionally erase any non-event data
+	// associated with the user, such as [account data](/client-server-api/#client-config)
+	// and [contact 3PIDs](/client-server-api/#adding-account-administrative-contact-information).
+	//
+	// Defaults to `false` if not present.
+	Erase *bool `json:"erase,omitempty"`
+
+	// IdServer The identity server to unbind all of the user's 3PIDs from.
+	// If not provided, the homeserver MUST use the `id_server`
+	// that was originally use to bind each identifier. If the
+	// homeserver does not know which `id_server` that was,
+	// it must return an `id_server_unbind_result` of
+	// `no-support`.
 	IdServer *string `json:"id_server,omitempty"`
 }
 
@@ -137,7 +649,10 @@ type DeactivateAccountJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -148,22 +663,16 @@ type DeactivateAccount200JSONResponseBodyIdServerUnbindResult string
 // ChangePasswordJSONBody defines parameters for ChangePassword.
 type ChangePasswordJSONBody struct {
 	// Auth Additional authentication information for the user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *ChangePasswordJSONBody_Auth `json:"auth,omitempty"`
 
 	// LogoutDevices Whether the user's other access tokens, and their associated devices, should be
-	// revoked if the request succeeds. Defaults to true.
+	// revoked if the request succeeds. Defaults to `true`.
 	//
-	// When ``false``, the server can still take advantage of `the soft logout method <#soft-logout>`_
+	// When `false`, the server can still take advantage of the [soft logout method](/client-server-api/#soft-logout)
 	// for the user's remaining devices.
-	//
-	// Example: true
 	LogoutDevices *bool `json:"logout_devices,omitempty"`
 
 	// NewPassword The new password for the account.
-	//
-	// Example: ihatebananas
 	NewPassword string `json:"new_password"`
 }
 
@@ -172,32 +681,24 @@ type ChangePasswordJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // RequestTokenToResetPasswordEmailJSONBody defines parameters for RequestTokenToResetPasswordEmail.
 type RequestTokenToResetPasswordEmailJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Email The email address to validate.
-	//
-	// Example: alice@example.org
-	Email string `json:"email"`
+	Email        string `json:"email"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -205,70 +706,34 @@ type RequestTokenToResetPasswordEmailJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// SendAttempt The server will only send an email if the ``send_attempt``
-	// is a number greater than the most recent one which it has seen,
-	// scoped to that ``email`` + ``client_secret`` pair. This is to
-	// avoid repeatedly sending the same email in the case of request
-	// retries between the POSTing user and the identity server.
-	// The client should increment this value if they desire a new
-	// email (e.g. a reminder) to be sent. If they do not, the server
-	// should respond with success but not resend the email.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // RequestTokenToResetPasswordMSISDNJSONBody defines parameters for RequestTokenToResetPasswordMSISDN.
 type RequestTokenToResetPasswordMSISDNJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
+	Country      string `json:"country"`
 
-	// Country The two-letter uppercase ISO-3166-1 alpha-2 country code that the
-	// number in ``phone_number`` should be parsed as if it were dialled from.
+	// IdAccessToken An access token previously registered with the identity server. Servers
+	// can treat this as optional to distinguish between r0.5-compatible clients
+	// and this specification version.
 	//
-	// Example: GB
-	Country string `json:"country"`
+	// Required if an `id_server` is supplied.
+	IdAccessToken *string `json:"id_access_token,omitempty"`
 
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
+	// IdServer The hostname of the identity server to communicate with. May optionally
+	// include a port. This parameter is ignored when the homeserver handles
+	// 3PID verification.
 	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// PhoneNumber The phone number to validate.
-	//
-	// Example: 07700900001
-	PhoneNumber string `json:"phone_number"`
-
-	// SendAttempt The server will only send an SMS if the ``send_attempt`` is a
-	// number greater than the most recent one which it has seen,
-	// scoped to that ``country`` + ``phone_number`` + ``client_secret``
-	// triple. This is to avoid repeatedly sending the same SMS in
-	// the case of request retries between the POSTing user and the
-	// identity server. The client should increment this value if
-	// they desire a new SMS (e.g. a reminder) to be sent.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// This parameter is deprecated with a plan to be removed in a future specification
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable defines parameters for GetCapabilities.
@@ -276,13 +741,70 @@ type GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable string
 
 // GetCapabilities200JSONResponseBody_Capabilities defines parameters for GetCapabilities.
 type GetCapabilities200JSONResponseBody_Capabilities struct {
+	// M3pidChanges Capability to indicate if the user can change 3PID associations on their account.
+	M3pidChanges *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.3pid_changes,omitempty"`
+
+	// MAccountModeration Capability to indicate if the user can perform account moderation actions
+	// via [server administration](/client-server-api/#server-administration)
+	// endpoints.
+	//
+	// This property should be omitted altogether if `suspend` and `lock` would
+	// be `false`.
+	MAccountModeration *struct {
+		// Lock `true` if the user can lock a user via [`PUT /admin/lock/{userId}`](/client-server-api/#put_matrixclientv1adminlockuserid),
+		// `false` otherwise.
+		//
+		// Defaults to `false`.
+		Lock *bool `json:"lock,omitempty"`
+
+		// Suspend `true` if the user can suspend a user via [`PUT /admin/suspend/{userId}`](/client-server-api/#put_matrixclientv1adminsuspenduserid),
+		// `false` otherwise.
+		//
+		// Defaults to `false`.
+		Suspend *bool `json:"suspend,omitempty"`
+	} `json:"m.account_moderation,omitempty"`
+
 	// MChangePassword Capability to indicate if the user can change their password.
 	MChangePassword *struct {
-		// Enabled True if the user can change their password, false otherwise.
-		//
-		// Example: false
+		// Enabled True if the user can perform the action, false otherwise.
 		Enabled bool `json:"enabled"`
 	} `json:"m.change_password,omitempty"`
+
+	// MForgetForcedUponLeave Capability to indicate if the server automatically forgets rooms once the user
+	// leaves.
+	MForgetForcedUponLeave *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.forget_forced_upon_leave,omitempty"`
+
+	// MGetLoginToken Capability to indicate if the user can generate tokens to log further clients into their account.
+	MGetLoginToken *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.get_login_token,omitempty"`
+
+	// MProfileFields Capability to indicate if the user can set or modify extended profile fields via [`PUT /_matrix/client/v3/profile/{userId}/{keyName}`](/client-server-api/#put_matrixclientv3profileuseridkeyname). If absent, clients SHOULD assume custom profile fields are supported, provided the homeserver advertises a specification version that includes `m.profile_fields` in the [`/versions`](/client-server-api/#get_matrixclientversions) response.
+	MProfileFields *struct {
+		// Allowed If present, a list of profile fields that clients are allowed to create, modify or delete,
+		// provided `enabled` is `true`; no other profile fields may be changed.
+		//
+		// If absent, clients may set all profile fields except those forbidden by the `disallowed`
+		// list, where present.
+		Allowed *[]string `json:"allowed,omitempty"`
+
+		// Disallowed This property has no meaning if `allowed` is also specified.
+		//
+		// Otherwise, if present, a list of profile fields that clients are _not_ allowed to create, modify or delete.
+		// Provided `enabled` is `true`, clients MAY assume that they can set any profile field which is not
+		// included in this list.
+		Disallowed *[]string `json:"disallowed,omitempty"`
+
+		// Enabled `true` if the user can create, update or delete any profile fields, `false` otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.profile_fields,omitempty"`
 
 	// MRoomVersions The room versions the server supports.
 	MRoomVersions *struct {
@@ -290,24 +812,42 @@ type GetCapabilities200JSONResponseBody_Capabilities struct {
 		Available map[string]GetCapabilities200JSONResponseBodyCapabilitiesMRoomVersionsAvailable `json:"available"`
 
 		// Default The default room version the server is using for new rooms.
-		//
-		// Example: 1
 		Default string `json:"default"`
 	} `json:"m.room_versions,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+
+	// MSetAvatarUrl **Deprecated:** Capability to indicate if the user can change their avatar.
+	// Refer to `m.profile_fields` for extended profile management.
+	//
+	// For backwards compatibility, servers that directly or indirectly include the
+	// `avatar_url` profile field in the `m.profile_fields` capability MUST also
+	// set this capability accordingly.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	MSetAvatarUrl *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.set_avatar_url,omitempty"`
+
+	// MSetDisplayname **Deprecated:** Capability to indicate if the user can change their display name.
+	// Refer to `m.profile_fields` for extended profile management.
+	//
+	// For backwards compatibility, servers that directly or indirectly include the
+	// `displayname` profile field in the `m.profile_fields` capability MUST also
+	// set this capability accordingly.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	MSetDisplayname *struct {
+		// Enabled True if the user can perform the action, false otherwise.
+		Enabled bool `json:"enabled"`
+	} `json:"m.set_displayname,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
 // DeleteDevicesJSONBody defines parameters for DeleteDevices.
 type DeleteDevicesJSONBody struct {
 	// Auth Additional authentication information for the
 	// user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeleteDevicesJSONBody_Auth `json:"auth,omitempty"`
 
 	// Devices The list of device IDs to delete.
-	//
-	// Example: ["QBUAZIFURK","AUIECTSRND"]
 	Devices []string `json:"devices"`
 }
 
@@ -316,7 +856,10 @@ type DeleteDevicesJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -325,8 +868,6 @@ type DeleteDevicesJSONBody_Auth struct {
 type DeleteDeviceJSONBody struct {
 	// Auth Additional authentication information for the
 	// user-interactive authentication API.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
 	Auth *DeleteDeviceJSONBody_Auth `json:"auth,omitempty"`
 }
 
@@ -335,7 +876,10 @@ type DeleteDeviceJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -344,22 +888,20 @@ type DeleteDeviceJSONBody_Auth struct {
 type UpdateDeviceJSONBody struct {
 	// DisplayName The new display name for this device. If not given, the
 	// display name is unchanged.
-	//
-	// Example: My other phone
 	DisplayName *string `json:"display_name,omitempty"`
 }
 
 // GetKeysChangesParams defines parameters for GetKeysChanges.
 type GetKeysChangesParams struct {
-	// From The desired start point of the list. Should be the ``next_batch`` field
-	// from a response to an earlier call to |/sync|. Users who have not
+	// From The desired start point of the list. Should be the `next_batch` field
+	// from a response to an earlier call to [`/sync`](/client-server-api/#get_matrixclientv3sync). Users who have not
 	// uploaded new device identity keys since this point, nor deleted
 	// existing devices with identity keys since then, will be excluded
 	// from the results.
 	From string `form:"from" json:"from"`
 
-	// To The desired end point of the list. Should be the ``next_batch``
-	// field from a recent call to |/sync| - typically the most recent
+	// To The desired end point of the list. Should be the `next_batch`
+	// field from a recent call to [`/sync`](/client-server-api/#get_matrixclientv3sync) - typically the most recent
 	// such call. This may be used by the server as a hint to check its
 	// caches are up to date.
 	To string `form:"to" json:"to"`
@@ -369,38 +911,147 @@ type GetKeysChangesParams struct {
 type ClaimKeysJSONBody struct {
 	// OneTimeKeys The keys to be claimed. A map from user ID, to a map from
 	// device ID to algorithm name.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":"signed_curve25519"}}
 	OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 
 	// Timeout The time (in milliseconds) to wait when downloading keys from
 	// remote servers. 10 seconds is the recommended default.
-	//
-	// Example: 10000
 	Timeout *int `json:"timeout,omitempty"`
 }
+
+// ClaimKeys200JSONResponseBodyOneTimeKeys0 defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBodyOneTimeKeys0 = string
+
+// ClaimKeys200JSONResponseBodyOneTimeKeys1 defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBodyOneTimeKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties defines parameters for ClaimKeys.
+type ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// UploadCrossSigningKeysJSONBody defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBody struct {
+	// Auth Additional authentication information for the
+	// user-interactive authentication API.
+	Auth *UploadCrossSigningKeysJSONBody_Auth `json:"auth,omitempty"`
+
+	// MasterKey Optional. The user\'s master signing key.
+	MasterKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodyMasterKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_key,omitempty"`
+
+	// SelfSigningKey Optional. The user\'s self-signing key. Must be signed by
+	// the accompanying master signing key, or by the user\'s most recently
+	// uploaded master signing key if no master signing key is included in the
+	// request.
+	SelfSigningKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodySelfSigningKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_key,omitempty"`
+
+	// UserSigningKey Optional. The user\'s user-signing key. Must be signed by
+	// the accompanying master signing key, or by the user\'s most recently
+	// uploaded master signing key if no master signing key is included in the
+	// request.
+	UserSigningKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []UploadCrossSigningKeysJSONBodyUserSigningKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"user_signing_key,omitempty"`
+}
+
+// UploadCrossSigningKeysJSONBody_Auth defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBody_Auth struct {
+	// Session The value of the session key given by the homeserver.
+	Session *string `json:"session,omitempty"`
+
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
+	Type                 *string                `json:"type,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// UploadCrossSigningKeysJSONBodyMasterKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodyMasterKeyUsage string
+
+// UploadCrossSigningKeysJSONBodySelfSigningKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodySelfSigningKeyUsage string
+
+// UploadCrossSigningKeysJSONBodyUserSigningKeyUsage defines parameters for UploadCrossSigningKeys.
+type UploadCrossSigningKeysJSONBodyUserSigningKeyUsage string
 
 // QueryKeysJSONBody defines parameters for QueryKeys.
 type QueryKeysJSONBody struct {
 	// DeviceKeys The keys to be downloaded. A map from user ID, to a list of
 	// device IDs, or to an empty list to indicate all devices for the
 	// corresponding user.
-	//
-	// Example: {"@alice:example.com":[]}
-	DeviceKeys map[string][]string `json:"device_keys"`
+	DeviceKeys map[string]*[]string `json:"device_keys"`
 
 	// Timeout The time (in milliseconds) to wait when downloading keys from
 	// remote servers. 10 seconds is the recommended default.
-	//
-	// Example: 10000
 	Timeout *int `json:"timeout,omitempty"`
-
-	// Token If the client is fetching keys as a result of a device update received
-	// in a sync request, this should be the 'since' token of that sync request,
-	// or any later sync token. This allows the server to ensure its response
-	// contains the keys advertised by the notification in that sync.
-	Token *string `json:"token,omitempty"`
 }
+
+// QueryKeys200JSONResponseBodyMasterKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodyMasterKeysUsage string
+
+// QueryKeys200JSONResponseBodySelfSigningKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodySelfSigningKeysUsage string
+
+// QueryKeys200JSONResponseBodyUserSigningKeysUsage defines parameters for QueryKeys.
+type QueryKeys200JSONResponseBodyUserSigningKeysUsage string
+
+// UploadCrossSigningSignaturesJSONBody defines parameters for UploadCrossSigningSignatures.
+type UploadCrossSigningSignaturesJSONBody map[string]map[string]map[string]interface{}
 
 // UploadKeysJSONBody defines parameters for UploadKeys.
 type UploadKeysJSONBody struct {
@@ -408,112 +1059,165 @@ type UploadKeysJSONBody struct {
 	// identity keys are required.
 	DeviceKeys *struct {
 		// Algorithms The encryption algorithms supported by this device.
-		//
-		// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 		Algorithms []string `json:"algorithms"`
 
 		// DeviceId The ID of the device these keys belong to. Must match the device ID used
 		// when logging in.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Public identity keys. The names of the properties should be in the
-		// format ``<algorithm>:<device_id>``. The keys themselves should be
+		// format `<algorithm>:<device_id>`. The keys themselves should be
 		// encoded as specified by the key algorithm.
-		//
-		// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 		Keys map[string]string `json:"keys"`
 
 		// Signatures Signatures for the device key object. A map from user ID, to a map from
-		// ``<algorithm>:<device_id>`` to the signature.
+		// `<algorithm>:<device_id>` to the signature.
 		//
-		// The signature is calculated using the process described at `Signing
-		// JSON`_.
-		//
-		// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+		// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 		Signatures map[string]map[string]string `json:"signatures"`
 
 		// UserId The ID of the user the device belongs to. Must match the user ID used
 		// when logging in.
-		//
-		// Example: @alice:example.com
 		UserId string `json:"user_id"`
 	} `json:"device_keys,omitempty"`
 
+	// FallbackKeys The public key which should be used if the device's one-time keys
+	// are exhausted. The fallback key is not deleted once used, but should
+	// be replaced when additional one-time keys are being uploaded. The
+	// server will notify the client of the fallback key being used through
+	// `/sync`.
+	//
+	// There can only be at most one key per algorithm uploaded, and the server
+	// will only persist one key per algorithm.
+	//
+	// When uploading a signed key, an additional `fallback: true` key should
+	// be included to denote that the key is a fallback key.
+	//
+	// May be absent if a new fallback key is not required.
+	FallbackKeys *map[string]UploadKeysJSONBody_FallbackKeys_AdditionalProperties `json:"fallback_keys,omitempty"`
+
 	// OneTimeKeys One-time public keys for "pre-key" messages.  The names of
 	// the properties should be in the format
-	// ``<algorithm>:<key_id>``. The format of the key is determined
-	// by the `key algorithm <#key-algorithms>`_.
+	// `<algorithm>:<key_id>`. The format of the key is determined
+	// by the [key algorithm](/client-server-api/#key-algorithms).
 	//
 	// May be absent if no new one-time keys are required.
-	//
-	// Example: {"curve25519:AAAAAQ":"/qyvZvwjiTxGdGU0RCguDCLeR+nmsb3FfNG3/Ve4vU8","signed_curve25519:AAAAHQ":{"key":"j3fR3HemM16M7CWhoI4Sk5ZsdmdfQHsKL1xuSft6MSw","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"IQeCEPb9HFk217cU9kw9EOiusC6kMIkoIRnbnfOh5Oc63S1ghgyjShBGpu34blQomoalCyXWyhaaT3MrLZYQAA"}}},"signed_curve25519:AAAAHg":{"key":"zKbLg+NrIjpnagy+pIY6uPL4ZwEG2v+8F9lmgsnlZzs","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"FLWxXqGbwrb8SM3Y795eB6OA8bwBcoMZFXBqnTn58AYWZSqiD45tlBVcDa2L7RwdKXebW/VzDlnfVJ+9jok1Bw"}}}}
-	OneTimeKeys *map[string]interface{} `json:"one_time_keys,omitempty"`
+	OneTimeKeys *map[string]UploadKeysJSONBody_OneTimeKeys_AdditionalProperties `json:"one_time_keys,omitempty"`
+}
+
+// UploadKeysJSONBodyFallbackKeys0 defines parameters for UploadKeys.
+type UploadKeysJSONBodyFallbackKeys0 = string
+
+// UploadKeysJSONBodyFallbackKeys1 defines parameters for UploadKeys.
+type UploadKeysJSONBodyFallbackKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// UploadKeysJSONBody_FallbackKeys_AdditionalProperties defines parameters for UploadKeys.
+type UploadKeysJSONBody_FallbackKeys_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// UploadKeysJSONBodyOneTimeKeys0 defines parameters for UploadKeys.
+type UploadKeysJSONBodyOneTimeKeys0 = string
+
+// UploadKeysJSONBodyOneTimeKeys1 defines parameters for UploadKeys.
+type UploadKeysJSONBodyOneTimeKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature for the device. Mapped from user ID to signature object,
+	// containing mapping from _key signing identifier_ to the signature
+	// (see also: [Signing JSON](/appendices/#signing-json))
+	Signatures map[string]map[string]interface{} `json:"signatures"`
+}
+
+// UploadKeysJSONBody_OneTimeKeys_AdditionalProperties defines parameters for UploadKeys.
+type UploadKeysJSONBody_OneTimeKeys_AdditionalProperties struct {
+	union json.RawMessage
 }
 
 // LoginJSONBody defines parameters for Login.
 type LoginJSONBody struct {
-	// Address Third party identifier for the user.  Deprecated in favour of ``identifier``.
+	// Address Third-party identifier for the user.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	Address *string `json:"address,omitempty"`
 
 	// DeviceId ID of the client device. If this does not correspond to a
-	// known client device, a new device will be created. The server
-	// will auto-generate a device_id if this is not specified.
+	// known client device, a new device will be created. The given
+	// device ID must not be the same as a
+	// [cross-signing](/client-server-api/#cross-signing) key ID.
+	// The server will auto-generate a `device_id`
+	// if this is not specified.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// Identifier Identification information for the user.
+	// Identifier Identification information for a user
 	Identifier *LoginJSONBody_Identifier `json:"identifier,omitempty"`
 
 	// InitialDeviceDisplayName A display name to assign to the newly-created device. Ignored
-	// if ``device_id`` corresponds to a known device.
+	// if `device_id` corresponds to a known device.
 	InitialDeviceDisplayName *string `json:"initial_device_display_name,omitempty"`
 
-	// Medium When logging in using a third party identifier, the medium of the identifier. Must be 'email'.  Deprecated in favour of ``identifier``.
+	// Medium When logging in using a third-party identifier, the medium of the identifier. Must be 'email'.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	Medium *string `json:"medium,omitempty"`
 
-	// Password Required when ``type`` is ``m.login.password``. The user's
+	// Password Required when `type` is `m.login.password`. The user's
 	// password.
 	Password *string `json:"password,omitempty"`
 
-	// Token Required when ``type`` is ``m.login.token``. Part of `Token-based`_ login.
+	// RefreshToken If true, the client supports refresh tokens.
+	RefreshToken *bool `json:"refresh_token,omitempty"`
+
+	// Token Required when `type` is `m.login.token`. Part of Token-based login.
 	Token *string `json:"token,omitempty"`
 
 	// Type The login type being used.
-	Type LoginJSONBodyType `json:"type"`
+	//
+	// This must be a type returned in one of the flows of the
+	// response of the [`GET /login`](/client-server-api/#get_matrixclientv3login)
+	// endpoint, like `m.login.password` or `m.login.token`.
+	Type string `json:"type"`
 
-	// User The fully qualified user ID or just local part of the user ID, to log in.  Deprecated in favour of ``identifier``.
+	// User The fully qualified user ID or just local part of the user ID, to log in.  Deprecated in favour of `identifier`.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	User *string `json:"user,omitempty"`
 }
 
 // LoginJSONBody_Identifier defines parameters for Login.
 type LoginJSONBody_Identifier struct {
-	// Type The type of identification.  See `Identifier types`_ for supported values and additional property descriptions.
+	// Type The type of identification. See [Identifier types](/client-server-api/#identifier-types)
+	// for supported values and additional property descriptions.
 	Type                 string                 `json:"type"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
-
-// LoginJSONBodyType defines parameters for Login.
-type LoginJSONBodyType string
 
 // Login200JSONResponseBody_WellKnown defines parameters for Login.
 type Login200JSONResponseBody_WellKnown struct {
 	// MHomeserver Used by clients to discover homeserver information.
 	MHomeserver struct {
 		// BaseUrl The base URL for the homeserver for client-server connections.
-		//
-		// Example: https://matrix.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.homeserver"`
 
 	// MIdentityServer Used by clients to discover identity server information.
 	MIdentityServer *struct {
 		// BaseUrl The base URL for the identity server for client-server connections.
-		//
-		// Example: https://identity.example.com
 		BaseUrl string `json:"base_url"`
 	} `json:"m.identity_server,omitempty"`
-	AdditionalProperties map[string]map[string]interface{} `json:"-"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// RefreshJSONBody defines parameters for Refresh.
+type RefreshJSONBody struct {
+	// RefreshToken The refresh token
+	RefreshToken string `json:"refresh_token"`
 }
 
 // RegisterJSONBody defines parameters for Register.
@@ -522,46 +1226,37 @@ type RegisterJSONBody struct {
 	// user-interactive authentication API. Note that this
 	// information is *not* used to define how the registered user
 	// should be authenticated, but is instead used to
-	// authenticate the ``register`` call itself.
-	//
-	// Example: {"example_credential":"verypoorsharedsecret","session":"xxxxx","type":"example.type.foo"}
+	// authenticate the `register` call itself.
 	Auth *RegisterJSONBody_Auth `json:"auth,omitempty"`
 
 	// DeviceId ID of the client device. If this does not correspond to a
 	// known client device, a new device will be created. The server
-	// will auto-generate a device_id if this is not specified.
-	//
-	// Example: GHTYAJCE
+	// will auto-generate a `device_id` if this is not specified.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// InhibitLogin If true, an ``access_token`` and ``device_id`` should not be
+	// InhibitLogin If true, an `access_token` and `device_id` should not be
 	// returned from this call, therefore preventing an automatic
-	// login. Defaults to false.
-	//
-	// Example: false
+	// login. Defaults to `false`.
 	InhibitLogin *bool `json:"inhibit_login,omitempty"`
 
 	// InitialDeviceDisplayName A display name to assign to the newly-created device. Ignored
-	// if ``device_id`` corresponds to a known device.
-	//
-	// Example: Jungle Phone
+	// if `device_id` corresponds to a known device.
 	InitialDeviceDisplayName *string `json:"initial_device_display_name,omitempty"`
 
 	// Password The desired password for the account.
-	//
-	// Example: ilovebananas
 	Password *string `json:"password,omitempty"`
+
+	// RefreshToken If `true`, the client supports refresh tokens.
+	RefreshToken *bool `json:"refresh_token,omitempty"`
 
 	// Username The basis for the localpart of the desired Matrix ID. If omitted,
 	// the homeserver MUST generate a Matrix ID local part.
-	//
-	// Example: cheeky_monkey
 	Username *string `json:"username,omitempty"`
 }
 
 // RegisterParams defines parameters for Register.
 type RegisterParams struct {
-	// Kind The kind of account to register. Defaults to ``user``.
+	// Kind The kind of account to register. Defaults to `user`.
 	Kind *RegisterParamsKind `form:"kind,omitempty" json:"kind,omitempty"`
 }
 
@@ -573,7 +1268,10 @@ type RegisterJSONBody_Auth struct {
 	// Session The value of the session key given by the homeserver.
 	Session *string `json:"session,omitempty"`
 
-	// Type The login type that the client is attempting to complete.
+	// Type The authentication type that the client is attempting to complete.
+	// May be omitted if `session` is given, and the client is reissuing a
+	// request which it believes has been completed out-of-band (for example,
+	// via the [fallback mechanism](/client-server-api/#fallback)).
 	Type                 *string                `json:"type,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
@@ -586,25 +1284,14 @@ type CheckUsernameAvailabilityParams struct {
 
 // RequestTokenToRegisterEmailJSONBody defines parameters for RequestTokenToRegisterEmail.
 type RequestTokenToRegisterEmailJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Email The email address to validate.
-	//
-	// Example: alice@example.org
-	Email string `json:"email"`
+	Email        string `json:"email"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -612,53 +1299,22 @@ type RequestTokenToRegisterEmailJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// SendAttempt The server will only send an email if the ``send_attempt``
-	// is a number greater than the most recent one which it has seen,
-	// scoped to that ``email`` + ``client_secret`` pair. This is to
-	// avoid repeatedly sending the same email in the case of request
-	// retries between the POSTing user and the identity server.
-	// The client should increment this value if they desire a new
-	// email (e.g. a reminder) to be sent. If they do not, the server
-	// should respond with success but not resend the email.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	SendAttempt int     `json:"send_attempt"`
 }
 
 // RequestTokenToRegisterMSISDNJSONBody defines parameters for RequestTokenToRegisterMSISDN.
 type RequestTokenToRegisterMSISDNJSONBody struct {
-	// ClientSecret A unique string generated by the client, and used to identify the
-	// validation attempt. It must be a string consisting of the characters
-	// ``[0-9a-zA-Z.=_-]``. Its length must not exceed 255 characters and it
-	// must not be empty.
-	//
-	//
-	// Example: monkeys_are_GREAT
 	ClientSecret string `json:"client_secret"`
-
-	// Country The two-letter uppercase ISO-3166-1 alpha-2 country code that the
-	// number in ``phone_number`` should be parsed as if it were dialled from.
-	//
-	// Example: GB
-	Country string `json:"country"`
+	Country      string `json:"country"`
 
 	// IdAccessToken An access token previously registered with the identity server. Servers
 	// can treat this as optional to distinguish between r0.5-compatible clients
 	// and this specification version.
 	//
-	// Required if an ``id_server`` is supplied.
+	// Required if an `id_server` is supplied.
 	IdAccessToken *string `json:"id_access_token,omitempty"`
 
 	// IdServer The hostname of the identity server to communicate with. May optionally
@@ -666,34 +1322,291 @@ type RequestTokenToRegisterMSISDNJSONBody struct {
 	// 3PID verification.
 	//
 	// This parameter is deprecated with a plan to be removed in a future specification
-	// version for ``/account/password`` and ``/register`` requests.
-	//
-	// Example: id.example.com
-	IdServer *string `json:"id_server,omitempty"`
-
-	// NextLink Optional. When the validation is completed, the identity server will
-	// redirect the user to this URL. This option is ignored when submitting
-	// 3PID validation information through a POST request.
-	//
-	// Example: https://example.org/congratulations.html
-	NextLink *string `json:"next_link,omitempty"`
-
-	// PhoneNumber The phone number to validate.
-	//
-	// Example: 07700900001
-	PhoneNumber string `json:"phone_number"`
-
-	// SendAttempt The server will only send an SMS if the ``send_attempt`` is a
-	// number greater than the most recent one which it has seen,
-	// scoped to that ``country`` + ``phone_number`` + ``client_secret``
-	// triple. This is to avoid repeatedly sending the same SMS in
-	// the case of request retries between the POSTing user and the
-	// identity server. The client should increment this value if
-	// they desire a new SMS (e.g. a reminder) to be sent.
-	//
-	// Example: 1
-	SendAttempt int `json:"send_attempt"`
+	// version for `/account/password` and `/register` requests.
+	IdServer    *string `json:"id_server,omitempty"`
+	NextLink    *string `json:"next_link,omitempty"`
+	PhoneNumber string  `json:"phone_number"`
+	SendAttempt int     `json:"send_attempt"`
 }
+
+// DeleteRoomKeysParams defines parameters for DeleteRoomKeys.
+type DeleteRoomKeysParams struct {
+	// Version The backup from which to delete the key
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysParams defines parameters for GetRoomKeys.
+type GetRoomKeysParams struct {
+	// Version The backup from which to retrieve the keys.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeysJSONBody defines parameters for PutRoomKeys.
+type PutRoomKeysJSONBody struct {
+	// Rooms A map of room IDs to room key backup data.
+	Rooms map[string]struct {
+		// Sessions A map of session IDs to key data.
+		Sessions map[string]struct {
+			// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+			FirstMessageIndex int `json:"first_message_index"`
+
+			// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+			ForwardedCount int `json:"forwarded_count"`
+
+			// IsVerified Whether the device backing up the key verified the device that the key
+			// is from.
+			IsVerified bool `json:"is_verified"`
+
+			// SessionData Algorithm-dependent data.  See the documentation for the backup
+			// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+			// expected format of the data.
+			SessionData map[string]interface{} `json:"session_data"`
+		} `json:"sessions"`
+	} `json:"rooms"`
+}
+
+// PutRoomKeysParams defines parameters for PutRoomKeys.
+type PutRoomKeysParams struct {
+	// Version The backup in which to store the keys. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// DeleteRoomKeysByRoomIdParams defines parameters for DeleteRoomKeysByRoomId.
+type DeleteRoomKeysByRoomIdParams struct {
+	// Version The backup from which to delete the key.
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysByRoomIdParams defines parameters for GetRoomKeysByRoomId.
+type GetRoomKeysByRoomIdParams struct {
+	// Version The backup from which to retrieve the key.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeysByRoomIdJSONBody defines parameters for PutRoomKeysByRoomId.
+type PutRoomKeysByRoomIdJSONBody struct {
+	// Sessions A map of session IDs to key data.
+	Sessions map[string]struct {
+		// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+		FirstMessageIndex int `json:"first_message_index"`
+
+		// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+		ForwardedCount int `json:"forwarded_count"`
+
+		// IsVerified Whether the device backing up the key verified the device that the key
+		// is from.
+		IsVerified bool `json:"is_verified"`
+
+		// SessionData Algorithm-dependent data.  See the documentation for the backup
+		// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+		// expected format of the data.
+		SessionData map[string]interface{} `json:"session_data"`
+	} `json:"sessions"`
+}
+
+// PutRoomKeysByRoomIdParams defines parameters for PutRoomKeysByRoomId.
+type PutRoomKeysByRoomIdParams struct {
+	// Version The backup in which to store the keys. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// DeleteRoomKeyBySessionIdParams defines parameters for DeleteRoomKeyBySessionId.
+type DeleteRoomKeyBySessionIdParams struct {
+	// Version The backup from which to delete the key
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeyBySessionIdParams defines parameters for GetRoomKeyBySessionId.
+type GetRoomKeyBySessionIdParams struct {
+	// Version The backup from which to retrieve the key.
+	Version string `form:"version" json:"version"`
+}
+
+// PutRoomKeyBySessionIdJSONBody defines parameters for PutRoomKeyBySessionId.
+type PutRoomKeyBySessionIdJSONBody struct {
+	// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+	FirstMessageIndex int `json:"first_message_index"`
+
+	// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+	ForwardedCount int `json:"forwarded_count"`
+
+	// IsVerified Whether the device backing up the key verified the device that the key
+	// is from.
+	IsVerified bool `json:"is_verified"`
+
+	// SessionData Algorithm-dependent data.  See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	SessionData map[string]interface{} `json:"session_data"`
+}
+
+// PutRoomKeyBySessionIdParams defines parameters for PutRoomKeyBySessionId.
+type PutRoomKeyBySessionIdParams struct {
+	// Version The backup in which to store the key. Must be the current backup.
+	Version string `form:"version" json:"version"`
+}
+
+// GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm defines parameters for GetRoomKeysVersionCurrent.
+type GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm string
+
+// PostRoomKeysVersionJSONBody defines parameters for PostRoomKeysVersion.
+type PostRoomKeysVersionJSONBody struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm PostRoomKeysVersionJSONBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+}
+
+// PostRoomKeysVersionJSONBodyAlgorithm defines parameters for PostRoomKeysVersion.
+type PostRoomKeysVersionJSONBodyAlgorithm string
+
+// GetRoomKeysVersion200JSONResponseBodyAlgorithm defines parameters for GetRoomKeysVersion.
+type GetRoomKeysVersion200JSONResponseBodyAlgorithm string
+
+// PutRoomKeysVersionJSONBody defines parameters for PutRoomKeysVersion.
+type PutRoomKeysVersionJSONBody struct {
+	// Algorithm The algorithm used for storing backups.  Must be the same as
+	// the algorithm currently used by the backup.
+	Algorithm PutRoomKeysVersionJSONBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Version The backup version.  If present, must be the same as the
+	// version in the path parameter.
+	Version *string `json:"version,omitempty"`
+}
+
+// PutRoomKeysVersionJSONBodyAlgorithm defines parameters for PutRoomKeysVersion.
+type PutRoomKeysVersionJSONBodyAlgorithm string
+
+// SendToDeviceJSONBody defines parameters for SendToDevice.
+type SendToDeviceJSONBody struct {
+	// Messages The messages to send. A map from user ID, to a map from
+	// device ID to message body. The device ID may also be `*`,
+	// meaning all known devices for the user.
+	Messages map[string]map[string]map[string]interface{} `json:"messages"`
+}
+
+// SyncParams defines parameters for Sync.
+type SyncParams struct {
+	// Filter The ID of a filter created using the filter API or a filter JSON
+	// object encoded as a string. The server will detect whether it is
+	// an ID or a JSON object by whether the first character is a `"{"`
+	// open brace. Passing the JSON inline is best suited to one off
+	// requests. Creating a filter using the filter API is recommended for
+	// clients that reuse the same filter multiple times, for example in
+	// long poll requests.
+	//
+	// See [Filtering](/client-server-api/#filtering) for more information.
+	Filter *string `form:"filter,omitempty" json:"filter,omitempty"`
+
+	// Since A point in time to continue a sync from. This should be the
+	// `next_batch` token returned by an earlier call to this endpoint.
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// FullState Controls whether to include the full state for all rooms the user
+	// is a member of.
+	//
+	// If this is set to `true`, then all state events will be returned,
+	// even if `since` is non-empty. The timeline will still be limited
+	// by the `since` parameter. In this case, the `timeout` parameter
+	// will be ignored and the query will return immediately, possibly with
+	// an empty timeline.
+	//
+	// If `false`, and `since` is non-empty, only state which has
+	// changed since the point indicated by `since` will be returned.
+	//
+	// By default, this is `false`.
+	FullState *bool `form:"full_state,omitempty" json:"full_state,omitempty"`
+
+	// SetPresence Controls whether the client is automatically marked as online by
+	// polling this API. If this parameter is omitted then the client is
+	// automatically marked as online when it uses this API. Otherwise if
+	// the parameter is set to "offline" then the client is not marked as
+	// being online when it uses this API. When set to "unavailable", the
+	// client is marked as being idle.
+	SetPresence *SyncParamsSetPresence `form:"set_presence,omitempty" json:"set_presence,omitempty"`
+
+	// Timeout The maximum time to wait, in milliseconds, before returning this
+	// request. If no events (or other data) become available before this
+	// time elapses, the server will return a response with empty fields.
+	//
+	// By default, this is `0`, so the server will return immediately
+	// even if the response is empty.
+	Timeout *int `form:"timeout,omitempty" json:"timeout,omitempty"`
+
+	// UseStateAfter Controls whether to receive state changes between the previous sync
+	// and the **start** of the timeline, or between the previous sync and
+	// the **end** of the timeline.
+	//
+	// If this is set to `true`, servers MUST respond with the state
+	// between the previous sync and the **end** of the timeline in
+	// `state_after` and MUST omit `state`.
+	//
+	// If `false`, servers MUST respond with the state between the previous
+	// sync and the **start** of the timeline in `state` and MUST omit
+	// `state_after`.
+	//
+	// Servers MAY implement this parameter ahead of declaring support for
+	// the version of the spec in which it was introduced. Consequently,
+	// clients MAY set this parameter to `true` regardless of the
+	// [`/versions`](/client-server-api/#get_matrixclientversions) response.
+	// If they do, they can infer whether the server actually supports this
+	// parameter from the presence of `state_after` in the response. If
+	// `state_after` is missing, clients MUST behave as if they had not
+	// specified the parameter and update their local state with events
+	// in `state` and `timeline`.
+	//
+	// By default, this is `false`.
+	UseStateAfter *bool `form:"use_state_after,omitempty" json:"use_state_after,omitempty"`
+}
+
+// SyncParamsSetPresence defines parameters for Sync.
+type SyncParamsSetPresence string
+
+// SetAccountDataJSONBody defines parameters for SetAccountData.
+type SetAccountDataJSONBody = map[string]interface{}
+
+// SetAccountDataPerRoomJSONBody defines parameters for SetAccountDataPerRoom.
+type SetAccountDataPerRoomJSONBody = map[string]interface{}
+
+// SetAdminLockUserJSONRequestBody defines body for SetAdminLockUser for application/json ContentType.
+type SetAdminLockUserJSONRequestBody SetAdminLockUserJSONBody
+
+// SetAdminSuspendUserJSONRequestBody defines body for SetAdminSuspendUser for application/json ContentType.
+type SetAdminSuspendUserJSONRequestBody SetAdminSuspendUserJSONBody
+
+// GenerateLoginTokenJSONRequestBody defines body for GenerateLoginToken for application/json ContentType.
+type GenerateLoginTokenJSONRequestBody GenerateLoginTokenJSONBody
+
+// Post3PIDsJSONRequestBody defines body for Post3PIDs for application/json ContentType.
+//
+// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+type Post3PIDsJSONRequestBody Post3PIDsJSONBody
+
+// Add3PIDJSONRequestBody defines body for Add3PID for application/json ContentType.
+type Add3PIDJSONRequestBody Add3PIDJSONBody
+
+// Bind3PIDJSONRequestBody defines body for Bind3PID for application/json ContentType.
+type Bind3PIDJSONRequestBody Bind3PIDJSONBody
+
+// Delete3pidFromAccountJSONRequestBody defines body for Delete3pidFromAccount for application/json ContentType.
+type Delete3pidFromAccountJSONRequestBody Delete3pidFromAccountJSONBody
+
+// RequestTokenTo3PIDEmailJSONRequestBody defines body for RequestTokenTo3PIDEmail for application/json ContentType.
+type RequestTokenTo3PIDEmailJSONRequestBody RequestTokenTo3PIDEmailJSONBody
+
+// RequestTokenTo3PIDMSISDNJSONRequestBody defines body for RequestTokenTo3PIDMSISDN for application/json ContentType.
+type RequestTokenTo3PIDMSISDNJSONRequestBody RequestTokenTo3PIDMSISDNJSONBody
+
+// Unbind3pidFromAccountJSONRequestBody defines body for Unbind3pidFromAccount for application/json ContentType.
+type Unbind3pidFromAccountJSONRequestBody Unbind3pidFromAccountJSONBody
 
 // DeactivateAccountJSONRequestBody defines body for DeactivateAccount for application/json ContentType.
 type DeactivateAccountJSONRequestBody DeactivateAccountJSONBody
@@ -719,14 +1632,23 @@ type UpdateDeviceJSONRequestBody UpdateDeviceJSONBody
 // ClaimKeysJSONRequestBody defines body for ClaimKeys for application/json ContentType.
 type ClaimKeysJSONRequestBody ClaimKeysJSONBody
 
+// UploadCrossSigningKeysJSONRequestBody defines body for UploadCrossSigningKeys for application/json ContentType.
+type UploadCrossSigningKeysJSONRequestBody UploadCrossSigningKeysJSONBody
+
 // QueryKeysJSONRequestBody defines body for QueryKeys for application/json ContentType.
 type QueryKeysJSONRequestBody QueryKeysJSONBody
+
+// UploadCrossSigningSignaturesJSONRequestBody defines body for UploadCrossSigningSignatures for application/json ContentType.
+type UploadCrossSigningSignaturesJSONRequestBody UploadCrossSigningSignaturesJSONBody
 
 // UploadKeysJSONRequestBody defines body for UploadKeys for application/json ContentType.
 type UploadKeysJSONRequestBody UploadKeysJSONBody
 
 // LoginJSONRequestBody defines body for Login for application/json ContentType.
 type LoginJSONRequestBody LoginJSONBody
+
+// RefreshJSONRequestBody defines body for Refresh for application/json ContentType.
+type RefreshJSONRequestBody RefreshJSONBody
 
 // RegisterJSONRequestBody defines body for Register for application/json ContentType.
 type RegisterJSONRequestBody RegisterJSONBody
@@ -737,9 +1659,33 @@ type RequestTokenToRegisterEmailJSONRequestBody RequestTokenToRegisterEmailJSONB
 // RequestTokenToRegisterMSISDNJSONRequestBody defines body for RequestTokenToRegisterMSISDN for application/json ContentType.
 type RequestTokenToRegisterMSISDNJSONRequestBody RequestTokenToRegisterMSISDNJSONBody
 
+// PutRoomKeysJSONRequestBody defines body for PutRoomKeys for application/json ContentType.
+type PutRoomKeysJSONRequestBody PutRoomKeysJSONBody
+
+// PutRoomKeysByRoomIdJSONRequestBody defines body for PutRoomKeysByRoomId for application/json ContentType.
+type PutRoomKeysByRoomIdJSONRequestBody PutRoomKeysByRoomIdJSONBody
+
+// PutRoomKeyBySessionIdJSONRequestBody defines body for PutRoomKeyBySessionId for application/json ContentType.
+type PutRoomKeyBySessionIdJSONRequestBody PutRoomKeyBySessionIdJSONBody
+
+// PostRoomKeysVersionJSONRequestBody defines body for PostRoomKeysVersion for application/json ContentType.
+type PostRoomKeysVersionJSONRequestBody PostRoomKeysVersionJSONBody
+
+// PutRoomKeysVersionJSONRequestBody defines body for PutRoomKeysVersion for application/json ContentType.
+type PutRoomKeysVersionJSONRequestBody PutRoomKeysVersionJSONBody
+
+// SendToDeviceJSONRequestBody defines body for SendToDevice for application/json ContentType.
+type SendToDeviceJSONRequestBody SendToDeviceJSONBody
+
+// SetAccountDataJSONRequestBody defines body for SetAccountData for application/json ContentType.
+type SetAccountDataJSONRequestBody = SetAccountDataJSONBody
+
+// SetAccountDataPerRoomJSONRequestBody defines body for SetAccountDataPerRoom for application/json ContentType.
+type SetAccountDataPerRoomJSONRequestBody = SetAccountDataPerRoomJSONBody
+
 // Getter for additional properties for GetWellknown200JSONResponseBody. Returns the specified
 // element and whether it was found
-func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -747,9 +1693,9 @@ func (a GetWellknown200JSONResponseBody) Get(fieldName string) (value map[string
 }
 
 // Setter for additional properties for GetWellknown200JSONResponseBody
-func (a *GetWellknown200JSONResponseBody) Set(fieldName string, value map[string]interface{}) {
+func (a *GetWellknown200JSONResponseBody) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -779,9 +1725,9 @@ func (a *GetWellknown200JSONResponseBody) UnmarshalJSON(b []byte) error {
 	}
 
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -806,6 +1752,172 @@ func (a GetWellknown200JSONResponseBody) MarshalJSON() ([]byte, error) {
 		object["m.identity_server"], err = json.Marshal(a.MIdentityServer)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'm.identity_server': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for GenerateLoginTokenJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a GenerateLoginTokenJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for GenerateLoginTokenJSONBody_Auth
+func (a *GenerateLoginTokenJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for GenerateLoginTokenJSONBody_Auth to handle AdditionalProperties
+func (a *GenerateLoginTokenJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for GenerateLoginTokenJSONBody_Auth to handle AdditionalProperties
+func (a GenerateLoginTokenJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for Add3PIDJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a Add3PIDJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for Add3PIDJSONBody_Auth
+func (a *Add3PIDJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for Add3PIDJSONBody_Auth to handle AdditionalProperties
+func (a *Add3PIDJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for Add3PIDJSONBody_Auth to handle AdditionalProperties
+func (a Add3PIDJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
 		}
 	}
 
@@ -986,7 +2098,7 @@ func (a ChangePasswordJSONBody_Auth) MarshalJSON() ([]byte, error) {
 
 // Getter for additional properties for GetCapabilities200JSONResponseBody_Capabilities. Returns the specified
 // element and whether it was found
-func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -994,9 +2106,9 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) Get(fieldName string) (
 }
 
 // Setter for additional properties for GetCapabilities200JSONResponseBody_Capabilities
-func (a *GetCapabilities200JSONResponseBody_Capabilities) Set(fieldName string, value map[string]interface{}) {
+func (a *GetCapabilities200JSONResponseBody_Capabilities) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -1009,12 +2121,52 @@ func (a *GetCapabilities200JSONResponseBody_Capabilities) UnmarshalJSON(b []byte
 		return err
 	}
 
+	if raw, found := object["m.3pid_changes"]; found {
+		err = json.Unmarshal(raw, &a.M3pidChanges)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.3pid_changes': %w", err)
+		}
+		delete(object, "m.3pid_changes")
+	}
+
+	if raw, found := object["m.account_moderation"]; found {
+		err = json.Unmarshal(raw, &a.MAccountModeration)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.account_moderation': %w", err)
+		}
+		delete(object, "m.account_moderation")
+	}
+
 	if raw, found := object["m.change_password"]; found {
 		err = json.Unmarshal(raw, &a.MChangePassword)
 		if err != nil {
 			return fmt.Errorf("error reading 'm.change_password': %w", err)
 		}
 		delete(object, "m.change_password")
+	}
+
+	if raw, found := object["m.forget_forced_upon_leave"]; found {
+		err = json.Unmarshal(raw, &a.MForgetForcedUponLeave)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.forget_forced_upon_leave': %w", err)
+		}
+		delete(object, "m.forget_forced_upon_leave")
+	}
+
+	if raw, found := object["m.get_login_token"]; found {
+		err = json.Unmarshal(raw, &a.MGetLoginToken)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.get_login_token': %w", err)
+		}
+		delete(object, "m.get_login_token")
+	}
+
+	if raw, found := object["m.profile_fields"]; found {
+		err = json.Unmarshal(raw, &a.MProfileFields)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.profile_fields': %w", err)
+		}
+		delete(object, "m.profile_fields")
 	}
 
 	if raw, found := object["m.room_versions"]; found {
@@ -1025,10 +2177,26 @@ func (a *GetCapabilities200JSONResponseBody_Capabilities) UnmarshalJSON(b []byte
 		delete(object, "m.room_versions")
 	}
 
+	if raw, found := object["m.set_avatar_url"]; found {
+		err = json.Unmarshal(raw, &a.MSetAvatarUrl)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.set_avatar_url': %w", err)
+		}
+		delete(object, "m.set_avatar_url")
+	}
+
+	if raw, found := object["m.set_displayname"]; found {
+		err = json.Unmarshal(raw, &a.MSetDisplayname)
+		if err != nil {
+			return fmt.Errorf("error reading 'm.set_displayname': %w", err)
+		}
+		delete(object, "m.set_displayname")
+	}
+
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -1044,6 +2212,20 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) MarshalJSON() ([]byte, 
 	var err error
 	object := make(map[string]json.RawMessage)
 
+	if a.M3pidChanges != nil {
+		object["m.3pid_changes"], err = json.Marshal(a.M3pidChanges)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.3pid_changes': %w", err)
+		}
+	}
+
+	if a.MAccountModeration != nil {
+		object["m.account_moderation"], err = json.Marshal(a.MAccountModeration)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.account_moderation': %w", err)
+		}
+	}
+
 	if a.MChangePassword != nil {
 		object["m.change_password"], err = json.Marshal(a.MChangePassword)
 		if err != nil {
@@ -1051,10 +2233,45 @@ func (a GetCapabilities200JSONResponseBody_Capabilities) MarshalJSON() ([]byte, 
 		}
 	}
 
+	if a.MForgetForcedUponLeave != nil {
+		object["m.forget_forced_upon_leave"], err = json.Marshal(a.MForgetForcedUponLeave)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.forget_forced_upon_leave': %w", err)
+		}
+	}
+
+	if a.MGetLoginToken != nil {
+		object["m.get_login_token"], err = json.Marshal(a.MGetLoginToken)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.get_login_token': %w", err)
+		}
+	}
+
+	if a.MProfileFields != nil {
+		object["m.profile_fields"], err = json.Marshal(a.MProfileFields)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.profile_fields': %w", err)
+		}
+	}
+
 	if a.MRoomVersions != nil {
 		object["m.room_versions"], err = json.Marshal(a.MRoomVersions)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'm.room_versions': %w", err)
+		}
+	}
+
+	if a.MSetAvatarUrl != nil {
+		object["m.set_avatar_url"], err = json.Marshal(a.MSetAvatarUrl)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.set_avatar_url': %w", err)
+		}
+	}
+
+	if a.MSetDisplayname != nil {
+		object["m.set_displayname"], err = json.Marshal(a.MSetDisplayname)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'm.set_displayname': %w", err)
 		}
 	}
 
@@ -1233,6 +2450,89 @@ func (a DeleteDeviceJSONBody_Auth) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// Getter for additional properties for UploadCrossSigningKeysJSONBody_Auth. Returns the specified
+// element and whether it was found
+func (a UploadCrossSigningKeysJSONBody_Auth) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for UploadCrossSigningKeysJSONBody_Auth
+func (a *UploadCrossSigningKeysJSONBody_Auth) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for UploadCrossSigningKeysJSONBody_Auth to handle AdditionalProperties
+func (a *UploadCrossSigningKeysJSONBody_Auth) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["session"]; found {
+		err = json.Unmarshal(raw, &a.Session)
+		if err != nil {
+			return fmt.Errorf("error reading 'session': %w", err)
+		}
+		delete(object, "session")
+	}
+
+	if raw, found := object["type"]; found {
+		err = json.Unmarshal(raw, &a.Type)
+		if err != nil {
+			return fmt.Errorf("error reading 'type': %w", err)
+		}
+		delete(object, "type")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for UploadCrossSigningKeysJSONBody_Auth to handle AdditionalProperties
+func (a UploadCrossSigningKeysJSONBody_Auth) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Session != nil {
+		object["session"], err = json.Marshal(a.Session)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'session': %w", err)
+		}
+	}
+
+	if a.Type != nil {
+		object["type"], err = json.Marshal(a.Type)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'type': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for LoginJSONBody_Identifier. Returns the specified
 // element and whether it was found
 func (a LoginJSONBody_Identifier) Get(fieldName string) (value interface{}, found bool) {
@@ -1301,7 +2601,7 @@ func (a LoginJSONBody_Identifier) MarshalJSON() ([]byte, error) {
 
 // Getter for additional properties for Login200JSONResponseBody_WellKnown. Returns the specified
 // element and whether it was found
-func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value map[string]interface{}, found bool) {
+func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
@@ -1309,9 +2609,9 @@ func (a Login200JSONResponseBody_WellKnown) Get(fieldName string) (value map[str
 }
 
 // Setter for additional properties for Login200JSONResponseBody_WellKnown
-func (a *Login200JSONResponseBody_WellKnown) Set(fieldName string, value map[string]interface{}) {
+func (a *Login200JSONResponseBody_WellKnown) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
@@ -1341,9 +2641,9 @@ func (a *Login200JSONResponseBody_WellKnown) UnmarshalJSON(b []byte) error {
 	}
 
 	if len(object) != 0 {
-		a.AdditionalProperties = make(map[string]map[string]interface{})
+		a.AdditionalProperties = make(map[string]interface{})
 		for fieldName, fieldBuf := range object {
-			var fieldVal map[string]interface{}
+			var fieldVal interface{}
 			err := json.Unmarshal(fieldBuf, &fieldVal)
 			if err != nil {
 				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
@@ -1463,11 +2763,244 @@ func (a RegisterJSONBody_Auth) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// AsClaimKeys200JSONResponseBodyOneTimeKeys0 returns the union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimKeys200JSONResponseBodyOneTimeKeys0() (ClaimKeys200JSONResponseBodyOneTimeKeys0, error) {
+	var body ClaimKeys200JSONResponseBodyOneTimeKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimKeys200JSONResponseBodyOneTimeKeys0 overwrites any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimKeys200JSONResponseBodyOneTimeKeys0(v ClaimKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimKeys200JSONResponseBodyOneTimeKeys0 performs a merge with any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimKeys200JSONResponseBodyOneTimeKeys0(v ClaimKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsClaimKeys200JSONResponseBodyOneTimeKeys1 returns the union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimKeys200JSONResponseBodyOneTimeKeys1() (ClaimKeys200JSONResponseBodyOneTimeKeys1, error) {
+	var body ClaimKeys200JSONResponseBodyOneTimeKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimKeys200JSONResponseBodyOneTimeKeys1 overwrites any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimKeys200JSONResponseBodyOneTimeKeys1(v ClaimKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimKeys200JSONResponseBodyOneTimeKeys1 performs a merge with any union data inside the ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimKeys200JSONResponseBodyOneTimeKeys1(v ClaimKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsUploadKeysJSONBodyFallbackKeys0 returns the union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as a UploadKeysJSONBodyFallbackKeys0
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) AsUploadKeysJSONBodyFallbackKeys0() (UploadKeysJSONBodyFallbackKeys0, error) {
+	var body UploadKeysJSONBodyFallbackKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyFallbackKeys0 overwrites any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as the provided UploadKeysJSONBodyFallbackKeys0
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) FromUploadKeysJSONBodyFallbackKeys0(v UploadKeysJSONBodyFallbackKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyFallbackKeys0 performs a merge with any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties, using the provided UploadKeysJSONBodyFallbackKeys0
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MergeUploadKeysJSONBodyFallbackKeys0(v UploadKeysJSONBodyFallbackKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsUploadKeysJSONBodyFallbackKeys1 returns the union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as a UploadKeysJSONBodyFallbackKeys1
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) AsUploadKeysJSONBodyFallbackKeys1() (UploadKeysJSONBodyFallbackKeys1, error) {
+	var body UploadKeysJSONBodyFallbackKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyFallbackKeys1 overwrites any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties as the provided UploadKeysJSONBodyFallbackKeys1
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) FromUploadKeysJSONBodyFallbackKeys1(v UploadKeysJSONBodyFallbackKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyFallbackKeys1 performs a merge with any union data inside the UploadKeysJSONBody_FallbackKeys_AdditionalProperties, using the provided UploadKeysJSONBodyFallbackKeys1
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MergeUploadKeysJSONBodyFallbackKeys1(v UploadKeysJSONBodyFallbackKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t UploadKeysJSONBody_FallbackKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *UploadKeysJSONBody_FallbackKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsUploadKeysJSONBodyOneTimeKeys0 returns the union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as a UploadKeysJSONBodyOneTimeKeys0
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) AsUploadKeysJSONBodyOneTimeKeys0() (UploadKeysJSONBodyOneTimeKeys0, error) {
+	var body UploadKeysJSONBodyOneTimeKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyOneTimeKeys0 overwrites any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as the provided UploadKeysJSONBodyOneTimeKeys0
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) FromUploadKeysJSONBodyOneTimeKeys0(v UploadKeysJSONBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyOneTimeKeys0 performs a merge with any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties, using the provided UploadKeysJSONBodyOneTimeKeys0
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MergeUploadKeysJSONBodyOneTimeKeys0(v UploadKeysJSONBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsUploadKeysJSONBodyOneTimeKeys1 returns the union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as a UploadKeysJSONBodyOneTimeKeys1
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) AsUploadKeysJSONBodyOneTimeKeys1() (UploadKeysJSONBodyOneTimeKeys1, error) {
+	var body UploadKeysJSONBodyOneTimeKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromUploadKeysJSONBodyOneTimeKeys1 overwrites any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties as the provided UploadKeysJSONBodyOneTimeKeys1
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) FromUploadKeysJSONBodyOneTimeKeys1(v UploadKeysJSONBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeUploadKeysJSONBodyOneTimeKeys1 performs a merge with any union data inside the UploadKeysJSONBody_OneTimeKeys_AdditionalProperties, using the provided UploadKeysJSONBodyOneTimeKeys1
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MergeUploadKeysJSONBodyOneTimeKeys1(v UploadKeysJSONBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *UploadKeysJSONBody_OneTimeKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// GetWellknown Gets Matrix server discovery information about the domain.
 	// (GET /.well-known/matrix/client)
 	GetWellknown(ctx echo.Context) error
+	// GetAdminLockUser Gets information about the locked status of a particular user.
+	// (GET /_matrix/client/v1/admin/lock/{userId})
+	GetAdminLockUser(ctx echo.Context, userId string) error
+	// SetAdminLockUser Set the locked status of a particular user.
+	// (PUT /_matrix/client/v1/admin/lock/{userId})
+	SetAdminLockUser(ctx echo.Context, userId string) error
+	// GetAdminSuspendUser Gets information about the suspended status of a particular user.
+	// (GET /_matrix/client/v1/admin/suspend/{userId})
+	GetAdminSuspendUser(ctx echo.Context, userId string) error
+	// SetAdminSuspendUser Set the suspended status of a particular user.
+	// (PUT /_matrix/client/v1/admin/suspend/{userId})
+	SetAdminSuspendUser(ctx echo.Context, userId string) error
+	// GetAuthMetadata Get the OAuth 2.0 authorisation server metadata.
+	// (GET /_matrix/client/v1/auth_metadata)
+	GetAuthMetadata(ctx echo.Context) error
+	// GenerateLoginToken Optional endpoint to generate a single-use, time-limited, `m.login.token` token.
+	// (POST /_matrix/client/v1/login/get_token)
+	GenerateLoginToken(ctx echo.Context) error
+	// RegistrationTokenValidity Query if a given registration token is still valid.
+	// (GET /_matrix/client/v1/register/m.login.registration_token/validity)
+	RegistrationTokenValidity(ctx echo.Context, params RegistrationTokenValidityParams) error
+	// GetAccount3PIDs Gets a list of a user's third-party identifiers.
+	// (GET /_matrix/client/v3/account/3pid)
+	GetAccount3PIDs(ctx echo.Context) error
+	// Post3PIDs Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Post3PIDs(ctx echo.Context) error
+	// Add3PID Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid/add)
+	Add3PID(ctx echo.Context) error
+	// Bind3PID Binds a 3PID to the user's account through an Identity Service.
+	// (POST /_matrix/client/v3/account/3pid/bind)
+	Bind3PID(ctx echo.Context) error
+	// Delete3pidFromAccount Deletes a third-party identifier from the user's account
+	// (POST /_matrix/client/v3/account/3pid/delete)
+	Delete3pidFromAccount(ctx echo.Context) error
+	// RequestTokenTo3PIDEmail Begins the validation process for an email address for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/email/requestToken)
+	RequestTokenTo3PIDEmail(ctx echo.Context) error
+	// RequestTokenTo3PIDMSISDN Begins the validation process for a phone number for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/msisdn/requestToken)
+	RequestTokenTo3PIDMSISDN(ctx echo.Context) error
+	// Unbind3pidFromAccount Removes a user's third-party identifier from an identity server.
+	// (POST /_matrix/client/v3/account/3pid/unbind)
+	Unbind3pidFromAccount(ctx echo.Context) error
 	// DeactivateAccount Deactivate a user's account.
 	// (POST /_matrix/client/v3/account/deactivate)
 	DeactivateAccount(ctx echo.Context) error
@@ -1483,6 +3016,9 @@ type ServerInterface interface {
 	// GetTokenOwner Gets information about the owner of an access token.
 	// (GET /_matrix/client/v3/account/whoami)
 	GetTokenOwner(ctx echo.Context) error
+	// GetWhoIs Gets information about a particular user.
+	// (GET /_matrix/client/v3/admin/whois/{userId})
+	GetWhoIs(ctx echo.Context, userId string) error
 	// GetCapabilities Gets information about the server's capabilities.
 	// (GET /_matrix/client/v3/capabilities)
 	GetCapabilities(ctx echo.Context) error
@@ -1498,7 +3034,7 @@ type ServerInterface interface {
 	// GetDevice Get a single device
 	// (GET /_matrix/client/v3/devices/{deviceId})
 	GetDevice(ctx echo.Context, deviceId string) error
-	// UpdateDevice Update a device
+	// UpdateDevice Create or update a device
 	// (PUT /_matrix/client/v3/devices/{deviceId})
 	UpdateDevice(ctx echo.Context, deviceId string) error
 	// GetKeysChanges Query users with recent device key updates.
@@ -1507,9 +3043,15 @@ type ServerInterface interface {
 	// ClaimKeys Claim one-time encryption keys.
 	// (POST /_matrix/client/v3/keys/claim)
 	ClaimKeys(ctx echo.Context) error
+	// UploadCrossSigningKeys Upload cross-signing keys.
+	// (POST /_matrix/client/v3/keys/device_signing/upload)
+	UploadCrossSigningKeys(ctx echo.Context) error
 	// QueryKeys Download device identity keys.
 	// (POST /_matrix/client/v3/keys/query)
 	QueryKeys(ctx echo.Context) error
+	// UploadCrossSigningSignatures Upload cross-signing signatures.
+	// (POST /_matrix/client/v3/keys/signatures/upload)
+	UploadCrossSigningSignatures(ctx echo.Context) error
 	// UploadKeys Upload end-to-end encryption keys.
 	// (POST /_matrix/client/v3/keys/upload)
 	UploadKeys(ctx echo.Context) error
@@ -1525,6 +3067,9 @@ type ServerInterface interface {
 	// LogoutAll Invalidates all access tokens for a user
 	// (POST /_matrix/client/v3/logout/all)
 	LogoutAll(ctx echo.Context) error
+	// Refresh Refresh an access token
+	// (POST /_matrix/client/v3/refresh)
+	Refresh(ctx echo.Context) error
 	// Register Register for an account on this homeserver.
 	// (POST /_matrix/client/v3/register)
 	Register(ctx echo.Context, params RegisterParams) error
@@ -1537,6 +3082,66 @@ type ServerInterface interface {
 	// RequestTokenToRegisterMSISDN Requests a validation token be sent to the given phone number for the purpose of registering an account
 	// (POST /_matrix/client/v3/register/msisdn/requestToken)
 	RequestTokenToRegisterMSISDN(ctx echo.Context) error
+	// DeleteRoomKeys Delete the keys from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys)
+	DeleteRoomKeys(ctx echo.Context, params DeleteRoomKeysParams) error
+	// GetRoomKeys Retrieve the keys from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys)
+	GetRoomKeys(ctx echo.Context, params GetRoomKeysParams) error
+	// PutRoomKeys Store several keys in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys)
+	PutRoomKeys(ctx echo.Context, params PutRoomKeysParams) error
+	// DeleteRoomKeysByRoomId Delete the keys from the backup for a given room.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId})
+	DeleteRoomKeysByRoomId(ctx echo.Context, roomId string, params DeleteRoomKeysByRoomIdParams) error
+	// GetRoomKeysByRoomId Retrieve the keys from the backup for a given room.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId})
+	GetRoomKeysByRoomId(ctx echo.Context, roomId string, params GetRoomKeysByRoomIdParams) error
+	// PutRoomKeysByRoomId Store several keys in the backup for a given room.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId})
+	PutRoomKeysByRoomId(ctx echo.Context, roomId string, params PutRoomKeysByRoomIdParams) error
+	// DeleteRoomKeyBySessionId Delete a key from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	DeleteRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params DeleteRoomKeyBySessionIdParams) error
+	// GetRoomKeyBySessionId Retrieve a key from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	GetRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params GetRoomKeyBySessionIdParams) error
+	// PutRoomKeyBySessionId Store a key in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	PutRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params PutRoomKeyBySessionIdParams) error
+	// GetRoomKeysVersionCurrent Get information about the latest backup version.
+	// (GET /_matrix/client/v3/room_keys/version)
+	GetRoomKeysVersionCurrent(ctx echo.Context) error
+	// PostRoomKeysVersion Create a new backup.
+	// (POST /_matrix/client/v3/room_keys/version)
+	PostRoomKeysVersion(ctx echo.Context) error
+	// DeleteRoomKeysVersion Delete an existing key backup.
+	// (DELETE /_matrix/client/v3/room_keys/version/{version})
+	DeleteRoomKeysVersion(ctx echo.Context, version string) error
+	// GetRoomKeysVersion Get information about an existing backup.
+	// (GET /_matrix/client/v3/room_keys/version/{version})
+	GetRoomKeysVersion(ctx echo.Context, version string) error
+	// PutRoomKeysVersion Update information about an existing backup.
+	// (PUT /_matrix/client/v3/room_keys/version/{version})
+	PutRoomKeysVersion(ctx echo.Context, version string) error
+	// SendToDevice Send an event to a given set of devices.
+	// (PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId})
+	SendToDevice(ctx echo.Context, eventType string, txnId string) error
+	// Sync Synchronise the client's state and receive new messages.
+	// (GET /_matrix/client/v3/sync)
+	Sync(ctx echo.Context, params SyncParams) error
+	// GetAccountData Get some account data for the user.
+	// (GET /_matrix/client/v3/user/{userId}/account_data/{type})
+	GetAccountData(ctx echo.Context, userId string, pType string) error
+	// SetAccountData Set some account data for the user.
+	// (PUT /_matrix/client/v3/user/{userId}/account_data/{type})
+	SetAccountData(ctx echo.Context, userId string, pType string) error
+	// GetAccountDataPerRoom Get some account data for the user that is specific to a room.
+	// (GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	GetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error
+	// SetAccountDataPerRoom Set some account data for the user that is specific to a room.
+	// (PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	SetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error
 	// GetVersions Gets the versions of the specification supported by the server.
 	// (GET /_matrix/client/versions)
 	GetVersions(ctx echo.Context) error
@@ -1553,6 +3158,178 @@ func (w *ServerInterfaceWrapper) GetWellknown(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetWellknown(ctx)
+	return err
+}
+
+// GetAdminLockUser converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAdminLockUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAdminLockUser(ctx, userId)
+	return err
+}
+
+// SetAdminLockUser converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAdminLockUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAdminLockUser(ctx, userId)
+	return err
+}
+
+// GetAdminSuspendUser converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAdminSuspendUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAdminSuspendUser(ctx, userId)
+	return err
+}
+
+// SetAdminSuspendUser converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAdminSuspendUser(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "mx-user-id", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAdminSuspendUser(ctx, userId)
+	return err
+}
+
+// GetAuthMetadata converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAuthMetadata(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAuthMetadata(ctx)
+	return err
+}
+
+// GenerateLoginToken converts echo context to params.
+func (w *ServerInterfaceWrapper) GenerateLoginToken(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GenerateLoginToken(ctx)
+	return err
+}
+
+// RegistrationTokenValidity converts echo context to params.
+func (w *ServerInterfaceWrapper) RegistrationTokenValidity(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RegistrationTokenValidityParams
+	// ------------- Required query parameter "token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "token", ctx.QueryParams(), &params.Token, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter token: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RegistrationTokenValidity(ctx, params)
+	return err
+}
+
+// GetAccount3PIDs converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccount3PIDs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccount3PIDs(ctx)
+	return err
+}
+
+// Post3PIDs converts echo context to params.
+func (w *ServerInterfaceWrapper) Post3PIDs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Post3PIDs(ctx)
+	return err
+}
+
+// Add3PID converts echo context to params.
+func (w *ServerInterfaceWrapper) Add3PID(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Add3PID(ctx)
+	return err
+}
+
+// Bind3PID converts echo context to params.
+func (w *ServerInterfaceWrapper) Bind3PID(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Bind3PID(ctx)
+	return err
+}
+
+// Delete3pidFromAccount converts echo context to params.
+func (w *ServerInterfaceWrapper) Delete3pidFromAccount(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Delete3pidFromAccount(ctx)
+	return err
+}
+
+// RequestTokenTo3PIDEmail converts echo context to params.
+func (w *ServerInterfaceWrapper) RequestTokenTo3PIDEmail(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RequestTokenTo3PIDEmail(ctx)
+	return err
+}
+
+// RequestTokenTo3PIDMSISDN converts echo context to params.
+func (w *ServerInterfaceWrapper) RequestTokenTo3PIDMSISDN(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RequestTokenTo3PIDMSISDN(ctx)
+	return err
+}
+
+// Unbind3pidFromAccount converts echo context to params.
+func (w *ServerInterfaceWrapper) Unbind3pidFromAccount(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Unbind3pidFromAccount(ctx)
 	return err
 }
 
@@ -1598,6 +3375,22 @@ func (w *ServerInterfaceWrapper) GetTokenOwner(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetTokenOwner(ctx)
+	return err
+}
+
+// GetWhoIs converts echo context to params.
+func (w *ServerInterfaceWrapper) GetWhoIs(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetWhoIs(ctx, userId)
 	return err
 }
 
@@ -1710,12 +3503,30 @@ func (w *ServerInterfaceWrapper) ClaimKeys(ctx echo.Context) error {
 	return err
 }
 
+// UploadCrossSigningKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) UploadCrossSigningKeys(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UploadCrossSigningKeys(ctx)
+	return err
+}
+
 // QueryKeys converts echo context to params.
 func (w *ServerInterfaceWrapper) QueryKeys(ctx echo.Context) error {
 	var err error
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.QueryKeys(ctx)
+	return err
+}
+
+// UploadCrossSigningSignatures converts echo context to params.
+func (w *ServerInterfaceWrapper) UploadCrossSigningSignatures(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UploadCrossSigningSignatures(ctx)
 	return err
 }
 
@@ -1761,6 +3572,15 @@ func (w *ServerInterfaceWrapper) LogoutAll(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.LogoutAll(ctx)
+	return err
+}
+
+// Refresh converts echo context to params.
+func (w *ServerInterfaceWrapper) Refresh(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Refresh(ctx)
 	return err
 }
 
@@ -1815,6 +3635,489 @@ func (w *ServerInterfaceWrapper) RequestTokenToRegisterMSISDN(ctx echo.Context) 
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.RequestTokenToRegisterMSISDN(ctx)
+	return err
+}
+
+// DeleteRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeys(ctx, params)
+	return err
+}
+
+// GetRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeys(ctx, params)
+	return err
+}
+
+// PutRoomKeys converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeys(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeysParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeys(ctx, params)
+	return err
+}
+
+// DeleteRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// GetRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// PutRoomKeysByRoomId converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeysByRoomId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeysByRoomIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeysByRoomId(ctx, roomId, params)
+	return err
+}
+
+// DeleteRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// GetRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// PutRoomKeyBySessionId converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeyBySessionId(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "sessionId" -------------
+	var sessionId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sessionId", ctx.Param("sessionId"), &sessionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sessionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRoomKeyBySessionIdParams
+	// ------------- Required query parameter "version" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "version", ctx.QueryParams(), &params.Version, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeyBySessionId(ctx, roomId, sessionId, params)
+	return err
+}
+
+// GetRoomKeysVersionCurrent converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysVersionCurrent(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysVersionCurrent(ctx)
+	return err
+}
+
+// PostRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) PostRoomKeysVersion(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PostRoomKeysVersion(ctx)
+	return err
+}
+
+// DeleteRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteRoomKeysVersion(ctx, version)
+	return err
+}
+
+// GetRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRoomKeysVersion(ctx, version)
+	return err
+}
+
+// PutRoomKeysVersion converts echo context to params.
+func (w *ServerInterfaceWrapper) PutRoomKeysVersion(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutRoomKeysVersion(ctx, version)
+	return err
+}
+
+// SendToDevice converts echo context to params.
+func (w *ServerInterfaceWrapper) SendToDevice(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "eventType" -------------
+	var eventType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "eventType", ctx.Param("eventType"), &eventType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter eventType: %s", err))
+	}
+
+	// ------------- Path parameter "txnId" -------------
+	var txnId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "txnId", ctx.Param("txnId"), &txnId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter txnId: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SendToDevice(ctx, eventType, txnId)
+	return err
+}
+
+// Sync converts echo context to params.
+func (w *ServerInterfaceWrapper) Sync(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params SyncParams
+	// ------------- Optional query parameter "filter" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "filter", ctx.QueryParams(), &params.Filter, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter filter: %s", err))
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", ctx.QueryParams(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter since: %s", err))
+	}
+
+	// ------------- Optional query parameter "full_state" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "full_state", ctx.QueryParams(), &params.FullState, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter full_state: %s", err))
+	}
+
+	// ------------- Optional query parameter "set_presence" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "set_presence", ctx.QueryParams(), &params.SetPresence, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter set_presence: %s", err))
+	}
+
+	// ------------- Optional query parameter "timeout" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "timeout", ctx.QueryParams(), &params.Timeout, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter timeout: %s", err))
+	}
+
+	// ------------- Optional query parameter "use_state_after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "use_state_after", ctx.QueryParams(), &params.UseStateAfter, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter use_state_after: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Sync(ctx, params)
+	return err
+}
+
+// GetAccountData converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccountData(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccountData(ctx, userId, pType)
+	return err
+}
+
+// SetAccountData converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAccountData(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAccountData(ctx, userId, pType)
+	return err
+}
+
+// GetAccountDataPerRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAccountDataPerRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAccountDataPerRoom(ctx, userId, roomId, pType)
+	return err
+}
+
+// SetAccountDataPerRoom converts echo context to params.
+func (w *ServerInterfaceWrapper) SetAccountDataPerRoom(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "userId" -------------
+	var userId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "userId", ctx.Param("userId"), &userId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter userId: %s", err))
+	}
+
+	// ------------- Path parameter "roomId" -------------
+	var roomId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "roomId", ctx.Param("roomId"), &roomId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter roomId: %s", err))
+	}
+
+	// ------------- Path parameter "type" -------------
+	var pType string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "type", ctx.Param("type"), &pType, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter type: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetAccountDataPerRoom(ctx, userId, roomId, pType)
 	return err
 }
 
@@ -1875,11 +4178,27 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.GET(options.BaseURL+"/.well-known/matrix/client", wrapper.GetWellknown, options.OperationMiddlewares["getWellknown"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/admin/lock/:userId", wrapper.GetAdminLockUser, options.OperationMiddlewares["getAdminLockUser"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v1/admin/lock/:userId", wrapper.SetAdminLockUser, options.OperationMiddlewares["setAdminLockUser"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/admin/suspend/:userId", wrapper.GetAdminSuspendUser, options.OperationMiddlewares["getAdminSuspendUser"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v1/admin/suspend/:userId", wrapper.SetAdminSuspendUser, options.OperationMiddlewares["setAdminSuspendUser"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/auth_metadata", wrapper.GetAuthMetadata, options.OperationMiddlewares["getAuthMetadata"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v1/login/get_token", wrapper.GenerateLoginToken, options.OperationMiddlewares["generateLoginToken"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v1/register/m.login.registration_token/validity", wrapper.RegistrationTokenValidity, options.OperationMiddlewares["registrationTokenValidity"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/account/3pid", wrapper.GetAccount3PIDs, options.OperationMiddlewares["getAccount3PIDs"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid", wrapper.Post3PIDs, options.OperationMiddlewares["post3PIDs"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/add", wrapper.Add3PID, options.OperationMiddlewares["add3PID"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/bind", wrapper.Bind3PID, options.OperationMiddlewares["bind3PID"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/delete", wrapper.Delete3pidFromAccount, options.OperationMiddlewares["delete3pidFromAccount"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/email/requestToken", wrapper.RequestTokenTo3PIDEmail, options.OperationMiddlewares["requestTokenTo3PIDEmail"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/msisdn/requestToken", wrapper.RequestTokenTo3PIDMSISDN, options.OperationMiddlewares["requestTokenTo3PIDMSISDN"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/account/3pid/unbind", wrapper.Unbind3pidFromAccount, options.OperationMiddlewares["unbind3pidFromAccount"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/deactivate", wrapper.DeactivateAccount, options.OperationMiddlewares["deactivateAccount"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password", wrapper.ChangePassword, options.OperationMiddlewares["changePassword"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password/email/requestToken", wrapper.RequestTokenToResetPasswordEmail, options.OperationMiddlewares["requestTokenToResetPasswordEmail"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/account/password/msisdn/requestToken", wrapper.RequestTokenToResetPasswordMSISDN, options.OperationMiddlewares["requestTokenToResetPasswordMSISDN"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/account/whoami", wrapper.GetTokenOwner, options.OperationMiddlewares["getTokenOwner"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/admin/whois/:userId", wrapper.GetWhoIs, options.OperationMiddlewares["getWhoIs"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/capabilities", wrapper.GetCapabilities, options.OperationMiddlewares["getCapabilities"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/delete_devices", wrapper.DeleteDevices, options.OperationMiddlewares["deleteDevices"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/devices", wrapper.GetDevices, options.OperationMiddlewares["getDevices"]...)
@@ -1888,16 +4207,39 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/_matrix/client/v3/devices/:deviceId", wrapper.UpdateDevice, options.OperationMiddlewares["updateDevice"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/keys/changes", wrapper.GetKeysChanges, options.OperationMiddlewares["getKeysChanges"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/claim", wrapper.ClaimKeys, options.OperationMiddlewares["claimKeys"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/keys/device_signing/upload", wrapper.UploadCrossSigningKeys, options.OperationMiddlewares["uploadCrossSigningKeys"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/query", wrapper.QueryKeys, options.OperationMiddlewares["queryKeys"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/keys/signatures/upload", wrapper.UploadCrossSigningSignatures, options.OperationMiddlewares["uploadCrossSigningSignatures"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/upload", wrapper.UploadKeys, options.OperationMiddlewares["uploadKeys"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/login", wrapper.GetLoginFlows, options.OperationMiddlewares["getLoginFlows"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/login", wrapper.Login, options.OperationMiddlewares["login"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout", wrapper.Logout, options.OperationMiddlewares["logout"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout/all", wrapper.LogoutAll, options.OperationMiddlewares["logout_all"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register", wrapper.Register, options.OperationMiddlewares["register"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/register/available", wrapper.CheckUsernameAvailability, options.OperationMiddlewares["checkUsernameAvailability"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register/email/requestToken", wrapper.RequestTokenToRegisterEmail, options.OperationMiddlewares["requestTokenToRegisterEmail"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/register/msisdn/requestToken", wrapper.RequestTokenToRegisterMSISDN, options.OperationMiddlewares["requestTokenToRegisterMSISDN"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.DeleteRoomKeys, options.OperationMiddlewares["deleteRoomKeys"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.GetRoomKeys, options.OperationMiddlewares["getRoomKeys"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys", wrapper.PutRoomKeys, options.OperationMiddlewares["putRoomKeys"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.DeleteRoomKeysByRoomId, options.OperationMiddlewares["deleteRoomKeysByRoomId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.GetRoomKeysByRoomId, options.OperationMiddlewares["getRoomKeysByRoomId"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId", wrapper.PutRoomKeysByRoomId, options.OperationMiddlewares["putRoomKeysByRoomId"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.DeleteRoomKeyBySessionId, options.OperationMiddlewares["deleteRoomKeyBySessionId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.GetRoomKeyBySessionId, options.OperationMiddlewares["getRoomKeyBySessionId"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/keys/:roomId/:sessionId", wrapper.PutRoomKeyBySessionId, options.OperationMiddlewares["putRoomKeyBySessionId"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/version", wrapper.GetRoomKeysVersionCurrent, options.OperationMiddlewares["getRoomKeysVersionCurrent"]...)
+	router.POST(options.BaseURL+"/_matrix/client/v3/room_keys/version", wrapper.PostRoomKeysVersion, options.OperationMiddlewares["postRoomKeysVersion"]...)
+	router.DELETE(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.DeleteRoomKeysVersion, options.OperationMiddlewares["deleteRoomKeysVersion"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.GetRoomKeysVersion, options.OperationMiddlewares["getRoomKeysVersion"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/room_keys/version/:version", wrapper.PutRoomKeysVersion, options.OperationMiddlewares["putRoomKeysVersion"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/sendToDevice/:eventType/:txnId", wrapper.SendToDevice, options.OperationMiddlewares["sendToDevice"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/sync", wrapper.Sync, options.OperationMiddlewares["sync"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/user/:userId/account_data/:type", wrapper.GetAccountData, options.OperationMiddlewares["getAccountData"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/user/:userId/account_data/:type", wrapper.SetAccountData, options.OperationMiddlewares["setAccountData"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/user/:userId/rooms/:roomId/account_data/:type", wrapper.GetAccountDataPerRoom, options.OperationMiddlewares["getAccountDataPerRoom"]...)
+	router.PUT(options.BaseURL+"/_matrix/client/v3/user/:userId/rooms/:roomId/account_data/:type", wrapper.SetAccountDataPerRoom, options.OperationMiddlewares["setAccountDataPerRoom"]...)
 	router.GET(options.BaseURL+"/_matrix/client/versions", wrapper.GetVersions, options.OperationMiddlewares["getVersions"]...)
 
 }
@@ -1931,6 +4273,1090 @@ func (response GetWellknown404Response) VisitGetWellknownResponse(w http.Respons
 	return nil
 }
 
+type GetAdminLockUserRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetAdminLockUserResponseObject interface {
+	VisitGetAdminLockUserResponse(w http.ResponseWriter) error
+}
+
+type GetAdminLockUser200JSONResponse struct {
+	// Locked Whether the target account is locked.
+	Locked bool `json:"locked"`
+}
+
+func (response GetAdminLockUser200JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser400JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser403JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminLockUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminLockUser404JSONResponse) VisitGetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUserRequestObject struct {
+	UserId string `json:"userId"`
+	Body   *SetAdminLockUserJSONRequestBody
+}
+
+type SetAdminLockUserResponseObject interface {
+	VisitSetAdminLockUserResponse(w http.ResponseWriter) error
+}
+
+type SetAdminLockUser200JSONResponse struct {
+	// Locked Whether the target account is locked.
+	Locked bool `json:"locked"`
+}
+
+func (response SetAdminLockUser200JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser400JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser403JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminLockUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminLockUser404JSONResponse) VisitSetAdminLockUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUserRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetAdminSuspendUserResponseObject interface {
+	VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error
+}
+
+type GetAdminSuspendUser200JSONResponse struct {
+	// Suspended Whether the target account is suspended.
+	Suspended bool `json:"suspended"`
+}
+
+func (response GetAdminSuspendUser200JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser400JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser403JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAdminSuspendUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAdminSuspendUser404JSONResponse) VisitGetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUserRequestObject struct {
+	UserId string `json:"userId"`
+	Body   *SetAdminSuspendUserJSONRequestBody
+}
+
+type SetAdminSuspendUserResponseObject interface {
+	VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error
+}
+
+type SetAdminSuspendUser200JSONResponse struct {
+	// Suspended Whether the target account is suspended.
+	Suspended bool `json:"suspended"`
+}
+
+func (response SetAdminSuspendUser200JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser400JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser403JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAdminSuspendUser404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAdminSuspendUser404JSONResponse) VisitSetAdminSuspendUserResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuthMetadataRequestObject struct {
+}
+
+type GetAuthMetadataResponseObject interface {
+	VisitGetAuthMetadataResponse(w http.ResponseWriter) error
+}
+
+type GetAuthMetadata200JSONResponse struct {
+	// AccountManagementActionsSupported List of actions that the account management URL supports.
+	//
+	// This is an extension [defined in this specification](/client-server-api/#oauth-20-account-management).
+	AccountManagementActionsSupported *[]GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported `json:"account_management_actions_supported,omitempty"`
+
+	// AccountManagementUri The URL where the user is able to access the account management capabilities
+	// of the homeserver.
+	//
+	// This is an extension [defined in this specification](/client-server-api/#oauth-20-account-management).
+	AccountManagementUri *string `json:"account_management_uri,omitempty"`
+
+	// AuthorizationEndpoint URL of the authorisation endpoint, necessary to use the authorisation code
+	// grant.
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+
+	// CodeChallengeMethodsSupported List of OAuth 2.0 Proof Key for Code Exchange (PKCE) code challenge methods
+	// that the server supports at the authorisation endpoint.
+	//
+	// This array MUST contain at least the `S256` value, for improved security in
+	// the authorisation code grant.
+	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+
+	// DeviceAuthorizationEndpoint URL of the device authorisation endpoint, as defined in
+	// [RFC 8628](https://datatracker.ietf.org/doc/html/rfc8628), necessary to use
+	// the [device authorisation grant](/client-server-api/#device-authorisation-grant).
+	DeviceAuthorizationEndpoint *string `json:"device_authorization_endpoint,omitempty"`
+
+	// GrantTypesSupported List of OAuth 2.0 grant type strings that the server supports at the token
+	// endpoint.
+	//
+	// This array MUST contain at least the `authorization_code` and `refresh_token`
+	// values, for clients to be able to use the authorisation code grant and refresh
+	// token grant, respectively.
+	//
+	// {{% added-in v="1.18" %}} It MAY also contain
+	// `urn:ietf:params:oauth:grant-type:device_code` to indicate support for the
+	// [device authorisation grant](/client-server-api/#device-authorisation-grant).
+	GrantTypesSupported []string `json:"grant_types_supported"`
+
+	// Issuer The authorisation server's issuer identifier, which is a URL that uses the
+	// `https` scheme and has no query or fragment components.
+	//
+	// This is not used in the context of the Matrix specification, but is required
+	// by [RFC 8414](https://datatracker.ietf.org/doc/html/rfc8414).
+	Issuer string `json:"issuer"`
+
+	// PromptValuesSupported List of OpenID Connect prompt values that the server supports at the
+	// authorisation endpoint.
+	//
+	// Only the `create` value defined in [Initiating User Registration via OpenID
+	// Connect](https://openid.net/specs/openid-connect-prompt-create-1_0.html) is
+	// supported, for a client to signal to the server that the user desires to
+	// register a new account.
+	PromptValuesSupported *[]string `json:"prompt_values_supported,omitempty"`
+
+	// RegistrationEndpoint URL of the client registration endpoint, necessary to perform dynamic
+	// registration of a client.
+	RegistrationEndpoint string `json:"registration_endpoint"`
+
+	// ResponseModesSupported List of OAuth 2.0 response mode strings that the server supports at the
+	// authorisation endpoint.
+	//
+	// This array MUST contain at least the `query` and `fragment` values, for
+	// improved security in the authorisation code grant.
+	ResponseModesSupported []string `json:"response_modes_supported"`
+
+	// ResponseTypesSupported List of OAuth 2.0 response type strings that the server supports at the
+	// authorisation endpoint.
+	//
+	// This array MUST contain at least the `code` value, for clients to be able to
+	// use the authorisation code grant.
+	ResponseTypesSupported []string `json:"response_types_supported"`
+
+	// RevocationEndpoint URL of the revocation endpoint, necessary to log out a client by invalidating
+	// its access and refresh tokens.
+	RevocationEndpoint string `json:"revocation_endpoint"`
+
+	// TokenEndpoint URL of the token endpoint, used by the grants.
+	TokenEndpoint string `json:"token_endpoint"`
+}
+
+func (response GetAuthMetadata200JSONResponse) VisitGetAuthMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAuthMetadata404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAuthMetadata404JSONResponse) VisitGetAuthMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginTokenRequestObject struct {
+	Body *GenerateLoginTokenJSONRequestBody
+}
+
+type GenerateLoginTokenResponseObject interface {
+	VisitGenerateLoginTokenResponse(w http.ResponseWriter) error
+}
+
+type GenerateLoginToken200JSONResponse struct {
+	// ExpiresInMs The time remaining in milliseconds until the homeserver will no longer accept the token. `120000`
+	// (2 minutes) is recommended as a default.
+	ExpiresInMs int `json:"expires_in_ms"`
+
+	// LoginToken The login token for the `m.login.token` login flow.
+	LoginToken string `json:"login_token"`
+}
+
+func (response GenerateLoginToken200JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GenerateLoginToken400JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken401JSONResponse struct {
+	// Completed A list of the stages the client has completed successfully
+	Completed *[]string `json:"completed,omitempty"`
+
+	// Flows A list of the login flows supported by the server for this API.
+	Flows []struct {
+		// Stages The login type of each of the stages required to complete this
+		// authentication flow
+		Stages []string `json:"stages"`
+	} `json:"flows"`
+
+	// Params Contains any information that the client will need to know in order to
+	// use a given type of authentication. For each login type presented,
+	// that type may be present as a key in this dictionary. For example, the
+	// public part of an OAuth client ID could be given here.
+	Params *map[string]map[string]interface{} `json:"params,omitempty"`
+
+	// Session This is a session identifier that the client must pass back to the home
+	// server, if one is provided, in subsequent attempts to authenticate in the
+	// same API call.
+	Session *string `json:"session,omitempty"`
+}
+
+func (response GenerateLoginToken401JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GenerateLoginToken429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GenerateLoginToken429JSONResponse) VisitGenerateLoginTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidityRequestObject struct {
+	Params RegistrationTokenValidityParams
+}
+
+type RegistrationTokenValidityResponseObject interface {
+	VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error
+}
+
+type RegistrationTokenValidity200JSONResponse struct {
+	// Valid True if the token is still valid, false otherwise. This should
+	// additionally be false if the token is not a recognised token by
+	// the server.
+	Valid bool `json:"valid"`
+}
+
+func (response RegistrationTokenValidity200JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidity403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RegistrationTokenValidity403JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RegistrationTokenValidity429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response RegistrationTokenValidity429JSONResponse) VisitRegistrationTokenValidityResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccount3PIDsRequestObject struct {
+}
+
+type GetAccount3PIDsResponseObject interface {
+	VisitGetAccount3PIDsResponse(w http.ResponseWriter) error
+}
+
+type GetAccount3PIDs200JSONResponse struct {
+	Threepids *[]struct {
+		// AddedAt The timestamp, in milliseconds, when the homeserver associated the third-party identifier with the user.
+		AddedAt int64 `json:"added_at"`
+
+		// Address The third-party identifier address.
+		Address string `json:"address"`
+
+		// Medium The medium of the third-party identifier.
+		Medium GetAccount3PIDs200JSONResponseBodyThreepidsMedium `json:"medium"`
+
+		// ValidatedAt The timestamp, in milliseconds, when the identifier was
+		// validated by the identity server.
+		ValidatedAt int64 `json:"validated_at"`
+	} `json:"threepids,omitempty"`
+}
+
+func (response GetAccount3PIDs200JSONResponse) VisitGetAccount3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Post3PIDsRequestObject struct {
+	Body *Post3PIDsJSONRequestBody
+}
+
+type Post3PIDsResponseObject interface {
+	VisitPost3PIDsResponse(w http.ResponseWriter) error
+}
+
+type Post3PIDs200JSONResponse struct {
+	// SubmitUrl An optional field containing a URL where the client must
+	// submit the validation token to, with identical parameters
+	// to the Identity Service API's `POST
+	// /validate/email/submitToken` endpoint (without the requirement
+	// for an access token). The homeserver must send this token to the
+	// user (if applicable), who should then be prompted to provide it
+	// to the client.
+	//
+	// If this field is not present, the client can assume that
+	// verification will happen without the client's involvement
+	// provided the homeserver advertises this specification version
+	// in the `/versions` response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response Post3PIDs200JSONResponse) VisitPost3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Post3PIDs403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response Post3PIDs403JSONResponse) VisitPost3PIDsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PIDRequestObject struct {
+	Body *Add3PIDJSONRequestBody
+}
+
+type Add3PIDResponseObject interface {
+	VisitAdd3PIDResponse(w http.ResponseWriter) error
+}
+
+type Add3PID200JSONResponse map[string]interface{}
+
+func (response Add3PID200JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PID401JSONResponse struct {
+	// Completed A list of the stages the client has completed successfully
+	Completed *[]string `json:"completed,omitempty"`
+
+	// Flows A list of the login flows supported by the server for this API.
+	Flows []struct {
+		// Stages The login type of each of the stages required to complete this
+		// authentication flow
+		Stages []string `json:"stages"`
+	} `json:"flows"`
+
+	// Params Contains any information that the client will need to know in order to
+	// use a given type of authentication. For each login type presented,
+	// that type may be present as a key in this dictionary. For example, the
+	// public part of an OAuth client ID could be given here.
+	Params *map[string]map[string]interface{} `json:"params,omitempty"`
+
+	// Session This is a session identifier that the client must pass back to the home
+	// server, if one is provided, in subsequent attempts to authenticate in the
+	// same API call.
+	Session *string `json:"session,omitempty"`
+}
+
+func (response Add3PID401JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Add3PID429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Add3PID429JSONResponse) VisitAdd3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Bind3PIDRequestObject struct {
+	Body *Bind3PIDJSONRequestBody
+}
+
+type Bind3PIDResponseObject interface {
+	VisitBind3PIDResponse(w http.ResponseWriter) error
+}
+
+type Bind3PID200JSONResponse map[string]interface{}
+
+func (response Bind3PID200JSONResponse) VisitBind3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Bind3PID429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Bind3PID429JSONResponse) VisitBind3PIDResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Delete3pidFromAccountRequestObject struct {
+	Body *Delete3pidFromAccountJSONRequestBody
+}
+
+type Delete3pidFromAccountResponseObject interface {
+	VisitDelete3pidFromAccountResponse(w http.ResponseWriter) error
+}
+
+type Delete3pidFromAccount200JSONResponse struct {
+	// IdServerUnbindResult An indicator as to whether or not the homeserver was able to unbind
+	// the 3PID from the identity server. `success` indicates that the
+	// identity server has unbound the identifier whereas `no-support`
+	// indicates that the identity server refuses to support the request
+	// or the homeserver was not able to determine an identity server to
+	// unbind from.
+	IdServerUnbindResult Delete3pidFromAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
+}
+
+func (response Delete3pidFromAccount200JSONResponse) VisitDelete3pidFromAccountResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmailRequestObject struct {
+	Body *RequestTokenTo3PIDEmailJSONRequestBody
+}
+
+type RequestTokenTo3PIDEmailResponseObject interface {
+	VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error
+}
+
+type RequestTokenTo3PIDEmail200JSONResponse struct {
+	// Sid The session ID. Session IDs are opaque strings that must consist entirely
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
+	// characters and they must not be empty.
+	Sid string `json:"sid"`
+
+	// SubmitUrl An optional field containing a URL where the client must submit the
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
+	//
+	// If this field is not present, the client can assume that verification
+	// will happen without the client's involvement provided the homeserver
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail200JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmail400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail400JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDEmail403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDEmail403JSONResponse) VisitRequestTokenTo3PIDEmailResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDNRequestObject struct {
+	Body *RequestTokenTo3PIDMSISDNJSONRequestBody
+}
+
+type RequestTokenTo3PIDMSISDNResponseObject interface {
+	VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error
+}
+
+type RequestTokenTo3PIDMSISDN200JSONResponse struct {
+	// Sid The session ID. Session IDs are opaque strings that must consist entirely
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
+	// characters and they must not be empty.
+	Sid string `json:"sid"`
+
+	// SubmitUrl An optional field containing a URL where the client must submit the
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
+	//
+	// If this field is not present, the client can assume that verification
+	// will happen without the client's involvement provided the homeserver
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
+	SubmitUrl *string `json:"submit_url,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN200JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDN400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN400JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RequestTokenTo3PIDMSISDN403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response RequestTokenTo3PIDMSISDN403JSONResponse) VisitRequestTokenTo3PIDMSISDNResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Unbind3pidFromAccountRequestObject struct {
+	Body *Unbind3pidFromAccountJSONRequestBody
+}
+
+type Unbind3pidFromAccountResponseObject interface {
+	VisitUnbind3pidFromAccountResponse(w http.ResponseWriter) error
+}
+
+type Unbind3pidFromAccount200JSONResponse struct {
+	// IdServerUnbindResult An indicator as to whether or not the identity server was able to unbind
+	// the 3PID. `success` indicates that the identity server has unbound the
+	// identifier whereas `no-support` indicates that the identity server
+	// refuses to support the request or the homeserver was not able to determine
+	// an identity server to unbind from.
+	IdServerUnbindResult Unbind3pidFromAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
+}
+
+func (response Unbind3pidFromAccount200JSONResponse) VisitUnbind3pidFromAccountResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeactivateAccountRequestObject struct {
 	Body *DeactivateAccountJSONRequestBody
 }
@@ -1941,15 +5367,13 @@ type DeactivateAccountResponseObject interface {
 
 type DeactivateAccount200JSONResponse struct {
 	// IdServerUnbindResult An indicator as to whether or not the homeserver was able to unbind
-	// the user's 3PIDs from the identity server(s). ``success`` indicates
+	// the user's 3PIDs from the identity server(s). `success` indicates
 	// that all identifiers have been unbound from the identity server while
-	// ``no-support`` indicates that one or more identifiers failed to unbind
+	// `no-support` indicates that one or more identifiers failed to unbind
 	// due to the identity server refusing the request or the homeserver
 	// being unable to determine an identity server to unbind from. This
-	// must be ``success`` if the homeserver has no identifiers to unbind
+	// must be `success` if the homeserver has no identifiers to unbind
 	// for the user.
-	//
-	// Example: success
 	IdServerUnbindResult DeactivateAccount200JSONResponseBodyIdServerUnbindResult `json:"id_server_unbind_result"`
 }
 
@@ -1980,15 +5404,11 @@ type DeactivateAccount401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2006,19 +5426,13 @@ func (response DeactivateAccount401JSONResponse) VisitDeactivateAccountResponse(
 
 type DeactivateAccount429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2071,15 +5485,11 @@ type ChangePassword401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2097,19 +5507,13 @@ func (response ChangePassword401JSONResponse) VisitChangePasswordResponse(w http
 
 type ChangePassword429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2135,24 +5539,23 @@ type RequestTokenToResetPasswordEmailResponseObject interface {
 
 type RequestTokenToResetPasswordEmail200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -2170,13 +5573,9 @@ func (response RequestTokenToResetPasswordEmail200JSONResponse) VisitRequestToke
 
 type RequestTokenToResetPasswordEmail400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2194,13 +5593,9 @@ func (response RequestTokenToResetPasswordEmail400JSONResponse) VisitRequestToke
 
 type RequestTokenToResetPasswordEmail403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2226,24 +5621,23 @@ type RequestTokenToResetPasswordMSISDNResponseObject interface {
 
 type RequestTokenToResetPasswordMSISDN200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -2261,13 +5655,9 @@ func (response RequestTokenToResetPasswordMSISDN200JSONResponse) VisitRequestTok
 
 type RequestTokenToResetPasswordMSISDN400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2285,13 +5675,9 @@ func (response RequestTokenToResetPasswordMSISDN400JSONResponse) VisitRequestTok
 
 type RequestTokenToResetPasswordMSISDN403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2315,13 +5701,18 @@ type GetTokenOwnerResponseObject interface {
 }
 
 type GetTokenOwner200JSONResponse struct {
-	// DeviceId Device ID associated with the access token (added in spec v1.1).
+	// DeviceId Device ID associated with the access token. If no device
+	// is associated with the access token (such as in the case
+	// of application services) then this field can be omitted.
+	// Otherwise this is required.
 	DeviceId *string `json:"device_id,omitempty"`
 
-	// IsGuest Whether the user is a guest (added in spec v1.2).
+	// IsGuest When `true`, the user is a [Guest User](/client-server-api/#guest-access).
+	// When not present or `false`, the user is presumed to be a
+	// non-guest user.
 	IsGuest *bool `json:"is_guest,omitempty"`
 
-	// UserId The user id that owns the access token.
+	// UserId The user ID that owns the access token.
 	UserId string `json:"user_id"`
 }
 
@@ -2339,13 +5730,9 @@ func (response GetTokenOwner200JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner401JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2363,13 +5750,9 @@ func (response GetTokenOwner401JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -2387,19 +5770,13 @@ func (response GetTokenOwner403JSONResponse) VisitGetTokenOwnerResponse(w http.R
 
 type GetTokenOwner429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2411,6 +5788,49 @@ func (response GetTokenOwner429JSONResponse) VisitGetTokenOwnerResponse(w http.R
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetWhoIsRequestObject struct {
+	UserId string `json:"userId"`
+}
+
+type GetWhoIsResponseObject interface {
+	VisitGetWhoIsResponse(w http.ResponseWriter) error
+}
+
+type GetWhoIs200JSONResponse struct {
+	// Devices Each key is an identifier for one of the user's devices.
+	Devices *map[string]struct {
+		// Sessions A user's sessions (i.e. what they did with an access token from one login).
+		Sessions *[]struct {
+			// Connections Information particular connections in the session.
+			Connections *[]struct {
+				// Ip Most recently seen IP address of the session.
+				Ip *string `json:"ip,omitempty"`
+
+				// LastSeen Unix timestamp that the session was last active.
+				LastSeen *int64 `json:"last_seen,omitempty"`
+
+				// UserAgent User agent string last seen in the session.
+				UserAgent *string `json:"user_agent,omitempty"`
+			} `json:"connections,omitempty"`
+		} `json:"sessions,omitempty"`
+	} `json:"devices,omitempty"`
+
+	// UserId The Matrix user ID of the user.
+	UserId *string `json:"user_id,omitempty"`
+}
+
+func (response GetWhoIs200JSONResponse) VisitGetWhoIsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2442,19 +5862,13 @@ func (response GetCapabilities200JSONResponse) VisitGetCapabilitiesResponse(w ht
 
 type GetCapabilities429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2507,15 +5921,11 @@ type DeleteDevices401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2542,27 +5952,19 @@ type GetDevices200JSONResponse struct {
 	// Devices A list of all registered devices for this user.
 	Devices *[]struct {
 		// DeviceId Identifier of this device.
-		//
-		// Example: QBUAZIFURK
 		DeviceId string `json:"device_id"`
 
 		// DisplayName Display name set by the user for this device. Absent if no name has been
 		// set.
-		//
-		// Example: android
 		DisplayName *string `json:"display_name"`
 
 		// LastSeenIp The IP address where this device was last seen. (May be a few minutes out
 		// of date, for efficiency reasons).
-		//
-		// Example: 1.2.3.4
 		LastSeenIp *string `json:"last_seen_ip"`
 
 		// LastSeenTs The timestamp (in milliseconds since the unix epoch) when this devices
 		// was last seen. (May be a few minutes out of date, for efficiency
 		// reasons).
-		//
-		// Example: 1474491775024
 		LastSeenTs *int64 `json:"last_seen_ts"`
 	} `json:"devices,omitempty"`
 }
@@ -2617,15 +6019,11 @@ type DeleteDevice401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -2651,27 +6049,19 @@ type GetDeviceResponseObject interface {
 
 type GetDevice200JSONResponse struct {
 	// DeviceId Identifier of this device.
-	//
-	// Example: QBUAZIFURK
 	DeviceId string `json:"device_id"`
 
 	// DisplayName Display name set by the user for this device. Absent if no name has been
 	// set.
-	//
-	// Example: android
 	DisplayName *string `json:"display_name"`
 
 	// LastSeenIp The IP address where this device was last seen. (May be a few minutes out
 	// of date, for efficiency reasons).
-	//
-	// Example: 1.2.3.4
 	LastSeenIp *string `json:"last_seen_ip"`
 
 	// LastSeenTs The timestamp (in milliseconds since the unix epoch) when this devices
 	// was last seen. (May be a few minutes out of date, for efficiency
 	// reasons).
-	//
-	// Example: 1474491775024
 	LastSeenTs *int64 `json:"last_seen_ts"`
 }
 
@@ -2718,6 +6108,20 @@ func (response UpdateDevice200JSONResponse) VisitUpdateDeviceResponse(w http.Res
 	return err
 }
 
+type UpdateDevice201JSONResponse map[string]interface{}
+
+func (response UpdateDevice201JSONResponse) VisitUpdateDeviceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDevice404Response struct {
 }
 
@@ -2737,15 +6141,11 @@ type GetKeysChangesResponseObject interface {
 type GetKeysChanges200JSONResponse struct {
 	// Changed The Matrix User IDs of all users who updated their device
 	// identity keys.
-	//
-	// Example: ["@alice:example.com","@bob:example.org"]
 	Changed *[]string `json:"changed,omitempty"`
 
 	// Left The Matrix User IDs of all users who may have left all
 	// the end-to-end encrypted rooms they previously shared
 	// with the user.
-	//
-	// Example: ["@clara:example.com","@doug:example.org"]
 	Left *[]string `json:"left,omitempty"`
 }
 
@@ -2776,19 +6176,18 @@ type ClaimKeys200JSONResponse struct {
 	//
 	// If the homeserver could be reached, but the user or device
 	// was unknown, no failure is recorded. Instead, the corresponding
-	// user or device is missing from the ``one_time_keys`` result.
-	//
-	// Example: {}
+	// user or device is missing from the `one_time_keys` result.
 	Failures *map[string]map[string]interface{} `json:"failures,omitempty"`
 
 	// OneTimeKeys One-time keys for the queried devices. A map from user ID, to a
-	// map from devices to a map from ``<algorithm>:<key_id>`` to the key object.
+	// map from devices to a map from `<algorithm>:<key_id>` to the key object.
 	//
-	// See the `key algorithms <#key-algorithms>`_ section for information
+	// See the [key algorithms](/client-server-api/#key-algorithms) section for information
 	// on the Key Object format.
 	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":{"signed_curve25519:AAAAHg":{"key":"zKbLg+NrIjpnagy+pIY6uPL4ZwEG2v+8F9lmgsnlZzs","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"FLWxXqGbwrb8SM3Y795eB6OA8bwBcoMZFXBqnTn58AYWZSqiD45tlBVcDa2L7RwdKXebW/VzDlnfVJ+9jok1Bw"}}}}}}
-	OneTimeKeys map[string]map[string]interface{} `json:"one_time_keys"`
+	// If necessary, the claimed key might be a fallback key. Fallback
+	// keys are re-used by the server until replaced by the device.
+	OneTimeKeys map[string]map[string]map[string]ClaimKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties `json:"one_time_keys"`
 }
 
 func (response ClaimKeys200JSONResponse) VisitClaimKeysResponse(w http.ResponseWriter) error {
@@ -2799,6 +6198,56 @@ func (response ClaimKeys200JSONResponse) VisitClaimKeysResponse(w http.ResponseW
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeysRequestObject struct {
+	Body *UploadCrossSigningKeysJSONRequestBody
+}
+
+type UploadCrossSigningKeysResponseObject interface {
+	VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error
+}
+
+type UploadCrossSigningKeys200JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys200JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeys400JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys400JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningKeys403JSONResponse map[string]interface{}
+
+func (response UploadCrossSigningKeys403JSONResponse) VisitUploadCrossSigningKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2815,36 +6264,25 @@ type QueryKeys200JSONResponse struct {
 	// DeviceKeys Information on the queried devices. A map from user ID, to a
 	// map from device ID to device information.  For each device,
 	// the information returned will be the same as uploaded via
-	// ``/keys/upload``, with the addition of an ``unsigned``
+	// `/keys/upload`, with the addition of an `unsigned`
 	// property.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":{"algorithms":["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"],"device_id":"JLAFKJWSCS","keys":{"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"},"signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}},"unsigned":{"device_display_name":"Alice's mobile phone"},"user_id":"@alice:example.com"}}}
 	DeviceKeys *map[string]map[string]struct {
 		// Algorithms The encryption algorithms supported by this device.
-		//
-		// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 		Algorithms []string `json:"algorithms"`
 
 		// DeviceId The ID of the device these keys belong to. Must match the device ID used
 		// when logging in.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Public identity keys. The names of the properties should be in the
-		// format ``<algorithm>:<device_id>``. The keys themselves should be
+		// format `<algorithm>:<device_id>`. The keys themselves should be
 		// encoded as specified by the key algorithm.
-		//
-		// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 		Keys map[string]string `json:"keys"`
 
 		// Signatures Signatures for the device key object. A map from user ID, to a map from
-		// ``<algorithm>:<device_id>`` to the signature.
+		// `<algorithm>:<device_id>` to the signature.
 		//
-		// The signature is calculated using the process described at `Signing
-		// JSON`_.
-		//
-		// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+		// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 		Signatures map[string]map[string]string `json:"signatures"`
 
 		// Unsigned Additional data added to the device key information
@@ -2857,8 +6295,6 @@ type QueryKeys200JSONResponse struct {
 
 		// UserId The ID of the user the device belongs to. Must match the user ID used
 		// when logging in.
-		//
-		// Example: @alice:example.com
 		UserId string `json:"user_id"`
 	} `json:"device_keys,omitempty"`
 
@@ -2868,13 +6304,107 @@ type QueryKeys200JSONResponse struct {
 	//
 	// If the homeserver could be reached, but the user or device
 	// was unknown, no failure is recorded. Instead, the corresponding
-	// user or device is missing from the ``device_keys`` result.
-	//
-	// Example: {}
+	// user or device is missing from the `device_keys` result.
 	Failures *map[string]map[string]interface{} `json:"failures,omitempty"`
+
+	// MasterKeys Information on the master signing keys of the queried users.
+	// A map from user ID, to master signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`, along with the signatures
+	// uploaded via `/keys/signatures/upload` that the requesting user
+	// is allowed to see.
+	MasterKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodyMasterKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_keys,omitempty"`
+
+	// SelfSigningKeys Information on the self-signing keys of the queried users. A map
+	// from user ID, to self-signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`.
+	SelfSigningKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodySelfSigningKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_keys,omitempty"`
+
+	// UserSigningKeys Information on the user-signing key of the user making the
+	// request, if they queried their own device information. A map
+	// from user ID, to user-signing key information.  The
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`.
+	UserSigningKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryKeys200JSONResponseBodyUserSigningKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"user_signing_keys,omitempty"`
 }
 
 func (response QueryKeys200JSONResponse) VisitQueryKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadCrossSigningSignaturesRequestObject struct {
+	Body *UploadCrossSigningSignaturesJSONRequestBody
+}
+
+type UploadCrossSigningSignaturesResponseObject interface {
+	VisitUploadCrossSigningSignaturesResponse(w http.ResponseWriter) error
+}
+
+type UploadCrossSigningSignatures200JSONResponse struct {
+	// Failures A map from user ID to key ID to an error for any signatures
+	// that failed.  If a signature was invalid, the `errcode` will
+	// be set to `M_INVALID_SIGNATURE`.
+	Failures *map[string]map[string]map[string]interface{} `json:"failures,omitempty"`
+}
+
+func (response UploadCrossSigningSignatures200JSONResponse) VisitUploadCrossSigningSignaturesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -2897,8 +6427,8 @@ type UploadKeysResponseObject interface {
 type UploadKeys200JSONResponse struct {
 	// OneTimeKeyCounts For each key algorithm, the number of unclaimed one-time keys
 	// of that type currently held on the server for this device.
-	//
-	// Example: {"curve25519":10,"signed_curve25519":20}
+	// If an algorithm is not listed, the count for that algorithm
+	// is to be assumed zero.
 	OneTimeKeyCounts map[string]int `json:"one_time_key_counts"`
 }
 
@@ -2924,9 +6454,17 @@ type GetLoginFlowsResponseObject interface {
 type GetLoginFlows200JSONResponse struct {
 	// Flows The homeserver's supported login types
 	Flows *[]struct {
-		// Type The login type. This is supplied as the ``type`` when
+		// GetLoginToken If `type` is `m.login.token`, an optional field to indicate
+		// to the unauthenticated client that the homeserver supports
+		// the [`POST /login/get_token`](/client-server-api/#post_matrixclientv1loginget_token)
+		// endpoint. Note that supporting the endpoint does not
+		// necessarily indicate that the user attempting to log in will
+		// be able to generate such a token.
+		GetLoginToken *bool `json:"get_login_token,omitempty"`
+
+		// Type The login type. This is supplied as the `type` when
 		// logging in.
-		Type *string `json:"type,omitempty"`
+		Type string `json:"type"`
 	} `json:"flows,omitempty"`
 }
 
@@ -2942,21 +6480,35 @@ func (response GetLoginFlows200JSONResponse) VisitGetLoginFlowsResponse(w http.R
 	return err
 }
 
-type GetLoginFlows429JSONResponse struct {
-	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
+type GetLoginFlows404JSONResponse struct {
+	// Errcode An error code.
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetLoginFlows404JSONResponse) VisitGetLoginFlowsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetLoginFlows429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -2982,30 +6534,42 @@ type LoginResponseObject interface {
 
 type Login200JSONResponse struct {
 	// AccessToken An access token for the account.
-	// This access token can then be used to authorize other requests.
-	AccessToken *string `json:"access_token,omitempty"`
+	// This access token can then be used to authorise other requests.
+	AccessToken string `json:"access_token"`
 
 	// DeviceId ID of the logged-in device. Will be the same as the
 	// corresponding parameter in the request, if one was specified.
-	DeviceId *string `json:"device_id,omitempty"`
+	DeviceId string `json:"device_id"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. Once
+	// the access token has expired a new access token can be
+	// obtained by using the provided refresh token. If no
+	// refresh token is provided, the client will need to re-log in
+	// to obtain a new access token. If not given, the client can
+	// assume that the access token will not expire.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
 
 	// HomeServer The server_name of the homeserver on which the account has
 	// been registered.
 	//
 	// **Deprecated**. Clients should extract the server_name from
-	// ``user_id`` (by splitting at the first colon) if they require
-	// it. Note also that ``homeserver`` is not spelt this way.
+	// `user_id` (by splitting at the first colon) if they require
+	// it. Note also that `homeserver` is not spelt this way.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	HomeServer *string `json:"home_server,omitempty"`
 
-	// UserId The fully-qualified Matrix ID that has been registered.
-	UserId *string `json:"user_id,omitempty"`
+	// RefreshToken A refresh token for the account. This token can be used to
+	// obtain a new access token when it expires by calling the
+	// `/refresh` endpoint.
+	RefreshToken *string `json:"refresh_token,omitempty"`
+
+	// UserId The fully-qualified Matrix ID for the account.
+	UserId string `json:"user_id"`
 
 	// WellKnown Optional client configuration provided by the server. If present,
 	// clients SHOULD use the provided object to reconfigure themselves,
 	// optionally validating the URLs within. This object takes the same
 	// form as the one returned from .well-known autodiscovery.
-	//
-	// Example: {"m.homeserver":{"base_url":"https://matrix.example.com"},"m.identity_server":{"base_url":"https://identity.example.com"},"org.example.custom.property":{"app_url":"https://custom.app.example.org"}}
 	WellKnown *Login200JSONResponseBody_WellKnown `json:"well_known,omitempty"`
 }
 
@@ -3023,13 +6587,9 @@ func (response Login200JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3047,13 +6607,9 @@ func (response Login400JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3071,19 +6627,13 @@ func (response Login403JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 
 type Login429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3141,6 +6691,85 @@ func (response LogoutAll200JSONResponse) VisitLogoutAllResponse(w http.ResponseW
 	return err
 }
 
+type RefreshRequestObject struct {
+	Body *RefreshJSONRequestBody
+}
+
+type RefreshResponseObject interface {
+	VisitRefreshResponse(w http.ResponseWriter) error
+}
+
+type Refresh200JSONResponse struct {
+	// AccessToken The new access token to use.
+	AccessToken string `json:"access_token"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. If not
+	// given, the client can assume that the access token will not
+	// expire.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
+
+	// RefreshToken The new refresh token to use when the access token needs to
+	// be refreshed again. If not given, the old refresh token can
+	// be re-used.
+	RefreshToken *string `json:"refresh_token,omitempty"`
+}
+
+func (response Refresh200JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh401JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response Refresh401JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Refresh429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response Refresh429JSONResponse) VisitRefreshResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RegisterRequestObject struct {
 	Params RegisterParams
 	Body   *RegisterJSONRequestBody
@@ -3152,27 +6781,45 @@ type RegisterResponseObject interface {
 
 type Register200JSONResponse struct {
 	// AccessToken An access token for the account.
-	// This access token can then be used to authorize other requests.
-	// Required if the ``inhibit_login`` option is false.
+	// This access token can then be used to authorise other requests.
+	// Required if the `inhibit_login` option is false.
 	AccessToken *string `json:"access_token,omitempty"`
 
 	// DeviceId ID of the registered device. Will be the same as the
 	// corresponding parameter in the request, if one was specified.
-	// Required if the ``inhibit_login`` option is false.
+	// Required if the `inhibit_login` option is false.
 	DeviceId *string `json:"device_id,omitempty"`
+
+	// ExpiresInMs The lifetime of the access token, in milliseconds. Once
+	// the access token has expired a new access token can be
+	// obtained by using the provided refresh token. If no
+	// refresh token is provided, the client will need to re-log in
+	// to obtain a new access token. If not given, the client can
+	// assume that the access token will not expire.
+	//
+	// Omitted if the `inhibit_login` option is true.
+	ExpiresInMs *int `json:"expires_in_ms,omitempty"`
 
 	// HomeServer The server_name of the homeserver on which the account has
 	// been registered.
 	//
 	// **Deprecated**. Clients should extract the server_name from
-	// ``user_id`` (by splitting at the first colon) if they require
-	// it. Note also that ``homeserver`` is not spelt this way.
+	// `user_id` (by splitting at the first colon) if they require
+	// it. Note also that `homeserver` is not spelt this way.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	HomeServer *string `json:"home_server,omitempty"`
+
+	// RefreshToken A refresh token for the account. This token can be used to
+	// obtain a new access token when it expires by calling the
+	// `/refresh` endpoint.
+	//
+	// Omitted if the `inhibit_login` option is true.
+	RefreshToken *string `json:"refresh_token,omitempty"`
 
 	// UserId The fully-qualified Matrix user ID (MXID) that has been registered.
 	//
 	// Any user ID returned by this API must conform to the grammar given in the
-	// `Matrix specification <../appendices.html#user-identifiers>`_.
+	// [Matrix specification](/appendices/#user-identifiers).
 	UserId string `json:"user_id"`
 }
 
@@ -3190,13 +6837,9 @@ func (response Register200JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3227,15 +6870,11 @@ type Register401JSONResponse struct {
 	// use a given type of authentication. For each login type presented,
 	// that type may be present as a key in this dictionary. For example, the
 	// public part of an OAuth client ID could be given here.
-	//
-	// Example: {"example.type.baz":{"example_key":"foobar"}}
 	Params *map[string]map[string]interface{} `json:"params,omitempty"`
 
 	// Session This is a session identifier that the client must pass back to the home
 	// server, if one is provided, in subsequent attempts to authenticate in the
 	// same API call.
-	//
-	// Example: xxxxxxyz
 	Session *string `json:"session,omitempty"`
 }
 
@@ -3253,13 +6892,9 @@ func (response Register401JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3277,19 +6912,13 @@ func (response Register403JSONResponse) VisitRegisterResponse(w http.ResponseWri
 
 type Register429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3315,7 +6944,7 @@ type CheckUsernameAvailabilityResponseObject interface {
 
 type CheckUsernameAvailability200JSONResponse struct {
 	// Available A flag to indicate that the username is available. This should always
-	// be ``true`` when the server replies with 200 OK.
+	// be `true` when the server replies with 200 OK.
 	Available *bool `json:"available,omitempty"`
 }
 
@@ -3333,13 +6962,9 @@ func (response CheckUsernameAvailability200JSONResponse) VisitCheckUsernameAvail
 
 type CheckUsernameAvailability400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3357,19 +6982,13 @@ func (response CheckUsernameAvailability400JSONResponse) VisitCheckUsernameAvail
 
 type CheckUsernameAvailability429JSONResponse struct {
 	// Errcode The M_LIMIT_EXCEEDED error code
-	//
-	// Example: M_LIMIT_EXCEEDED
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: Too many requests
 	Error *string `json:"error,omitempty"`
 
 	// RetryAfterMs The amount of time in milliseconds the client should wait
 	// before trying the request again.
-	//
-	// Example: 2000
 	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
 }
 
@@ -3395,24 +7014,23 @@ type RequestTokenToRegisterEmailResponseObject interface {
 
 type RequestTokenToRegisterEmail200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -3430,13 +7048,9 @@ func (response RequestTokenToRegisterEmail200JSONResponse) VisitRequestTokenToRe
 
 type RequestTokenToRegisterEmail400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3454,13 +7068,9 @@ func (response RequestTokenToRegisterEmail400JSONResponse) VisitRequestTokenToRe
 
 type RequestTokenToRegisterEmail403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3486,24 +7096,23 @@ type RequestTokenToRegisterMSISDNResponseObject interface {
 
 type RequestTokenToRegisterMSISDN200JSONResponse struct {
 	// Sid The session ID. Session IDs are opaque strings that must consist entirely
-	// of the characters ``[0-9a-zA-Z.=_-]``. Their length must not exceed 255
+	// of the characters `[0-9a-zA-Z.=_-]`. Their length must not exceed 255
 	// characters and they must not be empty.
-	//
-	// Example: 123abc
 	Sid string `json:"sid"`
 
 	// SubmitUrl An optional field containing a URL where the client must submit the
-	// validation token to, with identical parameters to the Identity Service
-	// API's ``POST /validate/email/submitToken`` endpoint (without the requirement
-	// for an access token). The homeserver must send this token to the user (if
-	// applicable), who should then be prompted to provide it to the client.
+	// validation token, with identical request and response parameters and error
+	// codes to the Identity Service API's
+	// [`POST /validate/email/submitToken`](/identity-service-api/#post_matrixidentityv2validateemailsubmittoken)
+	// and [`POST /validate/msisdn/submitToken`](/identity-service-api/#post_matrixidentityv2validatemsisdnsubmittoken)
+	// endpoints (without the requirement for an access token). The homeserver
+	// must send this token to the user (if applicable), who should then be
+	// prompted to provide it to the client.
 	//
 	// If this field is not present, the client can assume that verification
 	// will happen without the client's involvement provided the homeserver
-	// advertises this specification version in the ``/versions`` response
-	// (ie: r0.5.0).
-	//
-	// Example: https://example.org/path/to/submitToken
+	// advertises a sufficiently recent version in the [`GET /versions`](/client-server-api/#get_matrixclientversions)
+	// response (ie: r0.5.0).
 	SubmitUrl *string `json:"submit_url,omitempty"`
 }
 
@@ -3521,13 +7130,9 @@ func (response RequestTokenToRegisterMSISDN200JSONResponse) VisitRequestTokenToR
 
 type RequestTokenToRegisterMSISDN400JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3545,13 +7150,9 @@ func (response RequestTokenToRegisterMSISDN400JSONResponse) VisitRequestTokenToR
 
 type RequestTokenToRegisterMSISDN403JSONResponse struct {
 	// Errcode An error code.
-	//
-	// Example: M_UNKNOWN
 	Errcode string `json:"errcode"`
 
 	// Error A human-readable error message.
-	//
-	// Example: An unknown error occurred
 	Error *string `json:"error,omitempty"`
 }
 
@@ -3563,6 +7164,2148 @@ func (response RequestTokenToRegisterMSISDN403JSONResponse) VisitRequestTokenToR
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysRequestObject struct {
+	Params DeleteRoomKeysParams
+}
+
+type DeleteRoomKeysResponseObject interface {
+	VisitDeleteRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeys200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeys200JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeys404JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeys429JSONResponse) VisitDeleteRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysRequestObject struct {
+	Params GetRoomKeysParams
+}
+
+type GetRoomKeysResponseObject interface {
+	VisitGetRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeys200JSONResponse struct {
+	// Rooms A map of room IDs to room key backup data.
+	Rooms map[string]struct {
+		// Sessions A map of session IDs to key data.
+		Sessions map[string]struct {
+			// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+			FirstMessageIndex int `json:"first_message_index"`
+
+			// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+			ForwardedCount int `json:"forwarded_count"`
+
+			// IsVerified Whether the device backing up the key verified the device that the key
+			// is from.
+			IsVerified bool `json:"is_verified"`
+
+			// SessionData Algorithm-dependent data.  See the documentation for the backup
+			// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+			// expected format of the data.
+			SessionData map[string]interface{} `json:"session_data"`
+		} `json:"sessions"`
+	} `json:"rooms"`
+}
+
+func (response GetRoomKeys200JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeys404JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeys429JSONResponse) VisitGetRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysRequestObject struct {
+	Params PutRoomKeysParams
+	Body   *PutRoomKeysJSONRequestBody
+}
+
+type PutRoomKeysResponseObject interface {
+	VisitPutRoomKeysResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeys200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeys200JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeys403JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeys404JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeys429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeys429JSONResponse) VisitPutRoomKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params DeleteRoomKeysByRoomIdParams
+}
+
+type DeleteRoomKeysByRoomIdResponseObject interface {
+	VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeysByRoomId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeysByRoomId200JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeysByRoomId404JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeysByRoomId429JSONResponse) VisitDeleteRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params GetRoomKeysByRoomIdParams
+}
+
+type GetRoomKeysByRoomIdResponseObject interface {
+	VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysByRoomId200JSONResponse struct {
+	// Sessions A map of session IDs to key data.
+	Sessions map[string]struct {
+		// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+		FirstMessageIndex int `json:"first_message_index"`
+
+		// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+		ForwardedCount int `json:"forwarded_count"`
+
+		// IsVerified Whether the device backing up the key verified the device that the key
+		// is from.
+		IsVerified bool `json:"is_verified"`
+
+		// SessionData Algorithm-dependent data.  See the documentation for the backup
+		// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+		// expected format of the data.
+		SessionData map[string]interface{} `json:"session_data"`
+	} `json:"sessions"`
+}
+
+func (response GetRoomKeysByRoomId200JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysByRoomId404JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysByRoomId429JSONResponse) VisitGetRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomIdRequestObject struct {
+	RoomId string `json:"roomId"`
+	Params PutRoomKeysByRoomIdParams
+	Body   *PutRoomKeysByRoomIdJSONRequestBody
+}
+
+type PutRoomKeysByRoomIdResponseObject interface {
+	VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeysByRoomId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeysByRoomId200JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId403JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId404JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysByRoomId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeysByRoomId429JSONResponse) VisitPutRoomKeysByRoomIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    DeleteRoomKeyBySessionIdParams
+}
+
+type DeleteRoomKeyBySessionIdResponseObject interface {
+	VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeyBySessionId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response DeleteRoomKeyBySessionId200JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeyBySessionId404JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeyBySessionId429JSONResponse) VisitDeleteRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    GetRoomKeyBySessionIdParams
+}
+
+type GetRoomKeyBySessionIdResponseObject interface {
+	VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeyBySessionId200JSONResponse struct {
+	// FirstMessageIndex The index of the first message in the session that the key can decrypt.
+	FirstMessageIndex int `json:"first_message_index"`
+
+	// ForwardedCount The number of times this key has been forwarded via key-sharing between devices.
+	ForwardedCount int `json:"forwarded_count"`
+
+	// IsVerified Whether the device backing up the key verified the device that the key
+	// is from.
+	IsVerified bool `json:"is_verified"`
+
+	// SessionData Algorithm-dependent data.  See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	SessionData map[string]interface{} `json:"session_data"`
+}
+
+func (response GetRoomKeyBySessionId200JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionId404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeyBySessionId404JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeyBySessionId429JSONResponse) VisitGetRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionIdRequestObject struct {
+	RoomId    string `json:"roomId"`
+	SessionId string `json:"sessionId"`
+	Params    PutRoomKeyBySessionIdParams
+	Body      *PutRoomKeyBySessionIdJSONRequestBody
+}
+
+type PutRoomKeyBySessionIdResponseObject interface {
+	VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeyBySessionId200JSONResponse struct {
+	// Count The number of keys stored in the backup
+	Count int `json:"count"`
+
+	// Etag The new etag value representing stored keys in the backup.
+	//
+	// See [`GET /room_keys/version/{version}`](client-server-api/#get_matrixclientv3room_keysversionversion)
+	// for more details.
+	Etag string `json:"etag"`
+}
+
+func (response PutRoomKeyBySessionId200JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionId403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeyBySessionId403JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeyBySessionId429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeyBySessionId429JSONResponse) VisitPutRoomKeyBySessionIdResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrentRequestObject struct {
+}
+
+type GetRoomKeysVersionCurrentResponseObject interface {
+	VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysVersionCurrent200JSONResponse struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm GetRoomKeysVersionCurrent200JSONResponseBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Count The number of keys stored in the backup.
+	Count int `json:"count"`
+
+	// Etag An opaque string representing stored keys in the backup.
+	// Clients can compare it with the `etag` value they received
+	// in the request of their last key storage request.  If not
+	// equal, another client has modified the backup.
+	Etag string `json:"etag"`
+
+	// Version The backup version.
+	Version string `json:"version"`
+}
+
+func (response GetRoomKeysVersionCurrent200JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrent404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysVersionCurrent404JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionCurrent429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysVersionCurrent429JSONResponse) VisitGetRoomKeysVersionCurrentResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostRoomKeysVersionRequestObject struct {
+	Body *PostRoomKeysVersionJSONRequestBody
+}
+
+type PostRoomKeysVersionResponseObject interface {
+	VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type PostRoomKeysVersion200JSONResponse struct {
+	// Version The backup version. This is an opaque string.
+	Version string `json:"version"`
+}
+
+func (response PostRoomKeysVersion200JSONResponse) VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PostRoomKeysVersion429JSONResponse) VisitPostRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+}
+
+type DeleteRoomKeysVersionResponseObject interface {
+	VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type DeleteRoomKeysVersion200JSONResponse map[string]interface{}
+
+func (response DeleteRoomKeysVersion200JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response DeleteRoomKeysVersion404JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response DeleteRoomKeysVersion429JSONResponse) VisitDeleteRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+}
+
+type GetRoomKeysVersionResponseObject interface {
+	VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type GetRoomKeysVersion200JSONResponse struct {
+	// Algorithm The algorithm used for storing backups.
+	Algorithm GetRoomKeysVersion200JSONResponseBodyAlgorithm `json:"algorithm"`
+
+	// AuthData Algorithm-dependent data. See the documentation for the backup
+	// algorithms in [Server-side key backups](/client-server-api/#server-side-key-backups) for more information on the
+	// expected format of the data.
+	AuthData map[string]interface{} `json:"auth_data"`
+
+	// Count The number of keys stored in the backup.
+	Count int `json:"count"`
+
+	// Etag An opaque string representing stored keys in the backup.
+	// Clients can compare it with the `etag` value they received
+	// in the request of their last key storage request.  If not
+	// equal, another client has modified the backup.
+	Etag string `json:"etag"`
+
+	// Version The backup version.
+	Version string `json:"version"`
+}
+
+func (response GetRoomKeysVersion200JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetRoomKeysVersion404JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response GetRoomKeysVersion429JSONResponse) VisitGetRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersionRequestObject struct {
+	Version string `json:"version"`
+	Body    *PutRoomKeysVersionJSONRequestBody
+}
+
+type PutRoomKeysVersionResponseObject interface {
+	VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error
+}
+
+type PutRoomKeysVersion200JSONResponse map[string]interface{}
+
+func (response PutRoomKeysVersion200JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysVersion400JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response PutRoomKeysVersion404JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRoomKeysVersion429JSONResponse struct {
+	// Errcode The M_LIMIT_EXCEEDED error code
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+
+	// RetryAfterMs The amount of time in milliseconds the client should wait
+	// before trying the request again.
+	RetryAfterMs *int `json:"retry_after_ms,omitempty"`
+}
+
+func (response PutRoomKeysVersion429JSONResponse) VisitPutRoomKeysVersionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SendToDeviceRequestObject struct {
+	EventType string `json:"eventType"`
+	TxnId     string `json:"txnId"`
+	Body      *SendToDeviceJSONRequestBody
+}
+
+type SendToDeviceResponseObject interface {
+	VisitSendToDeviceResponse(w http.ResponseWriter) error
+}
+
+type SendToDevice200JSONResponse map[string]interface{}
+
+func (response SendToDevice200JSONResponse) VisitSendToDeviceResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SyncRequestObject struct {
+	Params SyncParams
+}
+
+type SyncResponseObject interface {
+	VisitSyncResponse(w http.ResponseWriter) error
+}
+
+type Sync200JSONResponse struct {
+	// AccountData The global private data created by this user.
+	AccountData *struct {
+		// Events List of events.
+		Events *[]map[string]interface{} `json:"events,omitempty"`
+	} `json:"account_data,omitempty"`
+
+	// DeviceLists Information on end-to-end device updates, as specified in
+	// [End-to-end encryption](/client-server-api/#e2e-extensions-to-sync).
+	DeviceLists *map[string]interface{} `json:"device_lists,omitempty"`
+
+	// DeviceOneTimeKeysCount Information on end-to-end encryption keys, as specified
+	// in [End-to-end encryption](/client-server-api/#e2e-extensions-to-sync).
+	DeviceOneTimeKeysCount *map[string]int `json:"device_one_time_keys_count,omitempty"`
+
+	// NextBatch The batch token to supply in the `since` param of the next
+	// `/sync` request.
+	NextBatch string `json:"next_batch"`
+
+	// Presence The updates to the presence status of other users.
+	Presence *struct {
+		// Events List of events.
+		Events *[]map[string]interface{} `json:"events,omitempty"`
+	} `json:"presence,omitempty"`
+
+	// Rooms Updates to rooms.
+	Rooms *struct {
+		// Invite The rooms that the user has been invited to, mapped as room ID to
+		// room information.
+		Invite *map[string]struct {
+			// InviteState The [stripped state](/client-server-api/#stripped-state) of a room that the user has
+			// been invited to.
+			InviteState *struct {
+				// Events The [stripped state events](/client-server-api/#stripped-state) that form the
+				// invite state.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"invite_state,omitempty"`
+		} `json:"invite,omitempty"`
+
+		// Join The rooms that the user has joined, mapped as room ID to
+		// room information.
+		Join *map[string]struct {
+			// AccountData The private data that this user has attached to
+			// this room.
+			AccountData *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"account_data,omitempty"`
+
+			// Ephemeral The new ephemeral events in the room (events that
+			// aren't recorded in the timeline or state of the
+			// room). In this version of the spec, these are
+			// [typing notification](/client-server-api/#typing-notifications)
+			// and [read receipt](/client-server-api/#receipts) events.
+			Ephemeral *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"ephemeral,omitempty"`
+
+			// State Updates to the state, between the time indicated by
+			// the `since` parameter, and the **start** of the
+			// `timeline` (or all state up to the **start** of the
+			// `timeline`, if `since` is not given, or
+			// `full_state` is true).
+			//
+			// {{% boxes/note %}}
+			// State updates for `m.room.member` events will
+			// be incomplete if `lazy_load_members` is enabled in
+			// the `/sync` filter, and only return the member events
+			// required to display the senders of the timeline events
+			// in this response.
+			// {{% /boxes/note %}}
+			//
+			// MUST be omitted if `use_state_after` was set to `true`
+			// in the request.
+			State *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state,omitempty"`
+
+			// StateAfter Updates to the state, between the time indicated by
+			// the `since` parameter, and the **end** of the
+			// `timeline` (or all state up to the **end** of the
+			// `timeline`, if `since` is not given, or
+			// `full_state` is true).
+			//
+			// {{% boxes/note %}}
+			// State updates for `m.room.member` events will
+			// be incomplete if `lazy_load_members` is enabled in
+			// the `/sync` filter, and only return the member events
+			// required to display the senders of the timeline events
+			// in this response.
+			// {{% /boxes/note %}}
+			//
+			// If this field is set, even if it is empty, clients MUST
+			// only update their local state with events in this list,
+			// and MUST NOT update their local state with events in
+			// `timeline`. If this field is not set, clients MUST update
+			// their local state with events in `state` and `timeline`.
+			//
+			// **Required** if `use_state_after` was set to `true` in the
+			// request, even if it is empty.
+			StateAfter *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state_after,omitempty"`
+
+			// Summary Information about the room which clients may need to
+			// correctly render it to users.
+			Summary *struct {
+				// MHeroes The users which can be used to generate a room name
+				// if the room does not have one. Required if the room's
+				// `m.room.name` or `m.room.canonical_alias` state events
+				// are unset or empty.
+				//
+				// This should be the first 5 members of the room, ordered
+				// by stream ordering, which are joined or invited. The
+				// list must never include the client's own user ID. When
+				// no joined or invited members are available, this should
+				// consist of the banned and left users. More than 5 members
+				// may be provided, however less than 5 should only be provided
+				// when there are less than 5 members to represent.
+				//
+				// When lazy-loading room members is enabled, the membership
+				// events for the heroes MUST be included in the `state`,
+				// unless they are redundant. When the list of users changes,
+				// the server notifies the client by sending a fresh list of
+				// heroes. If there are no changes since the last sync, this
+				// field may be omitted.
+				MHeroes *[]string `json:"m.heroes,omitempty"`
+
+				// MInvitedMemberCount The number of users with `membership` of `invite`.
+				// If this field has not changed since the last sync, it
+				// may be omitted. Required otherwise.
+				MInvitedMemberCount *int `json:"m.invited_member_count,omitempty"`
+
+				// MJoinedMemberCount The number of users with `membership` of `join`,
+				// including the client's own user ID. If this field has
+				// not changed since the last sync, it may be omitted.
+				// Required otherwise.
+				MJoinedMemberCount *int `json:"m.joined_member_count,omitempty"`
+			} `json:"summary,omitempty"`
+
+			// Timeline The timeline of messages and state changes in the
+			// room.
+			Timeline *struct {
+				// Events List of events.
+				Events []struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events"`
+
+				// Limited True if the number of events returned was limited by the `limit` on the filter.
+				Limited *bool `json:"limited,omitempty"`
+
+				// PrevBatch A token that can be supplied to the `from` parameter of the [`/rooms/<room_id>/messages`](/client-server-api/#get_matrixclientv3roomsroomidmessages) endpoint in order to retrieve earlier events.
+				// If no earlier events are available, this property may be omitted from the response.
+				PrevBatch *string `json:"prev_batch,omitempty"`
+			} `json:"timeline,omitempty"`
+
+			// UnreadNotifications Counts of unread notifications for this room. See the
+			// [Receiving notifications](/client-server-api/#receiving-notifications) section
+			// for more information on how these are calculated.
+			//
+			// If `unread_thread_notifications` was specified as `true` on the `RoomEventFilter`,
+			// these counts will only be for the main timeline rather than all events in the room.
+			// See the [threading module](/client-server-api/#threading) for more information.
+			UnreadNotifications *struct {
+				// HighlightCount The number of unread notifications for this room with the highlight flag set.
+				HighlightCount *int `json:"highlight_count,omitempty"`
+
+				// NotificationCount The total number of unread notifications for this room.
+				NotificationCount *int `json:"notification_count,omitempty"`
+			} `json:"unread_notifications,omitempty"`
+
+			// UnreadThreadNotifications If `unread_thread_notifications` was specified as `true` on the `RoomEventFilter`,
+			// the notification counts for each [thread](/client-server-api/#threading) in this room.
+			// The object is keyed by thread root ID, with values matching `unread_notifications`.
+			//
+			// If a thread does not have any notifications it can be omitted from this object. If
+			// no threads have notification counts, this whole object can be omitted.
+			UnreadThreadNotifications *map[string]struct {
+				// HighlightCount The number of unread notifications for this *thread* with the highlight flag set.
+				HighlightCount *int `json:"highlight_count,omitempty"`
+
+				// NotificationCount The total number of unread notifications for this *thread*.
+				NotificationCount *int `json:"notification_count,omitempty"`
+			} `json:"unread_thread_notifications,omitempty"`
+		} `json:"join,omitempty"`
+
+		// Knock The rooms that the user has knocked upon, mapped as room ID to room information.
+		Knock *map[string]struct {
+			// KnockState The [stripped state](/client-server-api/#stripped-state) of a room that the user has
+			// knocked upon.
+			KnockState *struct {
+				// Events The [stripped state events](/client-server-api/#stripped-state) that form the
+				// knock state.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"knock_state,omitempty"`
+		} `json:"knock,omitempty"`
+
+		// Leave The rooms that the user has left or been banned from, mapped as room ID to
+		// room information.
+		Leave *map[string]struct {
+			// AccountData The private data that this user has attached to
+			// this room.
+			AccountData *struct {
+				// Events List of events.
+				Events *[]map[string]interface{} `json:"events,omitempty"`
+			} `json:"account_data,omitempty"`
+
+			// State The state updates for the room up to the **start** of the timeline.
+			//
+			// MUST be omitted if `use_state_after` was set to `true` in the
+			// request.
+			State *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state,omitempty"`
+
+			// StateAfter The state updates for the room up to the **end** of the timeline.
+			//
+			// If this field is set, even if it is empty, clients MUST only
+			// update their local state with events in this list, and MUST NOT
+			// update their local state with events in `timeline`. If this field
+			// is not set, clients MUST update their local state with events in
+			// `state` and `timeline`.
+			//
+			// **Required** if `use_state_after` was set to `true` in the
+			// request, even if it is empty.
+			StateAfter *struct {
+				// Events List of events.
+				Events *[]struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events,omitempty"`
+			} `json:"state_after,omitempty"`
+
+			// Timeline The timeline of messages and state changes in the
+			// room up to the point when the user left.
+			Timeline *struct {
+				// Events List of events.
+				Events []struct {
+					// Content The body of this event, as created by the client which sent it.
+					Content map[string]interface{} `json:"content"`
+
+					// EventId The globally unique identifier for this event.
+					EventId string `json:"event_id"`
+
+					// OriginServerTs Timestamp (in milliseconds since the unix epoch) on originating homeserver
+					// when this event was sent.
+					OriginServerTs int64 `json:"origin_server_ts"`
+
+					// Sender Contains the fully-qualified ID of the user who sent this event.
+					Sender string `json:"sender"`
+
+					// StateKey Present if, and only if, this event is a *state* event. The key making
+					// this piece of state unique in the room. Note that it is often an empty
+					// string.
+					//
+					// State keys starting with an `@` are reserved for referencing user IDs, such
+					// as room members. With the exception of a few events, state events set with a
+					// given user's ID as the state key MUST only be set by that user.
+					StateKey *string `json:"state_key,omitempty"`
+
+					// Type The type of the event.
+					Type string `json:"type"`
+
+					// Unsigned Contains optional extra information about the event.
+					Unsigned *struct {
+						// Age The time in milliseconds that has elapsed since the event was sent. This field is generated by the local homeserver, and may be incorrect if the local time on at least one of the two servers is out of sync, which can cause the age to either be negative or greater than it actually is.
+						Age *int64 `json:"age,omitempty"`
+
+						// Membership The room membership of the user making the request, at the time of the event.
+						//
+						// This property is the value of the `membership` property of the
+						// requesting user's [`m.room.member`](/client-server-api#mroommember)
+						// state at the point of the event, including any changes caused by the
+						// event. If the user had yet to join the room at the time of the event
+						// (i.e, they have no `m.room.member` state), this property is set to
+						// `leave`.
+						//
+						// Homeservers SHOULD populate this property
+						// wherever practical, but they MAY omit it if necessary (for example,
+						// if calculating the value is expensive, servers might choose to only
+						// implement it in encrypted rooms). The property is *not* normally populated
+						// in events pushed to application services via the application service transaction API
+						// (where there is no clear definition of "requesting user").
+						Membership *string `json:"membership,omitempty"`
+
+						// PrevContent The `content` of the previous state event that was replaced by this event.
+						// This field is generated by the local homeserver, and is only returned if
+						// the event is a state event, and the client has permission to see the
+						// previous event.
+						PrevContent *map[string]interface{} `json:"prev_content,omitempty"`
+
+						// RedactedBecause The event that redacted this event, if any.
+						RedactedBecause *map[string]interface{} `json:"redacted_because,omitempty"`
+
+						// ReplacesState The event ID of the state event replaced by this event. This field is generated
+						// by the local homeserver, and is only returned if the event is a state event.
+						// Unlike `prev_content`, this field is included regardless of history visibility.
+						ReplacesState *string `json:"replaces_state,omitempty"`
+
+						// TransactionId The client-supplied [transaction ID](/client-server-api/#transaction-identifiers), for example, provided via
+						// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`,
+						// if the client being given the event is the same one which sent it.
+						TransactionId *string `json:"transaction_id,omitempty"`
+					} `json:"unsigned,omitempty"`
+				} `json:"events"`
+
+				// Limited True if the number of events returned was limited by the `limit` on the filter.
+				Limited *bool `json:"limited,omitempty"`
+
+				// PrevBatch A token that can be supplied to the `from` parameter of the [`/rooms/<room_id>/messages`](/client-server-api/#get_matrixclientv3roomsroomidmessages) endpoint in order to retrieve earlier events.
+				// If no earlier events are available, this property may be omitted from the response.
+				PrevBatch *string `json:"prev_batch,omitempty"`
+			} `json:"timeline,omitempty"`
+		} `json:"leave,omitempty"`
+	} `json:"rooms,omitempty"`
+
+	// ToDevice Information on the send-to-device messages for the client
+	// device, as defined in [Send-to-Device messaging](/client-server-api/#extensions-to-sync).
+	ToDevice *map[string]interface{} `json:"to_device,omitempty"`
+}
+
+func (response Sync200JSONResponse) VisitSyncResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataRequestObject struct {
+	UserId string `json:"userId"`
+	Type   string `json:"type"`
+}
+
+type GetAccountDataResponseObject interface {
+	VisitGetAccountDataResponse(w http.ResponseWriter) error
+}
+
+type GetAccountData200JSONResponse map[string]interface{}
+
+func (response GetAccountData200JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountData403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountData403JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountData404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountData404JSONResponse) VisitGetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataRequestObject struct {
+	UserId string `json:"userId"`
+	Type   string `json:"type"`
+	Body   *SetAccountDataJSONRequestBody
+}
+
+type SetAccountDataResponseObject interface {
+	VisitSetAccountDataResponse(w http.ResponseWriter) error
+}
+
+type SetAccountData200JSONResponse map[string]interface{}
+
+func (response SetAccountData200JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData400JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData403JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountData405JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountData405JSONResponse) VisitSetAccountDataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(405)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoomRequestObject struct {
+	UserId string `json:"userId"`
+	RoomId string `json:"roomId"`
+	Type   string `json:"type"`
+}
+
+type GetAccountDataPerRoomResponseObject interface {
+	VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error
+}
+
+type GetAccountDataPerRoom200JSONResponse map[string]interface{}
+
+func (response GetAccountDataPerRoom200JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom400JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom403JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAccountDataPerRoom404JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response GetAccountDataPerRoom404JSONResponse) VisitGetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoomRequestObject struct {
+	UserId string `json:"userId"`
+	RoomId string `json:"roomId"`
+	Type   string `json:"type"`
+	Body   *SetAccountDataPerRoomJSONRequestBody
+}
+
+type SetAccountDataPerRoomResponseObject interface {
+	VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error
+}
+
+type SetAccountDataPerRoom200JSONResponse map[string]interface{}
+
+func (response SetAccountDataPerRoom200JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom400JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom400JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom403JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom403JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetAccountDataPerRoom405JSONResponse struct {
+	// Errcode An error code.
+	Errcode string `json:"errcode"`
+
+	// Error A human-readable error message.
+	Error *string `json:"error,omitempty"`
+}
+
+func (response SetAccountDataPerRoom405JSONResponse) VisitSetAccountDataPerRoomResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(405)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3601,6 +9344,53 @@ type StrictServerInterface interface {
 	// GetWellknown Gets Matrix server discovery information about the domain.
 	// (GET /.well-known/matrix/client)
 	GetWellknown(ctx context.Context, request GetWellknownRequestObject) (GetWellknownResponseObject, error)
+	// GetAdminLockUser Gets information about the locked status of a particular user.
+	// (GET /_matrix/client/v1/admin/lock/{userId})
+	GetAdminLockUser(ctx context.Context, request GetAdminLockUserRequestObject) (GetAdminLockUserResponseObject, error)
+	// SetAdminLockUser Set the locked status of a particular user.
+	// (PUT /_matrix/client/v1/admin/lock/{userId})
+	SetAdminLockUser(ctx context.Context, request SetAdminLockUserRequestObject) (SetAdminLockUserResponseObject, error)
+	// GetAdminSuspendUser Gets information about the suspended status of a particular user.
+	// (GET /_matrix/client/v1/admin/suspend/{userId})
+	GetAdminSuspendUser(ctx context.Context, request GetAdminSuspendUserRequestObject) (GetAdminSuspendUserResponseObject, error)
+	// SetAdminSuspendUser Set the suspended status of a particular user.
+	// (PUT /_matrix/client/v1/admin/suspend/{userId})
+	SetAdminSuspendUser(ctx context.Context, request SetAdminSuspendUserRequestObject) (SetAdminSuspendUserResponseObject, error)
+	// GetAuthMetadata Get the OAuth 2.0 authorisation server metadata.
+	// (GET /_matrix/client/v1/auth_metadata)
+	GetAuthMetadata(ctx context.Context, request GetAuthMetadataRequestObject) (GetAuthMetadataResponseObject, error)
+	// GenerateLoginToken Optional endpoint to generate a single-use, time-limited, `m.login.token` token.
+	// (POST /_matrix/client/v1/login/get_token)
+	GenerateLoginToken(ctx context.Context, request GenerateLoginTokenRequestObject) (GenerateLoginTokenResponseObject, error)
+	// RegistrationTokenValidity Query if a given registration token is still valid.
+	// (GET /_matrix/client/v1/register/m.login.registration_token/validity)
+	RegistrationTokenValidity(ctx context.Context, request RegistrationTokenValidityRequestObject) (RegistrationTokenValidityResponseObject, error)
+	// GetAccount3PIDs Gets a list of a user's third-party identifiers.
+	// (GET /_matrix/client/v3/account/3pid)
+	GetAccount3PIDs(ctx context.Context, request GetAccount3PIDsRequestObject) (GetAccount3PIDsResponseObject, error)
+	// Post3PIDs Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	Post3PIDs(ctx context.Context, request Post3PIDsRequestObject) (Post3PIDsResponseObject, error)
+	// Add3PID Adds contact information to the user's account.
+	// (POST /_matrix/client/v3/account/3pid/add)
+	Add3PID(ctx context.Context, request Add3PIDRequestObject) (Add3PIDResponseObject, error)
+	// Bind3PID Binds a 3PID to the user's account through an Identity Service.
+	// (POST /_matrix/client/v3/account/3pid/bind)
+	Bind3PID(ctx context.Context, request Bind3PIDRequestObject) (Bind3PIDResponseObject, error)
+	// Delete3pidFromAccount Deletes a third-party identifier from the user's account
+	// (POST /_matrix/client/v3/account/3pid/delete)
+	Delete3pidFromAccount(ctx context.Context, request Delete3pidFromAccountRequestObject) (Delete3pidFromAccountResponseObject, error)
+	// RequestTokenTo3PIDEmail Begins the validation process for an email address for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/email/requestToken)
+	RequestTokenTo3PIDEmail(ctx context.Context, request RequestTokenTo3PIDEmailRequestObject) (RequestTokenTo3PIDEmailResponseObject, error)
+	// RequestTokenTo3PIDMSISDN Begins the validation process for a phone number for association with the user's account.
+	// (POST /_matrix/client/v3/account/3pid/msisdn/requestToken)
+	RequestTokenTo3PIDMSISDN(ctx context.Context, request RequestTokenTo3PIDMSISDNRequestObject) (RequestTokenTo3PIDMSISDNResponseObject, error)
+	// Unbind3pidFromAccount Removes a user's third-party identifier from an identity server.
+	// (POST /_matrix/client/v3/account/3pid/unbind)
+	Unbind3pidFromAccount(ctx context.Context, request Unbind3pidFromAccountRequestObject) (Unbind3pidFromAccountResponseObject, error)
 	// DeactivateAccount Deactivate a user's account.
 	// (POST /_matrix/client/v3/account/deactivate)
 	DeactivateAccount(ctx context.Context, request DeactivateAccountRequestObject) (DeactivateAccountResponseObject, error)
@@ -3616,6 +9406,9 @@ type StrictServerInterface interface {
 	// GetTokenOwner Gets information about the owner of an access token.
 	// (GET /_matrix/client/v3/account/whoami)
 	GetTokenOwner(ctx context.Context, request GetTokenOwnerRequestObject) (GetTokenOwnerResponseObject, error)
+	// GetWhoIs Gets information about a particular user.
+	// (GET /_matrix/client/v3/admin/whois/{userId})
+	GetWhoIs(ctx context.Context, request GetWhoIsRequestObject) (GetWhoIsResponseObject, error)
 	// GetCapabilities Gets information about the server's capabilities.
 	// (GET /_matrix/client/v3/capabilities)
 	GetCapabilities(ctx context.Context, request GetCapabilitiesRequestObject) (GetCapabilitiesResponseObject, error)
@@ -3631,7 +9424,7 @@ type StrictServerInterface interface {
 	// GetDevice Get a single device
 	// (GET /_matrix/client/v3/devices/{deviceId})
 	GetDevice(ctx context.Context, request GetDeviceRequestObject) (GetDeviceResponseObject, error)
-	// UpdateDevice Update a device
+	// UpdateDevice Create or update a device
 	// (PUT /_matrix/client/v3/devices/{deviceId})
 	UpdateDevice(ctx context.Context, request UpdateDeviceRequestObject) (UpdateDeviceResponseObject, error)
 	// GetKeysChanges Query users with recent device key updates.
@@ -3640,9 +9433,15 @@ type StrictServerInterface interface {
 	// ClaimKeys Claim one-time encryption keys.
 	// (POST /_matrix/client/v3/keys/claim)
 	ClaimKeys(ctx context.Context, request ClaimKeysRequestObject) (ClaimKeysResponseObject, error)
+	// UploadCrossSigningKeys Upload cross-signing keys.
+	// (POST /_matrix/client/v3/keys/device_signing/upload)
+	UploadCrossSigningKeys(ctx context.Context, request UploadCrossSigningKeysRequestObject) (UploadCrossSigningKeysResponseObject, error)
 	// QueryKeys Download device identity keys.
 	// (POST /_matrix/client/v3/keys/query)
 	QueryKeys(ctx context.Context, request QueryKeysRequestObject) (QueryKeysResponseObject, error)
+	// UploadCrossSigningSignatures Upload cross-signing signatures.
+	// (POST /_matrix/client/v3/keys/signatures/upload)
+	UploadCrossSigningSignatures(ctx context.Context, request UploadCrossSigningSignaturesRequestObject) (UploadCrossSigningSignaturesResponseObject, error)
 	// UploadKeys Upload end-to-end encryption keys.
 	// (POST /_matrix/client/v3/keys/upload)
 	UploadKeys(ctx context.Context, request UploadKeysRequestObject) (UploadKeysResponseObject, error)
@@ -3658,6 +9457,9 @@ type StrictServerInterface interface {
 	// LogoutAll Invalidates all access tokens for a user
 	// (POST /_matrix/client/v3/logout/all)
 	LogoutAll(ctx context.Context, request LogoutAllRequestObject) (LogoutAllResponseObject, error)
+	// Refresh Refresh an access token
+	// (POST /_matrix/client/v3/refresh)
+	Refresh(ctx context.Context, request RefreshRequestObject) (RefreshResponseObject, error)
 	// Register Register for an account on this homeserver.
 	// (POST /_matrix/client/v3/register)
 	Register(ctx context.Context, request RegisterRequestObject) (RegisterResponseObject, error)
@@ -3670,6 +9472,66 @@ type StrictServerInterface interface {
 	// RequestTokenToRegisterMSISDN Requests a validation token be sent to the given phone number for the purpose of registering an account
 	// (POST /_matrix/client/v3/register/msisdn/requestToken)
 	RequestTokenToRegisterMSISDN(ctx context.Context, request RequestTokenToRegisterMSISDNRequestObject) (RequestTokenToRegisterMSISDNResponseObject, error)
+	// DeleteRoomKeys Delete the keys from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys)
+	DeleteRoomKeys(ctx context.Context, request DeleteRoomKeysRequestObject) (DeleteRoomKeysResponseObject, error)
+	// GetRoomKeys Retrieve the keys from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys)
+	GetRoomKeys(ctx context.Context, request GetRoomKeysRequestObject) (GetRoomKeysResponseObject, error)
+	// PutRoomKeys Store several keys in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys)
+	PutRoomKeys(ctx context.Context, request PutRoomKeysRequestObject) (PutRoomKeysResponseObject, error)
+	// DeleteRoomKeysByRoomId Delete the keys from the backup for a given room.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId})
+	DeleteRoomKeysByRoomId(ctx context.Context, request DeleteRoomKeysByRoomIdRequestObject) (DeleteRoomKeysByRoomIdResponseObject, error)
+	// GetRoomKeysByRoomId Retrieve the keys from the backup for a given room.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId})
+	GetRoomKeysByRoomId(ctx context.Context, request GetRoomKeysByRoomIdRequestObject) (GetRoomKeysByRoomIdResponseObject, error)
+	// PutRoomKeysByRoomId Store several keys in the backup for a given room.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId})
+	PutRoomKeysByRoomId(ctx context.Context, request PutRoomKeysByRoomIdRequestObject) (PutRoomKeysByRoomIdResponseObject, error)
+	// DeleteRoomKeyBySessionId Delete a key from the backup.
+	// (DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	DeleteRoomKeyBySessionId(ctx context.Context, request DeleteRoomKeyBySessionIdRequestObject) (DeleteRoomKeyBySessionIdResponseObject, error)
+	// GetRoomKeyBySessionId Retrieve a key from the backup.
+	// (GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	GetRoomKeyBySessionId(ctx context.Context, request GetRoomKeyBySessionIdRequestObject) (GetRoomKeyBySessionIdResponseObject, error)
+	// PutRoomKeyBySessionId Store a key in the backup.
+	// (PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId})
+	PutRoomKeyBySessionId(ctx context.Context, request PutRoomKeyBySessionIdRequestObject) (PutRoomKeyBySessionIdResponseObject, error)
+	// GetRoomKeysVersionCurrent Get information about the latest backup version.
+	// (GET /_matrix/client/v3/room_keys/version)
+	GetRoomKeysVersionCurrent(ctx context.Context, request GetRoomKeysVersionCurrentRequestObject) (GetRoomKeysVersionCurrentResponseObject, error)
+	// PostRoomKeysVersion Create a new backup.
+	// (POST /_matrix/client/v3/room_keys/version)
+	PostRoomKeysVersion(ctx context.Context, request PostRoomKeysVersionRequestObject) (PostRoomKeysVersionResponseObject, error)
+	// DeleteRoomKeysVersion Delete an existing key backup.
+	// (DELETE /_matrix/client/v3/room_keys/version/{version})
+	DeleteRoomKeysVersion(ctx context.Context, request DeleteRoomKeysVersionRequestObject) (DeleteRoomKeysVersionResponseObject, error)
+	// GetRoomKeysVersion Get information about an existing backup.
+	// (GET /_matrix/client/v3/room_keys/version/{version})
+	GetRoomKeysVersion(ctx context.Context, request GetRoomKeysVersionRequestObject) (GetRoomKeysVersionResponseObject, error)
+	// PutRoomKeysVersion Update information about an existing backup.
+	// (PUT /_matrix/client/v3/room_keys/version/{version})
+	PutRoomKeysVersion(ctx context.Context, request PutRoomKeysVersionRequestObject) (PutRoomKeysVersionResponseObject, error)
+	// SendToDevice Send an event to a given set of devices.
+	// (PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId})
+	SendToDevice(ctx context.Context, request SendToDeviceRequestObject) (SendToDeviceResponseObject, error)
+	// Sync Synchronise the client's state and receive new messages.
+	// (GET /_matrix/client/v3/sync)
+	Sync(ctx context.Context, request SyncRequestObject) (SyncResponseObject, error)
+	// GetAccountData Get some account data for the user.
+	// (GET /_matrix/client/v3/user/{userId}/account_data/{type})
+	GetAccountData(ctx context.Context, request GetAccountDataRequestObject) (GetAccountDataResponseObject, error)
+	// SetAccountData Set some account data for the user.
+	// (PUT /_matrix/client/v3/user/{userId}/account_data/{type})
+	SetAccountData(ctx context.Context, request SetAccountDataRequestObject) (SetAccountDataResponseObject, error)
+	// GetAccountDataPerRoom Get some account data for the user that is specific to a room.
+	// (GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	GetAccountDataPerRoom(ctx context.Context, request GetAccountDataPerRoomRequestObject) (GetAccountDataPerRoomResponseObject, error)
+	// SetAccountDataPerRoom Set some account data for the user that is specific to a room.
+	// (PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type})
+	SetAccountDataPerRoom(ctx context.Context, request SetAccountDataPerRoomRequestObject) (SetAccountDataPerRoomResponseObject, error)
 	// GetVersions Gets the versions of the specification supported by the server.
 	// (GET /_matrix/client/versions)
 	GetVersions(ctx context.Context, request GetVersionsRequestObject) (GetVersionsResponseObject, error)
@@ -3710,6 +9572,591 @@ func (sh *strictHandler) GetWellknown(ctx echo.Context) error {
 	return nil
 }
 
+// GetAdminLockUser operation middleware
+func (sh *strictHandler) GetAdminLockUser(ctx echo.Context, userId string) error {
+	var request GetAdminLockUserRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAdminLockUser(ctx.Request().Context(), request.(GetAdminLockUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAdminLockUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAdminLockUserResponseObject); ok {
+		return validResponse.VisitGetAdminLockUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAdminLockUser operation middleware
+func (sh *strictHandler) SetAdminLockUser(ctx echo.Context, userId string) error {
+	var request SetAdminLockUserRequestObject
+
+	request.UserId = userId
+
+	var body SetAdminLockUserJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAdminLockUser(ctx.Request().Context(), request.(SetAdminLockUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAdminLockUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAdminLockUserResponseObject); ok {
+		return validResponse.VisitSetAdminLockUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAdminSuspendUser operation middleware
+func (sh *strictHandler) GetAdminSuspendUser(ctx echo.Context, userId string) error {
+	var request GetAdminSuspendUserRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAdminSuspendUser(ctx.Request().Context(), request.(GetAdminSuspendUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAdminSuspendUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAdminSuspendUserResponseObject); ok {
+		return validResponse.VisitGetAdminSuspendUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAdminSuspendUser operation middleware
+func (sh *strictHandler) SetAdminSuspendUser(ctx echo.Context, userId string) error {
+	var request SetAdminSuspendUserRequestObject
+
+	request.UserId = userId
+
+	var body SetAdminSuspendUserJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAdminSuspendUser(ctx.Request().Context(), request.(SetAdminSuspendUserRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAdminSuspendUser")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAdminSuspendUserResponseObject); ok {
+		return validResponse.VisitSetAdminSuspendUserResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAuthMetadata operation middleware
+func (sh *strictHandler) GetAuthMetadata(ctx echo.Context) error {
+	var request GetAuthMetadataRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAuthMetadata(ctx.Request().Context(), request.(GetAuthMetadataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAuthMetadata")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAuthMetadataResponseObject); ok {
+		return validResponse.VisitGetAuthMetadataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GenerateLoginToken operation middleware
+func (sh *strictHandler) GenerateLoginToken(ctx echo.Context) error {
+	var request GenerateLoginTokenRequestObject
+
+	var body GenerateLoginTokenJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GenerateLoginToken(ctx.Request().Context(), request.(GenerateLoginTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GenerateLoginToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GenerateLoginTokenResponseObject); ok {
+		return validResponse.VisitGenerateLoginTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RegistrationTokenValidity operation middleware
+func (sh *strictHandler) RegistrationTokenValidity(ctx echo.Context, params RegistrationTokenValidityParams) error {
+	var request RegistrationTokenValidityRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RegistrationTokenValidity(ctx.Request().Context(), request.(RegistrationTokenValidityRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RegistrationTokenValidity")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RegistrationTokenValidityResponseObject); ok {
+		return validResponse.VisitRegistrationTokenValidityResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccount3PIDs operation middleware
+func (sh *strictHandler) GetAccount3PIDs(ctx echo.Context) error {
+	var request GetAccount3PIDsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccount3PIDs(ctx.Request().Context(), request.(GetAccount3PIDsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccount3PIDs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccount3PIDsResponseObject); ok {
+		return validResponse.VisitGetAccount3PIDsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Post3PIDs operation middleware
+func (sh *strictHandler) Post3PIDs(ctx echo.Context) error {
+	var request Post3PIDsRequestObject
+
+	var body Post3PIDsJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Post3PIDs(ctx.Request().Context(), request.(Post3PIDsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Post3PIDs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Post3PIDsResponseObject); ok {
+		return validResponse.VisitPost3PIDsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Add3PID operation middleware
+func (sh *strictHandler) Add3PID(ctx echo.Context) error {
+	var request Add3PIDRequestObject
+
+	var body Add3PIDJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Add3PID(ctx.Request().Context(), request.(Add3PIDRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Add3PID")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Add3PIDResponseObject); ok {
+		return validResponse.VisitAdd3PIDResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Bind3PID operation middleware
+func (sh *strictHandler) Bind3PID(ctx echo.Context) error {
+	var request Bind3PIDRequestObject
+
+	var body Bind3PIDJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Bind3PID(ctx.Request().Context(), request.(Bind3PIDRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Bind3PID")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Bind3PIDResponseObject); ok {
+		return validResponse.VisitBind3PIDResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Delete3pidFromAccount operation middleware
+func (sh *strictHandler) Delete3pidFromAccount(ctx echo.Context) error {
+	var request Delete3pidFromAccountRequestObject
+
+	var body Delete3pidFromAccountJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Delete3pidFromAccount(ctx.Request().Context(), request.(Delete3pidFromAccountRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Delete3pidFromAccount")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Delete3pidFromAccountResponseObject); ok {
+		return validResponse.VisitDelete3pidFromAccountResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RequestTokenTo3PIDEmail operation middleware
+func (sh *strictHandler) RequestTokenTo3PIDEmail(ctx echo.Context) error {
+	var request RequestTokenTo3PIDEmailRequestObject
+
+	var body RequestTokenTo3PIDEmailJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RequestTokenTo3PIDEmail(ctx.Request().Context(), request.(RequestTokenTo3PIDEmailRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RequestTokenTo3PIDEmail")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RequestTokenTo3PIDEmailResponseObject); ok {
+		return validResponse.VisitRequestTokenTo3PIDEmailResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RequestTokenTo3PIDMSISDN operation middleware
+func (sh *strictHandler) RequestTokenTo3PIDMSISDN(ctx echo.Context) error {
+	var request RequestTokenTo3PIDMSISDNRequestObject
+
+	var body RequestTokenTo3PIDMSISDNJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RequestTokenTo3PIDMSISDN(ctx.Request().Context(), request.(RequestTokenTo3PIDMSISDNRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RequestTokenTo3PIDMSISDN")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RequestTokenTo3PIDMSISDNResponseObject); ok {
+		return validResponse.VisitRequestTokenTo3PIDMSISDNResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Unbind3pidFromAccount operation middleware
+func (sh *strictHandler) Unbind3pidFromAccount(ctx echo.Context) error {
+	var request Unbind3pidFromAccountRequestObject
+
+	var body Unbind3pidFromAccountJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Unbind3pidFromAccount(ctx.Request().Context(), request.(Unbind3pidFromAccountRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Unbind3pidFromAccount")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(Unbind3pidFromAccountResponseObject); ok {
+		return validResponse.VisitUnbind3pidFromAccountResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // DeactivateAccount operation middleware
 func (sh *strictHandler) DeactivateAccount(ctx echo.Context) error {
 	var request DeactivateAccountRequestObject
@@ -3733,12 +10180,9 @@ func (sh *strictHandler) DeactivateAccount(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.DeactivateAccount(ctx.Request().Context(), request.(DeactivateAccountRequestObject))
@@ -3782,12 +10226,9 @@ func (sh *strictHandler) ChangePassword(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangePassword(ctx.Request().Context(), request.(ChangePasswordRequestObject))
@@ -3923,6 +10364,31 @@ func (sh *strictHandler) GetTokenOwner(ctx echo.Context) error {
 	return nil
 }
 
+// GetWhoIs operation middleware
+func (sh *strictHandler) GetWhoIs(ctx echo.Context, userId string) error {
+	var request GetWhoIsRequestObject
+
+	request.UserId = userId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetWhoIs(ctx.Request().Context(), request.(GetWhoIsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetWhoIs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetWhoIsResponseObject); ok {
+		return validResponse.VisitGetWhoIsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetCapabilities operation middleware
 func (sh *strictHandler) GetCapabilities(ctx echo.Context) error {
 	var request GetCapabilitiesRequestObject
@@ -3969,12 +10435,9 @@ func (sh *strictHandler) DeleteDevices(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.DeleteDevices(ctx.Request().Context(), request.(DeleteDevicesRequestObject))
@@ -4190,12 +10653,9 @@ func (sh *strictHandler) ClaimKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ClaimKeys(ctx.Request().Context(), request.(ClaimKeysRequestObject))
@@ -4210,6 +10670,52 @@ func (sh *strictHandler) ClaimKeys(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ClaimKeysResponseObject); ok {
 		return validResponse.VisitClaimKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UploadCrossSigningKeys operation middleware
+func (sh *strictHandler) UploadCrossSigningKeys(ctx echo.Context) error {
+	var request UploadCrossSigningKeysRequestObject
+
+	var body UploadCrossSigningKeysJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UploadCrossSigningKeys(ctx.Request().Context(), request.(UploadCrossSigningKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UploadCrossSigningKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UploadCrossSigningKeysResponseObject); ok {
+		return validResponse.VisitUploadCrossSigningKeysResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -4239,12 +10745,9 @@ func (sh *strictHandler) QueryKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.QueryKeys(ctx.Request().Context(), request.(QueryKeysRequestObject))
@@ -4259,6 +10762,52 @@ func (sh *strictHandler) QueryKeys(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(QueryKeysResponseObject); ok {
 		return validResponse.VisitQueryKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UploadCrossSigningSignatures operation middleware
+func (sh *strictHandler) UploadCrossSigningSignatures(ctx echo.Context) error {
+	var request UploadCrossSigningSignaturesRequestObject
+
+	var body UploadCrossSigningSignaturesJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UploadCrossSigningSignatures(ctx.Request().Context(), request.(UploadCrossSigningSignaturesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UploadCrossSigningSignatures")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UploadCrossSigningSignaturesResponseObject); ok {
+		return validResponse.VisitUploadCrossSigningSignaturesResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -4288,12 +10837,9 @@ func (sh *strictHandler) UploadKeys(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.UploadKeys(ctx.Request().Context(), request.(UploadKeysRequestObject))
@@ -4360,12 +10906,9 @@ func (sh *strictHandler) Login(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.Login(ctx.Request().Context(), request.(LoginRequestObject))
@@ -4432,6 +10975,52 @@ func (sh *strictHandler) LogoutAll(ctx echo.Context) error {
 	return nil
 }
 
+// Refresh operation middleware
+func (sh *strictHandler) Refresh(ctx echo.Context) error {
+	var request RefreshRequestObject
+
+	var body RefreshJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Refresh(ctx.Request().Context(), request.(RefreshRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Refresh")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RefreshResponseObject); ok {
+		return validResponse.VisitRefreshResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Register operation middleware
 func (sh *strictHandler) Register(ctx echo.Context, params RegisterParams) error {
 	var request RegisterRequestObject
@@ -4457,12 +11046,9 @@ func (sh *strictHandler) Register(ctx echo.Context, params RegisterParams) error
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-	} else {
-		request.Body = &body
+		return err
 	}
+	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.Register(ctx.Request().Context(), request.(RegisterRequestObject))
@@ -4600,6 +11186,702 @@ func (sh *strictHandler) RequestTokenToRegisterMSISDN(ctx echo.Context) error {
 	return nil
 }
 
+// DeleteRoomKeys operation middleware
+func (sh *strictHandler) DeleteRoomKeys(ctx echo.Context, params DeleteRoomKeysParams) error {
+	var request DeleteRoomKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeys(ctx.Request().Context(), request.(DeleteRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeys operation middleware
+func (sh *strictHandler) GetRoomKeys(ctx echo.Context, params GetRoomKeysParams) error {
+	var request GetRoomKeysRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeys(ctx.Request().Context(), request.(GetRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysResponseObject); ok {
+		return validResponse.VisitGetRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeys operation middleware
+func (sh *strictHandler) PutRoomKeys(ctx echo.Context, params PutRoomKeysParams) error {
+	var request PutRoomKeysRequestObject
+
+	request.Params = params
+
+	var body PutRoomKeysJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeys(ctx.Request().Context(), request.(PutRoomKeysRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeys")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysResponseObject); ok {
+		return validResponse.VisitPutRoomKeysResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeysByRoomId operation middleware
+func (sh *strictHandler) DeleteRoomKeysByRoomId(ctx echo.Context, roomId string, params DeleteRoomKeysByRoomIdParams) error {
+	var request DeleteRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeysByRoomId(ctx.Request().Context(), request.(DeleteRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysByRoomId operation middleware
+func (sh *strictHandler) GetRoomKeysByRoomId(ctx echo.Context, roomId string, params GetRoomKeysByRoomIdParams) error {
+	var request GetRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysByRoomId(ctx.Request().Context(), request.(GetRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitGetRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeysByRoomId operation middleware
+func (sh *strictHandler) PutRoomKeysByRoomId(ctx echo.Context, roomId string, params PutRoomKeysByRoomIdParams) error {
+	var request PutRoomKeysByRoomIdRequestObject
+
+	request.RoomId = roomId
+	request.Params = params
+
+	var body PutRoomKeysByRoomIdJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeysByRoomId(ctx.Request().Context(), request.(PutRoomKeysByRoomIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeysByRoomId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysByRoomIdResponseObject); ok {
+		return validResponse.VisitPutRoomKeysByRoomIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeyBySessionId operation middleware
+func (sh *strictHandler) DeleteRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params DeleteRoomKeyBySessionIdParams) error {
+	var request DeleteRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeyBySessionId(ctx.Request().Context(), request.(DeleteRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeyBySessionId operation middleware
+func (sh *strictHandler) GetRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params GetRoomKeyBySessionIdParams) error {
+	var request GetRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeyBySessionId(ctx.Request().Context(), request.(GetRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitGetRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeyBySessionId operation middleware
+func (sh *strictHandler) PutRoomKeyBySessionId(ctx echo.Context, roomId string, sessionId string, params PutRoomKeyBySessionIdParams) error {
+	var request PutRoomKeyBySessionIdRequestObject
+
+	request.RoomId = roomId
+	request.SessionId = sessionId
+	request.Params = params
+
+	var body PutRoomKeyBySessionIdJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeyBySessionId(ctx.Request().Context(), request.(PutRoomKeyBySessionIdRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeyBySessionId")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeyBySessionIdResponseObject); ok {
+		return validResponse.VisitPutRoomKeyBySessionIdResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysVersionCurrent operation middleware
+func (sh *strictHandler) GetRoomKeysVersionCurrent(ctx echo.Context) error {
+	var request GetRoomKeysVersionCurrentRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysVersionCurrent(ctx.Request().Context(), request.(GetRoomKeysVersionCurrentRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysVersionCurrent")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysVersionCurrentResponseObject); ok {
+		return validResponse.VisitGetRoomKeysVersionCurrentResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PostRoomKeysVersion operation middleware
+func (sh *strictHandler) PostRoomKeysVersion(ctx echo.Context) error {
+	var request PostRoomKeysVersionRequestObject
+
+	var body PostRoomKeysVersionJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PostRoomKeysVersion(ctx.Request().Context(), request.(PostRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PostRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitPostRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteRoomKeysVersion operation middleware
+func (sh *strictHandler) DeleteRoomKeysVersion(ctx echo.Context, version string) error {
+	var request DeleteRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRoomKeysVersion(ctx.Request().Context(), request.(DeleteRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitDeleteRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetRoomKeysVersion operation middleware
+func (sh *strictHandler) GetRoomKeysVersion(ctx echo.Context, version string) error {
+	var request GetRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRoomKeysVersion(ctx.Request().Context(), request.(GetRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitGetRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PutRoomKeysVersion operation middleware
+func (sh *strictHandler) PutRoomKeysVersion(ctx echo.Context, version string) error {
+	var request PutRoomKeysVersionRequestObject
+
+	request.Version = version
+
+	var body PutRoomKeysVersionJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRoomKeysVersion(ctx.Request().Context(), request.(PutRoomKeysVersionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRoomKeysVersion")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PutRoomKeysVersionResponseObject); ok {
+		return validResponse.VisitPutRoomKeysVersionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SendToDevice operation middleware
+func (sh *strictHandler) SendToDevice(ctx echo.Context, eventType string, txnId string) error {
+	var request SendToDeviceRequestObject
+
+	request.EventType = eventType
+	request.TxnId = txnId
+
+	var body SendToDeviceJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SendToDevice(ctx.Request().Context(), request.(SendToDeviceRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SendToDevice")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SendToDeviceResponseObject); ok {
+		return validResponse.VisitSendToDeviceResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Sync operation middleware
+func (sh *strictHandler) Sync(ctx echo.Context, params SyncParams) error {
+	var request SyncRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Sync(ctx.Request().Context(), request.(SyncRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Sync")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SyncResponseObject); ok {
+		return validResponse.VisitSyncResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccountData operation middleware
+func (sh *strictHandler) GetAccountData(ctx echo.Context, userId string, pType string) error {
+	var request GetAccountDataRequestObject
+
+	request.UserId = userId
+	request.Type = pType
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccountData(ctx.Request().Context(), request.(GetAccountDataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccountData")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccountDataResponseObject); ok {
+		return validResponse.VisitGetAccountDataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAccountData operation middleware
+func (sh *strictHandler) SetAccountData(ctx echo.Context, userId string, pType string) error {
+	var request SetAccountDataRequestObject
+
+	request.UserId = userId
+	request.Type = pType
+
+	var body SetAccountDataJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAccountData(ctx.Request().Context(), request.(SetAccountDataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAccountData")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAccountDataResponseObject); ok {
+		return validResponse.VisitSetAccountDataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAccountDataPerRoom operation middleware
+func (sh *strictHandler) GetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error {
+	var request GetAccountDataPerRoomRequestObject
+
+	request.UserId = userId
+	request.RoomId = roomId
+	request.Type = pType
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAccountDataPerRoom(ctx.Request().Context(), request.(GetAccountDataPerRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAccountDataPerRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAccountDataPerRoomResponseObject); ok {
+		return validResponse.VisitGetAccountDataPerRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetAccountDataPerRoom operation middleware
+func (sh *strictHandler) SetAccountDataPerRoom(ctx echo.Context, userId string, roomId string, pType string) error {
+	var request SetAccountDataPerRoomRequestObject
+
+	request.UserId = userId
+	request.RoomId = roomId
+	request.Type = pType
+
+	var body SetAccountDataPerRoomJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetAccountDataPerRoom(ctx.Request().Context(), request.(SetAccountDataPerRoomRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetAccountDataPerRoom")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetAccountDataPerRoomResponseObject); ok {
+		return validResponse.VisitSetAccountDataPerRoomResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetVersions operation middleware
 func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 	var request GetVersionsRequestObject
@@ -4628,253 +11910,634 @@ func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L15c9u21j/+VjB65jtNUlnekrTxb56Z68RuozaOUy9JF3ZEiIQk1CTAEqAV9d6899/gYCFAUrK8JLf3",
-	"Puo/jSURAIGDs3zO9s9ewvOCM8Kk6B38sydIUpVULs6TGckJfISThAhxwa8IU3+mRCQlLSTlrHfQu5gR",
-	"pH8wkuoXqCSyKhlJ0XiBMEpwliHJURxvZ3xKWRwjXqq/SjKlQpIyjnv9HlUj/VmRctHr9xjOSe+g5w/a",
-	"6/fkooBPC/ojWfQ+ffqknppwtSBJZaa+O8GypB/Rq4wSJrfOSXlNSnT4bogenSxIRhkS1VgQ+bjX712T",
-	"Uuj17w52Bju9T/0eLwjDBe0d9PYHO4P9Xr9XYDmDDdgezEmWbV0xPmfbOcyyncAs6tspke1t+Z5IgVIq",
-	"En5NygVSSy1zrL5EeMwrieSMoJTnmLIBUns4oRlBOVY/TbIqJRHDaUrVAzhDV2Qh+mg+o8kMnVyeX6AJ",
-	"zzI+h0F+wNcYFTi5wlOCGM4pm6KEs2vC1MP9iJHBdIDiOOH5gHzEeZGRQb7ARTEoSl6QUi7iWC2BCkSY",
-	"qEoikP1CDUcEwiWJmKioxOPMfFbghKRowktEcDJDuCgympjXYykqSVolRMD6SiquEJ9ELMmwmBExiFjE",
-	"3nJJkJxhtQ8wcVpwyiSiAjEuESPq7HFJswWaYZZmmpzUcDOeEwFH24/YuJJAZozLGSnRnIzNV4rkxgRV",
-	"wqzSnoTanHAUdHn2ZtCD4y/hBYapPr4PJMvgxHv9XklEwZnQ12FvZ0f9L+FMGgrwXn/7D8Hhlgh1fzB8",
-	"687xnd5XqscJCeawHmMrJQVhKWESDh5VQi179TkP6ivCx3+QRCqSDme4FHoXNeUKtUUpkaTMKSPNrUVU",
-	"TU/lAtkP1LHCLkeMF4Ysa86hnl8gMeNVlqqNp0ySEidSLXJO5UwtzxCfevV8UM+l/h5jQUZVmfUOejMp",
-	"C3Gwba6Zo9iE5+qN8oFd2Gjl0/ZXzed5Oa0/qoTkubsF5iAbA5kfqetin+PltKfYTxGcZvOVbt57Q5I+",
-	"LXpsQu1YOEP9ml08WH2raBnIvUHi6iM985b5JOGMkUQ9LoKjWbX9jsCEVPcI9qAkf1a0JGnv4Ld6fb/3",
-	"HUt+XS9iWL9bF612nuz6m9ig1wfdyebYd9jOTnq8y4YO7VrO19jVxngBiXpjHjkxtXq0Fkcxa+gUcwN1",
-	"qE93nrb3+C23G7lEPl5jmuFxRgbwBqLKc1wurEw1Qn71CE0Jq14GT4XaBLNmnOaUUSE1z+/9rmbaHgWy",
-	"fft6fxsnCa+Y3E6JYmbXWAL7KrjoEPlH7jcwdSVI+ZVAZoQ+KknOrxU/VBoRHtNMnaIlMfVjJHnEQElC",
-	"eKpWrQQlyGWlwzgRWQkjWONLQcqtoeW01wQdVnKmyMNI4sN3w3gEoxwyo6MhraPVjFpU45xKSVJ1mxqy",
-	"eALT6M1AMywihtU4MJUgQilQZo0Bt1FKTDLDbKr3YZLxuagPFWnhpjaCMzSfEZDcOGLXOKNpuEwKqsg1",
-	"TUkKE12yjF4RLYbcOkW/se6UE61FSHxFEGYojmk68tXJOI5YgUucK/GHxiTBlWiKQDU5+ViQxOyNoFOm",
-	"9RnyZ0WE1PtFItbmPEISnLZ1ipo+DjVN9PT1JEK+5OniVjpFyM9wJWfLNQ1ZVqR5cw9r3RKHROPfI586",
-	"t6hHaLhFaA0Bb/45SkoC24OVTFX3tOC8FDNcklSQpCRqDwwp9Q56H9V/NeOxvFL9OZhw3msJXfdoFx+/",
-	"xllFENdUbH6pFCo0pdeEtfXJQZsh2w+6htc3VX1vFVl3V6hAWEqSF6D/SA6KUkYkGXTyfMuHG9f3CEvc",
-	"JSlpulRCXnRIK8lRxcaUpcB4zHYY5rT/bngk0KTk+SBiwwncGnvj+s0LAYaHvShwp/QX6jbBDsyxQLyk",
-	"U8pwli30TzmCqcFK0CubUFIO0HCib483vru3Sus2xk4wDbKz9CNGJcorIY216W65/ulIv/CoJKLKpDI5",
-	"JxGLY8a3RFUUvJRxHIppX7XrPKG2JPy4ZV/1neIkb7XROlYX+dM9DYaQxpe8VYcFoS5vqoblJcKgHln2",
-	"ykvNEMMDVecFLNmRiDrIDuLo0oIeicfKqhQV8NU4tnMTYahBUVt94gLN8DVBY0KYmotXLF06tDr7jDRP",
-	"rJ5A0wFnRL1XzksSzDPBNNMs275TWhHDrVszlWSirSufs7cU6IiNifpRxex21YYTZituHNwssK0jBuQ6",
-	"JuGeTZpnMsPqDgQv5L2Jz5CBglmVK6XGjNjr9+odUxpeTeH1L1brnMuo7fc11EEDBSnRBu8Bh11rTqlR",
-	"CXdvdRm6TQC9RtgbSxaaKvBago0KZF+637IOLLNOO64YyqgiECNTJJ4aXaxWkhyvT5HZ80mVZYtev0cl",
-	"yYUnHLsk3FIJ1MNliYG1gD5109K0cNKql6GHGkLxzBhp1MuBv76GjIW3vFEG8olm8uHe2F32hSBMGrHG",
-	"8ai1PtQmNWjavMHvHbLUit7vMj73KaTX3ndQGMUqQOcG/OUVZxJTJhBmobnSVB/mNMsQI3rXQBhShniZ",
-	"GhNByVVslBi79eFmDtB3FpnzTqgoiSBMkrRvODR8qrT1sftSyQ0MSpJ6ShFHSsGuxeXCjKpPo6/Fd1GN",
-	"M5qgApdAepihU6XF2DcZHqHEWhp6wTNSkm5dUZ/vGP/l649XRBl+E87HuOySxP1VKiAVoIk53a9mqq0t",
-	"B+ZcYCHQGCdXVloovhwxB4lNQOZ4RkkfWVD5zwo2Tyt9wJa8EyF6M9VQOCdgzSU4y0IVBHTfj4u/buTQ",
-	"+v7/vlRttKpHb02O7QkfM41Yj4tqdr734h7sXM1fqg3KaE61AlkqsjWoLRCgkcotNk3KMuHpEuX8ZPRm",
-	"eDK8GB3//Or4+Oj4CJGy5CWCB/xdb/6ui7fAo10Md1blmG2VBKegFugpciIEnoY03rvgHOXq2puXEV3z",
-	"lESWixGeSFKO8iUMF+cgXRWTpTnQVU6zjAqScJYGosiY+HNMpVJfJkpNkuWiqetopMFf7N7Ozo5bnTL6",
-	"pqRsEaHd/PXUgvoU9RFjSbbgxEEngEusnU69g98a7qbffv/0u48BeSALbkAsPspzKZRBoQyom5Addenn",
-	"vEyX4zqvAMvQm2t/DeQJaIhWd7jhlp41+SDoDTB87ZapcSIAV+xBuhUpVpfICkwv9QWfM6X5GzvL7tF/",
-	"CRqEGrOcvz69fHOE3p5eoJJc8yvi3rp+3j5suLElyQH6YK0kPbn3jFDnXBtFCJfEjJ+alQt99PWFcriS",
-	"aCNAmpLeWYrbwD8b+Of28E/Gp7ySo5Rc06RLL7fU7FnyHYStHXpyRmiJsBA8ocpCQ2bUfs0TImYJ3nAA",
-	"S+hg3ZBUDNARmeAq02qPojZgAx9mhKE4nuBMkDju+4ZHghkSUim5GqFNrzFTKro6rBh+xycS6fdEOZEz",
-	"nqKo2tnZT/5HfbOlv4FPSDwKreKvlKjJMWVq683bBMSpr4PZ1THnGcFMbSsj85EvC9onzsg85P+ytndD",
-	"cU9nWJIxZpjhmy3uYOLfvwzWVF9VJXwdW1lLX3Rb4Ex8zd435v3GvN+Y9xvzfmPeb8z7jXm/Me/vZN5b",
-	"W9vZ9lbbuJ9xv61UwmzbrNJFsnbb+00DVvGOZEYU37BsRTM7GFRdplLp1U+egNhzuvSTJxD5dgNKgBxE",
-	"4GncELYoudtVMIaNMNFm6Vxp1/7dZVOrkkYsjlsbEMfOkg+ACdhha7Ca0E3NX8DW1Sw1wZlmmVg6POFf",
-	"LoC3Y2//NXKz9RH5mJBCwtNqaSeji9dnx8fvhkejt6cXo+9OL98exbGVUy54mE4Q427jciyTmaHtiHXt",
-	"vpNDE14xgw94CIQJykCCsBRhFjH9tBEEekA7VFFya7rVkTkoKQmATu40B423Gb4dXZ4fm1dhXPqv0wWM",
-	"mPM2Z6vREb0qKgXJJn1EKNhtoA9rjMQCI5oW/F8jDj/UzkwMr04TgqhVWpkseYa4BaYiNhig1WeISlJk",
-	"OCEHB364dscv49iMN1r1qwP0P+q6bem7umXi5/7fqzfD47cXo5PDH07PRu+Pz86Hp2//35YdZwvG2TLj",
-	"2FDwEFQ58ya54GdEEGkRlmP19D1gFpxlpxNgWp4+o1c+MvjFQS/n7IosxAiXZPT92fHhheK2MDFoNv8I",
-	"I/7USY6MItE72G1BGo3R21KpYvTPSingEMs8JUztRa386+e1dW/ZiFGMFvr2eARk1jFAQ6MijZXqaYZO",
-	"OBNUwD0wSn8ywyVOFKdQpP/bztYLvPXX4davg/8dbf0ex2oYgTLCpnKmh1O3QF1/kqK9Z8+852F5SnK5",
-	"n40V8RdyMYhYIFq7drctwvV2dzHykEtI7u5bKMFxRhPyj5VhIP0eIx/lKKPsqj3VqQmJBjBRA4LePlPP",
-	"bOx3RzzQLItYSVJakkQGjAckxuXZGyMqdPC1GpJOGVe2F8gCg9xSNo3Y/rvhUTB9YIyUvJrOEEbvTs8v",
-	"HAbaGbTqbcd2wtm0xLLKsI5ynck869qjkL67TsR7Y8RZtrA82bKziYkv8kdSLAZ0fVblY1KiKTBj0PP1",
-	"ZuccYoESwnRgiI4eMtxPEML6ERMJLyyyjSWKY5gwjtHXKI6DexfHqMDUCmcqwC7D15wq8VioqdOsZspg",
-	"DyvN37yAXlGCBZhuZofV4cqSEoHGRM6JoRF1BhBYAuCyBuSatDHQkiPU+yhLSpKrD4A8NNapt26BUiJo",
-	"qW4yI3Mr6R5BFghGJckpS0n52GRIKKvQRmMtUMrVZfTBuoiZGbVekGqdxkAfaFzp2wvWZVqLsICedm9U",
-	"N0OmZ+9zg5g67PuOUKkga6grRKrhEiDXlFciU6q7FjnEvGLXSZigaxGxRNGdIkK9/9jeS60ppZpvVlTM",
-	"3HGXO4NnW4oLYEmVOWGC2COmj50KJAqS0Im1xEyGEkjrMwuz0Ekj0i2OFXmKSokxknZC2DeEC864kExR",
-	"r2HyHcFMCc/zimlTF5I50AleuBfOFhEzOUsIo4KX0tybOsK2yaxaMU8szYiwjIuUbhdqXTUYLCVFSRIQ",
-	"e1rFRkWmDoRrnSvn19rLg9GkklVJwq2NmNlb0Ji7lWV1KEGSmjPtGkhvemNEf4Nou02q+jZofPqLRRcK",
-	"mi5j0xpVGR4psrf/hmQwxAtc6yAmHE+bSVpnQIqESqIoo6U6oE7N4QIcEct1h4g1lAdgV23tITic3b19",
-	"PE46pRRIy+4UkENW3+UJJVkK2rPxKGBIDJnPiPHH+viSHrSlZGlOI3lf02ptUnmGl7FDguQOmpCIaRMt",
-	"jkFYb1vdxajXekKjg9ee2kdqHpsAYQhLiQrtKMEhC3zccqXqdyGWK9nl1zrJIzqJmKGxcUYe99F8xq1g",
-	"UhapBhyVEaXFrcHTlDg24+htg9sNoocKs9Um/8/AlX1/jxXLxUJUuXEF+HwiYqBOzHBREIb899cPfyUQ",
-	"Zdc8u9Yy03mCm2GeOL1WV0P76JexZCvh43jbfCKAP+g7GbFHlBwAux/sPL5ZsSqwnG1L7h/mjRihurTr",
-	"QDOHVqmagxbEZKfBa/w2t/Mb1fhcr8ui7zlcrQdGGJwqmOa9wOPUtG50ds9WRq5Jho5hhLWBQfW2DgYc",
-	"NHDAy7c/vj398PYzAYCHDFUMkkXNr3iSVKU6rZuO8nZIm7rPE1ISlgDx0jIFbH7hY9/mCpUk4VNGhTMN",
-	"/Vj7vo1x9nE7qrmWZgj1TqI4PhmdH5+9Pz6D8704uzy/OD5SKrm6kg3QxnNA1Xk4ZSXktvFTdSkZEVsW",
-	"m6FJc/8BSPPo+O3w2KfLi5Xbh7OMz8mGWu9HrV3ZHdhlri8hYCwQjhgI3UQaWdxMBTSgjzIJW6LWWDUh",
-	"rwtxAOu9L6qy4NZOEwTs5zb23FsXZc4FFSl7aJi5mCmL1li+/2dR5o69/SIwc7D7t0GZ1QGen5xHLKDD",
-	"YLh/I9IcrGNdwNlwk7tBziHg3HWcSxDnjp92Qc4dP/t3YM4n58Pzo7f3AJ1vCTUDhej06JdK+qhzHelz",
-	"7R30dr75Zmfnxc7Ozs7uBnz+POCzO4AuBi/nfCsjUpISVUVBSkAFh+enW/u7z59v7SKcFTO8tYfMIFrh",
-	"svw/YvZ+MhTH/snGsRe0W+BS7bXS4Cbq9s2VcZpSnGXEZKAFLwVkssG274Bth3er67gDrrrU2RBeyoeE",
-	"0M9PzpcB6BAr4yjqYQB0Q7UGQm8QaAeqHjFZUrXrHrCObsbV4a2YDsNuwOpoXVS9laevhfdaqDrMHMLq",
-	"sKaVmPr9EHDLVBpEdyMkvsESN1jiBkvcYImfBUtUPM+aAN2Ioi//PjOs+M4XtRt0cYMubtDFDbr470IX",
-	"A73/duDi4CZ0cT7jOKerC412Fz9zGaA2ncAX1gMU1OHsq41xgQ8lqXNNWuVU+yhiXrVKq2AIgKNyLP6s",
-	"SIlTogZU76qH1TePlihiroCoYh1TqmuioThWPx7RNI4RVIKtdZoBGhpIM2KCygqmDTLKLMKlxPiiiZ96",
-	"I0MUkRfpYXALXBQGveobdBKKClFZMwwDV0ZM6c2d9UJB3J6qLe/dMyerZ9bbO+j94w9ODoLCk/2l6rfO",
-	"dht1KeFH8BUaHvm5fu60g5CYRzg1nFIpLOh6d7D7uDuuRIymELl/YwaiTtOAH3cMv+cP7yXkuU3osij0",
-	"sKlBi+dMtF5kcCO7sROsy27s/c84GCocYaTZnK7Gs3by2xJZYrjy6OL0x+O3niS5ZJ6wDd9wIz7uIz5c",
-	"Vnmo0NxbKfju9Ozl8OgoOESfX1qgXJd6kj4/AibnyGlztnc+25qjK1tP7XIomBxr4mX3OZB8k/+0yX/6",
-	"4vlPa2lzrC3o1s6MSnCha88aMrutTqkVrq/8tOMJwTrIkkgdzarLDZQkI9cYwJZ6yk7N6ZW/pvvqTs0X",
-	"9Mvem2Le6oDgfKBuN/44smQ7Kkg5mvGq7B0839mBotQ6tz2oDECgCmDaO4DaBvCrkvN8ZAEcWKQtcKL+",
-	"2IV7AH/1e3v+H/u9g17F3J+SCLlVtyZw3wDNQY2F3kFvVxPhMi2w+f53zGYGcBy2Kzi/QOnWFCD6yJVQ",
-	"jNjNVeqbZdM7driRWG3nXwT1AOjEq4iDmVdkhpZB2mCDr9rTa/Gfslpz0D6Ck9d0Pqci5IbwXVuhbXIY",
-	"swwv0TesDlO/dXe19BbJdYgeznMLNHaeXHt3Arpdr3HBhS4HYE7IGI3+1EGhSkvqjra9DTjjPH+vnzmX",
-	"rZevJUlTUKVE6pqf3hddC1m6By7V2r69txLR3VjB3MauzTBfBlP7M1Pb0UHpAIzM4YeNuPLdGzUiu4S+",
-	"d2bdeylWkZJXJKHBhlfXkg/YzLpaWcBJuA/nbZStjbL1d1K2nJrTVF6sphVclmXKVkoyIolfqmlZKOBD",
-	"FPk/gtmEh3y5ak4Q8WIdiUSXKAlQnw5YKO+qYK9mODKv8x9SvgwCHTf1y/429cuWFi6DVZkiR6kFLE2b",
-	"Iju7O6Pfej+9vDz8dfjd5dmPvX7v8HJ4/Ori/OztkWIjrsrQshpK9fCDW5cbsuv/DyjVZZaqI8L8clU2",
-	"Sa6v8Y9U1/EyH0asTovc1PTa1PTa1PTa1PTa1PT6b6npdSsN+WWVXWnpa0zq1Ol+VhE2rsUcMzyFiKgV",
-	"2rAT/LdBHXGWOUFmXevgNdBqctkJKfo66n3QRLfm3wL/aqh8pFQUGV6MbONSlpacpr1+L8NCjgQhbEQL",
-	"aDW6N9gfPA2+kKJ3sPv0m6dPX+x+882znb2nn36/0cW7UpSo7fI8GeHOOe+Sx7XrIjfNIc1F00O0ZO4K",
-	"d/OwvrXchOTpX4f3J9jENsoT7GrLo62/hW6kSBBpBSUgd+5lzazocAycUmf7wCO2eKniFY0Q8fr8WJUZ",
-	"MCyoGluvMTzgLnE7fOeSzmykp1sXGLBqCAiwHqBHJ5qxYzQhc5RTVilbjVcSQl+V5dbXLVcnE5pQwhKl",
-	"x2HBmWjEBtaEdos3kEsUBklzIiTOC/SoCREIyhJTl5zRj4gUPJk9tiUe3GuKiK37omjJe0as80WDi9Pv",
-	"ac6hkYbnK95+GRBRU3SD+hoH3dg1v5OivSo3Fn3o0H9uZP2G1fo6z+3Y+Rsq5HLmELLV+7D47X/qfwzT",
-	"T5qmlA75pWGPO6AeVK7GPHpGpYRA6w6WWdtcodUK7a0LLGd1d2u7Qb12vH7LyKtv68etTu6pTnmDxWyw",
-	"mFtiMZ/+UxAMHW2+wS82+MUGv9jgFxv8YoNfrN0tCm4/rm3YVTptf01cgjN1wpRNM+J0zfHCyiqarkAk",
-	"bqdB6uTW6y+oQ94fK/ns+Ei/s0DvBrvYYBcb7OLLYBfrIRNK737afSw+zmA7HluyskkpWnYPj+4Q1NHk",
-	"zjey/aLqYPuXRYotrpATiVMssW325uMMbW6vn7wLw68KWy3iPwcyWM3rbOOs1Od5LR5nWs/Dtho1L3iA",
-	"ClQx12YqCLpamHBjSMFbt3l7uMa3ZN7Z964+389eUuFz2MiamGxbrn/DVdT3YF3tqxtRvCILsa1P/gbP",
-	"EXbWqMk6nHHdc97sgwnidVqayRFWExhhgGvkAIkFS0x8va2oFeYa2pLHdYYgtMBThpab/0A9+sTucbZA",
-	"AFchrEND3f4qzdzVK3lElTbJ5cwMo14hYgjlJB+TUsxooQxdSVAc/8Epi+PH/x96gln6RM2kk+vgvnW9",
-	"Ji9ddWTMEPloKix5561mCp7pu8oqcTwpee5qI0sex52K7o9kIUwbl/WYnwBrXUhl0GkY2CIKVMgBOneF",
-	"jnShBKhUNMYymcWxrvQQMbUyKMRi0jSVMcQQwWVGIZA7g9Jy/9pWp/qvAboMCYRxGbGqyDheuXtWY1DW",
-	"mK45x3hpUN40Yo3tFH6JjuYQisuByT0miHwEQrJv4RGTkwOQD1sLAvW7uwsB8c3esxdPR0+ffrs/2n2x",
-	"/xTqqC8/F8LS255KxHQBDncqia65EZwC2kJyUdDE9av1KhBFTFTJTFusulSQgQwq0YKUAD2YUZ2Rresn",
-	"UgkV2pMZ0SVmqgLgeF+yNnZU8vvs57Pn374YPXu+vzfae7r/7K6W1NKEDi32lsQmA78EgoZgOeMArjlg",
-	"F/PzaiEpqmzE1f0DemEchGXN/zHm4yAP2Y+yuxE/zMhE3nH96uDhkqox1He6DBRh6ZbkW4o4CUvKBZSH",
-	"gTh6Xc3HK+yvXQQRc+zWesD9d04yXOLmO6e8mt71pT+tCYW0ZVbXiYnbit6fIIO+Tr+3l9Awtiti1YMg",
-	"qPm4tatqoatFc4ZpvqJ3tvpaIM7IFgSZAxdU+lUlQHQWJdlSizGR7l09k9UISqY8WLwxZ2SkFjNSi1kF",
-	"rq6X/4KzKS+pnOWBXirolJF0lFTlNdl79mz3xQoIeVUOFmyYLisGW03SATpEOS40d630xenrdHT7ccRc",
-	"gCt8YVcIynQDCu247gf/7P3w5vC7H3/4cP7qvPNdOmFRtae8ksst8ZYRDgXT5phKbXenfM6UEFZCVBMK",
-	"vItSWaTl92KAdneQNeKpMPIy4XlOWAo+bciLCW3tnXXyEEK6WMfs1bcsJRNd0Et2nldvmbmgZdDDlmCb",
-	"YJpV5b0y/4YTpLNLYNdrqNb2WHMFZyG3pq/5LS6hUXTCS3UGgLhDoR+o9WE1h3qpIJal973psc5gVMiA",
-	"scft6noFsLGD+N0yxpUMsrqtqFNmkUk6VwobMjuk/XF6vQM01IV7TY0wXppmN1BxMhxQPZdTofO3rL4W",
-	"xwHt6ApeTSL8Z9eduS8vupmJnLZYr1qxoj1aR4As5ykRc59bvTZgNSiOdWtux2R0X+4D/ekVWYxoalp1",
-	"x9bJoTi+Xi8c7zkxWqT63I0jbM/vK7LYqj+1bb8VD3DWume9R8xgND+SBTqFSZD+8taM759tzndweHh4",
-	"+HqqvtN+or9+HL+Zfv22HP5RMDxdfF0Mf3levXvz9Nf58fd7119/+92LLJ8Klv36lxJgajxIlhbLV0BS",
-	"PVPAgr978+Hjz39+P56X42/PT/Z/+ebFM/Ly+enht+P5y4Sf/Prdzy//ZBfs2beHv3z49fxPevT0mcxe",
-	"vk+O8N6bb87m6Y8/k/GH7fd/HWVs8v6Hr1/8wa92X84VT/vUparclzHq0prA/oyKecs2oOrZWmuolRGn",
-	"sN5DZdF8d6nKcgbFf0QQEGVJHyKKAovOXiiNkYDC1dZhQE48qA5j4N6buMaSRBinHazj/F+pk1iRvVIt",
-	"MTqup5UIXSJOW+l5IRf6N35oRUfYb8QC1txW5Luv1G+//1doK/3ekqZmRjrWAUMTYsrYw7LAQNbySNcC",
-	"M6eg9X8wDChEzUDDLMC9DI32TeHKwNT/CjCMr0wEHUh2LMPHIga1QRcogxrDHpSmjXmo0RYkY0uOCBMg",
-	"lqXwyl8mNn7BqVauqqbDARiXdVlNyur1DNbIoa5v0f31vfoufFGVb01WsPTzJS7Uow4IrF0uwInlJd03",
-	"a8btyfVGdFC3h/W3Xj7gWT643h3U4ncLE7ElZniv1+/lg5xMzS/cx7eCJVZ4gcH9eWQVV+ugmRFhTlxX",
-	"AUOSD9BJJUznCP+3wyMAqyIGvCLj06mimEZ6tK9tdHDim470hsII73SgTIj1rNTK65tuo0e05nSDkuf2",
-	"0ep5ehZ9NWYkFyS79kePGGEJT3XNelMWt77PgRLYYO+eIhaoR/uvnr387gPd++XbE/z++o+Tb0/29o5e",
-	"5rO9p+/y6dkOe3f9w+nwsPxruhiqAbs0rOy4omc/vKRyZ/j9c3Y5eVZc/vXh4vJYnL1/T7Zf/3DFf6yO",
-	"5/MXl2+GnaZ7qNrd9hbeFho4d7M1vFW+br0OUHDLk7UavHvb2jtiP4GOADhLqgxgLFcbRhEaxF7rNxmr",
-	"45coVm8CdtYP56dv49FaSnrnAabnp9/uHO7s/kzp9PV+9ZIevf+4ffzHX5gvktfJH3++yCY//bxTfRB/",
-	"fsz2pvRkSM/fnX2Ln6Z7L3Y/7NLZjz+82cZf54ufz/eff/Ph4vnbw2Hy8jCIqq13vSuxeWXBwpqZ6N4H",
-	"9YHVBQVbvMQc2jqcpBO1Xa/+YT8IHvBYuuFAAW23AgaMWtsOGgglRcW0LdURRVoHfoGLXfuwDJ15RB3Y",
-	"eGP1tyRlTlKKa3VLx/wzLlHCr70KnxGrX2GwLBroZkd24JPWHRLcMQkibXRALc2WB2hfmv3QmzhkE94d",
-	"PHcTWBOGpd3PtDdwYdoK5higOrrTBLxpwMb3mrs6zdax5fo3YIGcd+2aYmgdBZaY/jSO+14tUkMNJrQz",
-	"ji3hxDHUcVbHtriDJe9rKndWLfwIt0B0W0n995FPd0YaPiMbDXlAx53rHaplfiVQzsc0M+1UAtba9Sbd",
-	"92SDhP57kFDPHFkbB13XWZbeNwHuyJhonQ7+e8JKmpktx5VAHRczIjqclxbZ6gg9aoaWqUk+K5S0sQc3",
-	"9uDGHtzYgxt7cGMPPqQ92JVm0fSi2HhgG2MfpD6QeSNwCXQn+waD27hTl3tJTXaZW1XUMyEqUa8OUkEB",
-	"19Qa2wq2afyPN12u0Feqeabht4ZUwAxWF0ZZvpQpIjBMMnSdrvacwhVdssONSJ1wg5ex3kP130+9g972",
-	"n4vrX6/nf9CLj9+n31/unL2aVkev3pCzr1kuxvvfTd5+v7/9njy9vvzWUFGHc/Wn2rn6x/7kbP81yU92",
-	"n5988+rDjA+fnl89+1WkeTr56bX48c3ux+p8Ip+fnM/v41wd/kReHb8bv3j93dXe7jfJ5Yur+YvjU1qJ",
-	"V8+vToZXfHjGxmxyOnt2mjzfP9+dzqaLP85nL78vqv2n4+wnnnOcvVr8/GExw/hi/6R88+svPx0emjLN",
-	"/wc8yHfW5z3nSWG04+W+E7jSD+s68dnFCLrtrCOUPY9c+EoOIwkuozalTG8gPkEVs57x4K6Z9oY2R7aO",
-	"GZ+RLEVhBeFm/sSym9k72N3pIMHewd7OrZz+dm/Wdf27fltwwO3qgxYNun1CARhvy+2nu5twkLS8OsEg",
-	"NLyDEvh1ynM7EVfHBJg2SiJiRjoUNLmC5F7N2wUB6FINmS0QlbZJRRyrUeMYdUj7Vuj9G7WM7yBZ977J",
-	"nCbl/zdH9fkAXnJQN8VfVahqScWAi7W2cHlhgHVKaNTNZWEzqTYrWnsZsXAzl0O1bld7D1LFJ1xtk6xc",
-	"XfJNQexNQewHKogd5EaCGFmfcXkM1XbubSZPdqJdXoUAUrfbMTWZhKggmCqsxgTwaYKZLjdhVsNL+hex",
-	"qMGkUfzAHrgPjdrEb9sQ0HBUXEOTFDwOnjjNKyGhOAjfsi3tFWd2pqzzbATLdT3rOzqqBXNFzDGioE8+",
-	"4mW7hb7fnNouDy8iVtexapex8pId2ovB0llV54RELD4jps/5jBYuucsfT4e5GfeRtsBDSQMM8R74oydm",
-	"6voYnoKVD2g6MDXI4H8HvWRGyNVipBvyQ/c5RiXF2ajbj/BDBem/70xOaN1bpEczfk3GmGGGPT7RFm4t",
-	"ZFMnwnfW/OhqM2ktWohRQ+iIFCVJ4FwoQxN8zStQBuO4fkbn03WAeMtrFTgQISh3APm0Wj+0t6BG8o3r",
-	"T3fhCh7rm9bmLh1Qu/ESaBWf+iRpWiSHN8YGlo2oadWqhTDcQYvpdTcSDGhg/cpjtlLD8nJjLkJwXS3C",
-	"1rahwdADpK4Oir3SEMAx4xFMVHNTKBOmr49XzsR6Lf32JOLm4DT41oNXLnXLQ7dXHcrIykvRFrGBO1uR",
-	"hVCmgoX0GJlniy1z+jVlTRmHdCo6CbmcR2JBc8SlzvB+LycprfLO/pG+qmsgQ7yko2vfZOirsex1qL81",
-	"GNqYoK+g0flX97uMy7sUndmyU6CoO1WTChTHTfZi0R3dCjZifreiNvLbHfW5znxSt3MfoHemWFIMhtXW",
-	"GAuSxiMt/e9eq25MTBRu6rf4afHSfi9Yj6fW1PNpNt81n7YY/6xwpr0CFgPlJfpDnWzGTf97GQCqBtrO",
-	"OOj39zjzZbfyixbOM2bxyNBCD4+T3b39XhiR8P3ri18Of3h13Av85YHkPNB2LyQz9ntzkmUjuKW6E1dt",
-	"hai/FZGMqjLr7jWvm1BZOHa08jGaDoInV7UvC1+0o3dloPlYPm96JQ+UvkZF+JsEg2rJXP5woFnaXnVG",
-	"kbyzAFbsiqRb1DE89KEjDKYjiN0lyDeak7viX3PfKda5QHVu3gl0tOeC70AO2PV6FidnXiyT2Uk0w0JZ",
-	"NlBV0daLBYX4yZP6Kj154nANaxKRj7LEid9ER09rvUt1k+dH4wUSRUZNX2z9yISWQmkrGWePTTO2hUWg",
-	"I0blAEHHapwJrnXbOK7fRLM/o3BkUqsgc7zo3LSV3hlgOls10zFpysMjPaktwOTvTdcc4QVbL53U6xS7",
-	"lZKCMHXFNJCm5eDNHfZuyggrjGJitL+EswmdVlrBr7G7hkEynNiCff2IJebQz1+fXr4Bf5T16Oln9dS6",
-	"hJkdnni+337EuFlFtnA91o31fHn2xvYMN1iOHQ5f2Q6EODfOaIvtqJvi7DTwcA7U7m9pJURpqikVEBTY",
-	"jB5bg+8ZrhkEHd2G/elfNZ/n5bTZmdKqikYiNAYyP8JF0eCn7aaK4St1FzS1hyg5snvjs4Wg7F5zhvo1",
-	"u66P+lYdo+PP3rDqIz3zlotgYkzn8jWa4K3Y/pvEtFufp0C/rhcx7Cq76XdX7DjZ9TfROSk/w042x77D",
-	"dnbS41021Plwz9fY1cZ4AYn6TmR7S28cbS2g1ZU1Anbtw1u2LtLOvTu2e22+X2IfUts08b47rvnOU+h9",
-	"eNPgYO3CsL5hkiuj1gZn2r7ugwds7L451/s0Z9cnZSrXQhiqhpcgUIi5ylq1cwxNeJbxuVIQ6t0RBxFD",
-	"6AmKY+9k4vgABR7IRi1ZyDDQdARqOGSg21Euz4/PRkfHh68uhu8PL46P7GAhE0kJVK6vWcjGSbNx0jyg",
-	"k6bbczK4yRGz1K1tkpy73TTDoD1GXRLOt6D7yBpbVMIFZRxlnE1J6UzqCS91dXVlVBvM1AvY7nKRBDY6",
-	"JAUL2zJDGZrxkQtfdIUg9GhbEC1hq0A0oh1xSewgCEMcHU3JyojqN3qH7hlXshbfC14Z9i00+b0Sjhr1",
-	"qp0+tw6VCA5WczB/+vtQ0zbOsjUpKssaniV1XNi4Ai1VWb/f2nRFhZURok1KMGSOUxLwzgE6rOsJgOVY",
-	"Q4VQktGnPnR34ovYSurTHkUq6o43zkNjeAu6HKLghdGYJFgZ2K0vqFCz6egeZX8UJZfKTAaGJqA0PE6u",
-	"6trNBAmeEyVVp0QKNONZqgsCmGK5ehsj5ryxzFjcYNT4MBsK34HedOQmpwVOXZ+cZcJL74L2FEu1dM24",
-	"1fTwQtBBPWIVNNAHZwW+Iq01umYCBv/puvSHWfZF7r2G+Rvb4kVFPexlX3Hn7nbrLcj1GftX9xH5mJBC",
-	"nZqmlQSrATTlYjTVgtqerDCehwYyeWb+1C/M3O+5oQSvPY/x7JdaYMg5R1dUaQ+mEJ99FOq3biEALWP7",
-	"oc6ZEI7SdHFKC4Gps4StqKPaLSUaENf4FM3Q8Go3jK3rH2ptARWkhKwrbvz0nq0T5NEoOmhkjun9Kl0/",
-	"mjomz1T6cMcH7l0I02hGaZjjMcghZqgVq0Hlvy9Sw/zMwJKWPnxiAP0D24KTgK/Y6EoLTzOckzj2O25A",
-	"HqCBnl0bj2mJ1f1TNBNWsYwY+KQKXEqhk+uUhptINZTg/uucXJ5fIELBBZHjIsBQG6vhDHyqPoAO9VqU",
-	"LZXgTN1jptgrlPhVzCh8PoqEAflTbgICcrXZxtdr3qVvagArY2j49v3hm+ERGEVvD0+O49jEjcOrWtgL",
-	"3uDt6YVS8arc7I57/dqAtxc1dAFAZoNhFM5i85e9CcHRIThqG8ArbndSO8QDvtiHK1/XW24ql2OeLrwq",
-	"qJrhmkzrOF4ROhDH+phfHiNqvf/Ltwp+CsGtjYvcdNZFrCRTXKaZemuuGEZR6Xpwh6aGtrqg7uBtaqDi",
-	"rXDuCdcOgJCETSEum68WG3oNeK9R6QaDbVwUhKWQJj+TefY/ujudcwjXKRMtDcIKm3VKXCvZApqW4UHg",
-	"FtGPD9CRrgAFCLImfe2G7ipTrAbqhdATPNw76Bnxbp3wUwMYwMddDne/gjH86L+sh2DArJW+2OjF9oRx",
-	"+cT5g6GkE0EzPm/wK6BDF7M9JiGErHOtwRyBrGk7XtBpzFbItoPGsS6FreXkptnhF2p2+N8XSFdfYC/y",
-	"ox1dx2Z0TOXIJTi0i8epG6mLbfjRF67Sv8/DzUXQCqfi4L7HVWoENwN10hpuSjKqw1ECSzti1SVMIPye",
-	"spD/TXAmQtwQPnFvNeY8I5j9/UPdvIzuMBL1FgFlfhF++6tWwEswV3dsaxjysLy4zRgLWmditnQ4uxQX",
-	"CgGXg+dU2vZ+gZsX1ACPpOsIijpgK1x9GOK7ZiOX/7CYq79v4JMyn01AoQ67AZ3QYx3KBims9HQX9W7B",
-	"Uq0W1J8rWuqh3moTYfWFIqys2v/o5Ofh0ePl0VZ/XzNhvRz7dV2lHrG0I87uHb9wfnw2Gr5V//diGI4M",
-	"o7dbC76ZkuB0AUgr20Q1fMaoBtfs5hZO8Ih57mt9nHGMDpCvQCw9TPtwG+5ZPoK6/1hH7emPoa2EHen4",
-	"51dvLs+H71cOYbg39D4SyoSDYgoFTqDXlU2QHi9AZ6wpGhhe7UghwpypaxBU40QSQBrowxyKnTrOUcnK",
-	"vrIMrUcCPM8tEzQ4Lu81tK++RrbmM5qJsKsyFqggpeI/MHzYMVm9w2uvqJhGTvTPzZQZucZM6rZGGhPS",
-	"L2gyhoECkHZtR8yb6QbQvY9wJme8ms40+1ebBwxfjw7KXL5kN/xu43Riml36cTitjdKVxzyZf9uN2vRw",
-	"3/Rw3/Rw3/Rw3/Rw/y/p4f5gcZi11nrW8G2mVCiVL90oq/cK1fRO2UGg4IGWgSuqHRzi9XDAAQJhbtPC",
-	"yF3gATSpMlyiOL6iTBmunq9Eq5sRg54R6upwcwubzmyNNWXZwvmSA+Hlw9WboM1N0OYDB23eIvbEC8KB",
-	"gIEUS3xj7M02vsbU9INfUqPolTYSJEeCEIhZQBbwBXlmB9CRVWC99R2OGMbFNFod666qdY8Wdf/6Fk+C",
-	"Aw1N2n7tpoPZa4vAX4dtA9mM6LsmJZ2YAwcrLmIdFqDpVS2drWgjzGBGHTuGZfBpxCZU+m1nvhLONDVE",
-	"kgPQ9iiwaTAKKi0rxQZLYnQhKlt80U5nGm9WLCWlSHhJxOOuCAqlSM2pmEH7d0Fq9KooqemRVLvEfKbX",
-	"j9iMz4mNe3PjKZUEjLkxQXiOzXm5uptmdLdqpuRyli0iVmoKDfbMC8vPCWbtTUVjkijaRhVzJ6suro5p",
-	"AMqBLH7pTp5mVC50jYTA1+eidajs6AKqBro0cx56A63jf3drdR2CQV75y+GTZT535zRZ1SC49sPni1HC",
-	"eTZy/pPeDc739gN37B/sey5qZqFWusrr4LOVpqCYZHjaNpWD0/cvtKEVwzRwNscLQLhRHKtV2BpmnilZ",
-	"kiKj9qLs7eyg0x89CNV5+26T7NVa1QYl/W9DSZEXvG2PGyDJBiGaoK0Hx1Edid0dSA2WfUck1Y5xXyh1",
-	"ow5v1OGHVofX1UXDuqZ3VI2hrs+2WdqF9Z8vi1QPbFrtITQqgY3rBcAJBkWm6hcEjEHE2BNliepr34zz",
-	"XK31o3BmF1LmQkrhDsOkOjCsbwODAbbW3m/sSiVws8KImXBrDj+0lZKskkwttsxkyTNIkugKZax37oJb",
-	"S+ZYDX+PIm91Hwm/NC2c3siEsB30dISEGOGSjL4/Oz68UCQMEwN6948wQ11tw8gojb2D3VZUW2P09lWv",
-	"GP2zIkhf1nbgr35e20cdcAWJmLf9Zh0DNJR1HLIdOuFMmEw6G1c2wyVOlJIasTj+bWfrBd7663Dr18H/",
-	"jrZ+j2M1jEAZYVM508Mp0UA+JoSkaO/ZM+95XUJRRsz9bEx0E9VBxAJ+1bW7bb6ot7uzW0dwByR3xBqy",
-	"RahB/Q+/IkXHNIx8lKOMsqv2VLYeyQB9sPqht8++w6nfWQJhTrNMWS8pLUnitb4BNJYKdHn2xtYRcaEe",
-	"JpBZa6SiGuc6SCJi+++GR8H0AeBegs8Mo3en5xcutayzyIK3HdsJZ9MSy8oEfUMMQdcehfS9PMxEI/2c",
-	"ZZoz6Ca6wDlsjIs/UhxHDPBsU4J6CmFugKLpzc65kNAGFjiXbWxmWIcgRFmaIuGF7coGMSEwYRyjr1Ec",
-	"B/cujlGBaVlX4YVw2GtOlZFdQIRdVnM0F+5jXkCvKMECtDWzwxBnWFJwdWq7Uv1InYHtAmyTxZq0MdBw",
-	"RihMKUu0pa/JQ4e72kgYrWHpAM6I6VU9IoPpAJro5lRZ849NzXJBmDQhoupJSKzw01Uck7cRoyAnjHsP",
-	"Qod14h8couP/YS/gG2V4yPTsfW4QU4cPq2kJ0nR0uxA0L+XB9+3a/ILmSZgiIUIDwlIRod5/bO8lzkwV",
-	"FXUTKypm7rjLncGzLcUFsKRKa0hsLW197M3cKqTmsR52PwAMYlxpOvKDmWxiyJLSlCujvmZcSD/kq8mZ",
-	"tPcyr5g2n9Xe6N4WdfGj2kLBqOClhc+9OLcGs2qEls0wSzMiLOMiZZhh1h4srQvhmVyoIsPMUHRJcn6t",
-	"U9YwmlTQviXY2oiZvQXNPo63jcqzXZc2NFHD2168u19ezQtXTW+sQNPuItKhpzZhmQePCV0GnohlwW3W",
-	"czg8UmRv/63bafAC1zqIMOnKJlBN6QxIkVBJFGW0VAfUqTlczAgtV+gOEWsoDzrmo6U9BIezu7ePx0mn",
-	"lAJp2V2y6JDVd3lCSZYi08Fbq6WXZ2+8bGTfh6oHbSlZJhWZmwaR+n6Z8GGb5mScrkExIuh3d/hu+JXa",
-	"MhDW21Z3MeaCnvDCBLq7xMdHah5uGuh5oLBOGW/kQj5uavXmXYjlSnb5tU7yiE4cnD3OyOM+ms+4FUw2",
-	"WLcoeV5Il9R9TVPQ5M04etvqREoqzFYbPMFWaUONRE0/Q8/nEyYHYQZBjsh/f/3wVwC88Oxay0yXpycb",
-	"Bo3rzC5WsGQr4eN423xiugQaZ+EjSg6A3Q92Ht+sWBVYzrYl9w/zRiBKrBl9eWiVKhd6CYEOtt+V61Jm",
-	"1ON2wpGJkHDKmXcTGiquaaVfqkPWT9l0Jftj3XkRBBjgE/eP/bx4fXZ8/G541EY2L7pez8e7oCIv2eCb",
-	"f88o0MbBOuiwBWjY4/SUN8m7UAynSiP0Wjuc+tbSCBQRU4zDeFQA+2GpnrevSNv0Gc1zwjT/wDJQlpFL",
-	"owutGp9/ajHAhCwrXeJOrRLS9jgo0jAiLV3CDKxaK0E6D0nta0YTpbjq0AMidPKSLilga0q4FlsavOrA",
-	"hNTA6p2bG0bCGooIjlerY/qAzo/P3h+fjd6eXowuzi7Poc6UOaNQOa3VtpJMjKTDrKlkqnVoV6Rm/7Ks",
-	"hN9Ksxn4cJ/AG0dbR8dvhwCz1kyjswq+hbh18MaGZXyuWBzTOdviNGOCxrxiLVj2JZlSJprix/ZhNBqO",
-	"u3Q2aCetyqbvWQ+8CpTNBRUpe2hUFhpCWyDjC4Gy4ZxrYbMRM6SCPhc6e3I+PD96+++AZ2EzdTeZl+qC",
-	"qt0Z6d3pHfR2vvlmZ+fFzs7Ozu4GsP08gK07gM4GFnO+lRGphEZVFKQEJG14frq1v/v8+dYuwlkxw1t7",
-	"yAwC/NJdsohZKmcojv2TrTN/lXmCS6GbatGJomGoZJRSnGUmEbiRnPxygwffDQ8O71bXcQe8aSlAH17K",
-	"h4Sdz0/Ol4HOoGI6inoY0NlQrYGdGwTagURHTJa0yIgPRqObsWh4K68QlQdFo3WRaK9VrS9s1kKiYeYQ",
-	"ioY1rcSh74caW6bSILoNjLyBkTcw8gZG3sDIGxh5AyPfEUZWotvagzeAyb4+pxFlm3NnEUGNKPtD3owr",
-	"R8wBy2iDK29w5QfFlZuQzBeClb0bcEdw2b9DfxuI2d/NDcK8QZj/0xBmg1aKMFRVCyJjqbpKPG1E12aj",
-	"FVVZcGt3ewVP3UXohp+NJnBzF3/7S1d1INAxlhQ+AFXpve7wCqoO1B3XrLPMURyXPw9+Gfxqitaeskw/",
-	"nGGp+HAc/xrHxsK3BQFLYuaZ2LT7euo4/nnwi31iEDE6IAPLHu3VV/ShM9biuNwZ7Ax24rhv/72r/q1t",
-	"qHJ3sKe/o6ZKgJ7Z+2njl81EQCgQ4pK7M/WH0dIQ+ViQkqplKGWdYGXsCTWRbWSvNBiNk8VxxYRU5D6y",
-	"PzSGhyD1ozXQ6BIZFL9OtUfdaxtnhVitE9bQnG4fZzi1Djuf2OyJQcS+s5NlFFiZKwWuKF6dhjeN5NNp",
-	"ZmqPSUcympdELCQdtYtm/YCT+ZXX3I6ZjTF12c17Q/mYZObSGhdEogyDLDO6rpqpUUvBPY2AITCpzD1I",
-	"OJxyq+Ip/saFbkMMNgecZVEQXJrXZikCuVXB646JTmhRdqOxC3SFEJYYajdTqtUJf3EuCNOyEEJyAcB3",
-	"SbDgrl5/ypHgDsgJEiCvCCncTqk3cFShlhoxXZJGGZ5fXRNbECsjWPcP8NRpNZhiMC4tEiv7F16BR6wq",
-	"piVOidqGkhclxZJkiwE69Ci87560+WwAG2oXjiXjiNUEb4lNf2OXJdoOne+JfG851X0T/Vr3SX3o9xXM",
-	"F/YrlwpYs8nfevr6Qxv/ZehE5xTrtbL8MCPgJeOl1htmwZW2dES9UjNd2X9NQXXcyXA8urOMZ4DcNVfT",
-	"e1e9HzFb5hInV/pK6/oculE3VtydT2H1/WalIG/hEQtqDXT23vSlUgfEU/cON78LSuqs88Ct69q4B9dV",
-	"C5y4XCYZG0rAPeVs0KUCThSnOWXO+dz7/dOnT5/+/wAAAP//",
+	"7L17c9s29j/8VjD6zk7jVJIvubT1MzuzTuykamM760uzu2F+EkRCEmoK0BKUHbWT9/4MzgFAgKQuviRN",
+	"u9x/trFIEJeDcz+f83srltOZFEzkqrX/e0uxeJ7xfHEeT9iUwZ9oHDOlLuQVEy8YzVim/5gwFWd8lnMp",
+	"WvutiwkjA3yun+sHB0QOc8oFS0gyz7gYk/c0juVc5CRjY67yjOpXPzzajlPORN5RLLtmWYfO+Pb/mSc7",
+	"/pNbkZAZeZ/KMV/yFvy01SZzpT+X6xkdzPOJzPhvMMI+wdkPyITRhGXdSESil5OYCkJTJcmQ4Vu0WMOI",
+	"6B9ns5THMAbRH+Qxg3cvJlwRruClWcZGLMtYQqYsn8ik22q3FGxha781xF1rt/LFTP97kuez1qe2v7H/",
+	"nLNsUd3Xx48P2SxjMc1Z0n38mHxN+0wVoeS/et5kRjM6Zfk997TVbnG9aBiz1W4JCrvnL7fYQzrjP7NF",
+	"69OnT/qtkdR7l/M81b8d0zzjH8lLnPs5zJ0cvO2RR8cLlnJBVMpjttVqt65ZpnCnd7u7P+gzkTMm6Iy3",
+	"9ltPurvdnVa7NaP5BO7BdveGpWnnSsgbsT2Fb5j90b+OWV49v9csVyThKpbXep/0RLMprpoO5TyHzUnk",
+	"lHLRhcMd8ZSRKdWPxuk8YZGgScL1CzQlV2yh2uRmwuMJOb48vyAjmabyBgb5iV5TMqPxFR0zIuhUk0Is",
+	"xTUT+uV2JFh33CWDWE677COdzlLWnS7obNadZXLGsnwx0BPgijCh5hlTxP5dD8YUoRmLhJrznA5T87cZ",
+	"jVlCRjIjjMaT4EipSEjGknnM8HpkXF0ROYpEnFI1YQro5Pff/0aG8iNT20LmjPzt0ydzp5hIZpKLnKiJ",
+	"nKeJJiIkApaQG55PYMiJVLmehiYo/PeUIZl+oyLxHv8TJvrh0TadzZhIeMzU9v8ZWta/bJHhgkzpld4s",
+	"GonXRxckY/+dM5WTXJKBvqdqf3vbfmo5AQy6uJzt8noicaL/O59Qfdb+2rgiQuZEML0wmvF0QSZUJClL",
+	"9KTCFbUjMZzn+u9UyHzCMnLDhuYnPdMhI3NlzsJSm2WCxSjk8uyNvmT6XOGYegmS6DuWprCoVruVMTWT",
+	"QiHn39vZ0f8XS5EbKvcOeftXpWn8d+RzFH51tPoWqYfjOOGlOCjG6CRMHwwTORC34d2rabmrr2k44qXC",
+	"XcPDUHpLEs2Oplyw8lYSrj/H8wWxf9DECrsaCTkzV60Qivr9hUeJXOQso3GuJ6WJUe+ouVF6qdNu8S39",
+	"7yFVrD/PUsP2NTkh5bhrGMupXtG0ayfWX/m2far8vszGxZ/mKpdTd7XNwZUGMg9pHmDfk9m4pRnqLDi9",
+	"8pLW770hQZ/2PNandyz8QrHMOsVC/6ppF8i7RNL6T4GM0oQiWKxfV8HRrNr+dgsn19pvzTNeCBmV62sE",
+	"W6L5As9Y0tp/X0z3Q9vJnB+LOfWKpRZDyeGvLM6XHvTme1oi3wfd2PLYd9jdWvJ8gP3t2amdb7DJpfEC",
+	"AvbGPHSCefVoFX5j5lAr2IE9Pd15Wt3yE2n3dYlGcE15Socp68IK1Hw6pVopRC3CKDWrRyjrFHoxdKz0",
+	"Jpg502TKhdP2Wh/0l7b7gTDbvt7dhse2Uxlfbf8+VyzrJZ9WKzn109ADsISonOZzBaqf1hVzHs9Tmpm1",
+	"dFIZ01QLsMyo1SDNMhLTNEUp5stNUHy0RmC3AqaKiqcgMktYpu/LLGNaXuBITMynRua1zWsKB0JtB+Uz",
+	"RWtB4SK4IvGE6elHYpZxCaPm2QJmJEkiiVW0Uymv5jNVK1oP9OTeyPjqUoEF4DRlfSZ1dxLmm0sYlMxn",
+	"4SX7x0y/up/R4ZDn3UzGV8oqzVpLLXRmPLKWfw3ybM7anqx2N3L6saMf7/AEld2cZXrA//ePmnv64U4K",
+	"glkAvGFf1/99TdM5/AeSCc4RrlsxzZCf2QfLO/duwkAt0jSX02zMcnc6XBkq7BbrGUqZMioqjMIM/2ED",
+	"FnAB1K0PntxQRdQcFNTRPDX3/0H2hWVZLBMwafq9k18O3vQO+28Pzg6ONVVkmcxQVmQkkQzVySFLJRKo",
+	"uX40NQTfbZV2tqSUGQbTSdk1S8kRjF4WJ24+lbcFgfkQ/XNIs8f9y5OfT07fnVTJyS2iOpnJfEpFJ2M0",
+	"0QzRDD7VmvK4NP6BIHMB2qt5SsbxXFvia8WMXY0nEeyyNzp+uKq9w402H4w780FNkoPSgQ4M2Tx5aLJ5",
+	"dXr2ond4eHTikcwZ2jiak8EajCkSclSUEbKhmwenm+w2298mMmBr9g1jCEYiPKwaOnMUMPBVk4eksZPT",
+	"i/6r08uTwzJb0ssayblIGiL6XMzHEA/sMtAKVyRh2j69BqdhDUG44xoYRdO4fEEjqfok33/41K51Ar//",
+	"oPWBkpp6Fz0QVL/1qmq79bFDk4QlPYHk8ovvvfteH+lsXqOfnjO04r+gNgq7jto0Of/x9PLNISqT1hGE",
+	"Y0ZCX+Q0lTcsQZ0vvkJPBPysiHn2/eD10QXZjumMDnnK9YUY1Ptmxyw3ujz+eP3Ef2krEm7iTqW17nJv",
+	"VV+lMn1+D2U6nlAxZrU08DUq2CAeXshkcWtGDW9+JtXa0GdVxQ62EHfhPnp2uKOf/uQWxwNuTJW+KXhi",
+	"GgOkMUAaA6Shm89lgHDliWorA3hG5I2IhGF6a8wU0lgpjZXydVgp5+xLmiSrvOtqrmZMJPdysJsxGh/7",
+	"OW5E42ZfwQ0dsWyg93rP3k71dS/eXvstvtl44Bvx0ijAjQLceOAb3bbRbR/CA79WUfxSTvgvqrHezQ9v",
+	"pti44te44u+oc3ve+Bpi+Ks75B9aCS/I9SE88+tU8C/inP/r2SmNo75RFRo7paGbL+io96RC46tviO1P",
+	"7av/YsbLEnf9PJ/0pyynCc3pai+9nu3pwTyfkL3uTknzNpfWDgQVlAkbQfEmF5F4f/bqJfn+6e7TD49s",
+	"NYV+Ls9ofMWyLmf5qCuz8XYi4+1JPk23s1GsH99qm2pBU/LlmRaXZ28U1DfhLs5mMstZUtRrKrQQYipc",
+	"DRkWn0XC1J4Ula5uUJgzR2MCqxQVkSLForURZ2lihqUZI1NGBRfj0TyFNepHgFF8zG3hni1smLGYjwzX",
+	"MMWQ8zQlKVfw6EwqxYcpi4T5hOZYtmKCcIHmGe79QbDvhhiOzb5HwtS7Lop9vrm56XIqKOwvVYqPxVSv",
+	"flvqI+wU+1X5Q/ejPor/o36lsbUD7UlvtSOhD0GgXX7NvC1UZhumsFvlBfGMaF7J9OVjkTh79XJV6SRb",
+	"TXB6xzKWwgzSBUk19wfimNKFMcoiATVGOZ+yrqmfVab2bV9/t0Ne0niCtpsbls40W804zfWwQ6qpSAry",
+	"48XFWxLTeKLJEkuulR7hjI1YHk/CMfiIcFTLc6rPuKaYsjb0M88n9lzvW7zoFfEZQdmfUkHHTFNCHzV4",
+	"1XeXSLMZmY27ppxslskRT1mr7f8xYdc8Zqqvabjul/41Zze1PyQsZXlpNDurghmHv8eZVKqvaZeLcT9j",
+	"iuWa5dUsZp5xr2TLGotexdY2PtxqtwLC7lsesOZtuCR7wDdb7ZYWFP14QtOUiTHrY4F8aSfP954915M1",
+	"y7/PV3GIVrs1zqjI+1r2lT4Wjg5CU9POKGNq4urM55nY1yx3H+662ofR92HMjh5z30zVylyu1FzLsJVT",
+	"hO8Uxfa3XJlhyds4BDhdLMX3pzIpL9PW0Y8yOtbH3vLCinXbYleSsWsZ32V++sUrvZewh7d8Gfe9Uny6",
+	"2VUsy+I3RmiYRwt3n3UAFMNBAaQZSgW4DlQQ9jFnQmsI5H0hqdFDF8irehcgyoq9nY4FWii+ugVoBzmb",
+	"qlrt0/gLNp62ViHFfPqn4UkVzdmiOmQZ1SS71se8jKnV+R31Tt1MWMacwxdOV0vZXBpkgWW77PtsI1GB",
+	"Gviy9LKyiHaTTVvCVSvlx2dvrHIWKhT2lbaDLVig35rVPKzZSSSAYa6d/KdNpMSyS17o228zKUfkZ7aA",
+	"yuWX2kA5+mjczY/e/vzyaAtmRdxnDFqL0oqpuWpGabJXyzr+6zeiOH+gXPS9a42DcqHfTBlV+P5AS7gB",
+	"AWu3DdPj01kmr7VNY6wlpyBX95G4bVzGM4heXv3qyLK1dVvrbuKntRJ5Be3gm0tJqNb6eb73/W2sn+d7",
+	"329ViRF38X3t92Ej668fPt8Jnu/A8w9y+5aoI+upGl4k+kWCX1NkHbWCMC3swFuQaVU3GoCNMAj0o0Ek",
+	"gJJV28MIUAaKxHLW5WzBLAlRYmDYSMC4+EPbM3rShTN4YH87XJDrv0ewq1FL2wWkl5Pjg38j3pBZVCQG",
+	"t9HfBnq6XCSaOzs72aIiROKhKWnpHfZO+l531uqiddKwzkT8Rssv/YpBgBhxllmgIU00IEJhRnOFiD6R",
+	"QHScAUGUKzjLCVVESIMJJTNiFU8PTSUQmELm6HMw1vsGjoE2Gc5zNGTR8xWJ4YLc2XOyiWCaZXI6y/tI",
+	"7xvd3BkTvUPyEqEyCL6PnH/tzY3ECkFzap0sgzhjNGdGnHhslLzvCZ5zCi5jcJieeeYGuebUzC4SZnrF",
+	"jskZEzzpCpZv6y1X5g8dA/nRwXV08NOd3f5OV2/lFuEqEm5XkB9QG3PPJdG6H01tqMOsOgi/k4Qpnum9",
+	"kdY3w/QYgt34gcylt8bf4PvdmyW22QoZZ9bpv7hMS5qxTJMaSRaCTnns3FD4Eng0cbRNiHK53bdenth3",
+	"iX53U5GykjA3Ey3AF4w0sazBkDDKkUjU6UTkzipRuNB7UsYyu/kW+30bEf4A+42SzdM4a8V0JNbJ6c32",
+	"+P5Sq9bvsOLuFc8vu3KpHBM5zwt+NNQEdU1TngCLjATXG44WoKeNoP6kNrmIZVfHivmihlNM1XO340Zv",
+	"8MFSzMcI+qWmXWV+9bu8jPOtoPtl+uwK1rSBjbdpPsWGIZbPFZ68PDk7enn6+qT3nyM/QvmGjWm8gClp",
+	"LSp2CVdcgDIsjSvA8x80UcwHjGK+4/mEDMLjGeyXIeNcEobV88OY3cHbXjcSj84ZI+8PwpM8eNsrgLeW",
+	"QKoGb+i/ddwbW92tKrDXbSKGYYRTgZ+pcBEtxfICwNbtMcuNb3v/99ZMqhpedWrRD12or+Mzc6Ox29MC",
+	"m0mfN6j4JXBLCOfYnY4E13cvsUahzLy954qM5iLGL/N8UQg4vd1uRGt4kPdare30LArjNSPVU6o/G8z5",
+	"K17sVA9rC75+IAhNNZkv/EdYYqVITAWkoZYWnUsyZoJl2oakRHExTllnrlgb4mmdlE+51pCtqQuKsr4n",
+	"td8w0osLAJlskyGLJQBhpnI8Rl2fmoRaOjV6NBhskdBT08cT5JFCQHXJt9ze2uknRlbpj5DBtAsU1LWW",
+	"P/yLjFJ546OxBi5REzpsk6HMJyT8qJazpYm0yZSPJzm54SB7yYQn1lGrj2tEY2asUfZxJhUDf50mHEbz",
+	"ecY0uVXpVI5GiILK865PI27dCg8S8oFHHk1KEQmq1XXIEiVDqrgqVvp+MO3quwS7YLwh9fQ2LT3Wcc7k",
+	"xVbhWF60I3Ez4emy08FZJizXtmSoVmnlIZUS4GsNNZUOi8A/IlEc1qA0qX2SZ3M20LLJ5DbDj0uWpPlG",
+	"KasZ4aBtnvL1bvc7q++UDPc8o0JNObIt80iZ4HK54kpoQzNloxyQp0XBe/DaJyynPO2SV3MgiePzl5Br",
+	"OdFPvz8+f/nkh53nhbE75vlkPjShThCxMhvb/9QT1+buTCqaqu3ZPE239etbkUA6VTkVCc0SrvRNv6EL",
+	"zKGG9XkOODJk+Q1jgoS5FNVlgxIPKRRDRkA9NWY0MhE8xTZhYiSzuFAabcagDdSb+18wW8NBpvM057PU",
+	"emQVmc5V7vOqgiExGk9gmiBLMR9sHcN9dNk72OoYmtS0aJmOKpLSlZwyzQUVSaSRIsahEOlFkWuWOVIp",
+	"rjPSSsZiJvJ0QWYUIKAvewdd8gqccx6HKyXA0/SGLpT/GeduqHwvlzZfnn3UmiHPtUWlkObIGOHVC5zr",
+	"ApDb2Ot6v87Nx6keRcRyntExykitbS7A7ItzdH0IzARJCWw/yAVus0HDFRn6ndKPfDqfQgBq10FUz7Rq",
+	"wMU8Z3VlsXi4bzTlXJiQ9u0S2ZdlXENUX/9/mp6OMMNrI9jnn9lCkQLvWQqT+6qFCah2m8A6q/lQX7Gy",
+	"iu2VvBhH03I5rxWEELPZ/Gc/zhi4P2na2m9pjW0mZaYmNGOJYnHGtEFkiLK13/qo/1eopTakrf/ZHUlZ",
+	"DWW7V+vcsui9kiHlX7EFGfNrzUnKkOArLOplXl9vC0Jj3fFXQvOcTWeWGmOpV5SzbiSOKfAmOeW5Zlt8",
+	"RAZmkgO4I3qSbZdpVgyYMW2iGnx1S7jGsQxp0JxdMwWe4yFwSvPJRNvtHTnqDPWYj+Dy4Qa3I3HNKYri",
+	"EU3TIY2vyJTFEyq4mtaLLfvc1la31gCxlkaJsR1iVlHJ7vhQJtODgiGsoEuLsVzWQkmVOjGJ8o+qvmAf",
+	"Zzxjqs9Ff6pa+7t7Ozs7O+2WpzO09lvRfGfnSSxn9L9z69KCP7HWymqN0th1lKqlBMnYlHIBypsgU56m",
+	"XLFYikSRuch5WjbpbniaEqHlnRizDBw6M08Od8kAVzGIxKM9wzPVFtJnLKdTzC2FhhYJG9F5mnt0os9q",
+	"zDJ9v4I9+L22Hh24mROn4IerU8lAfe6utYb9D7ZLu7d5jXwxp+XKlVYywRHotAZjXpRy0G9RtNJ4NR66",
+	"EAAKiKY01VyFJS6Pfx4U9kyoZiqCGPMiMEvRr2lJk2dWI2xHgirQqHmhXn4BSztMMUWtbEFuvMItWNsE",
+	"NX5vRTXmt7XQIvHgJpoh+t17EL3VZayS6gecMVl6IyniRT7blTvjhGcdmds8atAvcjo2Jr+5/nqHC9lb",
+	"1KilC9/5X1yFirazgX9fszy1bmoFd1Rewnpg8BjyRQ9REJwo6VuwypWMWqtBcoR6fbg3vpfLbgx8NBKl",
+	"49FzfahNKhca4go8rvFKG/J8dYOJ8r5jAsSq/iyVIcINe4nhJX0Hw34DZQ0S5TDDXdOMUssRW7qMgSZq",
+	"FFq79eFmol0Hx+Gd0Cxj2hhD3xl8Uv91iiqp+RGlt1aYbcJdwtGpmC3MqEZ/RB4xmw9THkMNiWlJhU5Y",
+	"s5LeIYltxxec8IRlrFtrN+D5Dulvvi1xxRat/dZIyiHN6tS59ipzwOQTOjugyMqobDmY8towJqAIG+tH",
+	"60aRcB1vRkQKqNWZZfKaJ1p0cKFtKaXlit481PuBLfnqgQm/RgKcjAdve8B4Q6kIdtDHxW9rhSDe/w9L",
+	"1W2njW4oFD0F0HxGbcZFkZ3v/XC73kbO3G20mY21mXYd7y28HqDPZPq6GwcLXFxbNb/xJupBj/tvese9",
+	"i/7Rv14eHR0eHXrbWtrV8LnPtLkXUpKpZpdmMao+iSPPFn06ylm21ByiU0hJ1sJJG0Zlc8jjBEaHuqE8",
+	"j8SQjWTGXDmop0LSsWkM4ya7B/Zd2dpZf+ZnNGdv9DEuOfwPtfe2OGA8fZq70MjDFg9Wo1kbBmgqFhsa",
+	"kWuCbyszQL9bVlpo05227SeDQDx8eBscwhzbeNVWHuqd4UafswlWfgc0PnJiN8g5MkEeRVTO0zTCxAiX",
+	"Qsqxt545LNMdEMQS7GaHiw48gwEUl2Bvw1vWU65VAjRcrRaHhAzuobliSeA+LfqsIX6J9LlFJdxGryVP",
+	"yDCb54yAazwSNM9pfFUDWuInwgHd/GK3dQPoEhedwMXaE6nAlYxe/PIq+e8vR0taWeaeI7Yeo+QLIQHC",
+	"AjZA1zDPVbYkm7ugW0hEuDVtMqKpYhg/uOGKGerB0/V7WmLIA58uD4il7hmL5Vhw5YIlwwX68it+0GVw",
+	"HbiITd0leMJgcWqNBHxBXxJwwbufZg+Y0NImadJHvoCjpS5PZKbZaCnHEz3dc4CNsl4VaJEaS6F4wjII",
+	"0QPlNdpmo2022uZXq206fRH0yw11JWJudqESHlRqB9eohHv1KuETWyO7/WSGonc52AQNPGf5hGdJZ0az",
+	"fOE5DLxEY4+3TaiKBFVKxhyCAC67Za6gGsSm3fvVGo+FzB8XGUcmPFDMoP7rQzmHXIQi/v6N62XZO9QU",
+	"Vmo6ilkSPW8I69CBTxmvj587662LmoKkIlZY2Qlu3FQ2SCQJVKXWrB7cKjcyS+pRp/GhJ297h6r1ebS0",
+	"fJIxNuOJslF2lvRp3trfffbk2ZMnz79/+v13z5639Q8ZU6q135pKccUW/xhSQQXtcpVSofnrlCV8Pm3t",
+	"t9iU8rTVbpkMaG+43e+ef7+j/2fu0TKF0JvS78v8rsVEl8X3VE6ns3aZvbS1ESGqR+qodDmVhwQcpFFz",
+	"kT9/WhvNc/tWO83675h3aqPvdpvrhsPfVl9Vv4rbntRUcZWI2pLp8BDvvNX+Jmqu4Ia116t0Pzfa3HID",
+	"XtyZYstLs28XNONx/IvaXVrv8f50T/DwhwZkLdg0tRxmCbdcJ1A+tb3M3VnGIIJrjchKUoLCupA4r8uP",
+	"Wcbo/f70xTc0/YzotZxnloSnWuDbDD8yAGm1TZNkgFA35g9DLpJBkQ8Gn3n8+ETmbP/x40i8zdg1l3MF",
+	"ZW1B438X+aFkgIM4G93Yku7fkXDZIxmbymtIJ8We/uGgQ4ahUb39cj6GDBR9+AMwPwddswNo9BVix3sf",
+	"8lgE0ZR9TVOTphssNaOICQ1ZXsmcpp3ZPJtJxWp2GNJu3/sIA0SwsYTyvWUQAf7THe/prW4RTC0B3ZZy",
+	"i94Ppl094T7WxauBF+dcEiT1H/cjpJEou5nyMgl5Pa3LMvStVJ70vFtmmheMAcnUh5lmDOUTrqVvcrf2",
+	"W8mOyDsXT1LNWHnSx/vrUlroMN7de9I/hZyWc1vWzRPXpb1lMC1kpn9QWjszL/3w/Xc1ffNrZrRazhT5",
+	"ZxiIsZKvkG5eOWQp9Bsute5LVnGHR4K6Wxtmcp+pYfkV8VPZwFoYE8TWAN15Vlx26/X0Nc/yNw1sl4pE",
+	"TAXJM0aNA5AqIq1rFxvj51yM51xNXL5tttN91onldEZzrk0nk0CIrKmKxkGuUS9fts5lbfovalrmY4lD",
+	"7Uiq1pXm7b8nioOsv/XHUZK3ITX4a6ieG84rELsZY2958rKgxrUd9suk/oeCBw+nPO/Ps9TDHbKRWpmN",
+	"t2c0n2znchsfxNzYNRDDxYg1RO6IEXDpbC0miIoS9IwXso2EyWQ1/BkKEp2Zmcs2Xgw8+ZimHmQfcF39",
+	"Ws+Shb4pPIb47DeKDN6enl9EJmxAc7YNuqS/3EIik0f6MxYj3pyP1jUwK5uGV3gLq0g85Ryiz4rZW+Xc",
+	"5BAHgNSdR9qgxnMcpmxLK57SOg/yCeTImwJuzBowEWrCc7dOL8u6Z0QMbrXxj5oMgLa/x5pnUKXmU8yu",
+	"iUSQ8A0G4ITOZgyZnt0AfPkbLfuvZXptdsIGzSuWSXKtiQSLZ5bxlEgYJjvYNn9Rg6Jo9hFn+8Ctujtb",
+	"oUtnU8rdoGB0M4Rq45Kvx6h+cN/3xY9nR0dve4f9g8uLH/uvDnpvgkrKVZIR8zIQRdnk8a8wVhoH+cM6",
+	"yNefxHIt4iEtq1vaN+sMq/WuOG3cLC+d/IMLFm+3GeRHx8RcxHWuGAFtHGF2tAWTgZEUqvRaKli3GDrO",
+	"NLNUOaMJBotTcAFLUUsBeq4137Y9LYAF0zRlGRllcgo8CcSonphZC88KEH8oMkVXJpZrohUIC8BSsqKD",
+	"h+fWk2Ipitv/qG0WQsre0AzUF0CVPeciZqV3YXPWUHVbn01MheEOYG44n1NgF2iBI4c5VFl5tR1BRfY6",
+	"vDy8CB5orLeGiuF5kCSaoJqCqKYgqimI+sMLotBOWF8R1X5gH0dIOYVq5TuJHs6EX/a1wn90W5te8T+y",
+	"R09JrX4AE6MprmiKK5riiqa4oimuaIorGgdNk+7WpLt9zcUVX979NuRihf/tBdcHFniKym6fwqHlEhe0",
+	"ebCZi8rEGa4d1JndZnBUgUrHwFnFR4HbySQnYBLcBF1stf43xaezdKFlyMcFqAJA/wBQwPg1aGmYQlcT",
+	"cCz8ZsumD0jInuZJhrBfCt5duP5PAiea0hztlNBvovf4no4TT74/dHDeC5TURef/+gHz/+3g9V/EDG70",
+	"pkZvavSmv67edAs9hYpKhsdD6FGmi9NSTeoMcij1HJekQIPGUxdVhG3Esk8AfY0p+CT0jdbqhvUB1Q1V",
+	"p4VdipRfmRpCH1IwjEW5Kq2cXsHHBiUZMYiEy50hQ4aTKmVy6AE/zlhsclAUH4uAPG1GS1lemshnk9tZ",
+	"VhUPgcj02K8yOTWk+nABt00T982DJnPXZAeHPNH81z9C9fEhFCkkek3iXdIbGQvCeohCAowEYFZayhy4",
+	"rw1qUvRtfBvZBIwNxFlXughuQj2EzPiYC5r6Y0OIFj6csXyeAept8XMfF9DHdOiBJrGBkBbmc1C7i8t2",
+	"776VETUHuLROwpuU+W213lCpTfh82uQyel6y57WKmYlryAzy2KXDypLYG7sMjEeLRnc4NhqRIH6Wcl8y",
+	"MGrpwIVRijKyKhfUFq41HcvkOmEZoyqgnEhUB61coIyNMIFGBjDthn9EwiCflZYKFeNmuQXvoqLmfkbC",
+	"v6AeRRUz1dYF7kNIV/aPa5szLDnWD7d3weotTrjarBbKnitGVh9Wf0HGfnvt4AEUF0xjNRRwsRrJvi5N",
+	"1cpMQ3FopMKgTk5wRR5DmePjIqWoXCWJObFFIlFYkE9cIpjFOrDJL1BoiOpEOd9XYWaMTXcqzwoymVz3",
+	"/uIT3yi/kTe2LzF5pTRjXu4wqC9U6+umM96gwB2p7urm0N/OK6HHMENgorDXeq6cMmyh/kx2Ms4IF8xz",
+	"xdJRmzAOLA0CusKkgHl75j+s+d5wQeYKurlQuN88ZiYxDDyUmUyJvK5zaJ15q76QmiceGZFxVz2lsMfX",
+	"eJsKboI1m6pPM9Z/fXZ0cFFr/MG8gvdoyuO1aotgH/N+ysVV+G5dcnEsxTij+TyFtSlo7lXrCGIi6ZuQ",
+	"VjDq7lpzrezZsQI6GPJDnb1ekZd/udITbUKc2bA4OJEDNZBjwD7lqP7cVj+dSJULOmWhDRboq7GcTucC",
+	"A5N6Z7rkmC7cctOFFtvQ7B8AgLK8XIYHfW7GQmZ+ol8gwkSSMhUJ0D38dPzCfAoG86oPkfGSWUqFaV5l",
+	"VEHsUDFCyP9gYyHjX9k8o4ETJTZ51fQhc4xw4JwioWbLE79Z9Sb59V9ef1zrm+0dapq2/40g9QF2s9HE",
+	"UE5KobjKiaaQjOmDt73uJjSjMQibwfudzg+089tB5z/dv/c7HwbA5nlGUibG+QQHAuyajzFjCdl79iwS",
+	"3vsmL25RPDjUQmCWL8Ld3917QodxLRv6DEU5pKjJcXXQTkhXKnKc78oXvCWBDM64SMQyQV12edlOJN5D",
+	"4Q5ZVbfz4dG2vbkdI+kqwtk+cL1nB4JxcBgrnfXcKt9DG+oBPogDhV90DpylJUdkk4qjSKwoOSKbVhxB",
+	"TU9NyRF5uIqjgMNF4jYVR2RJwVEkvIojStR8NOIxx9YY2CPDShMbpzIdXVzhUb1mN2Ylxc48vhWJL1eo",
+	"1G597KAbqoqW8jv2UC66uU/81kcb30OC15Aq1DmXlM85xbXMt9+XCyV99fHsFuk1B1aFhQCQqSIvTBIL",
+	"MUFOZO5ykrmyKVnaFMDXPaZWW0UoM03S5jWM0ZtnTW0epmbB3twC1v1udV69k/7l+VFQ4lUPsGHMLmyZ",
+	"15RvPXD51hKrXeu2wcZXi2TaRGZ4cfxIicU4w803Nwxo1uQUoGuRJVrn2I8EIY/JoEIWg31g80jWVs/1",
+	"qkfQt2Sd9yaBD+erhyRVI50kfDRimb5cDmyo6z5/fnT2y9FZ/+T0on9xdnl+AW0CL4oc2CKokM1Vvu17",
+	"oEqaM37eMWwexA261fUeHx32Lo/hy+eXb9+enhXfXtWi0LgGAr8AU8X4vZNfDt70DvtvD84OjoPdtE4E",
+	"5C3WSeYB033G2s7Do5NeqaxzGfWB5y5N5Q1Lmjv/BTANYa9XORGpIhTQDCHDC9XpMmLaCzbmQpWFzyyT",
+	"oMAZdS4kQ/ijuaxBBs3DJ4wZdfaBHYaziRSMiPl0iIT7FfgLwzl9Vm9hzZ7e3l2Ig9zLXxiewmZuQ3Mr",
+	"P4/j8Pi8d3548hV6DoEKskX45usXX8hZCOfUx3MKR9357rudnR92dnZ2dj+zl9HuQGk2jduxcTs2bsfG",
+	"7di4HRu3Y+N2bNyO/wtux/Pjc6cG1zsffcW68Qk2PsE/3CcYWHp/OtfgQzr//J1Y4/oLNq3x/DWevz/A",
+	"8xcS4Rf0+2Gy5SYFDivBuItMxsK7X77gVqUCsxCqP/PitRK+2J+onKHi77qELW3S+Zt0/iad/4un85eJ",
+	"cVVO/+rUfbImc9/vllKbur/BmNp4W5W6T26RuR+J2tR98tVn7tft81eRvn8r2Vfd/HuK54QBwBtdVX54",
+	"6J6pUQ/ahaSlaer6wY/8Pvi5jATCG2FRqfPy/nHorKWwgN/jcmjwA0EkB/V1oxKCGFwGM0XjYDVrCyOX",
+	"dEHQoQHvI9aXq9QzcJMGotUyG+paf/rT9BCN/oz1mEvwTPWfQeJ2uCDXf4/AxxO19I8+5ii9oZmLoqxD",
+	"H9XPdsyzW0b4n5xaBcDfHRehsMFN5FfqzpCnPYO9C15tI/xHLLgOODatXFdyefZm3UfwpU7x0lY7EnxU",
+	"EBRCXB4f/LvQdiggg/1dZuOuaZhhhukX998ngs2BWwve8OAqaAPh2kC4NhCud4RwJZsiuLKMqprDfGfk",
+	"kGNaNyAgQdwg5Le51iYKC8Mk4FGfzuOJVp1nUikIfDvz2zO9jzIK3aSnjAqjuVKxgE8p8khmFjd0y5zi",
+	"r9Ii82VS60Gj3EyOmYGc7z8z30lIxhIK8iqWM86Uy54ByCjjaR+aNlcuN+cSZoAfndCEXHPFUaeJBPAS",
+	"qdwIs4xLx87tRGAC0JDSKs+KacVRlKbTJSfSTJFLbFWLU7LUbQYs6Nl45pBTQBoMGbHEcOM2UdIoAsrm",
+	"LPj9vuGPpDoLq6+EqT1BN2g4WzgeIUUHAbcSmtPl7SrbRBkicEJOv7AEYwH/FEsx4mMbkbS+LsC/r38P",
+	"fbBOINJkyoVpDnrNOmaAjnc3UPU7ZCMKzcRyaduMaT7jBfNq+levbBu6u3Mv/4VWmw1DNqo1gv6DLQVh",
+	"x1WODbLMr2GgQwHK3bgm0gU+KAFrDGFHvV6H6/0ceC1C5wl+Q+sgJnSOro4wbaXq6ojEHX0dn/4HsAAq",
+	"dFBn1j9SW7W+BXPwmqz8TqvQaA+En3UvLBtYH3PKwgMquxmkYHpN0HLQ/8qI8hQtBLueZM6cslSHKFDG",
+	"Hao4IyKBvqm52BBHIHQMXgCGMVDmkPn7NarpwEuEDBv1FuvwBavv4igcGJ6z4w9xcVhW67ScQrlPGkTv",
+	"BtG7QfRuEL0bRO8G0buJ4jfIlA0y5RdCpixFgW4P7uRiL/RhEzNs+vvyuM9LhCDEhAvbYK5IzV1WP/WH",
+	"RndASjMBnhjnu4Lgi6UitxLw+uRzMIshgH8jmO2lXhRr/UWiReWMNgNaeXJ6QTJ2LdGrB6v2a2XqS2iJ",
+	"dQ6iu8l/BxKNChsWnFo4fmJmrqxH3l6hIj/3q8LsxCPoF0Uia2E7S288HHIn3sO39r42AZYmwNIEWP40",
+	"AZZUjuU87yfsmsd116kcaflG1fFVdyY889OnzajtQiTp00F+awSQPSzTEEN1SeABz7M5GwDnfTdhwnrE",
+	"276zIqbCBBEwgSC5pkKb9Y5dKjnKCa6TTFk+kUn98ennOvjcVuhQ+0ZT2NTUZZlFBRqenmbFKw8Fsjd9",
+	"X5Op3hjBbkLtJS9cZaUCvwnN2ZAKKuh6Z13w4T9XtwO3G8VtxXKbxknYOAkbJ2HjJGychI2TsHESNk7C",
+	"xkn453ASWked8xBaDe+BXIRfAuf98WPQOZxp8/jxXbCawADaFKvJY5xiXPQ+r0MIcaXgvnPzDvBN+IUv",
+	"CfbeBuCNWQ4ziIRf+3pyetF/dXp5cjiwSoarAoaEKFIkKOfxxOFU1p2eUyJGci6Mt9HzZ5okcARrKNAy",
+	"6zA2CeIx2OtsE6bjjIEP3FFDN1yLKVCGr5kyZLuYOidrCcGKbAR4HyCBLEO8J/fCrTpjiuXW09cg3zfI",
+	"9w0EVQNB1UBQNRBUDQRVA0HVQFA1EFR/FPL958adcraIB1AD+i+QOFgVDRTNA0PRQFkqEzHc7VVYQBmL",
+	"5Vhw5SIUfolI22bs1+JNAeq529klaE6o2pbsz/xuAE/LklYaeKUGXuk+8EqGv6oQwBoF/pDVcM4qyDpk",
+	"n82zmVRg+mixneeoBZb8dg/ktvsCcOv/q267z4+6/rkcd8Hx3cZvpyng/PgcctmWUMMf5rvbFHw+sKSW",
+	"o88/oBOvQaFvUOgbF2DjAmxcgI0LsHEBNi7AxgXYuAAbFPo7eAPf+ip+4xRsnIKNU7Ch6T+bU7ACwL65",
+	"T/CeuXw3E0mnXJ/gmNV4/16zXAU573RoVQJXF2tz2n2FCHQS1xW5rXfNmbEZK+odsPCyg4aslmztSBwU",
+	"98zKPGypPKXqv3OWUW3bKYMJp0fF28uzSGjbUc1ozDTvGXOEnyUD/WifJwOiX18UQrdLesJUNSiezw1g",
+	"Wl6BPQMdaVF2eLphIwFZnc5gN+UadDYzumjbCH0AwOJ5wW6QYURiKJNF1X30mqHQPtU73fosdUItLKrq",
+	"a8usdfDi5e7ek6etdsusrLXf+sevku37CVwlJjQrVYS60apowaC89A5JHTpcQDsI2m7qvWBz171CHllg",
+	"ObO1MdXbKp2GDcRkTkNtoX7t6ctGpJjyx24kTvMJy264RYX16o66tSrhchA48Hqo/hhyuuuq/IQptmsX",
+	"pgFUP7x/DRLyUrFsiT6sf+/gNmx1TaGep/ZrWRvU7dmx9e/zKRoVQ0YoiYSQogPjORyr2yDd7elFOpqp",
+	"s/Dh071D4zi/MQ0pglP3Ne/pxw7WUWohMKN5zjI90v/7x1qZYGexKTiWZcqpBO+CJJSgLDKI3psWvt1K",
+	"ETACtX9x+vPRiacGXApPewo3p5H9D9xJyUIhhDrrZ9L8Xp2evegdHgaHfVDlTAZqLveFCfAfCy/f0MBD",
+	"0kAhoG2XqlDDcDxTZvUnw6ZNLVVTS9XUUv0ZaqnuU0i1kRUkKuqMNctsSGMTsyyZcqGNMq62f9e8p5d8",
+	"uq1xRqGsl8fzlGYoOQLoJZcaoKnH9m2QIoW/xjRNCwsGmB+irKZSXrEkEvNZ20TEqTWSYM42GNlJZUxT",
+	"4qEuy4zMMn7NUwa1aBnTfDQSJgpmnS9ckUTG86nBWa4YQu8msqdappobHKY1DPTCyy7QEybzWXiX/jHT",
+	"r+5ndDjkeTeT8ZUek+t3ZzSftNotbUG29lu49a1yPKwGU8Extg+f00DDOnVGZzL3oGZwD2IpBEO0cPg3",
+	"n0FE6rvuTnenu9tqt1Kq8r5iTLT2d5/u7v7ww/MnT/Z2954YnZ2OYX6teJ6l2991n+x2dzqHR78Ay8Wx",
+	"dmCovc2HOpa/8TSl28+6O+TRv3Z3/z/yhov5R/Lx++f950+3iNZ92Ds2/Jnn28+efNd98pw8+vnHi+M3",
+	"bYSSf83iK7lFXk4yOWXbT/RS9nae73V393bIOR3RjJvXNGuAu+RZrDVnvIHRuhIhoBbopxbMwXhn7CPk",
+	"Ee+yLrkxnoMFSXjiZ0IVFiygLkthsBm2VgA7BOddnkHPYwceG/DesSayxRpb/iF9+OXxjyVAeccYztGU",
+	"QHpvXTpbiG9UmwHgUVAFJETwjyCbVE6ns8LdYsPDmsnr1w1aWmAxcpE/f9qqyp6QMGtgSTICv5kAM44P",
+	"y6pu03JgoZdue/X+r0el8F41wuHW76E/Zdlr4TKPaDxBcAhVQGNj9yitrAlWApr3kHYqI680802XVmvt",
+	"e6N2N0VsrwMrkVfzGcafHDLLFxHwVUkaSPVC+pn+AlIsFew++txdvK0oa7/xUWFGjGI+CcsxUo74UBlL",
+	"2TWFSG/xyVqZ+tKf0+eRXuVlx3Ja5KnMVS6nXa22gdamf5/Sj32r5/ZnLOtP5Dxr7T/f2fnUblXQ92AK",
+	"AP+etPbB0wVPZVJO+zY6DFO3IHoQowUShH+1W3v+P55owS/cP3Om8s61c3O5X4BIASpLy0ZNtaukS3kH",
+	"NgPT85wDnQJT74otFHHQ+JF4/1JOp1KQE+v2Tky0GO7264xq+v7waBvi+Ym+0tv/F8MrHecpTzoFO+iM",
+	"8ZWtbqv2JuKJBYRV1yKr7c/xJ3qtr1F8RceMCDrVP8RSXOtvIlsN92vafTLjSR9PumZnHNEuAhApPvJw",
+	"PamFroJWCX43WwszyTMf66tkHFqKqnC4bF790Ixl+r4afyZGEIAU8TrecBXac/BbFbKsbCOZOXg20gt8",
+	"tFh/HXeeug5eU2lbwNx5D+3SXNqwG9KsVCFW33tVxwqXYL2Z/w4e9fNuvCw7PJWFh6tq8Qlpmssx4uMB",
+	"VOFcaQI3uXKpjK8G2JhIW6/WB149aP1gdXPQG1/ZDP2wib4RWPTg7eUFMQab/tHZa8sSvuel9JVdeFe/",
+	"ql/kyVY7ErbzTEE7S3rTbISCZ/Zl4zWa55cu0/x+x5Watz/PYn2URyTXY0etK67M6tjN961lUuc+PAnZ",
+	"jx+//Svxn5HMxizvj2QWs6Q/n0nRTxm9ZrfdNctT5rnUylAMeMw4uCJawmtWHhdozpGAz6i/0H5uRJx6",
+	"s8FkXJZkviFxjplg4E41RTXgQhmT0TwDNmsxerkp8/jrCtBZJkc8ZX2IDN9dAVEsx05ICR8tCPuYax0u",
+	"IWZ0jDsrn8VWbQbzrGO3279fsYXW9TZmvE/MEMhzr9hCq31bEGCnQ0wNjUPoa5MaajS90myhF521P9rL",
+	"8j9JmP5ZV0aAtr1J1FdkUN71QZEZeuesUJdeUSVQm1BV9Z6MipxZ6oA5S7sAc7fbprfEDFfUNLXtscuM",
+	"JCxlOWt7yWYDQ5tQLYGS+P8jwnbpK33MeGstEqtJ9S0fnn5KExxN0/IArlpMKqb555AnSQE4PUi4MtMf",
+	"REIvuG1yzm3Tu0j4l+99y9lveFTarszGzqb7VQ77eN8+eG6ltdioxSyW4EE6XdA045oyClnyWvuz8wfv",
+	"Rqokca5l2C6XygFIkHc43r6QeX+TQ+5G4u2KQy6O6/jg30EONngGLdOgYhFOyeJpK3Scm1tT+M31OirH",
+	"5B8Kxh0Sc2C3OpilrHyJBmm3Zj6DGjy3NdVVqTap6n8b6Xlr2Pxb/Mor+MidpevzVr0roSYGKeXU8rVa",
+	"c7iG//j+iM0cAheIzWsEj3Gs+Z8Oes9ZF4bzWfixNimnZqnneWVzClIoe7YTlmMTP++Huoks3YMaJ6Xx",
+	"otQt1vwYDO2PzK0nZCQzAPMGnbBUlrM2/myn0PbOpH6v1Dq9QbG8T69pTrOi2sdWhllqDpf5+PGhe2L/",
+	"8WNyFzMCv9iNxBk2E5d1whTh9UsaSBGNBDb5SmaAoXtDswTBsGluOty2C9huza0SnrE4T4Hx6Umaf9my",
+	"O6y6LnZiUOJmRrLXTLPojIHdSzUzj4TmicDnvJ+16pklXIzTBXK+v5ICqgkp4WqW0gVGI78MJZlPEv3N",
+	"r4+evA1pCOoWBOUHqUJ3f/XBoCjaf3jTZMrAMSx9O77Jk2rypJo8qf/hPCkXvyxHJW04NeBOy6KoaEz4",
+	"TXOWgdb8QX3m2pEwBjdgC8xNGRwVdYUIxt2tl6S8uhLXvIeKxBbHQYdtTdxBzkhNWcQUBv3997+RofzI",
+	"1PYNzcBQ/tunT6ZCIGwx5loHrNmWNuG5zZIdMlyYg08IJgWd5Yc55YIlXi8n7C+x191ZvsFSb2hnbwd2",
+	"sour2K5ZxtL16T+DSdfhglz/PQI3adTSP/oToDfarDfG+Lqp6Gc75tmtSIAecXJqW+v7W+m2o2T73Hn9",
+	"PQOzA+4B+HCGSpmX5gZj00rdF7k8e7PuI/hSp3hJUy8feS3nlh1BJZkAifjQXMumE13Tia7pRPdHd6ID",
+	"5LSNWtEt7UEH2VfGS5rY+j24HcbhGfoc//ni8uA/vVeXZz+32q2Dy97Ry4vzs5PDwOO4rPlVMXz31n2i",
+	"7Pz/XO3WzKzJDYOoStFyzIIGtbHuJEF6NX+MRAES1fRla/qyNX3Zmr5sTV+2v0pftge0xV/M0ysU0yZO",
+	"kzjt3JrcpiTfL0taC2/0naUEZ/YISVIpxv5y15nYJds4EnXGMe5vrRPAqSu3KotKUydzLcQGeN9EUfRe",
+	"SZH2TZrPWNvzPgRiCBQp4/num8okKpJMQl28q6ToY5VOd6/7pPs0+CFXrf3dp989ffrD7nffPdvZe2o8",
+	"RBuUwiyThnobvSLYcEddqfIKjc9wCHyxoiysQJDwUpulQTvDp8OLH2xeNaoZ7GYFpMKLgUAw3i+Ec0s0",
+	"XyUHkIVhsHXhFWtdQJAhnFZxbjin9wV8hJinaevDp/KJ1ikIXq2NhQZ0EyrqY/QQXfLImFKUjNgNmXIx",
+	"z5nS1g4AYyQQpwdzx+CzxVrzpEoKVYJOKyhrk6nnS3SborDnUdmlqrjL5BP8I2EzGU+2rD/FrU9FYtMV",
+	"kiUL1JZhzQqDK7K0qOi989S6ddcaIn045YDQSkdb2q4P5aqezQqB1gkjw959tewhBcwbrvLlnCDkrauF",
+	"zmo+v/07/oephEXL8y/p8r2Dx5fnjb+38fc+kL+3XYArDTBu/XeZjbt4MbuGueH9M6UWjuH9vbikAw/U",
+	"8m4e5E3KvI3Iq3dFhTpATXm3neztC7wbv3bj12782n8Gv3adivS1eX9LRc2N77fx/Ta+38b32/h+G9/v",
+	"fUzzQ1NzUTjZ/jQu3/aGPl0pNDFyMU6Zs56HCytWebLCm3s78yJjeaZVrC9lYHxeiN/P6FleDU7ZeH0b",
+	"r2/j9b2l13czn662A57W777vg7Wlk5ZsrKsHdYne4YOnApcZ9BoncLs1m9dBdM3QFaqnOmU5TWhOresj",
+	"dJ7KzJQfaj1FsBt7Y22vQK8ixrQeLB4C7QZAEJ03DBSPgt+i7qIf3ScZGyOqmld+Cy+bskf2ETuuOSAt",
+	"PQVwxvoTg5uLM0na5Rpq4/4DxHhK9nZ2yY8XF28joXKazxXWLpBeXnluB54j3mPQpc37ZCRwlkmBtOIE",
+	"Ow+zw+EemTdhoqAPm65zUMWq9WdQiyNR1BjUoE3hKd5F/uJkv273nqeAl2Tq8cKWdU+kYFWP1mrBpHcC",
+	"6MUXUBWBBGj5ufUggW4cvMAVmQtbQH43GLYTdlPnivEk8dedZVf1s9g7oI9k70EQ3h9ydoYreJ0kanTl",
+	"r5Lvv0TOKjPLCx/UCFnHxPVGQkBoefbIFVuobQ9dbLm5USAEmFYjE0km9JpZ2rF1k9bkMM2FAKQNdRta",
+	"eOyIWojY641yUWkyYusdi+YggIJExaL4/r5+9bE93nRBwLdOKFZJu6PVFrEWP6bPnDaNZD4xw+glRIKQ",
+	"KZsOWaYmfAbSgpHBr5KLwdb/Rx5TkTzW34Gt9CVWuEiZuf6WVJSFHsxGfyd4p+0akA5GmZyaMFIuB7X2",
+	"2s9soV6ao9pIaCjwj6mcZjlBiWZ9eFzlXXLugMQgxgX9a4c0jycDLCWNBKCw0qI/m9YBBGE0SzkUd6bQ",
+	"UPX9YFsf56aIJE/0w1tdsJE9MgI0h/kslXTlLls1mStiGkALB6uQRKKsa/jtH8tDYHfINIUulh8RRsKs",
+	"2SO5UNaq7/ae/fC0//Tp90/6uz9AdxiQuNBKpxC5epBbidv2qhNkIrnd+UUCa4Hd+cXY6/Ae50U6JF/M",
+	"DPAUaJ8F9G0koN8MeJ6wv6xx/c1VxTUMXsAJx5ZP2Dmd59CzN54YQOz5DAKZFT1Hfffs+fc/9J89f7LX",
+	"33v65NmSvc/lF3AzLMW3RK69Eg/2EvFglc0fK/hpHSuNREC9pSKDf9CUx0VLImx2+4+hHAZdim4FcpKy",
+	"UX7H+etjh8usx9C/Yc9GJpJOLjuajJmIswW08ETQMgjue42eMToaCce8bQKdv+Y4pRktrzmR8/FdF70x",
+	"9m5FAtadmHpYHQKe9/p72ets2OMVs+pbUEB6VNnzVXi8qAaklE+XV5G+1D9rs5B1oBIYeKlWfbXVw6Fd",
+	"d0dPxpQjKyfYbZg2tlGKvGiB1C5KXUD40XQsM55PpsRrfB1Bo3YThctY0XwKkLtgB/we/ipoUKtMO6tI",
+	"QCvMdtBrrJgTz7HjouujaAGigwVDhohx1XuJIg5uGHpkUeLiyFdsgahLwabpNaC+Keeu/ZmJwjgAJCiE",
+	"cfLwmtNIvMdzwj8uwTwrOvxa9q3fwVe2uuTRgb6UiJxrxzZN42zgx4qJgf+1AUwamkwnDG6o3uFrmoLz",
+	"T9i6+THNEkTv0qsBSCpVAFB57emm3S29L9Z4hiAJE2qemWArBvy8XcPAqjkbmqP4kSJm7UgoiX4yJAUX",
+	"+7ePtws4MZcxoMU+w8CEfgj5FMRQ9JFVtC+gfa1/PVg1pxSsr9fW15u8KvS3WTKMuzehxORjwZJ+PM+u",
+	"2d6zZ7s/rAhwejhQpsVYp64BWS1fxOsJ7dOAieireUCmdIYaiLvr0FDM/jkSxdXXPwQ3vxTIqxFz+7+3",
+	"fnpz8Ornn96dvzyvXWttUE/vuZzny92zFc/slp7dDeUmxS2RN0LfCE3cyAJhLVr1z62Wo7pkd4dYzy5X",
+	"hufEcjpFlBgDtBQ6YHc2gUEI6WYTKBKUHwkbYSf1vPa8Wp+31/2I8nSesfvEuDWrF5gRkvu+QWXiwCY1",
+	"04B5tJGJ0oxF0EUu07sOEWLg8oD3bbXpYqrA5HLvd+QLcwGjghvUHrDrMh74KV1I2k1jaBAfbOcsq9Rp",
+	"29ygnwB/MjuEbA7n2yUmBdJ0LJcZnogmPUz7KQbU7025Qggwa8EMAmIZGIsmvFp1d+TevGnZ36VgJsWv",
+	"zIXKBAPR+d/rWU1bazRSHyhCns3FDE3zIVXs+dPaTDbNHaA/wC1I8Nas8Nx+pOwRJMd0NmNJwA0h+9C9",
+	"gJ9sm1a6eFOndDZz56nPAp4HoeqigH2bUOCGisQjxRiAO+2T9+fmjZ/OT09K0PdmsI6+u1tbayGQ9IkE",
+	"++hFbH5mi1O7ZxUMlvIuOV3IZHiAVUNWXssC8twoS3gckRhE852dJ7GTHfBPto9/vWKLPk/wTwO89/ie",
+	"/YJRKxKWs2yKCdvGWH2vf3Kj1qtaV2zRcY9gMM3ux6lgF3zKjMKwLP/nrmR2WtHA9ZS1FcyLwoPlAjgS",
+	"7u/WSRLIZbL5plri07uFq+miVsdqdlFttI1aajqnuudkj4SJcv3MFgSJzZymZcWCaVOKZgvDLlGwoXXA",
+	"x5PcBEl91Zy8Mv8yKjEaF50at8Vc5DwlGZul0FfC/FgTet9EV/m9qqzsHxwcHPw4dqyv9dvPwzfjb0+y",
+	"3q8zQceLb2e9fz+fv33z9D83R6/3rr/9/tUP6XSsRPqf31SrzN7qZ8AS/FKgNb168+7jv/77eniTDb8/",
+	"P37y7+9+eMZePD89+H548yKWx/959a8X/xUX4tn3B/9+95/z//LDp8/y9MUv8SHde/Pd2U3y87/Y8N32",
+	"L78dpmL0y0/f/vCrvNp9cYNdQD6tYym312UuwoN9YEsbtPzC6ijsZud5uYd1beLihusas2q5tf1WM0c1",
+	"YYrEmVSqY1l/cOer7ey+/nKfddOBEO6QWdhAE3YtxZjbFsgZ5YHCFtdqPxId/W/Uo4QsvPBTqnKWEW8X",
+	"C/vXS8mzCXmnZ8FIvj+/ZiSoU8oJ+0gBqhF8Ebj7EFmovuDAr110A81SaHxOUK3MGKJpi4WXM6fHAwpY",
+	"NsIjxdKRTyxtIBL/L1teRQ1CQBKcMgzk1omu8lxmLCEB1iy0iUdz+kZmiWoHE7AOFT2qkODHh8vjqBSQ",
+	"o5VfgzHKGEvteYB3BdDiRzZEMs9BuUd86W15zbKbjOdG/HHU0bWcyRhNFriALjnQn4HuOsWHzBecqe99",
+	"hkwluh4EOBW0jLyCIwzyARI2ncncuTyQ6lwSkudW4oqk4KC4NgVLguU3MrtqRwKLFaAfi+cziinm3l72",
+	"Dkg8oWnKxJiR+QyyLvNsUaprE9oGundRWyS4zygG0y6URw1WlU6FPGCrkmwNmb8GAvTzF8bZfajJsNBH",
+	"/VKzTqMC39N74wl4W7D02cp8kGP0jQ1kjTArv9HK+RYf+haV6G9RaVj6E3Sqo2OErIdftbj1ukRWNQaQ",
+	"q+nICqw1s9GPfmserZ1T8EDtBG+jw6zYAzfMt3IUfhW+4++Ev75N9gN+32w/9KMr9yN44IvtR/DVyn74",
+	"61u/H5XsnaaQrynkawr5Pj9AXSgelsFCazsZ1PERZIJKpawKWsk3X+fmW9MMQZNR4csxrhzcFAzsQEjY",
+	"asdav7P9S9rkBhqxmMS8SHjundVuCOvz6yPn6+P39Z4Y1wTSHA4PVygSxg9fchf6Uy/dfsNcgfd9a1hs",
+	"wFuX/QKH9NHfxN12a8pF6S/ViqOA5S9xLirPfdUmMU3jeQoxaNdmUu8vaF44whAjZhv7AruROJ0ZurWW",
+	"ZtWI6RJoJWO0Z33MQ/RCOvcIUnQUfaPqXt/EaVJ7AkbI1Ug3K9BcM+FiO2tb94LYK+/zO8v8jHfQ3qGg",
+	"jtG2FjG6VKgqtdoVSbo26WJlH+Gwd7Cb3JClUoy19Cu1da/LCVld+WU/b3el3XIuGQuXH6rSG3A/S0Po",
+	"eV1JCkt0zYa1NaytYW0Na/uzsLay761LjsvEgwFlGkMHGLGodyhC8Y5XdYd0VuRbpgsvU7bGvYjFeHU/",
+	"KBL2S2NO9+4uM3AbJtww4YYJN0z4z8KEy+GOPxkT3jQV2UvhmplQYdJ98CyuVXlC9fNygSmYYBXN3W6Z",
+	"qdi663SKXkyt437v5JeDN73D/nnv9cnBxeXZUcu1UGr1ED+wyI9pbboSLmZzbBFkMAgBkkNOGbmhC1Pn",
+	"EFPhKpW04LH5yiNpw09FFyhlypUGNRMe7FcQUEJtQmaRIBXaBkwknILMMi0P3TK75lPHvfPz3snr/tuD",
+	"s4PjwT45WUaTRZ8TPJknD3Eyr07PXvQOD49OvBPRikPvUG/mXG1+GoUU1Ztc7LWJAqoiqkeV/7O9ul62",
+	"qYKr7QctsZks+Ntkxq1SQ8XCpQ1T9dCoJBihqonub5BnsLpZa2tt+eCu/n7vwK07vaELD1HJ1dTakKKe",
+	"0teBdg2pFFjwszR14gxSulUAu2oznSBUH1SDWQ0E3elQZlHN/4bDfdD8b5MOsk41XoIb7Wh5ubP/vRH+",
+	"FqfhvondNu95ZW63KZCpXjYsHJzO8gU+46Or1UCRRyLIdq1WAdVrdPry/fVSvn1SuX/Cd3GOnznne0MK",
+	"X/r3JXbnYU1VaE1Le5tQWH/qXmpX8WgZzq4eW+d9a9qV6bR7vdst0vc6lKmOmtC9Vrs17U7Z2Dzh/ny7",
+	"/u/L8X9Cdd3iQkAGFJwx6uxaZUe1t0jsKYotNPONBFB2KsdjSCgOGzL62Yo1DOae9vxbFOVhWeOt8n8j",
+	"Ez5bbcO7bQxSgE0pGZsqll77Y0fCppVTv2bJmABBKmuJFXlpnEFy5ZOXz168esf3/v39Mf3l+tfj74/3",
+	"9g5fTCd7T99Ox2c74u31T6e9g+y38QLiznX5menRnJ/99ILnO73Xz8Xl6Nns8rd3F5dH6uyXX9j2jz9d",
+	"yZ/nRzc3P1y+6bU+rbX4b3sHH7pWyPMxhBnyfgbxJpVDtzr3Sop8ATng8u9Bl394T8dtnBDBuSfnp9/v",
+	"HOzs/ovz8Y9P5i/44S8ft49+/Y3KRfxj/Ot/f0hH//zXzvyd+u/HdG/Mj3v8/O3Z9/RpsvfD7rtdPvn5",
+	"pzfb9Nvp4l/nT55/9+7i+clBL35xcCvvxe0cBuYcPZ9BmQHZuocN2M+9PAw+AJUnBwzbWlbCgGKlPmP/",
+	"Q1m8zAX6Emqg3YqQP0AzoSfQEKBH60Fm+3CBWSlTlnBaaBToYtQKeiyvoamA9XsVS+guA49bD6UToOJg",
+	"5oU7JsiMFKUc9+XpEZdmP3ATe2IkV7beLh7zULvuyVp6IRri/SoiTHlOUoEX65IC/9QAbaEzyU/ocGWq",
+	"FlzCN03Dit6wxtZDnLcc2UCfDizFDSJhndt3KDvw1aI76zE+gGKgJ1i14OsRh3cui/iM7DfkHTV3tXWg",
+	"pwnOxiFPWYGVtSYdr078N3WXf0jdpWf6bF51WaR13ckuauJxTTyuicc18bgvGI+7v4pWpRNH7VZ7Q49s",
+	"JJYob3XBjHp9Da4PkOn9lLXaQj7Nf8Dz4jS44m57ccJrTi2uSvG7g1hxedfGxWw9n8DKoG4KbQnFNqs5",
+	"/aMqR2q1+RXxipr0v0YENiKwEYGNCPzri8By0uASAYjOCwNP6QvA8vt/jPi7jzz6H6gdvINELOdiNhKx",
+	"kYiNRGwk4l9fIlay3Px1T+mVIXCXNdk2eAMLJzIRjVXeiFoX/jJJWvluKEkvvkbZ+b9RZ14TSrpFP4HP",
+	"1fL70GTS1AKV3xMtqOIduD1SkKoG2z28IMemtSAIBHURsb0KsZkdSctM3z1sBJaUEuiuILvTi2QhUI8J",
+	"ZYF3vJiYF81qmxBkABIs2E2xjEeYlkWTpLsB3EfA9u+asnfHfIkHQ3pDn5cBnLY4qfZvuNMWRjA8yY1Y",
+	"yo+9n35+c3zyWQKDduzaqKD7sGVSxW/fIsyg5TeVJ80P9+Bd660Nn5HZCXz6tB4eZDlzfDBX3G3WW9m7",
+	"YGGeAvXpjj6+AGbefHwoh+rbW23E6hfWDHg3ElgrNIOdghncarvK+/JpI4lVdXBDk9YVt1wRDy20lBjy",
+	"+WtDbo/wu5RtGvXyCCoE2p+JjS7fWSpMmYbN+vd99+CU16tjSZcg4HyRNuZVh2CweGCqHwagFEZiiChj",
+	"uawv+7gtn75H1cs99ChX0+ORF1T2GBMTGwx95tKIMOfpfgUSqzSvzdUtVvftsKigSJ6q01c+a0FBkz7d",
+	"pE836dNN+nSTPt2kT//h6dN1TazLBXgFVj72Mw4aS7ObUh+ssBEQ5joilluNCGz6ETT9CJp+BJtez1K5",
+	"NfrliiVDLIT7GtQ3pa5gkdCXk32c0LnKtdkES/WA923hsWnbCJDLMC7m7eK3wHhyiPvY4KmorpCVjlpD",
+	"BpfP4gugv97kB4OHXsicjxY+DqXZ92BqZhgFYYRMzseTSJiGiVbwZQwK/6HHteZUrhuVcZmyzOtmZCdU",
+	"gGDinCIBk4JBZto6WTZC0S4bhwLMTOsNAPZDg50Z2OXsE23mD2BEb0sd+ARUOACCcl4Kd9V0MKtwZezd",
+	"XXeqBVcOxHd9z4PXv6L3AIex7Rr/Kj0QbhX236vvvdNIsUaKNVLs1lKsbkOAgqKW6VQZtYpeleFOYfnJ",
+	"n22ratm06cFQFZe34tI//rPoTPPrk9HZkx/Z9Hj3+fF3L99NZO/p+dWz/6hkmoz++aP6+c3ux/n5KH9+",
+	"fH5zH67c+yd7efR2+MOPr672dr+LL3+4uvnh6JTP1cvnV8e9K9k7E0MxOp08O42fPznfHU/Gi1/PJy9e",
+	"z+ZPng7Tf8qppOnLxb/eLSaUXjw5zt7859//PDhAF+f/QvudO3t765ClPnPwwBd6/VjORb6JQHF4GeVV",
+	"+DmPxSVCB72YT4csg5iqsJ2ESsorXE6tEC1mzGsuP2FpqRNKAZRjJBKUplHPKWpVopRrRdjWk81Fbl6l",
+	"efEs5qbBvlOl5npiv7FMrrufrf29nVt1WrIb/OHhEb0ePgaw3Md+9wQL6Cyg93LMavz7r1muSuWF3/i+",
+	"7aIvAfZNK9CNmE3VfYltCSJhxMaMx1ceJpViYAroIdMF4Tmh+MGBHnRAalw7YfDgNcvf6Em8SuUNxg9u",
+	"fRENQcEb9nX935AkCQo5jO3plNMuLLw7o0rdyCwB7XLM8j78uQ89Xqz2XnoFf/v0AVnvsvghfrBOOV1/",
+	"EH5WXjhsZYa/V8tbzb5zRQbBlCF9lEiXBQkt9T3gokgYLXHuN8FhibUunVXlFaqa6SvUMN4P3p6eXxCk",
+	"yG09V/zwpr2dd+FF995WJBxiFzlxhp35pvXJOvCuRDLgTpGwrfO4pkcLy+SmD6p12AAilZo0ixgnlOjm",
+	"koyZ0JQKHGJCKLb+8UyHoZQpo2K1HfTd6o4VxbkbED6OVJFyjD2UrlIkwru02g8Kv3o6uLtoK8LSt20i",
+	"7zOQeupABL6nD3GR/Yjx5cnZ0cvT1ye9/xwdesHiogVTuUuFMih9KPa4CtqMlK5zOeSO59pJ2TVLiY3s",
+	"h5fTza3ytvBwE0Pftl7Fzyen707q7FGzoupkJvMpFZ2M0QQoFQc3yn84/oGw5eHmKRmDCpCsJR27Go96",
+	"liQ0VOniHc8nZBCe0GC/TB72wlo6wT45bEzjRV2vkEg8OmeMvK/2+yMJV4ApsqjnNNVGfx33xlZ3C8hz",
+	"74fbpdItiUc3hLIq86WO/wF/TfmUIzipQTwodFGTTrD5JupBj/tvese9i/7Rv14eHR0eHXrbWtrV8LnP",
+	"tLkXUpIpwk7AYlTdd6AxXp+Ocpb1l2Uq0Clo21rx0gp+CefP9wUbXe2G8lyLtBH0A8wWVmpaqFA6pqVw",
+	"294mGH41Z35Gc/ZGH+OSw/9QKz+KA8bTpznrADE4Bdyp0K8Zcohb6K6eTn1uWk1NqaBjNtWX/MOn9pKk",
+	"GI/FGKmmh0OXN1dqDsibYT9ASNiPqYACETsbQF+16QUjANydD5Ver+lrqGnBxwAxhxdwxnRBqMPg4Mmg",
+	"7Zts07nKoWmh7DhlRYoipu2S+oPJ2tIWqpSMOSh5LsHZ+1IknCIyDAMNmVONSp2F0S1kJ0cXkTD5ZICM",
+	"KRbhPLxs7OpUaO48o+eMReL9GUuBHasJn5Ehy28YCw8B8VANPlK9KMi8MTpmjA6O0cExOlQkHTPGVtVa",
+	"AQ3qYRovFg5azwsw7fKkq6nNVNy09lvxhLGrRX8qhckR5YLnnKb9erydn+ZinDLyFnB22i1n4ey3eCqv",
+	"2ZAKKqjHgWpMoXL+VJJkTBmWNMsYmAXWOqrc6CzpzGiWLzwHdJixT8ihG0XfiRG9lnPwYQyKVwa1HvoV",
+	"uVBFFoK9RIZ44GpxVVyqAgHHwGWh2Atea5uAkElksCUxccaoCwFChYCHDYvXygAI+cUzNBLvg+y/etoM",
+	"HtkyCZ1dk5viBf7C207DG8vNao2nxmUu1W5nSIH3aW9oR/L67nVrqqPCp8pt4ygxhD+r8Y/Vot0uZuCF",
+	"CL8O/IK87xXkByKiftOLLejAU1uQTeYJGTA9kLN4UUlb50G8Sanb22OX2hb1TqHGKlt52atKSQCDp8lb",
+	"aYKyASDBbtJFx1BxcUPGQmYsAeLxiMm7KKanPl6UpRB67daUJXw+3YRRvAvdQiZKRzXx1jAQlHk4ur3m",
+	"xa9FT4Rv2JTy9Jv7sJiCX1aBuA2gOLi0atws9tVB0cPhGxUJ++duvdY3ypiarPDnwO4Fqp0xq4l51wi/",
+	"2/olnoDNX//ZtUtFx06XvKUZqKPg/OwMqbJq2S37dhaqnJexUHTZdgoLPuK0Gi58cHxwurmmBa57tfn1",
+	"/eD1kXVOLXFJjVnJI/UEnvYcUW2S8itWc+RaJyrvTt0WoEzfRJAygg7p/85pismnNigsM/Kr3pBUxpoV",
+	"mSPwsurahVPr7ldhGeuqGv8PEUtZ6/lBJc3ekxYdxrt7T1phmdbrHy/+ffDTSygd+DjjGVN9LsCYeo7Q",
+	"5KXb1krY6Omz562g3CVQt/aRHLoyG7farRuWpn1ggnpG027hzIBiIapYf56lrf3WJM9nan972wbN9Oua",
+	"PXZt0l9/5Ws86QZvflrpaw53psanEOjcVhWjMQROuraPvf9MTEGqC5cfFdgztomEMV/urKdp7s+SDncS",
+	"hbyrqTyugc+f0YxOWa5Fp/CtWaic1vzgxs/Zrp1giTxqWRIfMbCyZbX9e7tsenfJKfTZr/SJn1BF8GOJ",
+	"USkrOz1kkbCt5LU1FeQbY6wq4PSg0gqpOZz3V82e7fOBuMBkMYanmLEO8gXw9uNXa+ZlPpHbhsfecGDj",
+	"YkSv8KmHrfFNdppZt7f/1p2wXi7pm+XdkU24JT4NipE9Ms/ZCK06LCiwoX19OJGAfswZG3OVs8wInceP",
+	"C6b5+LELgVmvCvuYZzTOPbsXP2vS0Q0zGZBHwwVRs5TnEGgwezXimdJGSCrFliv1Nyw0EtzGOmiqJG7w",
+	"oFjGwNPr0xw1/RsKwBN+8pGRaaAj3l7nOAjJrcIxMEzh069lEpaO6ygdNAluiUJBv3Oapq7Wb7BtvjoI",
+	"+rSEk19POCsz1UGgdgqBimNokVpeY2lDbTaXVg8h16u13/p//6jb21BE3LZ3/EEhGTuFjQWRauQKP9Fr",
+	"SmY0vqJjyO/Rf4uluNZSBVr6bNBb3uXnlO5IuyjCsX/QVg+w+0i4wGEspzMpcLCJy8XEZCLTJscAB5Zi",
+	"/RvISyNtS5XIm4tNfKr8vszGxZ/mKpfTrrXfjDpSGsg8RGezkhwum6blJa3fexN38FmTj8tRMX6LZdYR",
+	"tP6VXJ69cfTrDQsYSb6OqwlFsNiZqoV/esX2e/dgnvG1WqKbrmfk/ljMyQdJr8MMrjvozfe0RL4PurHl",
+	"se+wu7Xk+QD76+pPzjfY5NJ4AQH7BTA2PrZ6tKVdDJ22IMWIj+foQC30mZLPuDcis4wpJiC51Zzs+Y+n",
+	"l2+gQCjUhQy4Bygzdnjm1fC1C16VLohxPluN6vLsjQLepC0jkGN2OHrFiq5rWFJow+9apXQmJyTadjWb",
+	"76A7hM5z6cKJ3coOB9p5WI9kZdWmqUtg3WmFElSWIEnjFv0Hbxljt0FHG15/Qf3ASxM3f8i4+VvPlPfD",
+	"YiaG0q12VfT8JlO6KNDrYzkW3LpQztEUiv3ujaiymVALV0TlNJ8r+M2WVOxHgpDH5Pff/4Z9P7Sldv33",
+	"CFrnRS3yt0+fyOC4f/D27fnR2S+9l0f9N6eveyf9y5Pzy7dvT88uIOZPBanpiKdHJrYqxXOneI/2zaMD",
+	"WF2BgO8lD4hvitwB40rEgfVEOYXH3yzNJ9i8L+StbkzRI7K5GQ93MwofocncchgWKxqXkmV9SzVZD7yj",
+	"GuyTIDW0RC3Q+gbvoWlMimQWtt10DnVoBxp28KTVxpg4BAR4zHQuz4/O+odHBy8ver8c4O2pcv2EQR9K",
+	"4Pk4xLnpX3F88G/CsdMDCM1ggWh+2SC11+jSlyI4HpakuK/g9x+x7rhrgOisz7OY1A2fsWSr2yTSNIk0",
+	"TSLNV59IU5/d0l2XLLM0+9w0I61Ppem59A/ImWEfOTYCCL2p1tXF8xJ7sr6lkcwgzQVc0CbK62Ei1iWy",
+	"BN4n6DigpC3R7Ubi/aHDmlgSGsaxO/qBrTJCBc2YK/eFTgmKJ2wlRs4b3Kh7FppsJCiDlWN9s6jolEHR",
+	"Q5Gk88B1D8Hxm9Rrb3b3obltmqYb0l2alvKEimyDgvZqhONq6is636sqwcGQUwpEUdzNLjkougNjpkGR",
+	"kp6xkEbJvUk0Eitp1IVXKzn0zup+v67/9cHbXv3U0GVavNipZuFukSGL6VyxSKz7DBQlmSLxXGpNLddW",
+	"O3BdzX3znMZXSms5etVKTplWA8csV2Qi0wT6zhHFITOqnLcnjPEPPqSKo7uI/Xq3ZBlNFamCSBlWSgRX",
+	"EaNELmZl6ugzI1r092E1LAOoZmGLEfQkK3M0wxVhgDqmc5CmX4TvYMJDaVuqFVZfhtmsuPN34zomPLGq",
+	"UTtGTUqpoZXokb1btbmZBgvH4EJ76aIHb3sQMDF9NFVuqcUNE0RtIvGIjzB8twVpElnCMnSamacMIG01",
+	"SGPLZxAp4UDrUZV0V6f6m+EAEMLa5pqJxhMpIRE2yAAFb1paykblU9MpNF1Ad3Xvdc2KctlGBmw0KwvW",
+	"EU7cxOVmXFOblIJQsbihC1Xe/UjoMaf6LkE6qlLzKWZvETqUxsdQmaLKMTKtzwThESMBpxCeKKRXeWZk",
+	"sEo0zVxmrv5GGGfL2BSgghHrcC5yntafkszKZ20w3duE5ibMiRwrr/0QyKNreWXcQyceZkatMDAKa9ks",
+	"vuaUQDA4IPYq43b7YX0yYTQbiMxzEZ2j36fwuFOltLVipABXmiF6do0fLQy5n7mQD5OtW04d0TLG/KMS",
+	"FloTYL0o78Fa0zAc8CvKwukLduN825vl3FABEUXvzXtkt1zU3Q8Ev/9CeR+YKBGJ2kwJslGihGZtSzIl",
+	"1kfr7Q6EVxy3wHl9wu8KxiCj00ASGQZuTNiazI8qB4EkEHi5A4l6awk4OMUPG8EHV45VM9xwGqBbuEoE",
+	"49Hd/UwxkP7F6c9HfiTkXI5yk8RE0LRTcgT1uWARwy1sXMAP6gJ2osScv9/9VqKXlKZ6CQvUTpA4G7dk",
+	"45Zs3JJfu1tyifm0NudrmbWGCX3LzTWYnLaqnMI7V8aT83m9Hm3TRMS5AmKqPwy+C0LJGA/O2vfKmB2l",
+	"DMUz808D8u6eryltL2D+oC/5jSRXXFOTbcRhXt3Xz3UIZC8O7B8Rilk5f4OCMLO1d7Q9jwXYDhCXm++b",
+	"9FtTkWOGhqWtGRsaqxkSITOWQTtyaWr7vBh3AM+trf1SS3Xcr8xZIYULol2yc0ANg7LOMu2Z4ynUuUpt",
+	"J8//qMpO85jJkrHU4ZMCeMIpuTRVA1icIQ1kNhyzoFM28LKGOTTH98E2oBNORvUd1fRiEibNkJGACoQZ",
+	"zXKFRqXmdjFAAynpL+b48vyCMA6J41M6CxJ6grlIAYVGRQotJJOmcsxjmmoeK1jWRgMY0naoWATvo/Hr",
+	"lfpN9S6b6ie7EL0xkfA6GFyeH52dHBwfDQzoGCzS5iHB3E9OLwJd3i28SNew19NPAAa8Y8NUnO5STLcp",
+	"032gMl2HKWqPAYvJAlbaBi7hagdUOSgylMkiEvWNngYrqvAGSCEvjgi3dXTL9xoeBQCl4OaX848jkbEx",
+	"zZJUb5rU/GU2z9FTIhauDshRjW1QoFkxEE0sMYGtRPjY08qi5r83hB6w6hL+o0l8tnVCZqt///1vZCg/",
+	"MrUNeKt/+/QJ/7YkTSgSR/Dd0aoEnpXJOm2i1RzYvOJ5n4eDFKzmGTkEMvShQx0uc/AAuFaXcG3eQQq0",
+	"1JhMueiofJGyjieMcBt6Jsyj5Xf913HGBrhgELW4mPAhNxhOUctA2kaiqGihygWibByG5x5GEVUWlqtn",
+	"6twGwaADvzrGiBrTsQW+1a6wZaQiQiPxdGeH/Hhx8TZIBkMpItamevmWDVLDdplEfMK5oRlkwiylne9N",
+	"itl7D8/nRiswhi/XMw6paaezt9OBZzvm2S1DO5qLo+4SyH/rJLGlIqORZg9YM2gz05SSg0iUKHOUypsl",
+	"tdz4J3i3c81pRym5ZQUPTLIPM+zPMjZi2g4bhOfUJT2TywPkANM3alck3g8MxpZScjtjCc9YnN+uplEp",
+	"aV8Myhtp4oJWAwrZzH+3PNUjrfCEvbOs8cEaPbzdKlhvjWENUI1cYKTOKDAQrcDXu+SQjeg8xYxv1FFD",
+	"G8wEdrge7L8QOGq3DCKCHrcV+mFgrOIt2/t0bExR+HO1x+mnDw/V3kZTwF0KROqr74ss0I0KQNR8qM3x",
+	"MjyWV41v5MZyQ0Yz5VJnYfzPfpwxEBc0be23rlm2mEmZqQnNWKJYnDHwk2HUrbXf+qj/VxiTNjMeUotH",
+	"UlZd6+7VOgIC953VyMyTgKOAgs+IZR/161ZFyqUtgKxbpyUbnYurErYcqKAs10zRoNnKKc9zBJ0fmElC",
+	"XZfxuFpc9WLAjGnrBFQa1yXWaLpcK4gpZ9dMFTE5+0lwS3bkqDPUYz4aecnDkbDBmPcO83zK4gkVXC3B",
+	"57XPbW3Vu3uto6BkKh/SnG5QOHBQYCusoEujJmEXZt/OrkvwJWFgK+x2yxV5LGT+2NW3JmzEhSaOm5I+",
+	"D/LWgV8OWZh4j4nJkAriUi+xFC6AIwJ+WjDSWKuiaDt2vzpckwDQfwXYCFmFNVIwZq8ouwpA4qsuK9AP",
+	"tP7hhxAGcEv8uZjjQecA9HP1yjVyzBFOwfS3mRbaqtHno68VVnFo0ogBYJGLksAZ0VSxUOLAnyqQC185",
+	"YofX1CuECboFDgbm3SkoaXa5wDUFlMW36oGHbgOC4SuvnwEGw1rkS4vBeJHfUzH97V64alK4m4bLt9GH",
+	"5NXlgSrn3aiiCLXAcwi3LwSAquW9fw5Qhk1QFr5mqINIOGAUY8yWjS+sPNMcEdjD3cERPPnzedERHmZN",
+	"DZ7Cl8NT0Ib0aaFDrj4yffkbBIYGgeGOCAz3obXPitlgfaCPjv/VO9zCY/KSEgNa+sN9pndEk1jS1HDT",
+	"cmHvjlW25XOVC58fnfV7J/r/vUSZQ6Mg2TPgRZZGTgFRvcmT+YJFxIioRhe3qZiMRFGiiOc7IPvEtwSW",
+	"Hq55tRJrW/6+Zq/UpsHqP2s2asc5+tfLN5fnvV9WDWAUH/YxTueKX5tOSDOKhce2T8pwsaQ6GT71ucqe",
+	"b1H0DP5iOQcPPsivMustvPp65M0qpDcrjjaBSWXoG+ll6Acqc2wtn9MxC3XWAutBy552JIpSCIq55CX/",
+	"zqhURWsPEtOFirDqzYSnKnC26SdmLNO8FYYPBoY1FNgjJhhjHjefTNk11TrYhMVXyiQYQjQE+5pgpTxm",
+	"10TC+9Ka/JA2oak+ufEEdQu9eaBN4Oig1k6X7Iby3Hd8BKnvYcl/ZaMiEe4Uue1GbZ43uYxFWyez3Wqv",
+	"rYhpC7SRe89kC+nr3K5weLctdUw5hX6TxvGraTJIltISsNhVvxjFb7VSMO6KG7q9vk37ko4v4dTQUY84",
+	"laX+8tUuTABSsLQVDK5yLZqmHGHvqHBv7C77DmrjJK0JcT3UJpWEnFmBJ+NepfLGJ4j1XUpMVOkWDRsr",
+	"8vIlNlNUwM+CIEjJtR8Yflqs+3U1iPtOjbpot7500Yhr5eWdkEG+Ma4i26jL8FvzI2IIQH89k1+VcAjO",
+	"0WxRRQWJhGkSaL1UVBCMopqV9A5JbL3ZOOEJy1i3NqCD5zukv/lBHuwqN5JySLM6B1R7VZwGPcbUBWg8",
+	"nPDyloNiPqNKEYhQGNVcW2O2F67zagTmepiPZQIy1SYBVqsHb4otsAp1OAhQfVz8tlZlw/v/YWkcxOnO",
+	"G2rvnuVsPqM246KfH9ik0OzPSkl2tjqnUegfOPG9rm0O5KPkQcpT1UlgjzUSoaPA3rqFkc/AK3g8T2lG",
+	"BldcJAM/Es9NZy2qrQN9wWy7v3KWJfq103ThN/YpRFzQcKnJym+y8pus/K8+K3/jPHOvrPrAPLVRWTV+",
+	"YJteU57qM13ay/Ilmmm5JIoxbNpuA3egUdgBMIcC63Sd7zRMhrfKtjkwMAD1wEwoRBOkedu6i/2ghYul",
+	"uCwE+Hphk/nzgG/PFSuDRVyzjI8MUYAdHYkaZwFYLRDXN/4KCy4AX8QsEa+loUDYQm7afboOk9Y9Yghp",
+	"Cl70IBfEK9yGzdCqJfaDNJAsZYljP4dIimQuEpapWGbMdW0OEqi1KnvDwZldZN9pbWuWcQk16V7GjC9Q",
+	"2pGYyBtmIQ/ceFopBHN6yExOIMzUxnnM6G7WQmtGabqAlgB6ocGeeQhiU0ZFdVPJkMWayMlcuJPVlxsT",
+	"m4FywK2Su5PnKZQti6SUCuSS9HlNsTIQ96X55oE30CaZc26u2p5DWtZ8y5+OHIXccbrox1KmfRfOXpI8",
+	"50Lj5ZByfUJd3bC1WXSfIRhdMJCa2stSINlnNmURM0rpuOrCCGjCv+aGggwroekNXUBQy/jmKvmlGZul",
+	"3F6evZ0dcvpzTdLCxg04a+fU+Pf/V/37xIOhsWQBDvUSuZqqjweOADhCvGsIIJjynWIAdoT7BgEaA6Ux",
+	"UBoD5as3UDY1Cmyu/MMYK9BnbNvM8cJmcSwrNA78N5hsYJQ0W2IJTlgYlJhui5ChDCnKjyNh2Wm5/G61",
+	"QUbCL7sc5gCOCT+KuchtW6MJoRxMJ6MOQl2aGUbCVL3KrEivos5s4TbeIvJMpoBYVgfNU+zchbRG5pEe",
+	"/h5wPQX7LYWO4AD7pv4giGJgAqLq04z1X58dHVzU3nWYV/AeTXnM/uF3h6h5T7CPeT/l4ip8t6Y71HYs",
+	"xTij+dzUPXYn+TStG1IfS9+YFcGou2tvZ7gLdlWlIT/UsedwN3nSv10eplc/6kcpbaVlqbVC1yIao8sy",
+	"z5hFpqKKuC4k2PdBW1ZzbVpacyzb6T7rxHI6oznXl97YjIjWVS1M16a4srFiPw+SCjLgSd/L+bI1tksa",
+	"aS5tWIF3UOV+Vly5mQRG4aZzgeYG9E4hx3RBikYGha5GyUxm1r0bFPuZ+tPC4PC4zoSKJGUqEk/e9g7R",
+	"A+HHyauDFQl/tpB8llJh6ikzNpXXWO1PyWiezzMWbuz/z97XdzeRI3t/Fa3v3jOEdZz3sHDPc86ECQyZ",
+	"gcASmLmzNI+tuGVbQ1vytLpDvBy++z1VJanV7XbihIQBRn/sLht3q/VSqvrVe6LszqLEHmxYLrVR9cvD",
+	"AP6NKiUi7CcWRI6njW4Zl8Y+315xrGW6pFkWuuYcXEeHQNPu3wbLMOgZ/6MUjNZhbLlQG4ZmpCkYUEgu",
+	"4OBd+seE53yImcuDN5vr9/n6fw7W/937f/31t9RwUuYsE2pcTKpGtOJ8KETKtvf2EhW8b1OM5rWOtXD9",
+	"5/Xd39re4afDVjaEKWTt/VMOVHVNR1JkKcoCLhXJidcvn9paF01Hn81LQ9NaIHRshDBSId2cIc8qqIJB",
+	"G7bVY5DdDX9H7JUoCuOwzsNatxSQVwcvjr4ziXozePH85BXbcMLRiniaE8qpwds7vodLPVkY5L4FC+6B",
+	"s203EI5Dw+BK1ogZLXxvaqRJ1Q18kAaqf9EFdBp2xwUVObxnjYKBgddz7rVFCEEHJRw39dXGfBnbO8A9",
+	"6facZmKty95PtIOdNtA+UbNcT2eFr+V6JlOX5lzRRFU9QxpLR1YvdL1iLiq2FnI4m8o0wSBNFq6fXv4O",
+	"lWedndFGVEWmGmvn6RnceoO1jE05GskhvI5ibQhvOp5nVU/bcdT+1ayaoGsfXwtamN6R4gHKtt7mWntz",
+	"oRBLzHgx2Sh0SEqX9Rnqds7XhxOuxi1huh8wHdvyNLi9Ex50N1j5HtpoKm4oqr/9HgbVHD8uxIvY2Fen",
+	"WQQQ8uUVnOsHDmj7uFiMsLC05xMjHA5fTCO0oRncjRNwt4KSUGucC2CyLGxAh0tCdA/jlaEIDdyk2wrM",
+	"ffXk5aNHL44OF413r9oWHZpwsDmziCa8ryREt3HSzkK2oFu64w0QeaHbFErvOGPsCXljui5ms4YvbRF0",
+	"625AfRyuPny3CxcAdXqAuUIRc+VhuCoM71Jo8UV/vULhQhhAmSIvqdMazBJTdjUwHyq0EbQowVkTtqVs",
+	"T9jVTA5BG6GIB2EoRZSKbLla21WLRDQotKjnMDCWG2xsmKh39mN4uISy8XhOHr385dHL/vHzV/1XL1+f",
+	"YOUMOqFQ36iQOJaHMPZoGnoDzIF8dCQXi7w0RZDa0Iy2uPmYIE9sh4+Oj9BOVrGVtj7u3rJLcSSRqXy+",
+	"MCG8nPb6kxJ3qku1YE57KMZSmaYgs8HcDiP6i+niidIybzpvP9XCZuHwDZvYZhPgpKqcnhIxfg4LW/2b",
+	"KxnaEmUJi92Wqe3ZydHJ4fEXaGvDvc7n9Td/fPiZzGt4Vn06q/qom/fubW7e39zc3Ny6Zbuc24HGbKKh",
+	"LhrqoqEuGuqioS4a6qKhLhrq/gqGupNnJ07FusxcF6Jsstm5dCpnSyGbXTjk5Za7RHnTHYuWu6hk/wmW",
+	"u6bK+pkMd8E9uab5LrxpX4wRL9zNaMOLNrxv0YZnBa6px26RSDsVNfnZYhVzCTOzMp9pg8yrVlXdX5Zr",
+	"Gvi0nvbfibnZgP+iQ8pE0XL6h8KmpVMHVFfKUWAucDlbtHTRCy+1nv4MQ6+QN0Ej0ci2OJXrv+q+W9ez",
+	"liRJWCh4YY7EzWRBLNNt6UTau4PRueoRbSN2jvQtgWkHwkVubbZ1IRMFHy9vPga/2uq7ubCoH/tX0rfw",
+	"u7UPos5wIjz0rqjCbuXGB/uPj4O3d1Yqa+2HsC/a/1mjNrtTjR2bC1Dx6jednw5TMRpffq9hB6x1rgZv",
+	"Lb29noFO9/KKad4lvkU1KUQK7BSY/O5NM3mQVY+fvz4O2ftry9/sJXA0HPn5zfJzu73vbTbfyHLsmFwQ",
+	"kwticsGXmVxwQ/2oVwAwDkA9Uul6odcxYkIN8znN9u2FtRO34ARbE6VfiiKX4uwq2OlHUXwycMqbn+19",
+	"JeAJoMOFJYSWsV63FSJl5czuNLYZhxF7nSXNCy78VEtbDDFnKVXRrw+HdUz79vb3pUrFefsI+JO3QmD1",
+	"U+9fVrVmCV6tf0c9aFgqkBprJ7nVBhBHOn/P81Sk/ZWgKPASQ9wWPuWNe34YLFL3TszXzYSj4uE8h7bp",
+	"U21GrZBVmj4Zl9tKhv06EeiApwLeaNeEg4QPlTO/A+798LFwi7DzNlyC1SrD213u42kucvdsrHNZTKbr",
+	"VYMPeLLHGCBlnIIelqBd1boh2MuYKO4GQLD9hryz60amtBh6bEnjHFM9vA67bh9eYx48h6WxXBc5cT4T",
+	"w4JE55RXFdFh1vVqUkM5m4i8EOcFbAk3Yn/3H9Xf/qFH//jp5PnxPyydi9lETEWOPUTsw/5P/yClbMqH",
+	"1Y9TPoQhgo+0ZE836jW1XJ5FKq5TUeMEA0n0s5g/xB1rb3ex2N14ymewWybwNhbaX/XG5tmnZLq19Npv",
+	"tdzAzcYdsEy1QYSf/WQ+Xno2nk8uqlkPnb666E0+X7fldNfDYrvAiddlesEZwBPuAPDf1WVpO4y/wTMP",
+	"wsyvBmf/1k7r8vMi+blqXWJP5IyqopPc5Lkg3ahL3keuGA3j47DQ752oAX4N21aCLJz7Jia+NumdwYeE",
+	"5pR0HrAPHz8O1np/ul4diyBExToq1lGxjor1pyvWK+m3n6xaz8oWLeakgM034gxEaJthe0GzflFeR7OW",
+	"qtKr0YpeKdXsme0LjBQC91oVwddvUeG+ic6HUdeOunbUtaOuHXXtqGtHXfu2de3G1t5mdH2MQPiWIhBu",
+	"JMzMgtP+mYfWu9tkKPEGlF9fPj/+sf/y+fNn/Z8f/XbS/+XRy5Oj52GN+V9zDYgkGlNu1ZjiIuKrgGIf",
+	"fDblhe3aV1c2gpysV8GPbiRnlrOBsP6+DxpUMUgUJg30YuhLtNBFC1200EUL3ddvoVvFTPaJBrpVwos3",
+	"PsD/P0o/fkKcsbUyUaS0szVdFHj8cP4SP3pDAci3Z9NrZRBBC2qN++DyPDwwwDZUaHyrTw2VNZk+qBfF",
+	"xMnOeDGp5pq77YnB0lFVicHSETFGxBgRY0SMMVj6qijsT4qeXgERBuHUnwwHm2HVXwggrHpefY2AMPqW",
+	"o285+pajbzn6lr8s3/LthAy7iVwaNewe/IICh6OOGXXMqGNGHTPqmLcfN3w7Wua1AolXUDKDyOJrKJlf",
+	"WoTxlZTPQP5/bqXzekHQUd+M+mbUN6O+GfXNr0HfDMJmY9RsdEXHqNloSohRs9E+Fe1T0T4V7VPRPvVn",
+	"Rc3ehnnqSmG0Gx8sxF4tpBYV8SvW7X04P3Gf+NIr+H5F8bOXTHUqxjqbeq3y/UQb4eZJhaZpS9P6jL1+",
+	"2T5PExxkDPWN+lUM9Y0wN8LcCHMjzI2hvhehw1sO610RlVYhvDcBSWMQ782iUj/xrwCRRtdsdM1G1+w3",
+	"5pq9OFD1M6orP4t5DUBHNeVG1RQ4UZ1HbSVqK1Fb+WsHjd6evnJBgCh9dOUSs9dTVZaGgn4dkaBfuN5y",
+	"6VRvT2m5qVjVqK9EfSXqK9+wvhKLg0Y33CpuuF6Mc4xxjn9enGPUtaOuHXXtbz0AbonOe8uBbl4MfWj3",
+	"H/4oihoA5ae6JBSe8QK2pimELqgJZKf2A/G6zo1CLQ/BlxCn+5mVxt5ggEHSS1HCH6qcwl5Pe6TM9u0x",
+	"nG31hmV+Jrb39rbur3NhQDfahs2v7tGK77RcLl4WkytrJl+/YjIrTzM5BCqs4T0jx4oXZU7H+j3P5FA0",
+	"eyGIFHf1ASmGEsjMv9aaMdX9RChem/ru9upY/EAxPeN/lILRea+OxH/AEzFoCxjq6YzDhtsaHwgZ4IMD",
+	"i++LiQAGPhTyTKSJsmM57kVnIHOWcVPgwcOH+dg/4QqMFIkSf5Q86zKuNGrplmNPuGFTnVYqeZsxjCta",
+	"qqXsFkoPmM1Sq1zASOp2toslfXX/wwvlzr3rFAU3g1U7SbSzPrf6z+fuOtZLgGYE/TcI+o+1211xLk1h",
+	"IvyO8DvC728dfl8D4n6670ubFjTyQy7gi4yj/W6p30ubJqTu3FSfwgijI4xeDqNXwlxXbNI11GokxyXR",
+	"920b5K8CQBmyIGmwwF6I4a8KTa+KOZ2xUKbu2ENuEBFJRCQRkXzbiIRwwAIM+DymwMrJt0quqyJVCY6q",
+	"EoU99lBbM8VFCnQ3Udyw9yLLGDeMZ5l3zLJcAPZKWaHDRGDnPgnSMi9qSVOBo1VDghzr9dm0XYbX3BZL",
+	"dd6aykvjB2be5kLCiulRot4MXjw/ecVW2fVBO3oAnHiJS3UtUTp3Ltsrne+Sb67uxV0SDFUP5Ll23+1P",
+	"kPoryVmbL+29vF1mYV/l7wviX2e5OJO6NNk8UZ7+Ynrmt5me2eLxRTbXY0ejGkNqJ4wuCTfgaFa0WSID",
+	"mUHBT1xZtgKck9t1RnQX0V1Ed3+VRNB26HRrmaDtZq5wFpfnhH4apBqL4mI8xfygiXJhzw5PSfVZ8RRe",
+	"eKHSmZaq+GJxTjTeReNd9IFHH/if4AOvcug/vzc8KkNfhDIUtZWorURt5S/pHW9XG24nJZRyOFabBGPP",
+	"VTZnAy/+BggeToUX3Rc2FPkk9YayRqLF+M+zGH8ZERCslj5s+FQwbhJV1N620XzZnMY5nTchZVTDvlU1",
+	"7EpBCKCUWG2py6aLdEVL9SEDxFLgOlW2lJtRIz4lrOOGojou0xsa+P9TUv02b1qNOTr+5eDp0WH/xcHL",
+	"g2eBKuOvVSO3LCozN6jMHFSXAdGSVEOd52IISv9jnTM7P3LbDDz9D/yZJGppwp9/2rsPK3Oms2fodJ6o",
+	"ltzBhSfh4kZFOirSUZGOinRUpL8tRfoqauxtBXsZodJX+hCx6sYHcSZU8Wo+Ex83PhTnrrtBqw7+KnSH",
+	"MWlIayk0gxHxv2CStlALjosl9DkzokDF1hJFUEOmroSfBDNbRf2GswUqxG+5idRpftpT4n0/dUO2KJp+",
+	"Az69DtKbIufK8GFB/ena9ZjgmXUJGhRIg9zqMeRxhBn1mHN82Ds0Fkogl+IqUUeHrFTyj1IwPsy18eRr",
+	"Kr8I6QZIkqwAmvwfcptg9FyiQo2TpgcbKJQpQZNKxXSmC6GGc9hfN3h9a3f22jcUqejP0dst27uwW+hq",
+	"XUSf2QpNbiKBVIHT+aH6c1Ozq/8BruiMF4XI1TrdeSDK8/XSiHxdpp1WqOCW4UmaUfdDLMAGb7Kjwy5d",
+	"LffnRNl7d3QIP7gCU4A6e+xVVT/p6JBN+ZzxzGBvi8HdQTdRU8EpBCnLGAlfe0W9Ag8fbejLDVV4qNFY",
+	"8urp04ePDo4PDn4MsGnf7qJVrgmZrpBb4I8zYPCwonbI9aVql+4sQLKgimnMqMyyORxtccNFBIARgyhx",
+	"DNF1zCEOHHJeJ1pOLNsmrmsnC9fy7TLxMVfDpZUCTuZqOMm1kkYEMOA7w0wBrMszJ5tURX/VKuBCgce3",
+	"xEGkYQcvjtj7iVDk3qUSapkeo8KEESWwZqlkIXnGjOIzMwF1zdp6Wj7SZVyh/1bhBZeqFDASBuv5L9LQ",
+	"iZJqmAu0aWUsFVnBjYtIxpHtWNq5nTFe21EuVlO6e6wLcfcBq8tPU85mOi8My/h/5uuZ5qlUYzKkvXks",
+	"s0IAc2wXISP3c1hCKcAUPfY0GJNNxfRU5JjGohXQHX1ZpG5TBrgQjLxBMuGJejN4qfWU5jF4e6fNogw8",
+	"Af4jU5pP3/Lwfq71lP5k51ePo2G/wr6Hq2b4M8DXtGtPyLBnr09euRo5ZOACysMScUbk3xkGfMoubSJn",
+	"luYrMvldS2XbSqNW7n5JFNw+RxUjfMDU6qoTa5UpS6UZ6jPcac8FvzOMn/GC5ywpNze39xOVSjPL+Byk",
+	"Hx734zIvJkBjmXwnGIUP2Hl2w2Fa5w87kcmxPM0E7d2pgK8PtTIyFblIWS7SUqVcFXXpbbeVM9glGGZg",
+	"ASww+EDI47aSa2Lh68Tv7T+tNWLMZ4m648r/DYxUQzFw1wd2MfdGVe/wAK0gk0qsdVkuxjxPM2EMxvkX",
+	"Gs4Bt0TnqPziWfFcVOvquYsCUMRQxT84TLORCX4mYCCVslmuRzITbDjhCkQlVfFEdZGlpT+yMZ/h6PCp",
+	"TJsCTwjuY1VJMBUjXmYFOxUTfiZ1iREw7kpQFyhHhsAfqk1LFG1Vl/FMqzGasem4LWN430boqPETsbcg",
+	"YGCuKyBfqrjJGV0zNsRckZSVxq3b/gB8DBun2f//08nz40SRvAJVQqcixbwLl9aGWMGSCmLFVBTwrDs1",
+	"CSQKJ4BTgJFhSGZHPJ37B6til8MJz/kQnV3woUHS+ZB0BonSM6HYac6HosdecOOnjgNKBQQEb5yioCil",
+	"zQTRCm7tKFEelDLMlEH84pbZug94xYd6OhUqJdXeaSSWyHJRmsCubl+dllkhZ5mgoplduiIEEzAeEY6e",
+	"zXSWVTDZl9BbmY+3OjHqcHt/f//+/uze7v7eve0lFWdpvM6V9JYDZtU5Rco8iEEnEi0zwRKbdCmtLnJq",
+	"OfJAifOif8qL4WRASkbFBE7niER4nkmgUBSt+qKQSnNve+/+bn939587/a37O7tLFokc6GprBLSe68xU",
+	"xKlDycICgYBtBuEsUSo4bo2VRrm9+kyP8IQxC4CyQwFeFZoNAHgOugQsuB/TMlSXuOR2qEv8g8mRZ6vI",
+	"HtS6mM4KC9sdK6W3TWHHsLw9UVYGuAEqfw87UjS9ITfOqA2D6bKohdj6anRjhTF4jrPjrtNXrbSQ06lI",
+	"JS9ENu+ymTZGnmZzhHTID3DSfr5uhwZYjnVAIKltmV2LSQgfIhOfcJMo4uspw1fILm7pNAXQTgTmBmxu",
+	"LX794dyx9q4/KDudtoKxrReqzLI+Tq2N4Hxt2VUorrKJASmVhYY7DrdizqY8f0dsWBPXO50nCjgKMTGC",
+	"ozbrRJrAjQGAbiqLQlgsW/tIoi75CkonWQCBm+Azz2G+7wHAyxEhh9oHLaknHT0awTBJp+Xb1sVhP5go",
+	"AjEXfxfhix+9VPyMywzEZNLpErephq/WQiPLNGvYOu3slvEQUfTJodpgJc7jXr1Ok+50wxkFftCLDUJT",
+	"fi6n5dRz1vdcFt2mvbTLrGG0ygWCXfESrkcxqY6N3NG5RRkpL/gaOwWZJpifnBuNxsAvi4zPjLDoMxTu",
+	"9mbzKv4ENTS6ylh80iy/SpuDLjN62ZgBt6j4XD2Y39CHage3s4mG37ZDs9yr7SYGBuJVeL/T1IjpOATp",
+	"MC6SvM3nQgFIgBP+fPcuAt67dx3kdewONYylAwDzo6t0965Q6eLrl8iTmkpE+5cGhj5YBdyxC77OLvg4",
+	"ohjCu2T3J3iPHwP24rDwAktfYVqte0KaHLt0U+GiOBxem1FjuhZv2ckc/MYk0NIUTSB1hskngqdkCBlm",
+	"VNjcKsMEB4ug8oKzHszEsOoSYN1DEmgqLYci7bEfgJj/KDGOp1shSpgHHmN9Bv5UA83IfgqUbhdtZVYN",
+	"srKPr/lr1bOEJOYs1V36xxDNIyOR18SRvbR8WJQoILxBgjhHNWff98GxzEpBcgTTCGMDltWkKWDbElF+",
+	"l/lNghNFvQvDWKSd+ISn5HCvnKV1OQTUYIM2bEC/HvIsNDIRs8QMgJCEBo62BjcFEUoj+sE6L8QJF/tr",
+	"9jvXTAW6NAKADzH63wd10eagahkMPSxNoad9Ctqxptr636zhtrK+5uOet//ikz16svPx7cdup1IOHLrf",
+	"q6F7L4HrU1rw2HWxUQUuT6ozSZUI/rZ/fz+/t39vt2mBpkcsalu6WHt6z+bspdZTdgz/Fw2xKhV550Gb",
+	"dbvboXOmnals0NMe9iNXNETtK5WtAIUUzv1KX/n+VJ82fq5/lb7g/Jq/a4kU8bd72/tm3+z/0dycCyhh",
+	"0Ut+07SBEw4JJGg0cMlUWmjikgMmI12/zDN0uAwfbGwEUXsbJ4+fzF9kP4jfXp88fnyejU//9du/p/qR",
+	"BqQXGPQ6DzqPrK4PemCnWz9S3G9YCEyhj4F/f9/a3dm+t3P/3v7u/ftm/Ps70+jDonM5lqpP3LcPE6c3",
+	"9v65vbu/txNSh32xMUCNPtofaaURgLBGjhU15OBj0Xmwu7e/udO6Jtpi51j40Jn2JiLXAl0GrVS7QKlv",
+	"u51pj2g+7dMXXHOSTfgJvrPwyzYQkGXR1z/bR2akTClHJ4ePT04ePV440gOYP3vG8zEvco3NZxa3AFgx",
+	"Rw7beao19ibBQF+Sku2nDme4u/Nikp+o65/6Yohp48zbHlj1xLe2d3bbD7x+4dHNZl3+VP7K2bwKce4b",
+	"2FDPDnJqwoUnaOLu+6SYZv4JoAI7aFJubu4MT/F/xCVfoGc37MNwUGbs1+p6jdzSQax2t9xGXGGr33Y7",
+	"1oDjfOMAjb2oLHZ217d39nb2+pv9TVhfqXLB077ShRxZ4Y/ScCLHk0yOJ4W7PlvdTviQ+/NeNUYxaR/q",
+	"7/RDrnXROvJO+8j7H1HuvFN6+A4Fz/b2Djfp7t5+U/LgI1+gVKap1z6yKHM/QSSjz4I8x3XfcSPjoCGY",
+	"q8i+RryZ3bemmvtUUn4r/Q7gVRaCMNOyCAWe53yO7udaaMNDpMLFwKk21/Y406c8Y7NcngHyxqpNzheB",
+	"lkkKEsLQAfeRA1opa+/VA185k0PRz6RpW+dRPcZfVIFRNsCB1AKDGTiV+oCFA1qjqNr1LLEt1sV5IRRq",
+	"V/AWqKxr4TrIYf5U1uLoFpahleiDQMM8mKo517IglMV06lWXX60I06jr60c96IbX/1yJdbQuYda2Sy9e",
+	"2IdQCWjPdcBAaPQdFBrFa+Y7INTM2lUhxPMiUQMMRBj4zO22WMZQwfg6LpSlXhdg4BVuYEAlGgrI9AeX",
+	"yoSn8aKyZi5Mz2tPbSl1+C18orcQ3FppW8vote35ism3RMjB4cxmIiVdfUmmj31mHZ9ZI09nvfUhBkFN",
+	"yLQsFLMwkxV6cRHLDrhlOvawV5sVzgVuI9luaAo0zjWp5QiHOLHuhsXQqPpzKcrIzqoBZ7B/SwPOnLer",
+	"sbussbldNuW4W9zQeWCwWaLw3w3HZdtkWxml01lXI7GvU07WBKTdZisacZ95UVC8OewmxZtramu4qtSs",
+	"qdJfx6Zgezo37UbUCVLUHRdDPOFFongu1HcFuvDzoGuWNxbrvIrpwRsJY6xVftAWuy6aR41gPBeJelPM",
+	"Z6DkhTB3SQQvPrhew9Br5CR4AyCa/Auzov1t+6NZC7bb76E/xZYj9mz1Bo938VRsnqRPbHXOax9XxfMg",
+	"0odCTw9eHHmfPsY4ToBDWAmNYTC2r+4AU4JlitZgOZ1lgM1EZgQ+EtRrsWbkBWYeoPgWKKHTOR2vC6JG",
+	"FFQDpN5JSfZ8gw7FohHa2mrjWbxyXuv8sBQaZ3MXp12FejcDvWt+y79v77/84/1Pz56+X5+nZuvHgyf9",
+	"f53//uTlD1uH/L7m5udNsffLUzV819/dC7Xv6fk6jrYuqfsxCoDOg87/T5K/t0GjRTV4YRFyKkzBpzN2",
+	"p5ngUfnkSyXPmZjp4WQN8CiNSsE4Ez0VNHyiLPW4JVMobHPtW/s727v/vL+3s72zuRcsTapif7fTVmrI",
+	"qWxtPj8ulfHBHfP1P0qekSpQNStG9vt+ookKlp3IEjNAWzB3beO/b9v2QJFsTpoQXMHkiIIlMCwC/k+w",
+	"bxiFchcHuevSBFwv0yl/J9XYio+ZFOSmIZboaLBirj1WBcFhTBfTo0Io5gI5EmUDwtC3hoPYolA8x+NF",
+	"LwtXbPD9wLIEPGxiGrkYiVxU0Zrs6NB0kTFgFCByd3vJeuxX5zEU50NBGgzFtoF8sAF2tUAaI2z5J54o",
+	"Cm+2EZVHhzYZ2j4P20JOQ9jLU4FvIhsgDtfIiv4e/tRu7alOkP5wUTYKLmWRjpqmuYWRQwPSEnrWM0JI",
+	"TJwXOV9SlMl/u4Gcxsvm3Z7DxanaFcUOhHE4jStMgWEYLABk5NJUPL8l11zFDYi6p3xue2BSEq6LDqCn",
+	"cUqwqIJlgoP0Un5ri/fae56BbEuUbSBqupapY6Uw7mL5+BhDL4RExekUcMeYF/IMEcMYZYOtxSqLyhkq",
+	"68kuW3v793Z37q3ElULp8WEJ2A5Db0NuRJc4zI3rMgvKaU9C8oKriZtvDxpbrKMLG2uh2WcH1acG1ZMe",
+	"JNFXgrDqN4MapbY6ov9rCk/QA2vAKjAvqQjCtMKJdm2wHVW5nfuACzwjRyc2mNYX17XYOGVzioXAcG4P",
+	"DZftSaLuyJ7oOjfymWBKs8aCiDmsWcYa7h2FXSRqgEY7chE/8YRr2MmT56+fHrKZnpUZ+Z6DAVDK5eJM",
+	"5GyW8yGGXXXZaWlDnJ8d/EbRFBJpXYmhMIbnc3YnCCjtJkqO2JBnQ/iAowQ6ThAC5zOhjDwTVezFVI4n",
+	"BRtOtDaCwmOzeaKqAAiJkZ3W3CNS0vTWSGqES7+rdHGXKaBuIH+3RLIcWb47Kw3pKCzwQuNMMFfoTHK6",
+	"cIs/sjAx7uDFUaLueFCYCwoYY8NM8JylYoSZHCQFkk6DQJPOWi9RNcZqvTV1fnqxq33LWofO+hcCyoH9",
+	"deBorIqrqeQRsUpKGp5lfBiYPt01vRaHdNkaVRkhG44XQIFgGj6lJSxVOBM5xlxQbSIjbNiuX4ab4Krp",
+	"bbCrNjBzYV8/dLZ624RjbClse8No4e9r9lh3f/WMUYo6ZhnSQl1Yfa1OtlRs4ATkgN1534oZ4A9Y0ShR",
+	"vV5vo6agrVy1qKnWOcUGGYYuxxOYi73hyF4oY85G0/ibR++ziVa6zEVKuAy2mlLVUj5Ej5hAJthOfgF5",
+	"uRdquo0cATtttvqvCNr7L82MT5t+suNJtpOb8ZNnv79bP/z92U8Hx/x9fv/Jk4PJ0/Huj0P96rf8RP72",
+	"249/PHrU7jUDtH5/a/P+P3f/uedWZK6uwVRul6lO4V7o/EKHG32I6sm0uNz27jVcbuR/CQ0VlF6GdA7Q",
+	"U1Plr6PDVtMpXWlzkU2TjqlSK0LesIQlLMNMPp57ZZbAlnOEXqJeK8xBGoSsblC7ltJUfcjrEWkTaQqd",
+	"z9mZNPJUZrKYE6O4nsp5MT++j8i6khFLtWp3g8sZ2Q4+KeO6lsvRBXF4JmEfziRP1ODF66WF0czGB/if",
+	"o/QjJtO3JdEPSJQH/JgilUlfqR2aTzjRSjTMEolqrXvhKPm1pf92o2CzWIK7/PZBf/VabnfXs5G317s3",
+	"S62EqEpeyVT4uu4SsalVYVypVWCqvACSkws5Ed2lIaeJqgIDMcC6St4oZ+7LF73UXcjiKOiou0zniRpU",
+	"iQSUUpaXYg3h5YcP/81O9bkwIK0E+++PH5267VxBQKNNBBtklCTKqlFAxIXAeWT8P/N+prmLrjGDIMMS",
+	"faG4P9aDRllDgdHBRnAXmLuMGS8umtLRE/bGoZAaG0oKlGQWAniDKExbRcUHqcLCN5orT5SNCPV5DbCc",
+	"RojlwOqeQYh0s9JzaFNd4k9xthiK2oxW1WhVjVbVaFWNVtVoVY1W1WhVjVbVaFWNVtVoVY1W1WhVjVbV",
+	"aFWNVtVoVY1W1UutqmF9gRVtqsteiRbVG7KourISnjMZUXSZq8hBVgpbiSdMy08UznyVLHvmJpNJU3Qp",
+	"EBYNBMfPX606QHj0VakbP2c4fZx3rXIAjY17f/HsLigBcPfuS3sEd++uaG22Fh+v5rXu5uUm6EurAdQS",
+	"cJfnAQXt+ECJs9q63acpnzMlbGS5tQogQQJ5wXwLXSWTNIrp+pTfNpmBLwWmgVPhy0FXlYppRopPhefb",
+	"+Bdf+h6VSa1Ej7lTYMFz35lEDYJEvgELbu6QK61AHezzTHIzqFmzMFyclQrrnub2RLxmX6tiZqvU7fky",
+	"mbqaAPAarLqIEMIUueBT+hOWsaDVw5comRk+ZbMlUBdMFNwI6tiiUIcNq4752qgAdK09j8ogJUrpxSH9",
+	"BOGDvtyPxR20JDhiZaRvdclOuVK2qFcmRoU9avaMCgRxVS07UdZ45AR2l030e5w0Yhf7tN06Z/pzD3tj",
+	"NCieML/wHTdvrLxj+9jgYSwWAg2tOLWqoBXrDCsv+vrERKmunkgFvmStwGk3UaWyM1usOvmrK2OV2Q0k",
+	"Erd2lXoVTVJnRK3W/SlW9E1tIcJcmIkbKVE0P2eGsXsE2rk12lR2QGxNSnY3qsNCPNAejnWL1bxN17OZ",
+	"17HE8lz9ixvFWi4A3LZmEdMjNqDxBr2mCAIVGu7+YoW3YO2y8ATp1lyxCO1KlPXaTYXttQWuvxIYDqGn",
+	"N7gtv78La4XLfOlim+ebqNUWG2BAgI0nVl60YcegqkJ0dUZXZ3R1RldndHVGV2d0dUZXZ3R1RldndHVG",
+	"V2d0dUZXZ3R1RldndHVGV+cX5eoM6iUuHGpeCkfGlTXPCQBH5yA87BBOaFJ/pIHrgUU+u8DGFlRtDqsz",
+	"LvZPsbXLgMtaR4inLuvlHIxyPQ1cppWosdRAVS6tbYtKXW64FmIryx0cCv5Lpu7dtaBdpyLHBVnhi1yK",
+	"M+G7s1jDHlpqlW78udXf4KFf3XBZ1QoPTXCXdO4lq2NAKK+srfIq1YSqOkCjqn8i8Lx6kX/vumvUV3Kf",
+	"bKPFZeU3mzp2CZulR4yerxUSMkEnYTSenDgo9eYlNiNoVh4yFxQPOlusPsSMQPbU3g8OaHyi31fVjryG",
+	"YFulHI0AHC0tEDpogi/jPKGugRxcZLzYtmMceUuMoLqAtveNM6I4p82U26ZDeG4hWONZW0GoHnVVwptD",
+	"08TudjotsyWV5PxTyxss1W0cC3VPL3EaXHrSVT8EPzQbZXwMqmJIf0/cr6I+XLOwYmAmaKvH2mqe0QXP",
+	"rjTp2sWgt1eZUk2w4DeOw9foglxZJdj10Sq2y+Iow1ZjYbc2+KcaX0LDFdX6eI0m2VJoCLkdHNS+pHDu",
+	"amXrbpSu7tJc7q5KW6/wcZF6GguP5YfPTF9u8m0TRFpbZXIfm+8uvGRWLozoIehisdXb4Yotl8k2XuTD",
+	"ieNsl/IzHwBEjBEOwjbhk4a9E3MHdKggndYF9gxGikFzkGFTkK7htamvzgkG7gapB21wNW8csfT4pwEG",
+	"QOvAqVFbEKXtiMYZ2Ba2w4KM9xOd+WXVxw7JxzIbooSVec5SZWK3Rl8/URjG7dfaJJ/1dUpsBlNsrbDp",
+	"q3Ovxqsalbo/RxFX/KRIWTlrE8qfqYIrTuKTCrj+DCNcXr/1Z7va26epcF/bKYtdRFhuovkyynLFzWPx",
+	"1k8q3hore8bAjBiYEQMzYmBGDMyIgRkxMCMGZsTAjBiYEQMzYmBGDMyIgRkxMCMGZsTAjG8wB/2Vv1Jh",
+	"ZrZHgssrb9b75l+vZGQziTeWjIzmumiui+a6aK6L5rporovmumiui+a6aK6L5rporovmumiui+a6aK6L",
+	"5rporlvRXBcWdawb665ZjdDCqatXI2RhMcLVB1hajDBRl1QjXKXS4VdajTCWkIqmz2j6jKbPaPqMps9o",
+	"+oymz2j6jKbPaPqMps9o+oymz2j6jKbPaPqMps9YQiqWkPoLlZAKrN60R85GSbpDJkbFalWmghv1VIyK",
+	"z1AbAPuBaNBGhXJ9QmDrr1OBAqe8pEpAo0VBax2BQvdTASD94k439p4Bz1gv9Dq9Uh2Vc0cQNSeKfkf7",
+	"KyJ66gfy5sS+fhi+LtW4/ZKI8wL0Ha0MvAMq/lq9PBINcynrU+K8sAzg7eKzrSeHOgjPmFF8ZiYaTysV",
+	"WcEbK7U9fPB/Qh+ELWXxEa2UwzKXxRwt9nwIet8r4Dn/KkUOf3z7sVv7+0PBc0BEb97CVfFtiDonczWc",
+	"5FpJ0+hhY9VvBRJ8KCQoveK9PxrcMT42sBFABMDHCjmUMzzXzluYYoucA1rd+AD/DWIurB6x8QF28COQ",
+	"y1i0aE4/ioIZPRXMvkTFG+rbZhHQUKuRHHtcg1AjE+5Wo76n8PagZj6pDwkLAy6G6zhK6cu23IOViJ5l",
+	"G9z8xWNuGIOxgVKxMHFSl+mIrLzAvkKnIlG8LCY6l7b90pS/85aboPCS61BSNzfyTA4rs/IQmY6Emc14",
+	"AXxT8Sk8R2fQCUm6yEvR7ZjhREx5UIGj4tAXqBOBlbK2Tlp7j/1QmgKEwHwmgm5NiYLZmBmC2UIzfqZl",
+	"yoYZNxNRN5V1dD7u+UXhYD065/blWTCy+uLewsMkndCwub252VB8AgvExu+GlNNqvFBZwun1Q+om47z7",
+	"hSbeRwtMixOonXfUttVOy9O/BYDzGXCHbmd3c2eFydspG9LqaO3wb5oXPJDnQ53C1J71Hz9/+fDo8PDR",
+	"MZxKnmtQrn7g2AmHp+nircQmN64RGS6p2qsmWCLsvk46+yMcfKFikJvKwtuK4XQY/FwnmWf918c/Hz//",
+	"9bjNLm7XsDiZSTnlaj0XPAVkYwe3bK8+/oFipSI9nZ7Sw2GZA7Vdim7sagJ445a9Ki1UTMNrGNaPXecd",
+	"HtZ5lvGd8aeVKGR5sOcwnwdsEBz0wJLS7k2T0vHzV/3Hz18fHwakdBDSD6xipEuVRsq5Sco51vVrCpgR",
+	"saKnoLpo8eYw4i4D+MCgl6iQWvxZDm4Wllws7p2XzSGQ1zBdrEH1FjSzsgU/nHwu/IBS3Q6BRVJPA0UJ",
+	"BnEhJsUkR8Mfqh6FnlkqHoRyY+AMKoSTK9ONV6UQyb/BoIhVdUIPees45+QGcI75C+Mc8/XgHNzhhzqd",
+	"f1kQx6Galg3uLSzy47UA22WCqiFvro7M0CNRIrFjjAhD+6QVpZu3IUp/OnleA2V2E+0dY5zBA65eZxSo",
+	"NwzF7GWiMDGHwGpbXkNXDw8O8cAGidK5E6D4hwjcI3CvCUOdytH8+rB976YJyZHuIh2B1J/2kN31sWJv",
+	"BW2kYQcvjiIh3SwhSWPROMa0hTeY4GuR6yyrvBoEB//H1nOGEwNIggQm6SmLSZfwqhu2OF4b2q9iU2x4",
+	"0m7axIjxY1YhoojHFpUhUS06A7u2yfGFyK3zIFoeW9dKRaiXrLU2x7/d2943+2b/j8unSRT0VRtIqat+",
+	"tJIutZLeOB4/Ov7l4OnRYf/FwcuDZ4Gg/F7pgpMbNoxDqQDjGc9k6rxzUVzeNO6yFiy804eDZdtek361",
+	"o4zoPKLzr9Gsjq5ZHm3rX5xtncJqF1pKudQTa2tnX4ap3Sb0+FDbIUKRqinCzVrhbwVit1nlU5HJM5Hb",
+	"Pg/OLG9N7TORYxQOEwpuOgWi34Kd/ZPAvfkLgfuFtVLA0heO7c1Xhu1v3zNQ+yX6B6J/4C/uH2B37Cdq",
+	"Jjem80SF7oG1LqtpsZfoMokKh63rMmtRmYnKTHQ1REKKrobrqDZtXghKOzIXuRZsErV90qd12c/axNZy",
+	"NtN50dxOTBn+hXp8ovJSAHIvbF0VNjj7395vIDHYIP/f3m+9f2MFGcq0kkOesSE3wmCH6kS9gddOal+1",
+	"SVMYMN/rbfxXbU7rbsZVw+VEhUkDlC/upoqpH1XvQMQ3Z3CzjMBE41xiGmPGRoIXZS6wyahdtkmUu82D",
+	"UpkCrkTfPTdAvcaI6kUPpFmAo7lKEwVzcEUNsrlLRXN7XytwAJo3aXwyx3GYHLFUGLg8vUQ9dh/LpIFj",
+	"wcRingtrRsnDzxR6PM6kGmMovD9gYjeJqh805qDQ/F0VidIy42q/7Lbgd7hbd6IomWvCiZPPRcEyrlLh",
+	"g8TgSz32OExC828z5BmqwNJLKhX5WLt8cGCB2vAM/oGSA09yNhM8t8tWKSk8VMvgVCAZqkTp0aiqz8S0",
+	"q+jgPgmzM+HkfE6xJZlUiCnQQaIot9QFyqWaGQ1kS0npWIDBp6QLegxvtycJ3MsRQCf8OyKLLjNVzJ3d",
+	"c0cRIAaFKtyp+EJBBNkKnSh0KcGNmwSfqcL5HCvJ9Hgs0nVJRUOw3IDSpG+H4xsviLvhBoSUQNlpte8l",
+	"qhY/CNMhzOS3Bo7qvTQT+PmdEDNPRHC41TB0jCMqTSHm350JslHlIhPcIAVZawoeU6ERa/rN45gwNcRo",
+	"RVbOxjlPMS8/17Nc8kJk8x47CK5+t7ntpOGWBivKuBsecAJVpbnAD3ZaptU/+otjubei5nUW+A/8MVTD",
+	"p3P3k1c3KynwppNv9jZ7W51u52yrtwVCo4ZJ6nCj9VvL+q/W5cqvE4EYWufIDDDfsWKG7gaCeHOSpT2Z",
+	"sT7qo1ZGHRKsZdg95hkkfD5gkl2Mb8KrwYfvfP0snyGId0qPcfZdJlUKJ2QrB/Fg4gmhvpbZV7lmofRt",
+	"KXDnZap77pJaZYsvLK/YE5ThCyGXf3HVxDAPC5YhgAVY1EBA1zD6fgogCaAR8SDG06lU0hS5TQC7rKjD",
+	"1qaDlz4blRJlsb5KKkdY66nI5pSAuZyTUvWDjx8//l8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -35,62 +35,202 @@ func (e DeviceListUpdateEduEduType) Valid() bool {
 	}
 }
 
+// Defines values for DirectToDeviceEduEduType.
+const (
+	MDirectToDevice DirectToDeviceEduEduType = "m.direct_to_device"
+)
+
+// Valid indicates whether the value is a known member of the DirectToDeviceEduEduType enum.
+func (e DirectToDeviceEduEduType) Valid() bool {
+	switch e {
+	case MDirectToDevice:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SigningKeyUpdateEduContentMasterKeyUsage.
+const (
+	SigningKeyUpdateEduContentMasterKeyUsageMaster      SigningKeyUpdateEduContentMasterKeyUsage = "master"
+	SigningKeyUpdateEduContentMasterKeyUsageSelfSigning SigningKeyUpdateEduContentMasterKeyUsage = "self_signing"
+	SigningKeyUpdateEduContentMasterKeyUsageUserSigning SigningKeyUpdateEduContentMasterKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the SigningKeyUpdateEduContentMasterKeyUsage enum.
+func (e SigningKeyUpdateEduContentMasterKeyUsage) Valid() bool {
+	switch e {
+	case SigningKeyUpdateEduContentMasterKeyUsageMaster:
+		return true
+	case SigningKeyUpdateEduContentMasterKeyUsageSelfSigning:
+		return true
+	case SigningKeyUpdateEduContentMasterKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SigningKeyUpdateEduContentSelfSigningKeyUsage.
+const (
+	SigningKeyUpdateEduContentSelfSigningKeyUsageMaster      SigningKeyUpdateEduContentSelfSigningKeyUsage = "master"
+	SigningKeyUpdateEduContentSelfSigningKeyUsageSelfSigning SigningKeyUpdateEduContentSelfSigningKeyUsage = "self_signing"
+	SigningKeyUpdateEduContentSelfSigningKeyUsageUserSigning SigningKeyUpdateEduContentSelfSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the SigningKeyUpdateEduContentSelfSigningKeyUsage enum.
+func (e SigningKeyUpdateEduContentSelfSigningKeyUsage) Valid() bool {
+	switch e {
+	case SigningKeyUpdateEduContentSelfSigningKeyUsageMaster:
+		return true
+	case SigningKeyUpdateEduContentSelfSigningKeyUsageSelfSigning:
+		return true
+	case SigningKeyUpdateEduContentSelfSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SigningKeyUpdateEduEduType.
+const (
+	MSigningKeyUpdate SigningKeyUpdateEduEduType = "m.signing_key_update"
+)
+
+// Valid indicates whether the value is a known member of the SigningKeyUpdateEduEduType enum.
+func (e SigningKeyUpdateEduEduType) Valid() bool {
+	switch e {
+	case MSigningKeyUpdate:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUserDevices200JSONResponseBodyMasterKeyUsage.
+const (
+	GetUserDevices200JSONResponseBodyMasterKeyUsageMaster      GetUserDevices200JSONResponseBodyMasterKeyUsage = "master"
+	GetUserDevices200JSONResponseBodyMasterKeyUsageSelfSigning GetUserDevices200JSONResponseBodyMasterKeyUsage = "self_signing"
+	GetUserDevices200JSONResponseBodyMasterKeyUsageUserSigning GetUserDevices200JSONResponseBodyMasterKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the GetUserDevices200JSONResponseBodyMasterKeyUsage enum.
+func (e GetUserDevices200JSONResponseBodyMasterKeyUsage) Valid() bool {
+	switch e {
+	case GetUserDevices200JSONResponseBodyMasterKeyUsageMaster:
+		return true
+	case GetUserDevices200JSONResponseBodyMasterKeyUsageSelfSigning:
+		return true
+	case GetUserDevices200JSONResponseBodyMasterKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUserDevices200JSONResponseBodySelfSigningKeyUsage.
+const (
+	GetUserDevices200JSONResponseBodySelfSigningKeyUsageMaster      GetUserDevices200JSONResponseBodySelfSigningKeyUsage = "master"
+	GetUserDevices200JSONResponseBodySelfSigningKeyUsageSelfSigning GetUserDevices200JSONResponseBodySelfSigningKeyUsage = "self_signing"
+	GetUserDevices200JSONResponseBodySelfSigningKeyUsageUserSigning GetUserDevices200JSONResponseBodySelfSigningKeyUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the GetUserDevices200JSONResponseBodySelfSigningKeyUsage enum.
+func (e GetUserDevices200JSONResponseBodySelfSigningKeyUsage) Valid() bool {
+	switch e {
+	case GetUserDevices200JSONResponseBodySelfSigningKeyUsageMaster:
+		return true
+	case GetUserDevices200JSONResponseBodySelfSigningKeyUsageSelfSigning:
+		return true
+	case GetUserDevices200JSONResponseBodySelfSigningKeyUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage.
+const (
+	QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageMaster      QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage = "master"
+	QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageSelfSigning QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage = "self_signing"
+	QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageUserSigning QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage enum.
+func (e QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage) Valid() bool {
+	switch e {
+	case QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageMaster:
+		return true
+	case QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageSelfSigning:
+		return true
+	case QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage.
+const (
+	QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageMaster      QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage = "master"
+	QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage = "self_signing"
+	QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageUserSigning QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage = "user_signing"
+)
+
+// Valid indicates whether the value is a known member of the QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage enum.
+func (e QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage) Valid() bool {
+	switch e {
+	case QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageMaster:
+		return true
+	case QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageSelfSigning:
+		return true
+	case QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsageUserSigning:
+		return true
+	default:
+		return false
+	}
+}
+
 // DeviceListUpdateEdu An EDU that lets servers push details to each other when one of their users
 // adds a new device to their account, required for E2E encryption to correctly
-// target the current set of devices for a given user.
+// target the current set of devices for a given user. This event will also be
+// sent when an existing device gets a new cross-signing signature.
 type DeviceListUpdateEdu struct {
 	// Content The description of the device whose details has changed.
 	Content struct {
 		// Deleted True if the server is announcing that this device has been deleted.
-		//
-		// Example: false
 		Deleted *bool `json:"deleted,omitempty"`
 
 		// DeviceDisplayName The public human-readable name of this device. Will be absent
 		// if the device has no name.
-		//
-		// Example: Mobile
 		DeviceDisplayName *string `json:"device_display_name,omitempty"`
 
 		// DeviceId The ID of the device whose details are changing.
-		//
-		// Example: QBUAZIFURK
 		DeviceId string `json:"device_id"`
 
 		// Keys The updated identity keys (if any) for this device.  May be absent if the
 		// device has no E2E keys defined.
 		Keys *struct {
 			// Algorithms The encryption algorithms supported by this device.
-			//
-			// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 			Algorithms []string `json:"algorithms"`
 
 			// DeviceId The ID of the device these keys belong to. Must match the device ID used
 			// when logging in.
-			//
-			// Example: JLAFKJWSCS
 			DeviceId string `json:"device_id"`
 
 			// Keys Public identity keys. The names of the properties should be in the
-			// format ``<algorithm>:<device_id>``. The keys themselves should be
+			// format `<algorithm>:<device_id>`. The keys themselves should be
 			// encoded as specified by the key algorithm.
-			//
-			// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 			Keys map[string]string `json:"keys"`
 
 			// Signatures Signatures for the device key object. A map from user ID, to a map from
-			// ``<algorithm>:<device_id>`` to the signature.
+			// `<algorithm>:<device_id>` to the signature.
 			//
-			// The signature is calculated using the process described at `Signing
-			// JSON`_.
-			//
-			// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+			// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 			Signatures map[string]map[string]string `json:"signatures"`
 
 			// UserId The ID of the user the device belongs to. Must match the user ID used
 			// when logging in.
-			//
-			// Example: @alice:example.com
 			UserId string `json:"user_id"`
 		} `json:"keys,omitempty"`
 
@@ -98,33 +238,110 @@ type DeviceListUpdateEdu struct {
 		// which have not been referred to already in an EDU's prev_id field.  If the
 		// receiving server does not recognise any of the prev_ids, it means an EDU
 		// has been lost and the server should query a snapshot of the device list
-		// via ``/user/keys/query`` in order to correctly interpret future ``m.device_list_update``
+		// via `/user/keys/query` in order to correctly interpret future `m.device_list_update`
 		// EDUs.  May be missing or empty for the first EDU in a sequence.
 		PrevId *[]int `json:"prev_id,omitempty"`
 
 		// StreamId An ID sent by the server for this update, unique for a given
-		// user_id.  Used to identify any gaps in the sequence of ``m.device_list_update``
+		// user_id.  Used to identify any gaps in the sequence of `m.device_list_update`
 		// EDUs broadcast by a server.
-		//
-		// Example: 6
 		StreamId int `json:"stream_id"`
 
 		// UserId The user ID who owns this device.
-		//
-		// Example: @john:example.com
 		UserId string `json:"user_id"`
 	} `json:"content"`
 
-	// EduType The string ``m.device_list_update``.
-	//
-	// Example: m.device_list_update
+	// EduType The string `m.device_list_update`.
 	EduType DeviceListUpdateEduEduType `json:"edu_type"`
 }
 
-// DeviceListUpdateEduEduType The string “m.device_list_update“.
-//
-// Example: m.device_list_update
+// DeviceListUpdateEduEduType The string `m.device_list_update`.
 type DeviceListUpdateEduEduType string
+
+// DirectToDeviceEdu An EDU that lets servers push send events directly to a specific device on
+// a remote server - for instance, to maintain an Olm E2E encrypted message channel
+// between a local and remote device.
+type DirectToDeviceEdu struct {
+	// Content The description of the direct-to-device message.
+	Content struct {
+		// MessageId Unique ID for the message, used for idempotence.  Arbitrary utf8 string, of maximum length 32 codepoints.
+		MessageId string `json:"message_id"`
+
+		// Messages The contents of the messages to be sent.  These are arranged in
+		// a map of user IDs to a map of device IDs to message bodies.
+		// The device ID may also be `*`, meaning all known devices for the user.
+		Messages map[string]map[string]map[string]interface{} `json:"messages"`
+
+		// Sender User ID of the sender.
+		Sender string `json:"sender"`
+
+		// Type Event type for the message.
+		Type string `json:"type"`
+	} `json:"content"`
+
+	// EduType The string `m.direct_to_device`.
+	EduType DirectToDeviceEduEduType `json:"edu_type"`
+}
+
+// DirectToDeviceEduEduType The string `m.direct_to_device`.
+type DirectToDeviceEduEduType string
+
+// SigningKeyUpdateEdu An EDU that lets servers push details to each other when one of their users
+// updates their cross-signing keys.
+type SigningKeyUpdateEdu struct {
+	// Content The updated signing keys.
+	Content struct {
+		MasterKey *struct {
+			// Keys The public key.  The object must have exactly one property, whose name is
+			// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+			// is the unpadded base64 public key.
+			Keys map[string]string `json:"keys"`
+
+			// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+			// Optional for the master signing key. Other keys must be signed by the
+			// user\'s master signing key.
+			Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+			// Usage What the key is used for.
+			Usage []SigningKeyUpdateEduContentMasterKeyUsage `json:"usage"`
+
+			// UserId The ID of the user the key belongs to.
+			UserId string `json:"user_id"`
+		} `json:"master_key,omitempty"`
+		SelfSigningKey *struct {
+			// Keys The public key.  The object must have exactly one property, whose name is
+			// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+			// is the unpadded base64 public key.
+			Keys map[string]string `json:"keys"`
+
+			// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+			// Optional for the master signing key. Other keys must be signed by the
+			// user\'s master signing key.
+			Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+			// Usage What the key is used for.
+			Usage []SigningKeyUpdateEduContentSelfSigningKeyUsage `json:"usage"`
+
+			// UserId The ID of the user the key belongs to.
+			UserId string `json:"user_id"`
+		} `json:"self_signing_key,omitempty"`
+
+		// UserId The user ID whose cross-signing keys have changed.
+		UserId string `json:"user_id"`
+	} `json:"content"`
+
+	// EduType The string `m.signing_key_update`.
+	EduType SigningKeyUpdateEduEduType `json:"edu_type"`
+}
+
+// SigningKeyUpdateEduContentMasterKeyUsage defines model for SigningKeyUpdateEdu.Content.MasterKey.Usage.
+type SigningKeyUpdateEduContentMasterKeyUsage string
+
+// SigningKeyUpdateEduContentSelfSigningKeyUsage defines model for SigningKeyUpdateEdu.Content.SelfSigningKey.Usage.
+type SigningKeyUpdateEduContentSelfSigningKeyUsage string
+
+// SigningKeyUpdateEduEduType The string `m.signing_key_update`.
+type SigningKeyUpdateEduEduType string
 
 // SendTransactionJSONBody defines parameters for SendTransaction.
 type SendTransactionJSONBody struct {
@@ -135,46 +352,69 @@ type SendTransactionJSONBody struct {
 		Content map[string]interface{} `json:"content"`
 
 		// EduType The type of ephemeral message.
-		//
-		// Example: m.presence
 		EduType string `json:"edu_type"`
 	} `json:"edus,omitempty"`
 
-	// Origin The ``server_name`` of the homeserver sending this transaction.
-	//
-	// Example: example.org
+	// Origin The `server_name` of the homeserver sending this transaction.
 	Origin string `json:"origin"`
 
 	// OriginServerTs POSIX timestamp in milliseconds on originating homeserver when this
 	// transaction started.
-	//
-	// Example: 1532991320875
 	OriginServerTs int64 `json:"origin_server_ts"`
 
 	// Pdus List of persistent updates to rooms. Must not include more than 50 PDUs. Note that
 	// events have a different format depending on the room version - check the
-	// `room version specification`_ for precise event formats.
+	// [room version specification](/rooms) for precise event formats.
 	Pdus []map[string]interface{} `json:"pdus"`
 }
+
+// GetUserDevices200JSONResponseBodyMasterKeyUsage defines parameters for GetUserDevices.
+type GetUserDevices200JSONResponseBodyMasterKeyUsage string
+
+// GetUserDevices200JSONResponseBodySelfSigningKeyUsage defines parameters for GetUserDevices.
+type GetUserDevices200JSONResponseBodySelfSigningKeyUsage string
 
 // ClaimUserEncryptionKeysJSONBody defines parameters for ClaimUserEncryptionKeys.
 type ClaimUserEncryptionKeysJSONBody struct {
 	// OneTimeKeys The keys to be claimed. A map from user ID, to a map from
-	// device ID to algorithm name.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":"signed_curve25519"}}
+	// device ID to algorithm name. Requested users must be local
+	// to the receiving homeserver.
 	OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
+}
+
+// ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0 defines parameters for ClaimUserEncryptionKeys.
+type ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0 = string
+
+// ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1 defines parameters for ClaimUserEncryptionKeys.
+type ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1 struct {
+	// Key The key, encoded using unpadded base64.
+	Key string `json:"key"`
+
+	// Signatures Signature of the key object.
+	//
+	// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
+	Signatures map[string]map[string]string `json:"signatures"`
+}
+
+// ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties defines parameters for ClaimUserEncryptionKeys.
+type ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties struct {
+	union json.RawMessage
 }
 
 // QueryUserEncryptionKeysJSONBody defines parameters for QueryUserEncryptionKeys.
 type QueryUserEncryptionKeysJSONBody struct {
 	// DeviceKeys The keys to be downloaded. A map from user ID, to a list of
 	// device IDs, or to an empty list to indicate all devices for the
-	// corresponding user.
-	//
-	// Example: {"@alice:example.com":[]}
-	DeviceKeys map[string][]string `json:"device_keys"`
+	// corresponding user.  Requested users must be local to the
+	// receiving homeserver.
+	DeviceKeys map[string]*[]string `json:"device_keys"`
 }
+
+// QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage defines parameters for QueryUserEncryptionKeys.
+type QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage string
+
+// QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage defines parameters for QueryUserEncryptionKeys.
+type QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage string
 
 // SendTransactionJSONRequestBody defines body for SendTransaction for application/json ContentType.
 type SendTransactionJSONRequestBody SendTransactionJSONBody
@@ -184,6 +424,68 @@ type ClaimUserEncryptionKeysJSONRequestBody ClaimUserEncryptionKeysJSONBody
 
 // QueryUserEncryptionKeysJSONRequestBody defines body for QueryUserEncryptionKeys for application/json ContentType.
 type QueryUserEncryptionKeysJSONRequestBody QueryUserEncryptionKeysJSONBody
+
+// AsClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0 returns the union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0
+func (t ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0() (ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0, error) {
+	var body ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0 overwrites any union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0(v ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0 performs a merge with any union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0
+func (t *ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0(v ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1 returns the union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as a ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1
+func (t ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) AsClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1() (ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1, error) {
+	var body ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1 overwrites any union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties as the provided ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) FromClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1(v ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1 performs a merge with any union data inside the ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties, using the provided ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1
+func (t *ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MergeClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1(v ClaimUserEncryptionKeys200JSONResponseBodyOneTimeKeys1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -199,12 +501,9 @@ type ServerInterface interface {
 	// QueryUserEncryptionKeys Download device identity keys.
 	// (POST /_matrix/federation/v1/user/keys/query)
 	QueryUserEncryptionKeys(ctx echo.Context) error
-	// GetServerKeys Get the homeserver's public key(s) (without the deprecated keyId)
-	// (GET /_matrix/key/v2/server)
-	GetServerKeys(ctx echo.Context) error
 	// GetServerKey Get the homeserver's public key(s)
-	// (GET /_matrix/key/v2/server/{keyId})
-	GetServerKey(ctx echo.Context, keyId string) error
+	// (GET /_matrix/key/v2/server)
+	GetServerKey(ctx echo.Context) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -262,28 +561,12 @@ func (w *ServerInterfaceWrapper) QueryUserEncryptionKeys(ctx echo.Context) error
 	return err
 }
 
-// GetServerKeys converts echo context to params.
-func (w *ServerInterfaceWrapper) GetServerKeys(ctx echo.Context) error {
-	var err error
-
-	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.GetServerKeys(ctx)
-	return err
-}
-
 // GetServerKey converts echo context to params.
 func (w *ServerInterfaceWrapper) GetServerKey(ctx echo.Context) error {
 	var err error
-	// ------------- Path parameter "keyId" -------------
-	var keyId string
-
-	err = runtime.BindStyledParameterWithOptions("simple", "keyId", ctx.Param("keyId"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
-	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter keyId: %s", err))
-	}
 
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.GetServerKey(ctx, keyId)
+	err = w.Handler.GetServerKey(ctx)
 	return err
 }
 
@@ -338,8 +621,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/_matrix/federation/v1/user/devices/:userId", wrapper.GetUserDevices, options.OperationMiddlewares["getUserDevices"]...)
 	router.POST(options.BaseURL+"/_matrix/federation/v1/user/keys/claim", wrapper.ClaimUserEncryptionKeys, options.OperationMiddlewares["claimUserEncryptionKeys"]...)
 	router.POST(options.BaseURL+"/_matrix/federation/v1/user/keys/query", wrapper.QueryUserEncryptionKeys, options.OperationMiddlewares["queryUserEncryptionKeys"]...)
-	router.GET(options.BaseURL+"/_matrix/key/v2/server", wrapper.GetServerKeys, options.OperationMiddlewares["getServerKeys"]...)
-	router.GET(options.BaseURL+"/_matrix/key/v2/server/:keyId", wrapper.GetServerKey, options.OperationMiddlewares["getServerKey"]...)
+	router.GET(options.BaseURL+"/_matrix/key/v2/server", wrapper.GetServerKey, options.OperationMiddlewares["getServerKey"]...)
 
 }
 
@@ -358,8 +640,6 @@ type SendTransaction200JSONResponse struct {
 	Pdus map[string]struct {
 		// Error A human readable description about what went wrong in processing this PDU.
 		// If no error is present, the PDU can be considered successfully handled.
-		//
-		// Example: You are not allowed to send a message to this room.
 		Error *string `json:"error,omitempty"`
 	} `json:"pdus"`
 }
@@ -388,63 +668,82 @@ type GetUserDevices200JSONResponse struct {
 	// Devices The user's devices. May be empty.
 	Devices []struct {
 		// DeviceDisplayName Optional display name for the device.
-		//
-		// Example: Alice's Mobile Phone
 		DeviceDisplayName *string `json:"device_display_name,omitempty"`
 
 		// DeviceId The device ID.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Identity keys for the device.
 		Keys struct {
 			// Algorithms The encryption algorithms supported by this device.
-			//
-			// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 			Algorithms []string `json:"algorithms"`
 
 			// DeviceId The ID of the device these keys belong to. Must match the device ID used
 			// when logging in.
-			//
-			// Example: JLAFKJWSCS
 			DeviceId string `json:"device_id"`
 
 			// Keys Public identity keys. The names of the properties should be in the
-			// format ``<algorithm>:<device_id>``. The keys themselves should be
+			// format `<algorithm>:<device_id>`. The keys themselves should be
 			// encoded as specified by the key algorithm.
-			//
-			// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 			Keys map[string]string `json:"keys"`
 
 			// Signatures Signatures for the device key object. A map from user ID, to a map from
-			// ``<algorithm>:<device_id>`` to the signature.
+			// `<algorithm>:<device_id>` to the signature.
 			//
-			// The signature is calculated using the process described at `Signing
-			// JSON`_.
-			//
-			// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+			// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 			Signatures map[string]map[string]string `json:"signatures"`
 
 			// UserId The ID of the user the device belongs to. Must match the user ID used
 			// when logging in.
-			//
-			// Example: @alice:example.com
 			UserId string `json:"user_id"`
 		} `json:"keys"`
 	} `json:"devices"`
 
+	// MasterKey The user\'s master signing key.
+	MasterKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []GetUserDevices200JSONResponseBodyMasterKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_key,omitempty"`
+
+	// SelfSigningKey The user\'s self-signing key.
+	SelfSigningKey *struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []GetUserDevices200JSONResponseBodySelfSigningKeyUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_key,omitempty"`
+
 	// StreamId A unique ID for a given user_id which describes the version of
-	// the returned device list.  This is matched with the ``stream_id``
-	// field in ``m.device_list_update`` EDUs in order to incrementally
+	// the returned device list.  This is matched with the `stream_id`
+	// field in `m.device_list_update` EDUs in order to incrementally
 	// update the returned device_list.
-	//
-	// Example: 5
 	StreamId int `json:"stream_id"`
 
 	// UserId The user ID devices were requested for.
-	//
-	// Example: @alice:example.org
 	UserId string `json:"user_id"`
 }
 
@@ -470,13 +769,11 @@ type ClaimUserEncryptionKeysResponseObject interface {
 
 type ClaimUserEncryptionKeys200JSONResponse struct {
 	// OneTimeKeys One-time keys for the queried devices. A map from user ID, to a
-	// map from devices to a map from ``<algorithm>:<key_id>`` to the key object.
+	// map from devices to a map from `<algorithm>:<key_id>` to the key object.
 	//
-	// See the `Client-Server Key Algorithms`_ section for more information on
+	// See the [Client-Server Key Algorithms](/client-server-api/#key-algorithms) section for more information on
 	// the Key Object format.
-	//
-	// Example: {"@alice:example.com":{"JLAFKJWSCS":{"signed_curve25519:AAAAHg":{"key":"zKbLg+NrIjpnagy+pIY6uPL4ZwEG2v+8F9lmgsnlZzs","signatures":{"@alice:example.com":{"ed25519:JLAFKJWSCS":"FLWxXqGbwrb8SM3Y795eB6OA8bwBcoMZFXBqnTn58AYWZSqiD45tlBVcDa2L7RwdKXebW/VzDlnfVJ+9jok1Bw"}}}}}}
-	OneTimeKeys map[string]map[string]interface{} `json:"one_time_keys"`
+	OneTimeKeys map[string]map[string]map[string]ClaimUserEncryptionKeys200JSONResponseBody_OneTimeKeys_AdditionalProperties `json:"one_time_keys"`
 }
 
 func (response ClaimUserEncryptionKeys200JSONResponse) VisitClaimUserEncryptionKeysResponse(w http.ResponseWriter) error {
@@ -503,34 +800,25 @@ type QueryUserEncryptionKeys200JSONResponse struct {
 	// DeviceKeys Information on the queried devices. A map from user ID, to a
 	// map from device ID to device information.  For each device,
 	// the information returned will be the same as uploaded via
-	// ``/keys/upload``, with the addition of an ``unsigned``
+	// `/keys/upload`, with the addition of an `unsigned`
 	// property.
 	DeviceKeys map[string]map[string]struct {
 		// Algorithms The encryption algorithms supported by this device.
-		//
-		// Example: ["m.olm.v1.curve25519-aes-sha2","m.megolm.v1.aes-sha2"]
 		Algorithms []string `json:"algorithms"`
 
 		// DeviceId The ID of the device these keys belong to. Must match the device ID used
 		// when logging in.
-		//
-		// Example: JLAFKJWSCS
 		DeviceId string `json:"device_id"`
 
 		// Keys Public identity keys. The names of the properties should be in the
-		// format ``<algorithm>:<device_id>``. The keys themselves should be
+		// format `<algorithm>:<device_id>`. The keys themselves should be
 		// encoded as specified by the key algorithm.
-		//
-		// Example: {"curve25519:JLAFKJWSCS":"3C5BFWi2Y8MaVvjM8M22DBmh24PmgR0nPvJOIArzgyI","ed25519:JLAFKJWSCS":"lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"}
 		Keys map[string]string `json:"keys"`
 
 		// Signatures Signatures for the device key object. A map from user ID, to a map from
-		// ``<algorithm>:<device_id>`` to the signature.
+		// `<algorithm>:<device_id>` to the signature.
 		//
-		// The signature is calculated using the process described at `Signing
-		// JSON`_.
-		//
-		// Example: {"@alice:example.com":{"ed25519:JLAFKJWSCS":"dSO80A01XiigH3uBiDVx/EjzaoycHcjq9lfQX0uWsqxl2giMIiSPR8a4d291W1ihKJL/a+myXS367WT6NAIcBA"}}
+		// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
 		Signatures map[string]map[string]string `json:"signatures"`
 
 		// Unsigned Additional data added to the device key information
@@ -543,10 +831,54 @@ type QueryUserEncryptionKeys200JSONResponse struct {
 
 		// UserId The ID of the user the device belongs to. Must match the user ID used
 		// when logging in.
-		//
-		// Example: @alice:example.com
 		UserId string `json:"user_id"`
 	} `json:"device_keys"`
+
+	// MasterKeys Information on the master signing keys of the queried users.
+	// A map from user ID, to master signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`, along with the signatures
+	// uploaded via `/keys/signatures/upload` that the user is
+	// allowed to see.
+	MasterKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryUserEncryptionKeys200JSONResponseBodyMasterKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"master_keys,omitempty"`
+
+	// SelfSigningKeys Information on the self-signing keys of the queried users. A map
+	// from user ID, to self-signing key information.  For each key, the
+	// information returned will be the same as uploaded via
+	// `/keys/device_signing/upload`.
+	SelfSigningKeys *map[string]struct {
+		// Keys The public key.  The object must have exactly one property, whose name is
+		// in the form `<algorithm>:<unpadded_base64_public_key>`, and whose value
+		// is the unpadded base64 public key.
+		Keys map[string]string `json:"keys"`
+
+		// Signatures Signatures of the key, calculated using the process described at [Signing JSON](/appendices/#signing-json).
+		// Optional for the master signing key. Other keys must be signed by the
+		// user\'s master signing key.
+		Signatures *map[string]interface{} `json:"signatures,omitempty"`
+
+		// Usage What the key is used for.
+		Usage []QueryUserEncryptionKeys200JSONResponseBodySelfSigningKeysUsage `json:"usage"`
+
+		// UserId The ID of the user the key belongs to.
+		UserId string `json:"user_id"`
+	} `json:"self_signing_keys,omitempty"`
 }
 
 func (response QueryUserEncryptionKeys200JSONResponse) VisitQueryUserEncryptionKeysResponse(w http.ResponseWriter) error {
@@ -561,83 +893,7 @@ func (response QueryUserEncryptionKeys200JSONResponse) VisitQueryUserEncryptionK
 	return err
 }
 
-type GetServerKeysRequestObject struct {
-}
-
-type GetServerKeysResponseObject interface {
-	VisitGetServerKeysResponse(w http.ResponseWriter) error
-}
-
-type GetServerKeys200JSONResponse struct {
-	// OldVerifyKeys The public keys that the server used to use and when it stopped using them.
-	//
-	// The object's key is the algorithm and version combined (``ed25519`` being the
-	// algorithm and ``0ldK3y`` being the version in the example below). Together,
-	// this forms the Key ID. The version must have characters matching the regular
-	// expression ``[a-zA-Z0-9_]``.
-	OldVerifyKeys *map[string]struct {
-		// ExpiredTs POSIX timestamp in milliseconds for when this key expired.
-		//
-		// Example: 1532645052628
-		ExpiredTs int64 `json:"expired_ts"`
-
-		// Key The `Unpadded Base64`_ encoded key.
-		//
-		// Example: VGhpcyBzaG91bGQgYmUgeW91ciBvbGQga2V5J3MgZWQyNTUxOSBwYXlsb2FkLg
-		Key string `json:"key"`
-	} `json:"old_verify_keys,omitempty"`
-
-	// ServerName DNS name of the homeserver.
-	//
-	// Example: example.org
-	ServerName string `json:"server_name"`
-
-	// Signatures Digital signatures for this object signed using the ``verify_keys``.
-	//
-	// The signature is calculated using the process described at `Signing
-	// JSON`_.
-	Signatures *map[string]map[string]string `json:"signatures,omitempty"`
-
-	// ValidUntilTs POSIX timestamp when the list of valid keys should be refreshed. This field MUST
-	// be ignored in room versions 1, 2, 3, and 4. Keys used beyond this timestamp MUST
-	// be considered invalid, depending on the `room version specification`_.
-	//
-	// Servers MUST use the lesser of this field and 7 days into the future when
-	// determining if a key is valid. This is to avoid a situation where an attacker
-	// publishes a key which is valid for a significant amount of time without a way
-	// for the homeserver owner to revoke it.
-	//
-	// Example: 1052262000000
-	ValidUntilTs *int64 `json:"valid_until_ts,omitempty"`
-
-	// VerifyKeys Public keys of the homeserver for verifying digital signatures.
-	//
-	// The object's key is the algorithm and version combined (``ed25519`` being the
-	// algorithm and ``abc123`` being the version in the example below). Together,
-	// this forms the Key ID. The version must have characters matching the regular
-	// expression ``[a-zA-Z0-9_]``.
-	VerifyKeys map[string]struct {
-		// Key The `Unpadded Base64`_ encoded key.
-		//
-		// Example: VGhpcyBzaG91bGQgYmUgYSByZWFsIGVkMjU1MTkgcGF5bG9hZA
-		Key string `json:"key"`
-	} `json:"verify_keys"`
-}
-
-func (response GetServerKeys200JSONResponse) VisitGetServerKeysResponse(w http.ResponseWriter) error {
-
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(200)
-	_, err := buf.WriteTo(w)
-	return err
-}
-
 type GetServerKeyRequestObject struct {
-	KeyId string `json:"keyId"`
 }
 
 type GetServerKeyResponseObject interface {
@@ -647,55 +903,45 @@ type GetServerKeyResponseObject interface {
 type GetServerKey200JSONResponse struct {
 	// OldVerifyKeys The public keys that the server used to use and when it stopped using them.
 	//
-	// The object's key is the algorithm and version combined (``ed25519`` being the
-	// algorithm and ``0ldK3y`` being the version in the example below). Together,
+	// The object's key is the algorithm and version combined (`ed25519` being the
+	// algorithm and `0ldK3y` being the version in the example below). Together,
 	// this forms the Key ID. The version must have characters matching the regular
-	// expression ``[a-zA-Z0-9_]``.
+	// expression `[a-zA-Z0-9_]`.
 	OldVerifyKeys *map[string]struct {
 		// ExpiredTs POSIX timestamp in milliseconds for when this key expired.
-		//
-		// Example: 1532645052628
 		ExpiredTs int64 `json:"expired_ts"`
 
-		// Key The `Unpadded Base64`_ encoded key.
-		//
-		// Example: VGhpcyBzaG91bGQgYmUgeW91ciBvbGQga2V5J3MgZWQyNTUxOSBwYXlsb2FkLg
+		// Key The [Unpadded base64](/appendices/#unpadded-base64) encoded key.
 		Key string `json:"key"`
 	} `json:"old_verify_keys,omitempty"`
 
-	// ServerName DNS name of the homeserver.
-	//
-	// Example: example.org
+	// ServerName The homeserver's [server name](/appendices/#server-name).
 	ServerName string `json:"server_name"`
 
-	// Signatures Digital signatures for this object signed using the ``verify_keys``.
+	// Signatures Digital signatures for this object signed using the `verify_keys`.
 	//
-	// The signature is calculated using the process described at `Signing
-	// JSON`_.
-	Signatures *map[string]map[string]string `json:"signatures,omitempty"`
+	// The signature is calculated using the process described at [Signing JSON](/appendices/#signing-json).
+	Signatures map[string]map[string]string `json:"signatures"`
 
-	// ValidUntilTs POSIX timestamp when the list of valid keys should be refreshed. This field MUST
-	// be ignored in room versions 1, 2, 3, and 4. Keys used beyond this timestamp MUST
-	// be considered invalid, depending on the `room version specification`_.
+	// ValidUntilTs POSIX timestamp in milliseconds when the list of valid keys should be refreshed.
+	// This field MUST be ignored in room versions 1, 2, 3, and 4. Keys used beyond this
+	// timestamp MUST be considered invalid, depending on the
+	// [room version specification](/rooms).
 	//
 	// Servers MUST use the lesser of this field and 7 days into the future when
 	// determining if a key is valid. This is to avoid a situation where an attacker
 	// publishes a key which is valid for a significant amount of time without a way
 	// for the homeserver owner to revoke it.
-	//
-	// Example: 1052262000000
-	ValidUntilTs *int64 `json:"valid_until_ts,omitempty"`
+	ValidUntilTs int64 `json:"valid_until_ts"`
 
 	// VerifyKeys Public keys of the homeserver for verifying digital signatures.
 	//
-	// The object's key is the algorithm and version combined (``ed25519`` being the
-	// algorithm and ``abc123`` being the version in the example below). Together,
+	// The object's key is the algorithm and version combined (`ed25519` being the
+	// algorithm and `abc123` being the version in the example below). Together,
 	// this forms the Key ID. The version must have characters matching the regular
-	// expression ``[a-zA-Z0-9_]``.
+	// expression `[a-zA-Z0-9_]`.
 	VerifyKeys map[string]struct {
-		// Key The `Unpadded Base64`_ encoded key.
-		//
-		// Example: VGhpcyBzaG91bGQgYmUgYSByZWFsIGVkMjU1MTkgcGF5bG9hZA
+		// Key The [Unpadded base64](/appendices/#unpadded-base64) encoded key.
 		Key string `json:"key"`
 	} `json:"verify_keys"`
 }
@@ -726,11 +972,8 @@ type StrictServerInterface interface {
 	// QueryUserEncryptionKeys Download device identity keys.
 	// (POST /_matrix/federation/v1/user/keys/query)
 	QueryUserEncryptionKeys(ctx context.Context, request QueryUserEncryptionKeysRequestObject) (QueryUserEncryptionKeysResponseObject, error)
-	// GetServerKeys Get the homeserver's public key(s) (without the deprecated keyId)
-	// (GET /_matrix/key/v2/server)
-	GetServerKeys(ctx context.Context, request GetServerKeysRequestObject) (GetServerKeysResponseObject, error)
 	// GetServerKey Get the homeserver's public key(s)
-	// (GET /_matrix/key/v2/server/{keyId})
+	// (GET /_matrix/key/v2/server)
 	GetServerKey(ctx context.Context, request GetServerKeyRequestObject) (GetServerKeyResponseObject, error)
 }
 
@@ -911,34 +1154,9 @@ func (sh *strictHandler) QueryUserEncryptionKeys(ctx echo.Context) error {
 	return nil
 }
 
-// GetServerKeys operation middleware
-func (sh *strictHandler) GetServerKeys(ctx echo.Context) error {
-	var request GetServerKeysRequestObject
-
-	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
-		return sh.ssi.GetServerKeys(ctx.Request().Context(), request.(GetServerKeysRequestObject))
-	}
-	for _, middleware := range sh.middlewares {
-		handler = middleware(handler, "GetServerKeys")
-	}
-
-	response, err := handler(ctx, request)
-
-	if err != nil {
-		return err
-	} else if validResponse, ok := response.(GetServerKeysResponseObject); ok {
-		return validResponse.VisitGetServerKeysResponse(ctx.Response())
-	} else if response != nil {
-		return fmt.Errorf("unexpected response type: %T", response)
-	}
-	return nil
-}
-
 // GetServerKey operation middleware
-func (sh *strictHandler) GetServerKey(ctx echo.Context, keyId string) error {
+func (sh *strictHandler) GetServerKey(ctx echo.Context) error {
 	var request GetServerKeyRequestObject
-
-	request.KeyId = keyId
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.GetServerKey(ctx.Request().Context(), request.(GetServerKeyRequestObject))
@@ -964,93 +1182,118 @@ func (sh *strictHandler) GetServerKey(ctx echo.Context, keyId string) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Hx7V9u40/9b0S+/7zm73Q0hhEILf31hod2UUtgCpZf0xIo9iVVsyZXkBLeH9/6ckeRb4nDrdp99zsn+",
-	"s8XYo7lp5jOjEd9bvogTwYFr1dr93lJ+CDE1/zyAKfPhNVP6IgmohsMgxcc0ik7Grd1P31sBKF+yRDPB",
-	"W7utPU4gCSEGSSMSUE1JypnutNotuKZxEgF+7AuugWv85xVkrd3WlEYptG7aLQjSoc4SaO224k4iQQH3",
-	"zS8SKRKQmoGaI1Bf/jwE4n5JxJjoECrsxKAUnQAy49YQoy/g6/rCTSTxN0ivkVYhWJXlYgmlJeOT1s1N",
-	"uyXha8okBK3dT+V67UKYz+2WZtoQOizWOUAVXnCmG5j+/hCtVJ7kmgmMacksFAp/0JRFioRUET+kfAIB",
-	"CldfIYAINAqwsIJMgTBLVoGcgiRMEcq5SLnP+ITokGqiQ6byVXGdEQAnjmZNk2MaKSgEHgkRAeVoJvvx",
-	"MGAqiWg25DReYrEkHUXMJ2EaU74mgQZ0FAHB9630BSMdcsmiiIyA0JECrgec1bSDfHJhvqwb+1iMWNRg",
-	"6IJJFjSz1j+41QBUgjUA45P6in/tX+x97L+4eHvUtOoVZKp5wdRs3ICwALhmOiP4KvmVjQnl2RMyFrKu",
-	"EHJMs1IhzqwDXlfIYe/Q0glgzHiTs9BoIiTTYbyELeC+zKxDlq8SlSaJkMjuKKuxVVXFp1bcEVHcmW50",
-	"/FROobe1tbGzRkGtqZD2Wu1W3Ilh4t4oHn9ut5gGy86C+twDKiXNHmNEHYICq5ERRAJdXnTIcao0ian2",
-	"w+q7/QOSKggGfBYCJ5GYoK0J43Vzv3q99+Lo1eXZH2e3mZsGAUO+aHRa036DV1ZlOLX7o+YSHYKSoaer",
-	"XLjSokSFIo0C9AvGrUOMhYypJp43SLvdTb8wovkRdu3TQo/2qefZVYyidAixgmhapT7gwH0RQECoIioB",
-	"n41Z7gzms9JZ5rNK4Qm7FdXttjb/2Np/ccl6H54f03fTL8fPj3u9g/047D09jSdvu/x0+uqkvye/TbI+",
-	"EgwaSESHKXv7ap/pbv/lNr8YbyUX3y7PLw7V23fvYP3PV1fiKD2czXYuXvcrvlRmF8UmnOpUwq0mu7cp",
-	"F+jXbXtWrOb2duF4qD77VYfskZgmZCxFjM4oSf+gTbQgtHg84A+0LH5uEkC+fmfAB/y8+gSzgk8jP41M",
-	"REqVzQ3G0XxQyqWpEZpfEw8lYXwy4K/OTt54wzmD/5dGzIdd96TjixifNhowODt53t3rbrxnbPLnZrrP",
-	"Dt5drx9++UZF5v/pf/m6E43/et9NL9XX66g3Ycd9dnb69jl9GvR2Ni43WHj06vU6/T3O3p9tbj+7PN9+",
-	"s9f39/dMVs9zdqn1JnyBKr5HMDGWqBjMhhLVFEuc0e4TSRoUdRc+yfmtBsJ2NaS7CFTz7QqCsbDxyL6y",
-	"oI1EwnSpNpSWQOMhC0wUojwjiWRCkrjjWImY0kOb1MjhwYUiJk0VaQxZR4UwPyQhnQLhQluoIWEMUkJg",
-	"/DxCVJBhMKMcyfyiiGOLjBlEQYeQvst8EnxgU9SswzaBAGXISvDFhDMFhs8iaBoyqk2YJjFQrtwSA16g",
-	"nkgoTSgPqojJxcCvKciMUKI4TVQo9FyiQekHfMoo8bx1lHUdDbFuvvI8lEfIAL1IEF9ICb6OUEoNMpGg",
-	"yTg1+9DzmtTpeQOOGi0xQMyU2aNCEogTnRURZcyk0iiU0SBR8DVF4IuOVyTZW2xrTOsM64gY4+V0SG4/",
-	"tWi+Ab+X/apbYKtwQtTEBGRTyi+YW+R9j+NWM37mMpGzWel1RoFtLHe+pmCeUzJhU+AD7jZTh5ALZb3P",
-	"5t1xZtxmQhPlkmopvxjfYSMykoIGPlWGJeoYqkm93ST1rZEoDyqzUBAx42opAmv994sI+d8QUkqlL0QP",
-	"glUnsWXnw2s2y8VSJRppeBpbMLn4BrJTrewa3mgSeI7Jz+1FR0J3N+VQBFo5symSpCosagAtCFA/JEKH",
-	"IImJ7YK7ygWYNGZSA06DQBFKOMwKFCrcG9T3Rcp1m+QWMB6JoL0Cu6shYsA1lRPQxgv9VEr0dQUm+lji",
-	"qurUhgVTSTuT3a6hXB+4y8BPJdPZmY81rm03sAmH4C26vlpSvnreXqpDIdk3ik89j4RAMcy58iPfP+Y1",
-	"3Fu+fW9IFPj4LxOYkJr9rtVu2eKxVaNbckwTdgRZ6wZZZnwsDBBzsh5TLdk1OTOmW7P/I3unffLrcQYR",
-	"40SlIwX6SavdQttaKTY63U4X3VYkwGnCEJl2up1NrJuoDo0i1oexIb0+hgCk4Wh9urGugAfr3/U17wc3",
-	"+FqSNmjpFB3ItSUUkWBbERr3QMSmQKiv2RShPgZPbj3LxQziGgSacbOmqQEGfOYKY/QC41i0yEULGZFp",
-	"BdG4Qw7RbSEeQYAQ/jSP7DDgWlKuqLEFGYkgIzl5B/0gKOEi8KBCO0bgM6PMJkwJWmbOFXvdLjk5IhJU",
-	"IrhCuDQWsvye1ledMR0SSgI2HoNxb88zOi2R67xYhqM3QoMVHqbAtbKgokrHFUIBJG5hYZ1RChET5wFk",
-	"jfgh+FcDbty09itX5hQui8IlEnzEFWZNt4JCJ8bKwLzYDxB1Ag/OSxmNM0kagwapGtpzpplVUUn/oNgX",
-	"6ITlrjCKaVUDuJYptF1nsLEquV4r4+VZN4aCrS6SwlAo7Q7fF0E216+iSRI5+de/KGT1e2WpZc3GuuCV",
-	"ykBINjFC2e3UEXKCmjNPh9a0Q61auxu9zadb28+e73TbrSRIrcYqbCmAIVpq6Cw1REvl7YuKYVzHTN3u",
-	"Ah3UkiGH6bf1/5SIYRaCLJG55bNogOK7nZhxFtNomARp6+bzQis0F7U5aDpZ0aiel2/eUMSQQ07HrUnz",
-	"Fceo5/pG9krDL+p1ITadnPXfE81iUJrGCcaEmEURU+ALjjgfQSsSoSZeVRg0uQ+5q29lpamcbxpubG32",
-	"dnY2Nnvd58+22i1rGYt9tp+2mqCQNfk8swZ1iDFJ0GrKtJJtOjN5GW2iXDGGyJRxP0oDIDEGHh1STra6",
-	"GPdUhxSBY8D/jshhw+gPRI5bcLmHHBNb1/9/VIur6Yemm06rGbbqJWRhI0ypZNV9MOB3SPQjobD5SOFf",
-	"t2lLkHR6cNEEZOuFyBxsdhu8YZs5B67g5npAvOu8AG51/4WzDvR6WxSKmGnTUDbxRILpWXNRfjLgBRDR",
-	"wkIIrm/dNBvdrqnlb/HT1dHSP3e0tOiS84XNTX1Ziw6u11wYj04RhbyxWALRntlFDqYZPfe63XtggIpl",
-	"82D9nzFlEQRDs5VrmxDfl1LI1m7rg0idU2pCo0jMbNmN6Y7QXMMW9TFl9rvZ5/9RqY9YdJxGjfSN0CUu",
-	"WbSmBJVGuuy7OmxrYsvY1nQlJp5PuHVHzOVd1hWuL9533XhzmjISqSahmJlFcL0ZxdzDg6jpnMbpbGG7",
-	"2cMzUhyeVU8Q7RIzBMUz3BAzKUzfsSqwUe3pwUVnwPtjEx5wIcJMnwYDQrvgz6cco4QvuGIBYLVaGiLK",
-	"qqyXO+IxJm6s2MvYTE5L7t8aS7bubLafWxGU7aSjQPkWWMyUriVxBVlZn5lTkLIDPODIx6/G+Z7YqgON",
-	"V9ZIjTV1dfvP54RGuRq6sjeNolmHNnCoatkGGFAe+2pBUgVO73lphhIRxm35Y9OwGNuuhrR5wGqRssgs",
-	"IeqlYa11YGD6XNPg02esMFQax1RmrjAitMqmIbGkwjZ9VNfmWP+OP7lSewINqeAlaEVYZceZI8yo2sT/",
-	"Je+aqYWS7SXoCwXyoPj1nRVb3pVD+AlaMphCtSfjEusIoaV5NRI+up+Y716XuHpJ1WcFf3zZN3fQgEHT",
-	"1n0PDvzlgvMTCFZrS7uXpeILuGIa1zVg0UTzjqGCk8QGYeJes7ME9fO1eoDaQ138oogdFCCnoeCPGRco",
-	"zowfczo8lyRqAwCLvK/O71fn96vz+9X5/er8fnV+f8v5/dxS1QUMzQoZBDrE0rq7yrz9BDY/We0fLJxD",
-	"DVngzotz97OoOm8qibGFnRJ0KjkE1aP0DiHnmKWYsraBwJ4TaNs/zRnyvAE3x8oYPZedKdpphOoJPOO+",
-	"hBi4plGUDbgbWmjgxRC6+8j6Xoe3OTScgQTieu72APBWt2rs7i51q9JU7QKUfb5nUTGH0x6M7Q3+Xg64",
-	"78L5Zl7Cjygz8SYRTWeOf+CvFdYna5rFUCImrGxMnQtrGI2L3tgCzDcU0P8PC5zkttNjj0HmGv8chsja",
-	"8C4kcb8GQhEaai5iDTEsU3MTlLlHhWzhgqnpjOIhuFcCK/GWmfhwHC4O4y7LJbUcsihLQ19rvvlaU3Kz",
-	"f//0JtjP8oC7TXey4P643b6mIFkRudRySw548TyPSTUD3wE9ryBrQCcVDITw5AxsPPX+iBhwnZ/GH0FG",
-	"9opsV44BGCFMu6Fev9sEgV+dGNrujODBXvZ90c129/b29v6clC3pb0ej15Pf38j+l4TTSfZ70v+wnZ6+",
-	"fvpxdviyN/39+YudKJ4oHn38NpefH4aZXry+vH7/9eVoJkfPz443Pzzb2YL97ZO956PZvi+OP754v/+V",
-	"n/Ot53sfLj+efWUHT7d0tP/OP6C918/ezoKj9zC6XH/37SDi43evft/5Iq429mfo8zd/z8Zp6K/b2GCr",
-	"mQenhfmYXSlQC/+lbnDlXjnCzNQtzxFvTQpXtYmZ3M8pn5+3z3dPCVsaksZfuOJPTBoObNwVMJacwBzk",
-	"4fiWLFApwG9JAoGY8UjQ4NY8ENmTqEoaUG0ipB1gceOI5h0DtALUARhYUJ1XMpWumXLCuGtO+fLRpTs2",
-	"9qfPN/eEvv+byaEixJxx7xOsqj2eRzdlKq2WetMj5+TfU9k/Opj+xAI05TauLW1FFp3E2HYSE9NJrFYD",
-	"TZLczB1WPSoQLH2+ZCLHRYha5Fs1FleNxVVjcdVYXDUWV43F2xuLn+czRT011tqBxZawo0DUzBs7P6s4",
-	"daXKG/CRuwgTQ8AQK7rZ+7ZB61xo4oupmT6wQWXASxGa7kLf8ypy7cDQtikLM5kBez53DLd8RuHC6cMq",
-	"sc/Hovkc/4440K8fXf9YTe+6M+6Hir47hLwQ0g692N+2bZVdrbyLNmg+DW7iBGqKKpImtkYgU0Yx6Niq",
-	"zD71vHbZqM0DpL0wRjwvdxzPG3BntqzT+nE4v/R4tir3gwvXA1cNFcRqybdeq15Btj7trVvXvX1CoT7r",
-	"+4uyl+JVCIGJu24URXVsKK4M3cY0c6OqPCM8jUcgjWZ9zaYuQ+OOKV8b8PItEQU52QHvV7cbF5rKrLjx",
-	"4jK7T320YDkpgqkppNEYiTGtBjxiYzAFPfrfVLDAkDAD/kRpGkHxbYecVMaI6wsNuP3Wehz+vqi23HT/",
-	"dcJMX4hEmHDMWCLlJBSpLFYecAkJmBTlCvK8reBjZBjbGtSQY8pNSWnhSHeI8wCTuebUELGY2aGtsaHM",
-	"dWSCUObuA+IqlTUw8ucSjSMhAqcONzWNGyNn0Bqi9rcZxvktI1cVl2NS9pt2PU5awy2wjJUp4ym4uZRU",
-	"2lASUaVLaxoR7AgKpqNiSiofQBf5n4aogAGV+5Ebm/YpJ0rbADHgZnTYTkItDNbY7l/RMvmBVusccrLc",
-	"usxWvWkQBcMpSDbOiloqxxndKLjazGyNjuYP7JWDrc3e9tOt7lZvu/e87TqC716GiZ/tf6MvdzZGL/+a",
-	"fIgvJnC5s+Gz/Sn+THvvtl5tHk8+Xv6VvTm/uD452599eB+pUe/F1euJizfFpP/CxH4dZc6PTDp2aapF",
-	"r4mXyzfd4PKFGv15Zfj6cLb/jV4G6Yf3bzf8+MIsPqURC4Yp1yyyQm5v9Xrbva75z1yCalIQHfkbvc2y",
-	"L9qkhQ9n+9nHyxeq//Ld1fGXi43j86uJ//LF1ujlTvhxzwblua74okWW4eeKHStGO/rnjDY3iFlZ8aE3",
-	"KDA8FHclDPJx1BauSFTkuMcVCSNq442BC55Y0LVPFWw/9YYkr8+uIKvDzB/U1J0Dz6XeLMMVuHkSBeSd",
-	"8QZyBNn9xjnd345xlWgenGwESN0F3tRc+Q6szpkmSoskqRYucVHj2KV+sVZhNi2XZ1lIJD+n9kU8Mlct",
-	"fvU855CeR0bgSA54/TPPs95afaeg5UaMnRFMvTB70iHnYgI6BGmgGDN+E1uWjiAj/QNbhOdEzM07k+L9",
-	"kErqa4z+ptLIl5MwSSMqBxyuEwnKfOV5n+jat721j921neFne9V2sfKtxquFNtKbs8rf6oG5wcV7X0z6",
-	"Z6vrAzZhmkbVNFbcDrffEIsDK9Wt51VClef9jLr4fmXofAS/K/64WAN5k54YAnbPlA0hCWMJCDg7dsjC",
-	"TlAcX5ydD/gICJtwIe3NouqVG0U22qTXJpu2MHvaQd9UduuNIDN4xdxXK7gpKFYmyBk3LLUXr/fceuPI",
-	"HSpaoIN03SwzGFRoIa4uZUEGn5GAZgohky0/3Z9YQBUNeAAIpJgBnGxMaB4FDHOdYvakgLaUKKZTWxzN",
-	"7OUaTqjW1L8COeA5hFeOkq0nc3oOixp0jyJxTWgsUndjBSE0IkMEpZTMaGY6dfNXAsWM29kVCVNxBWTu",
-	"is1Gt5ba75FCHp+M/xaAMJ9lf1pGu4OTu7LYXOJ6SNI6rSSsxTueaGNrA/TBYCFK/ROJylry/2CimjNS",
-	"NWvVPbtiunIE4d7XLGpluqFnMH114mlJOW/M/qt6Qn7Nt7ZtJiUSfJMyriDrB09uaSKsfzev3KyaCatm",
-	"wqqZ0NRMuOuOzm+/HRT77bffOuSsLhoXurwQVRCyIyJcaaDBgItEVySnUWTcvm2+/YLBzcawfJZTcCiO",
-	"y2wDdsAjIa5ImhgLXSI8g2tzyzZo5xe27NUqFVEVWizEFAEeJIJx42LC3XFZcjvIhInHXw6ay+o/fDFo",
-	"1aFZdWhWHZpVh2bVoVl1aFYdmlWHZtWhWXVoVh2aVYfm39qhMRO5/xMAAP//",
+	"7H17U9u69uhX0c3vzOz2NgQIhRbuPydsaJsCpS2l9JEOKPZKomJLqSQnuB2++x0tybbsOAFKu/c+v5Mz",
+	"c2YXW9ZjvV9a+dEIRDwWHLhWjZ0fDRWMIKb4zz2YsAAOmdKn45Bq2A8T85hG0fGgsfP5RyMEFUg21kzw",
+	"xk6jwwmMRxCDpBEJqaYk4Uy3Gs3GWIoxSM0Apw0E18C1+Wd5gncjIO4lEQOiR+BNGINSdAhmOp2OobHT",
+	"EP2vEOjGdbMBYXJuH9ZNad6Y+WrngisajyMzXdwaS1DAAyiWUFoyPmxcXzcbEr4lTELY2PlcrNfMD/Ol",
+	"2dBM40T7+Tp7BginnOmaTf+4C1S8JxlkQkQOmY6EMn9oyiJFRlSRYET5EMJZuIcQgTYHmFlBJkCYnVaB",
+	"nIAkTBHKuUh4wPiQ6BHVRI+YylY16/QBOHFzliA5oJGC/MB9ISKg3KDJfnweMjWOaHrOaTwHY+OkH7GA",
+	"jJKY8hUJNKT9CIgZb0+fb6RFzlgUkT4Q2lfAdY+zEnTMPrnAL8vIPhJ9FtUgOt8kC+u31t1biAAqwSKA",
+	"8WF5xTe7p51P3Wenbw/qVr2EVC3iLcuKhIXANdMpwfFVBNNoKCTTo1jV7x14IFNLRMVQopLxWEgNIemn",
+	"Jdj62//ciFsiiluT9VaQyAm0NzfXt1coqBU1ou1GsxG3Yhi6EfnjL80G02C3M3Nk94BKSdOfAbwegQIE",
+	"BOlDJAyZihY5SpQmMdXByB/b3SOJgrDHpyPgJBJDgx/CeBlFLw87zw5enp38ebIQRWHIzL5o9LoE/RpK",
+	"8s/w2tJ0CYMtYk5mqFNlhyswStRIJFFoiJtx867HB0LGVJOLXrK2thHkOMQ/Ycc+zcFon17YNRBMegSx",
+	"gmjiz93jwAMRQkioImoMARuwjBTws4JUSsD60SjoYMcD3E5j48/N3WdnrP3x6RF9P/l69PSo3d7bjUft",
+	"x6/j4ds1/nry8rjbkd+HaddMGNZMEe0n7O3LXabXus+3+Olgc3z6/ezd6b56+/49rL54eSkOkv3pdPv0",
+	"sOtRUqEPFBtyqhMJCxF2a0SW5282rlbGVGuQfMUixCiPq5VEgVxh4SzmT/LdkIGQPlka8NpZW6RDYjom",
+	"AyliQ6qSdPeaRAtC88c9fie8m49RoGert3q8x9/5T4yUD2gUJBE17J8oK+uRCANQyqmdviEOTT6bc5gR",
+	"L0+OX315sErHY+AhC0Ct/o+yr1a+KsEfVujk3zRiAey4J61AxOZpLd7Dk+Ona5219Q+MDV9sJLts7/3V",
+	"6v7X71SkwYvg67ftaPDmw1pypr5dRe0hO+qyk9dvn9LHYXt7/WydjQ5eHq7SR3H64WRj68nZu61XnW6w",
+	"20H1nSnnAhl1hoSB/C0kECLIw6OVP6pOADlc3kb81ADqJkMk268vPZu+HnBiq8QSnqli1cqBHVKBxpdm",
+	"DQwSNATDshgjD9iAUJ4+dPTtqWdyRNNCPTsjo8fL6nm/vW/nCWHAuLEmro1qg8lcVCgtgcbnLES5SXlK",
+	"xpIJSeKWg0PElD63myX7e6eK4PL59gzcDDZYMCIjOgHChbYGjYQBSAkh8l5kbI/UiF/KzTR/KOK2RQYM",
+	"orBFSNedSEIAbGLQ6iyoUIDCaSUEYsiZAtxnLuZxGtUkTJMYKFduiR7PbatIKE0oD327zMntbwnIlFCi",
+	"OB2rkdAV1WhO3+MTRsnFqjnqqoHuKn50YU4jZGgIWJBASAmBjswZNcixBE0GCcqGizpYXvS4gWaB15gp",
+	"lBpCEojHOs0l3IBJpc2BEHpEwbfEmNaG4nOTYAFeEa0OqW4SRFw2D8lwp2ZR1+O3wp3Pe5s59Rs4DEHW",
+	"GSj55mb33uGGx5HGnOZ0+CooDuHXNC7RtwTwOSVDNgHe446LW4ScKkt5lr0GKZLMkI6VMwGK84vBQgyR",
+	"vhQ0DKjCDVG3ndKZt+rOvFAAZrJsOhJETLmaay02/v1VjPgvkGQFyGeEFjF+KbGO6d19QruLOSDEs/Ak",
+	"tmbv7ACzGd9vrBlRd9yb5GsH6dQ6WxFo5ZCmyDhRo9zD0IIADUZE6BFIggpFcOcXAZOIJNXjNAwVoYTD",
+	"NLeXhRtBg0AkXDdJBn+kRiOEPQfBFw49rqkcgkYKDBIpDZ0rQKljJ1c+QeMWjNnJFIGJGTs1ThqNlECD",
+	"E9kEN045gSumtEGF2+XQHNzuO5BCqRVnWnh2TKMghcWw9ww2GoYQdvkR1ZJdvQepLMjXW+uGVvaYOeg7",
+	"YSlrGeb4J4U5EDUrWqw4AvEOVZ7ZvaiVXqdW6nb3cv3kRjfRMMOnLIR4LDRqKUI6ss+0pDIliR48dfKi",
+	"aXYV0ysWJzGJgA/1iGy0ifGfxoJxrcqgHjH4LkaDrRdCPLmkMKnzKt0+fs5RKQvEIzsV+dOCuNbAzT45",
+	"NaLcfqca9/ZwPIrOHdnsYEaS9AF1Y4sYX9QYQtL8X2KcijDe49bLEYNMxajC9cllTPbYTUz6ImSgWtan",
+	"Kfz8mKaZqCEX//eiidaVESA0isglF1NeklmZjb7YaRFyaJ52z168Of102u28KIVbkKtqwh/NhhTCGgyN",
+	"//Nnkg42Hg9h0H6sdyIR0GgklIG1AmWkkR32YSM6jSaH+4eHH6/g3dXj9Ph9snW6N6bq+f7747WX/eTR",
+	"m2c8XgsO3nifXkJqBNOw0+l09q4OXtDt5NlV8OH79KN4lcDh5odvbGu7e7n3WHH29DAavDx88u3V7v7H",
+	"VqvVuL6u9aCBhyBrGMmZACKLFpphd9b92YPq7PuoLVCQVfi0KsMQsJeQnht5BUrfKMvcgdywpi8tPCb0",
+	"xNs7Qcp8dS8jA6XYuRbnlvaqJkbl9YyBUX3/680LAx+rrZWTuVFqmdAFhYKMxwTyq4RY6NzMXbESlCtN",
+	"eQAYuIgp45pa8/s4in37AsKciYMR5RyiHu+DnhojnhLkDfR73BqFgemp/bkQKZDj4hUHkC7TF3+vXs+i",
+	"Bpkth7HPWQVOlQZphdl8NB1AWuhsNBGzaWcmvGfE1stEXEJqlZcL15E4UdpGDuCKIq8YI9wtnzZdVgAz",
+	"Fkz1uPPejDJdHL1N+BhN1fM+VbD1+Nyub2DiwnpN5Aw7/YRGCfQ4U1aLuU+J/dTfelm3ZaE3VHGP7OhH",
+	"dvQjq0nmvTH2Cr3ygbjebMSMV57cEI+dGx11THMJafO3xCV7/Hhs6aBQL0hzPmG2yDF6VhiQQjT3bcg0",
+	"j4pbh73X+0PVfX6X4GcJznYuh4EcYo/EwIL+DjFMo6xm4Hxmc3g26GxDYMhDpYhMrpJwL2hhRIPzgr/Q",
+	"S8/+/NK8Oalz14Cq2ZwXTf118dHEqXCUCZ60+9NIkEJT1IZBPXxmIiXDYBl3JSaa+6rAUQ7oLx6k6s55",
+	"fV1GxVJILoXkUkguheR/lJA0YHrk4FIrKksDauVmmUcW080C0VwinNKqGRXlArqE29uI6dtG0BVUApzI",
+	"SygtvQqeX4LYL2WuMIsZBXH/2Lmnjepj57MDqq5tzYi/PXZu96Hcw1kslV3RRSe4ZQQatXuQSKbTk8B4",
+	"X7YSD+XpWxfgqEXFRSfRIyHZd2oe7pAPK3b+CzICGoLMMqpZ+uizGQ9cswA/+PJg1cJpxf2Hjtnq/9DS",
+	"mIekxxUE5p/m3FgeaI6WLVUcdqT12IaTGB8IP0BpR5ITu4j9D+m87pIHRylEjBNlaPtho9mY+IDZNrQo",
+	"xsDpmDV2Ghut9daasV+oHiGAVs9jnHh1ACFI3O3qZH1VAQ9Xf+gr3g2vzbBxUgO914Yu8hilBOs8YyYi",
+	"YhMgNNBswrSNgXBLMC6JRlyoWjOOa6IF0+NTV4mmQNtcC83DADPJYaaNXGmRfUONEPcBbZLXWaITelxL",
+	"yhVFsJO+CFOSTe/UO4RFPYfR5MXcqI6nlGkXQ9EyddmZ9toaOT4gEtRYcAWkDwMhi+9pedUp0yNCScgG",
+	"A8CMzwWCNC8sqR4K9/NKaLBHd7EkFGj+LK6GKYSxW1ZY0pRCxMShn6yQYATBZY8j0ZZeZeGojIDNS2Ur",
+	"D8YSAqbAJZ3sQsisxvDC8V0juE+Ah++KgyJFSRqDBqlqbGmMwXhw6e6VBfPJWgz5dGtmCcMAjR2k00az",
+	"YcscGwi8hi+gtUzAMRStsbSNkHPRzV0RppUgCx2PIweEVWO4FaW7i/yC8rE9lS0kG+KmLUdhwLvpnp5b",
+	"/J5rY7i2Nx5vbj15ur3WbIzDxMLL25YCOMfYrEPXuUFXVn7oocXpOLWYDrAQxIuhKxHDdASyHJjPBZAN",
+	"C7dixllMo/NxmDSuv1xXHZ7sqLXy1B3V4Owi496RiCErv3B7xcS3RxRliqjdXGH+zUJ1Rjgdn3Q/EM1i",
+	"UJrGYyMUYhZFTEEgeKgMqOwkFAWWt0HUaWZ3ZV5Wmspqme765kZ7e3t9o7329Mlms5EnehjXW48bdcUB",
+	"FuHVzWIeXgzI2OBMYfQzV6AC0alcVRQXmjAeREkIJDaSR48oJ5trRvCpFsllR4//CuFh5ej9hceCcpXP",
+	"ZuP1StTA6iGGg6mvgH2aITNMMaGS+TzR4zec7xfIRr+i8x/Mx4XF9XrvtDazWXKqKpaw4/ka3nNU7Sd+",
+	"SjLyprg3LOSJmZi9YQVbOSViprGSDoWMtElRLopPerw2hbqAk9bX1rDYrUS1y3THr0l31POJ9ScxxlQ+",
+	"mr/Ba9RCMwQ669NUnpQPYswFfGCtN0ROe23tFnaB2zp+kX1u/m23bSxkR8T/GlAWQXiOHF5NfoOUQjZ2",
+	"Gh9F4mhVExpFYmpL1jCBSPPEHhqJTKEYQPb/l0oCY7gOkqh2/utrPG9hw8yShgSVRLrI2ztTGIXOwHp2",
+	"hQldVc9lqs5OPC/qWV686yrv8eZEXySajMQUFzHrTanRVDyM6i7dOKjNcJ+93ELyyy1+6YtdYmqs6CnW",
+	"SkmB5cL+gRG4r/dOWz3eHaDcMAsRhlWORlI08/0FlBvxEQiuWAgSQlKgIkr9rRfs9TNIrvXbC6FNXhe7",
+	"f4uYvHXhCdLL3MoTo4Rt4bw5sTOMollV6+IWl5AW/p6NCucxth43G32A6z20fozBbuFzzYqGirCpapPa",
+	"g9eEJK9rj2YpHq0rH/U1dkRxb0sLkihwiMlcPXMirLTRuQIXAxv8kFaDWChSFuESouxqlkIUqEwqwYnP",
+	"X4z8UkkcU5k6H4tQf5s4xRyPHWuUXVXO6g/zl3Pdh1CjeJ6DVoR5LIn3mSI/TPpHVpaqZry/56BPFcii",
+	"9ulG5y8L2hlrFrRkMAG/hMip5L6xVHGoLWCwXrJfGF6Y6Qsje9YUqvEgLVzu7kLeWV8U81UvEFqYzQ1t",
+	"FmDPzRysCi8ZJHVz3nAnMM9IuGE2Z1S+TFOGaceA9A9F7D0/8nok+M/c9svLyn7qotjyLt/yLt/yLt/y",
+	"Lt/yLt/yLt8/7C5ft3R/b1aTLjZy/Q1Wc8VeZfnNYZrmsuhvWc+yrGdZ1rP8w+pZyvG+v63or/4K9mI6",
+	"rLnKsawbXMrZpZxdytn/UDn731A3uFjSm8lWbpTzC9oTZG0H3AVY/6L2OQtdM4WM8a3Ey3LKYmCDxhJ0",
+	"Ig2fej0mUGwzZSgevSQIbdWQxlKKbD8XPY4dFwjjcy7c2xYdfmMKxgMJMXBNoyjNKvJIzT5wnpt7Odyq",
+	"KjML6k5BAnGlNwUf3xCwvS2vFGhq5gHVL7dMB1RirHeOymPkfH6o/KYIPXYRCSLKkF/Goq4q8U/zWhmF",
+	"vaJZDIV/mSiwKSxYMXIoz4dnkQwH76xkQvked9OL/RkNnat3rycc9LgLjFGNqasM/C3SHRCKwg+J1Ok7",
+	"lY+IMQ9ks2Q9PhAJD5uO1Fz2JN8T0zYElxOhk/e0dGDsQmdMFvNmQllE+xFY2wILCafYDIYMaBT1aXCJ",
+	"HG3AcFwCmjmDZVOR6Cyp6RjEqZvUkmoyjgQ1xsmE0R7/bPFkH355sBpEDLguF6cIpR2e7dvJhvnGfvKw",
+	"RR50osiBM5/bMDa2crF7CgwZaUEu/NUubP+7PNHY4wbCExph7x+e5aSGVIb/j3BhT4PhEz9e6VbSI4hb",
+	"Dw1cTlwtLxoMwFUisxpDLOb1oEZwfocbqkkslCaCB9DscSVc0wkcmHfZyYY3cUNonWSkiCWXMMEnZpAV",
+	"hIratWYLC5H2TxXI/Tw478IxP1vHV6lc43BuTnp+k+19u6x2cX/dF25WhJwXEeH517fv1S/AMivmGVGk",
+	"GEa9Rdy0EATY5MeXAy3yNpfZWMmdW5iYkcO2QOXC1TkZuXkWQim+OQunmpqOahlSCYG/r+DjtxHQvOeC",
+	"g/Mnq6TyY9ZtrFfC6Jhk+QvrlVScrlYdJf7W9MD88L/nTmVR/78yJH8bZ6VCe5dof9eHjg8gPc5YuRo5",
+	"vp4fxP1Z9j+eMQ4MVL4lIFlu16n50qDH8+eZxVYSEouDAJeQziZWKmg8AWtrfv7T6k53Y+EAUtLJ4/H1",
+	"qvUS0pUiZv+QuKsTeEqssygXLliVYia2CHBllXcWRz9m5dFOp9PpvBgWVWrfD/qHw0evZPfrmNNh+mjc",
+	"/biVvD58/Gm6/7w9efT02XYUDxWPPn2vJBnulvh5dnh29eHb8/5U9p+eHG18fLK9Cbtbx52n/eluII4+",
+	"Pfuw+42/45tPOx/PPp18Y3uPN3W0+z7Yo+3DJ2+n4cEH6J+tvv++F/HB+5ePtr+Ky/XdaePaFYjdX8LW",
+	"lDFaBeQu99zVqq6avF5qPidw6prM3MrExkZ9803st2iMqFI3rowRjI3JanM7hcdXcyXijVnxN1ouzle7",
+	"Se3MKbXey3T+fFPks4uKNBs8iSKD+PuZJKGYcmv4LrBKIlvl6xklqkmEtFeGXD9EHIMObWiABeh+VRoQ",
+	"9Ti2WjNqHiuobf+0xdbM7euL6pn385frW2b5frOtcmNxaoV2biML/eKZn6528WpYytUk2U7+OUUTPy2r",
+	"f2OSPuFWbM4t8sprtGJbozXGGq3rG0Nl1Trhn5I0c58va7aWNVvLmq1lzdayZmtZs/W312yV1UtZo5by",
+	"Ozkn2ZtcNmriCNCjdc/37PG+a/odQ8ho3spP2Tg1F5oEYoK3RbLEbHGEut+WueVPu5QquG3eKUcTthTm",
+	"9ZVoNXdKTh08LBC7fCDqr1XcU3x0yzcN7heqcIFL94eHjxYhz4S0EW37tmljA368IA9tZ80A8ng0VZUs",
+	"QDku3yzycpnUtY3zyUVGVRc9nlVY1KYXi0K9nzKglpUly8qSZWXJsrLkL+xIdX85P0snObVnKsAG1Hp8",
+	"jgaYnWGe0Ef2QTK9n8R3mtitWCgAii5argYK3u5xf54soVu8z3O7WdbZHtDIx9LNULgVD/2NDRTv+qsA",
+	"1cLJpd5b6r2l3lvqvf/9eq9abzhH61m3p8dntF71+79H591HH/139Kq8c5fCu6WH5t6n9snhzunWPZea",
+	"yycrRXTLGdZLSFcnbdefaXFDgXKnrz+UVUhqVG1bb2N4XsutmKauURVPCU/iPkj0rQPNJlkpHw+9YT1e",
+	"jBJRmE3b410/HMOFpjLN+1i6gHFAA+PDF6WJRjOMaDQwkzGtejxiA8A0tBaETgQLcQrs70eUplFR1tgi",
+	"x14TsfJCPW6/tbxo3uepPVd6dzVmWM1AIqPisP8Q5WQkEpmv3OMSxoBK0aWRs2R4YNTvwCZEcTqmXNcT",
+	"LdzUeTUX9sGqgCFiMbNNWAY4M8dfqxhB6n4ZD42tYg0jnLMTDSIhQgcO1zPN2MTZBi0iSr+FPMh6h7oU",
+	"bdH2xH7TLMfRLOJmthwIrhlPwLWRSKQVtRFVusAmHsFmdCF0gtX/9T9RGOGqZIgYOnJN0wLKidJWdPY4",
+	"tgqzjUtm+mDYsharRu5VZVYxkexmXeDTbzIYhecTkGyQnlfF7loUXm6kNh9ssB/aboObG+2tx5trm+2t",
+	"9tOmK2N5/3w0DtLd7/T59nr/+Zvhx/h0CGfb6wHbnZi/afv95suNo+Gnszfpq3enV8cnu9OPHyLVbz+7",
+	"PBw6cZN3+Ztp11cW29UeSJkllGjRrtvL2au18OyZ6r+4xH19PNn9Ts/C5OOHt+tBfIqLT2jEwvOEaxbZ",
+	"Q25ttttb7TX8H3ZArQMQ7Qfr7Y2imKcOCh9PdtNPZ89U9/n7y6Ovp+tH7y6HwfNnm/3n26NPHSuTKwWB",
+	"sxiZ531U2hp5WLpr90LDnHmfQjQP3Gwz7Qk93N+iPeHc0sLPp2Vfo2J1Z57Iin37MK9CrNrH9yW9GxuV",
+	"FUC1p/EMv+MoJO8RU6T+Js1Cb1B5csNyZ+J+aTLB3yUNLUKYJkqL8dj3YuI8b2WX+kNlJjlGk/MKXDNJ",
+	"dmckEHEfux4+uHD0e0H64Cbs8fJHF2tReLCReiPyeZwf6hCAlvb0YYu8E0MwTg9GyBkSVGy3Y7zt7p5N",
+	"uWaTFL5vMKKSBhprabybAETCMImo7HG4Gkv7k1rk4jNd+d5Z+bS2sn3+5WKOS2p3/ldJrZqbnZ4YqyP8",
+	"kj3z2WHeDK/6nbaA0bx5eKdWpn9t9e0eGzJNI1/15b+v6gIdzvMtfPALT7xd/ONqdGe1wV2FqROkkBWj",
+	"EZzQ8nxRwCBhIMHYsmi+GpbBC1lHpyfvsL5hyIW0TUr9tp2KrDdJu0k2bBTnccvwl3PF+5CiKWRbzebb",
+	"y2b0ms0xjltqzrQIvV1z1pZ/AwSnt93NAA1Pa0Xr4khmo09ISFNlrDKbAXW/aGxA1eMhGFuNIRpZdjGI",
+	"KQu3Vn6fLbeeKVFMJ9YzndpGnZxQrWlwCbLHMy9BuZlsSjObz5m7SBvmZFwTGovEdcw0VroxPo3dS8mU",
+	"plhhUu05LKbc3omTMBGXQFi5Onh9rWQ+3EJP/pTC/3uU6w0WzU0KtaJD76I/X3u6c7YPtEGTBSP+dO2M",
+	"XPrtOtOag/+JOvOXGLI3la76mrFM8CWdNSN+/V/KyGv+b92tsaRucTV0Nvzrl3PCDEhoD9RDLG/8/wEA",
+	"AP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

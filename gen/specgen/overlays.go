@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 )
 
-// An overlay is a named, documented fix-up applied to a bundled Swagger 2.0
-// document before it is converted to OpenAPI 3. The vendored files under
-// spec/ are never edited: re-vendoring a newer upstream is a copy plus a
-// review of this list. Every overlay fails loudly when it no longer finds
-// what it fixes, so a stale entry is noticed instead of silently kept.
+// An overlay is a named, documented fix-up applied to a bundled OpenAPI 3.1
+// document before it is validated and handed to oapi-codegen. The vendored
+// files under spec/ are never edited: re-vendoring a newer upstream is a copy
+// plus a review of this list. Every overlay fails loudly when it no longer
+// finds what it fixes, so a stale entry is noticed instead of silently kept.
 type overlay struct {
 	Name string
 	Why  string
@@ -17,41 +18,68 @@ type overlay struct {
 	Apply func(l *loader, doc map[string]any) error
 }
 
+// An absentRef stands in for a file that the vendored files reference but
+// that is not part of the upstream copy (the loader substitutes it).
+type absentRef struct {
+	Target      string // path relative to spec/data/api, as the reference resolves
+	Why         string
+	Replacement any
+}
+
+var anyObject = map[string]any{"type": "object"}
+
+// str and integer are schemas with the identity API's examples.
+func str(example string) map[string]any { return map[string]any{"type": "string", "example": example} }
+func integer(example int) map[string]any {
+	return map[string]any{"type": "integer", "example": example}
+}
+
+var absentRefs = []absentRef{
+	{
+		Target: "identity/definitions/request_email_validation.yaml",
+		Why: "the client-server requestToken bodies extend the identity service's schema, which the v1.19 copy does " +
+			"not hold; the fields are the identity API's (client_secret, email, send_attempt, next_link).",
+		Replacement: map[string]any{"type": "object", "required": []any{"client_secret", "email", "send_attempt"},
+			"properties": map[string]any{
+				"client_secret": str("monkeys_are_GREAT"), "email": str("alice@example.org"),
+				"send_attempt": integer(1), "next_link": str("https://example.org/congratulations.html")}},
+	},
+	{
+		Target: "identity/definitions/request_msisdn_validation.yaml",
+		Why: "as request_email_validation: the identity service's schema (client_secret, country, phone_number, " +
+			"send_attempt, next_link), not in the v1.19 copy.",
+		Replacement: map[string]any{"type": "object", "required": []any{"client_secret", "country", "phone_number", "send_attempt"},
+			"properties": map[string]any{
+				"client_secret": str("monkeys_are_GREAT"), "country": str("GB"),
+				"phone_number": str("07700900001"), "send_attempt": integer(1),
+				"next_link": str("https://example.org/congratulations.html")}},
+	},
+	{
+		Target:      "../event-schemas/schema/core-event-schema/event.yaml",
+		Why:         "room event schemas (sync's timeline and state) are not in the copy, and rooms are not Myelin's: any object.",
+		Replacement: anyObject,
+	},
+	{
+		Target:      "../event-schemas/schema/core-event-schema/stripped_state.yaml",
+		Why:         "stripped room state (sync's invite and knock sections) is not in the copy; rooms are not Myelin's: any object.",
+		Replacement: anyObject,
+	},
+	{Target: "../event-schemas/examples/m.presence.yaml", Why: "a presence example of sync's; not in the copy.", Replacement: anyObject},
+	{Target: "../event-schemas/examples/m.typing.yaml", Why: "a room typing example of sync's; not in the copy.", Replacement: anyObject},
+	{Target: "../event-schemas/examples/m.receipt.yaml", Why: "a room receipt example of sync's; not in the copy.", Replacement: anyObject},
+	{Target: "../event-schemas/examples/m.tag.yaml", Why: "a room tag example of sync's; not in the copy.", Replacement: anyObject},
+}
+
 var overlays = []overlay{
 	{
-		Name: "empty-properties-list",
-		Why:  "transaction.yaml declares a PDU as `properties: []`; properties must be an object. `{}` says the same (no declared properties).",
-		APIs: []string{"fedapi"},
+		Name: "pattern-keyed-maps",
+		Why: "maps keyed by user ID (`^@`), room ID (`^!`) or event ID (`^$`) are written with `patternProperties`, " +
+			"which oapi-codegen turns into map[string]any and so loses the value type. The one pattern schema becomes " +
+			"`additionalProperties`: every key of these maps is such an ID, so the typing is kept and nothing valid is refused.",
+		APIs: []string{"clientapi", "fedapi"},
 		Apply: func(_ *loader, doc map[string]any) error {
-			return expect(rewriteEmptyProperties(doc), "`properties: []`")
+			return expect(patternToAdditional(doc), "`patternProperties` map")
 		},
-	},
-	{
-		Name: "auth-data-any-values",
-		Why: "auth_data.yaml types its additional properties as objects, but every real UIA stage sends strings " +
-			"(`\"password\": \"…\"`, `\"token\": \"…\"`) or nested objects (`identifier`); with the upstream schema every real " +
-			"request fails validation. Any JSON value is allowed.",
-		APIs: []string{"clientapi"},
-		Apply: func(_ *loader, doc map[string]any) error {
-			return expect(relaxAuthData(doc), "the Authentication Data schema")
-		},
-	},
-	{
-		Name: "auth-data-session-only",
-		Why: "auth_data.yaml requires `type`, but the spec's prose has the client retry with an auth dict containing only " +
-			"the session once a stage was completed out of band (the fallback web pages, email links); Synapse accepts that. " +
-			"`type` stays documented but is no longer required.",
-		APIs: []string{"clientapi"},
-		Apply: func(_ *loader, doc map[string]any) error {
-			return expect(authDataTypeOptional(doc), "a required `type` in the Authentication Data schema")
-		},
-	},
-	{
-		Name: "type-list-any",
-		Why: "keys.yaml and user_keys.yaml type one-time keys as `type: [string, object]` (a bare curve25519 key or a " +
-			"signed key object). A list of types is OpenAPI 3.1 only; the schema's `type` is dropped, which allows any value.",
-		APIs:  []string{"clientapi", "fedapi"},
-		Apply: func(_ *loader, doc map[string]any) error { return expect(dropTypeLists(doc), "`type: [...]`") },
 	},
 	{
 		Name: "client-device-fields-always-present",
@@ -64,53 +92,72 @@ var overlays = []overlay{
 		},
 	},
 	{
-		Name: "whoami-device-and-guest",
-		Why: "whoami.yaml (r0.6.1) returns only user_id; spec v1.1 added device_id and v1.2 is_guest, which clients (and " +
-			"the issue tracker) expect. Both are added as optional properties of the 200 response.",
-		APIs:  []string{"clientapi"},
-		Apply: addWhoamiFields,
+		Name: "keys-query-null-device-list",
+		Why: "Dendrite (and other servers in the wild) ask for all of a user's devices as `null` where the spec says `[]` " +
+			"(`{\"device_keys\": {\"@alice:ours\": null}}`); refusing it makes them fall back to stale keys. The device list " +
+			"of POST /keys/query and /user/keys/query may be null, which the handlers read as [].",
+		APIs: []string{"clientapi", "fedapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			return expect(nullableQueryLists(doc), "a keys query device list")
+		},
 	},
 	{
-		Name: "key-server-without-keyid",
-		Why: "keys_server.yaml's {keyId} path parameter is optional (`required: false`, deprecated) and the trailing slash " +
-			"optional, but OpenAPI 3 path parameters are always required. Servers fetch `/_matrix/key/v2/server`, so that " +
-			"path is added as its own operation (getServerKeys) with the same responses.",
-		APIs:  []string{"fedapi"},
-		Apply: addServerKeysWithoutKeyID,
+		Name: "delete-device-body-optional",
+		Why: "device_management.yaml requires a body on DELETE /devices/{deviceId}, but its only member (auth) is optional " +
+			"and clients first send the request without one to learn the user-interactive auth flows; Synapse and Dendrite " +
+			"accept an empty body there. The body stays documented and is no longer required.",
+		APIs: []string{"clientapi"},
+		Apply: func(_ *loader, doc map[string]any) error {
+			body, _ := dig(doc, "paths", "/_matrix/client/v3/devices/{deviceId}", "delete", "requestBody").(map[string]any)
+			if body == nil || body["required"] != true {
+				return expect(0, "a required body on DELETE /devices/{deviceId}")
+			}
+			delete(body, "required")
+			return nil
+		},
 	},
 	{
-		Name: "device-list-update-edu-schema",
-		Why: "The m.device_list_update EDU schema is referenced by no path (EDUs travel inside /send as opaque objects). " +
-			"It is added to the document's definitions so a typed model is generated for it. It declares `type: enum` for " +
-			"edu_type, which is not a JSON Schema type and which kin-openapi rejects; the values are strings, so it becomes `type: string`.",
+		Name: "edu-schemas",
+		Why: "The EDU schemas (m.device_list_update, m.signing_key_update, m.direct_to_device) are referenced by no path " +
+			"(EDUs travel inside /send as opaque objects). They are added to components.schemas so typed models are generated.",
 		APIs: []string{"fedapi"},
 		Apply: func(l *loader, doc map[string]any) error {
-			v, err := l.load("server-server/definitions/event-schemas/m.device_list_update.yaml")
-			if err != nil {
-				return err
+			comps, _ := doc["components"].(map[string]any)
+			schemas := map[string]any{}
+			for name, file := range map[string]string{
+				"DeviceListUpdateEdu": "m.device_list_update.yaml",
+				"SigningKeyUpdateEdu": "m.signing_key_update.yaml",
+				"DirectToDeviceEdu":   "m.direct_to_device.yaml",
+			} {
+				v, err := l.load("server-server/definitions/event-schemas/" + file)
+				if err != nil {
+					return err
+				}
+				patternToAdditional(v)
+				schemas[name] = v
 			}
-			if rewriteEnumType(v) == 0 {
-				return fmt.Errorf("expected `type: enum` in the EDU schema")
-			}
-			defs, _ := doc["definitions"].(map[string]any)
-			if defs == nil {
-				defs = map[string]any{}
-				doc["definitions"] = defs
-			}
-			defs["DeviceListUpdateEdu"] = v
+			comps["schemas"] = schemas
 			return nil
 		},
 	},
 }
 
-// dig follows keys through nested objects; nil when any step is missing.
+// dig follows keys (or list indexes) through nested values; nil when any
+// step is missing.
 func dig(v any, keys ...string) any {
 	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
+		switch t := v.(type) {
+		case map[string]any:
+			v = t[k]
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(t) {
+				return nil
+			}
+			v = t[i]
+		default:
 			return nil
 		}
-		v = m[k]
 	}
 	return v
 }
@@ -137,37 +184,18 @@ func walk(v any, fn func(m map[string]any)) {
 	}
 }
 
-func rewriteEnumType(doc any) int {
+func patternToAdditional(doc any) int {
 	n := 0
 	walk(doc, func(m map[string]any) {
-		if m["type"] == "enum" {
-			if _, ok := m["enum"]; ok {
-				m["type"] = "string"
-				n++
-			}
+		pp, ok := m["patternProperties"].(map[string]any)
+		if !ok || len(pp) != 1 || m["additionalProperties"] != nil {
+			return
 		}
-	})
-	return n
-}
-
-func rewriteEmptyProperties(doc any) int {
-	n := 0
-	walk(doc, func(m map[string]any) {
-		if l, ok := m["properties"].([]any); ok && len(l) == 0 {
-			m["properties"] = map[string]any{}
-			n++
+		for _, schema := range pp {
+			m["additionalProperties"] = schema
 		}
-	})
-	return n
-}
-
-func dropTypeLists(doc any) int {
-	n := 0
-	walk(doc, func(m map[string]any) {
-		if _, ok := m["type"].([]any); ok {
-			delete(m, "type")
-			n++
-		}
+		delete(m, "patternProperties")
+		n++
 	})
 	return n
 }
@@ -187,7 +215,9 @@ func clientDeviceAlwaysPresent(doc any) int {
 		req := []any{"device_id"}
 		for _, name := range clientDeviceNullable {
 			if p, ok := props[name].(map[string]any); ok {
-				p["x-nullable"] = true
+				if t, ok := p["type"].(string); ok {
+					p["type"] = []any{t, "null"}
+				}
 				req = append(req, name)
 			}
 		}
@@ -197,94 +227,20 @@ func clientDeviceAlwaysPresent(doc any) int {
 	return n
 }
 
-func addWhoamiFields(_ *loader, doc map[string]any) error {
-	props, _ := dig(doc, "paths", "/_matrix/client/v3/account/whoami", "get", "responses", "200", "schema", "properties").(map[string]any)
-	if props == nil || props["user_id"] == nil {
-		return fmt.Errorf("GET /account/whoami 200 schema with user_id not found")
-	}
-	if props["device_id"] != nil {
-		return fmt.Errorf("whoami already has device_id upstream; drop this overlay")
-	}
-	props["device_id"] = map[string]any{"type": "string",
-		"description": "Device ID associated with the access token (added in spec v1.1)."}
-	props["is_guest"] = map[string]any{"type": "boolean",
-		"description": "Whether the user is a guest (added in spec v1.2)."}
-	return nil
-}
-
-func relaxAuthData(doc any) int {
+// nullableQueryLists lets the per-user device lists of the two key query
+// bodies be null.
+func nullableQueryLists(doc any) int {
 	n := 0
-	walk(doc, func(m map[string]any) {
-		if m["title"] != "Authentication Data" {
-			return
-		}
-		if ap, ok := m["additionalProperties"].(map[string]any); ok && ap["type"] == "object" {
-			m["additionalProperties"] = true
-			n++
-		}
-	})
-	return n
-}
-
-func authDataTypeOptional(doc any) int {
-	n := 0
-	walk(doc, func(m map[string]any) {
-		if m["title"] != "Authentication Data" {
-			return
-		}
-		req, _ := m["required"].([]any)
-		kept := req[:0:0]
-		for _, r := range req {
-			if r != "type" {
-				kept = append(kept, r)
-			}
-		}
-		if len(kept) == len(req) {
-			return
-		}
-		if len(kept) == 0 {
-			delete(m, "required")
-		} else {
-			m["required"] = kept
-		}
-		n++
-	})
-	return n
-}
-
-func addServerKeysWithoutKeyID(_ *loader, doc map[string]any) error {
-	paths, _ := doc["paths"].(map[string]any)
-	item, ok := paths["/_matrix/key/v2/server/{keyId}"].(map[string]any)
-	if !ok {
-		return fmt.Errorf("path /_matrix/key/v2/server/{keyId} not found")
-	}
-	get, ok := item["get"].(map[string]any)
-	if !ok {
-		return fmt.Errorf("GET /_matrix/key/v2/server/{keyId} not found")
-	}
-	params, _ := get["parameters"].([]any)
-	var kept []any
-	found := false
-	for _, p := range params {
-		if pm, ok := p.(map[string]any); ok && pm["name"] == "keyId" && pm["in"] == "path" {
-			found = true
+	for _, p := range []string{"/_matrix/client/v3/keys/query", "/_matrix/federation/v1/user/keys/query"} {
+		lists, _ := dig(doc, "paths", p, "post", "requestBody", "content", "application/json", "schema",
+			"properties", "device_keys", "additionalProperties").(map[string]any)
+		if lists == nil || lists["type"] != "array" {
 			continue
 		}
-		kept = append(kept, p)
+		lists["type"] = []any{"array", "null"}
+		n++
 	}
-	if !found {
-		return fmt.Errorf("keyId path parameter not found")
-	}
-	cp := deepCopy(get).(map[string]any)
-	if kept == nil {
-		delete(cp, "parameters")
-	} else {
-		cp["parameters"] = kept
-	}
-	cp["operationId"] = "getServerKeys"
-	cp["summary"] = "Get the homeserver's public key(s) (without the deprecated keyId)"
-	paths["/_matrix/key/v2/server"] = map[string]any{"get": cp}
-	return nil
+	return n
 }
 
 func applyOverlays(l *loader, a api, doc map[string]any) error {

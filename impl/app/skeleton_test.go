@@ -6,22 +6,33 @@ import (
 	"testing"
 
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/csapi"
+	"github.com/myelin-hs/myelin/impl/specversions"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
 
-func TestVersionsListsR0AndV1(t *testing.T) {
+func TestVersionsListsExactlyTheVersionsTheCoverageTableAllows(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
 		r := s.Do(t, "GET", "/_matrix/client/versions", "", nil)
 		testenv.WantStatus(t, r, 200)
-		v := r.Body["versions"].([]any)
-		have := map[string]bool{}
-		for _, x := range v {
-			have[x.(string)] = true
+		v, ok := r.Body["versions"].([]any)
+		if !ok {
+			t.Fatalf("versions is not a list: %s", r.Raw)
 		}
-		for _, want := range []string{"r0.0.1", "r0.6.1", "v1.1", "v1.9"} {
-			if !have[want] {
-				t.Errorf("versions lacks %s: %s", want, r.Raw)
+		var got []string
+		for _, x := range v {
+			got = append(got, x.(string))
+		}
+		want := specversions.Claimable(csapi.CoverageRows())
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("/versions lists %v, the coverage table allows %v", got, want)
+		}
+		for _, x := range got {
+			if strings.HasPrefix(x, "v") {
+				if blocking := specversions.Blocking(csapi.CoverageRows(), strings.TrimPrefix(x, "v")); len(blocking) > 0 {
+					t.Errorf("%s is listed while %s (%s) is pending", x, blocking[0].Op.ID, blocking[0].What)
+				}
 			}
 		}
 	})

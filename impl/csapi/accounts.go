@@ -63,15 +63,17 @@ func (s *Server) CheckUsernameAvailability(ctx context.Context, req clientapi.Ch
 	return clientapi.CheckUsernameAvailability200JSONResponse{Available: &available}, nil
 }
 
+// loginFlow is the generated (anonymous) type of one entry of GET /login.
+type loginFlow = struct {
+	GetLoginToken *bool  `json:"get_login_token,omitempty"`
+	Type          string `json:"type"`
+}
+
 func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestObject) (clientapi.GetLoginFlowsResponseObject, error) {
 	var resp clientapi.GetLoginFlows200JSONResponse
-	flows := make([]struct {
-		Type *string `json:"type,omitempty"`
-	}, 0, 2)
+	flows := make([]loginFlow, 0, 2)
 	for _, t := range accounts.LoginFlows() {
-		flows = append(flows, struct {
-			Type *string `json:"type,omitempty"`
-		}{Type: &t})
+		flows = append(flows, loginFlow{Type: t})
 	}
 	resp.Flows = &flows
 	return resp, nil
@@ -99,8 +101,8 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 	if err != nil {
 		return nil, err
 	}
-	return clientapi.Login200JSONResponse{UserId: &res.UserID, AccessToken: &res.AccessToken,
-		DeviceId: &res.DeviceID, HomeServer: &res.HomeServer}, nil
+	return clientapi.Login200JSONResponse{UserId: res.UserID, AccessToken: res.AccessToken,
+		DeviceId: res.DeviceID, HomeServer: &res.HomeServer}, nil
 }
 
 func (s *Server) Logout(ctx context.Context, _ clientapi.LogoutRequestObject) (clientapi.LogoutResponseObject, error) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/server"
 )
@@ -50,7 +51,7 @@ func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestOb
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout(req.Body.Timeout))
 	defer cancel()
-	keys, failures, err := s.Keys.Query(ctx, req.Body.DeviceKeys)
+	keys, failures, err := s.Keys.Query(ctx, e2ekeys.DeviceLists(req.Body.DeviceKeys))
 	if err != nil {
 		return nil, err
 	}

@@ -30,14 +30,6 @@ type Server struct {
 // The compiler checks that every operation of the spec is implemented.
 var _ clientapi.StrictServerInterface = (*Server)(nil)
 
-// Versions lists the spec versions served: the r0 line for older clients
-// (matrix-nio) and v1.x for current ones (matrix-js-sdk requires one of
-// v1.1–v1.9 to be listed).
-var Versions = []string{
-	"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
-	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11",
-}
-
 func (s *Server) GetVersions(context.Context, clientapi.GetVersionsRequestObject) (clientapi.GetVersionsResponseObject, error) {
 	return clientapi.GetVersions200JSONResponse{Versions: Versions, UnstableFeatures: &map[string]bool{}}, nil
 }

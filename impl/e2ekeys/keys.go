@@ -430,3 +430,18 @@ func (s *Service) Claim(ctx context.Context, req map[string]map[string]string) (
 	}
 	return out, failures, nil
 }
+
+// DeviceLists reads the device_keys map of a key query, where a user's list
+// may be null (Dendrite sends that for "all devices", as [] means): a null
+// list becomes an empty one.
+func DeviceLists(in map[string]*[]string) map[string][]string {
+	out := make(map[string][]string, len(in))
+	for user, devices := range in {
+		if devices == nil {
+			out[user] = nil
+			continue
+		}
+		out[user] = *devices
+	}
+	return out
+}

@@ -34,7 +34,7 @@ func TestUploadedDeviceKeysAreServedWithDisplayNameAndCountAsADeviceChange(t *te
 		before := streamLen(t, s.App.Store, alice)
 		r := s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{
 			"device_keys":   keys,
-			"one_time_keys": map[string]any{"signed_curve25519:AAAAAQ": map[string]any{"key": "k1"}, "curve25519:AAAAAg": "k2"},
+			"one_time_keys": map[string]any{"signed_curve25519:AAAAAQ": map[string]any{"key": "k1", "signatures": map[string]any{alice: map[string]any{"ed25519:PHONE": "sig"}}}, "curve25519:AAAAAg": "k2"},
 		})
 		testenv.WantStatus(t, r, 200)
 		if got := fmt.Sprint(r.Body["one_time_key_counts"]); got != "map[curve25519:1 signed_curve25519:1]" {
@@ -116,7 +116,7 @@ func TestEachOneTimeKeyIsClaimedOnceUnderConcurrency(t *testing.T) {
 		tok := login(t, s, alice, "PHONE")
 		otks := map[string]any{}
 		for i := range 20 {
-			otks[fmt.Sprintf("signed_curve25519:K%02d", i)] = map[string]any{"key": fmt.Sprintf("key%02d", i)}
+			otks[fmt.Sprintf("signed_curve25519:K%02d", i)] = map[string]any{"key": fmt.Sprintf("key%02d", i), "signatures": map[string]any{alice: map[string]any{"ed25519:PHONE": "sig"}}}
 		}
 		testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{"one_time_keys": otks}), 200)
 		var mu sync.Mutex
@@ -158,7 +158,8 @@ func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	tok := login(t, s, "@alice:"+s.Config.ServerName, "PHONE")
 	testenv.WantError(t, s.Do(t, "GET", "/_matrix/client/v3/keys/changes?from=s1&to=s2", tok, nil), 400, "M_INVALID_PARAM")
 	for _, path := range []string{"/_matrix/client/v3/keys/query", "/_matrix/client/v3/keys/claim"} {
-		testenv.WantError(t, s.Do(t, "POST", path, tok, nil), 400, "M_BAD_JSON")
+		testenv.WantError(t, s.Do(t, "POST", path, tok, nil), 400, "M_NOT_JSON")
+		testenv.WantError(t, s.Do(t, "POST", path, tok, map[string]any{}), 400, "M_BAD_JSON")
 	}
 	r := s.Do(t, "POST", "/_matrix/client/v3/keys/query", tok, map[string]any{"device_keys": map[string]any{"not-a-user": []string{}}})
 	testenv.WantError(t, r, 400, "M_INVALID_PARAM")

@@ -19,18 +19,27 @@ import (
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 )
 
-// rewriteR0 serves the r0 API under the same handlers as v3: matrix-nio and
-// other older clients call /_matrix/client/r0/…, Element calls …/v3/…; the
-// endpoints Myelin serves are identical in both.
-func rewriteR0(next echo.HandlerFunc) echo.HandlerFunc {
+// rewriteAliases serves paths that older peers use under the spec's
+// current ones:
+//   - the r0 API under the v3 handlers: matrix-nio and other older clients
+//     call /_matrix/client/r0/…, Element calls …/v3/…; the endpoints
+//     Myelin serves are identical in both;
+//   - /_matrix/key/v2/server/{keyId}, which spec v1.6 removed, under
+//     /_matrix/key/v2/server: old servers still ask for it, and the answer
+//     (all keys, whatever keyId names) is the same.
+func rewriteAliases(next echo.HandlerFunc) echo.HandlerFunc {
 	const r0, v3 = "/_matrix/client/r0/", "/_matrix/client/v3/"
+	const keyServer = "/_matrix/key/v2/server"
 	return func(c echo.Context) error {
 		r := c.Request()
-		if strings.HasPrefix(r.URL.Path, r0) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, r0):
 			r.URL.Path = v3 + r.URL.Path[len(r0):]
 			if r.URL.RawPath != "" {
 				r.URL.RawPath = v3 + strings.TrimPrefix(r.URL.RawPath, r0)
 			}
+		case strings.HasPrefix(r.URL.Path, keyServer+"/"):
+			r.URL.Path, r.URL.RawPath = keyServer, ""
 		}
 		return next(c)
 	}

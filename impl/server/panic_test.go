@@ -29,7 +29,8 @@ func TestAPanicAnswers500UnknownWithoutLeakingInternals(t *testing.T) {
 		Routes: func(e *echo.Echo) {
 			e.GET("/_matrix/static/boom", func(echo.Context) error { panic("secret internal detail") })
 		},
-		Observe: m.Middleware(),
+		Observe:  m.Middleware(),
+		Security: benchSecurity,
 	})
 	if err != nil {
 		t.Fatal(err)

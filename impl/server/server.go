@@ -60,7 +60,7 @@ func New(d Deps) (*echo.Echo, error) {
 		return nil, err
 	}
 
-	e.Pre(rewriteR0)
+	e.Pre(rewriteAliases)
 	if d.Observe != nil {
 		// Outermost: it sees every answer as sent, error answers (written
 		// by requestLog) and panics (answered 500 by recoverer) included.
@@ -77,6 +77,9 @@ func New(d Deps) (*echo.Echo, error) {
 		AllowHeaders: []string{"X-Requested-With", "Content-Type", "Authorization"},
 	}))
 	spec := newSpecIndex(clientDoc, fedDoc)
+	if err := spec.checkSecurity(d.Security); err != nil {
+		return nil, err
+	}
 	e.Use(bodyCheck(d.Config.MaxBodyBytes, spec))
 	e.Use(spec.middleware(d.Security))
 

@@ -18,8 +18,32 @@ import (
 
 // specRoute is what the spec says about one operation.
 type specRoute struct {
-	scheme string         // security scheme the operation requires ("" if none)
-	route  *routers.Route // nil: no parameters and no body, nothing to validate
+	scheme string // security scheme the operation requires ("" if none)
+	// optional: the spec also allows no credentials (`security: [{}, …]`,
+	// e.g. /versions and, since v1.11, /account/password): the scheme's
+	// check runs only when the request carries credentials.
+	optional bool
+	route    *routers.Route // nil: no parameters and no body, nothing to validate
+}
+
+// schemeName maps the spec's security schemes to the checks the server
+// registers: the spec names the two ways of passing an access token
+// (accessTokenQuery, accessTokenBearer) as two schemes, and one check
+// reads both.
+func schemeName(name string) string {
+	switch name {
+	case "accessTokenQuery", "accessTokenBearer":
+		return "accessToken"
+	case "appserviceAccessTokenQuery", "appserviceAccessTokenBearer":
+		return "appserviceAccessToken"
+	}
+	return name
+}
+
+// hasCredentials tells whether a request carries an access token or a
+// federation signature.
+func hasCredentials(r *http.Request) bool {
+	return r.Header.Get("Authorization") != "" || r.URL.Query().Has("access_token")
 }
 
 // specIndex finds an operation of the embedded specs from the route Echo
@@ -41,8 +65,11 @@ func newSpecIndex(docs ...*openapi3.T) specIndex {
 					reqs = *op.Security
 				}
 				for _, req := range reqs {
+					if len(req) == 0 {
+						sr.optional = true
+					}
 					for name := range req {
-						sr.scheme = name
+						sr.scheme = schemeName(name)
 					}
 				}
 				if len(op.Parameters) > 0 || len(item.Parameters) > 0 || op.RequestBody != nil {
@@ -56,6 +83,19 @@ func newSpecIndex(docs ...*openapi3.T) specIndex {
 		}
 	}
 	return idx
+}
+
+// checkSecurity refuses to serve an operation whose security scheme has no
+// check: its requests would reach the handler unauthenticated.
+func (idx specIndex) checkSecurity(security map[string]SecurityFunc) error {
+	for path, byMethod := range idx {
+		for method, sr := range byMethod {
+			if sr.scheme != "" && security[sr.scheme] == nil {
+				return fmt.Errorf("%s %s: no check for security scheme %q", method, path, sr.scheme)
+			}
+		}
+	}
+	return nil
 }
 
 // validateOptions: authentication is done by the security checks, so the
@@ -81,7 +121,7 @@ func (idx specIndex) middleware(security map[string]SecurityFunc) echo.Middlewar
 			if sr == nil {
 				return next(c)
 			}
-			if f := security[sr.scheme]; f != nil {
+			if f := security[sr.scheme]; f != nil && (!sr.optional || hasCredentials(c.Request())) {
 				if err := f(c); err != nil {
 					return err
 				}

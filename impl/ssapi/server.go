@@ -7,8 +7,10 @@ import (
 	"net/http"
 
 	"github.com/myelin-hs/myelin/gen/fedapi"
+	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/federation"
 	"github.com/myelin-hs/myelin/impl/server"
+	"github.com/myelin-hs/myelin/impl/specversions"
 )
 
 // Server implements every server-server operation of the vendored spec.
@@ -36,16 +38,9 @@ func (r jsonResponse) VisitClaimUserEncryptionKeysResponse(w http.ResponseWriter
 	return r.write(w)
 }
 
-func (s *Server) GetServerKeys(ctx context.Context, _ fedapi.GetServerKeysRequestObject) (fedapi.GetServerKeysResponseObject, error) {
-	doc, err := s.Fed.Identity.KeyDocument(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return jsonResponse{doc}, nil
-}
-
-// GetServerKey serves the deprecated /server/{keyId} form: all keys, as the
-// spec advises, whatever keyId names.
+// GetServerKey serves /_matrix/key/v2/server, and the /server/{keyId} form
+// that spec v1.6 removed (old servers still ask for it; the router rewrites
+// it here): all keys, whatever keyId names.
 func (s *Server) GetServerKey(ctx context.Context, _ fedapi.GetServerKeyRequestObject) (fedapi.GetServerKeyResponseObject, error) {
 	doc, err := s.Fed.Identity.KeyDocument(ctx)
 	if err != nil {
@@ -107,9 +102,23 @@ func (s *Server) QueryUserEncryptionKeys(ctx context.Context, req fedapi.QueryUs
 	if err != nil {
 		return nil, err
 	}
-	keys, err := s.Fed.QueryKeys(ctx, origin, req.Body.DeviceKeys)
+	keys, err := s.Fed.QueryKeys(ctx, origin, e2ekeys.DeviceLists(req.Body.DeviceKeys))
 	if err != nil {
 		return nil, err
 	}
 	return jsonResponse{map[string]any{"device_keys": keys}}, nil
+}
+
+// Coverage says how this server answers the changes spec versions made to
+// the server-server operations (see csapi.Coverage); anything not named is
+// served.
+var Coverage = specversions.Status{
+	Pending: map[string]string{
+		"queryUserEncryptionKeys@1.1": "cross-signing keys (issue 13)",
+	},
+}
+
+// CoverageRows is the coverage table of the server-server API.
+func CoverageRows() []specversions.Row {
+	return specversions.Rows(specversions.FromFedAPI(fedapi.SpecOperations), nil, Coverage)
 }

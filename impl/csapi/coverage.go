@@ -1,0 +1,113 @@
+package csapi
+
+import (
+	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/impl/specversions"
+)
+
+// Coverage says how this server answers each operation of the vendored
+// client-server spec, and each change a spec version made to one (keys
+// "opID@1.x"); anything not named is served. The conformance suite checks
+// it against the code: every operation stubbed in pending_*.go is pending
+// here and nothing else is, and every deliberately unsupported operation
+// answers the Matrix error its reason describes.
+var Coverage = specversions.Status{
+	Unsupported: map[string]string{
+		"requestTokenToRegisterEmail":            "400 M_UNKNOWN: no email is sent (3PID verification is not configured)",
+		"requestTokenToRegisterMSISDN":           "400 M_UNKNOWN: no SMS is sent (3PID verification is not configured)",
+		"requestTokenToResetPasswordEmail":       "400 M_UNKNOWN: no email is sent (3PID verification is not configured)",
+		"requestTokenToResetPasswordMSISDN":      "400 M_UNKNOWN: no SMS is sent (3PID verification is not configured)",
+		"requestTokenTo3PIDEmail":                "400 M_UNKNOWN: no email is sent (3PID verification is not configured)",
+		"requestTokenTo3PIDMSISDN":               "400 M_UNKNOWN: no SMS is sent (3PID verification is not configured)",
+		"post3PIDs":                              "400 M_THREEPID_AUTH_FAILED: no 3PID session is ever validated; an admin binds 3PIDs",
+		"add3PID":                                "400 M_THREEPID_AUTH_FAILED: no 3PID session is ever validated; an admin binds 3PIDs",
+		"bind3PID":                               "400 M_THREEPID_AUTH_FAILED: Myelin talks to no identity server",
+		"getAccountDataPerRoom":                  "404 M_NOT_FOUND: Myelin holds no rooms",
+		"setAccountDataPerRoom":                  "403 M_FORBIDDEN: Myelin holds no rooms",
+		"getAuthMetadata":                        "404 M_UNRECOGNIZED: the optional OAuth 2.0 API is not offered yet (issue 17), as the spec says a server without it answers",
+		"getAuthMetadata@1.15":                   "the optional OAuth 2.0 API is not offered yet (issue 17)",
+		"getAuthMetadata@1.18":                   "the optional OAuth 2.0 API is not offered yet (issue 17)",
+		"sync@1.2":                               "room sections: Myelin holds no rooms (rooms is always empty)",
+		"sync@1.4":                               "room sections: Myelin holds no rooms (rooms is always empty)",
+		"sync@1.11":                              "room sections: Myelin holds no rooms (rooms is always empty)",
+		"sync@1.16":                              "room sections: Myelin holds no rooms (rooms is always empty)",
+		"sync@1.19":                              "room sections: Myelin holds no rooms (rooms is always empty)",
+		"login@1.2":                              "no application service can be registered yet (issue 16), so GET /login does not offer m.login.application_service (login types are the server's choice)",
+		"requestTokenToRegisterEmail@1.18":       "no email is sent, so there is no submit_url",
+		"requestTokenToRegisterMSISDN@1.18":      "no SMS is sent, so there is no submit_url",
+		"requestTokenToResetPasswordEmail@1.18":  "no email is sent, so there is no submit_url",
+		"requestTokenToResetPasswordMSISDN@1.18": "no SMS is sent, so there is no submit_url",
+		"requestTokenTo3PIDEmail@1.18":           "no email is sent, so there is no submit_url",
+		"requestTokenTo3PIDMSISDN@1.18":          "no SMS is sent, so there is no submit_url",
+	},
+	Pending: map[string]string{
+		// Stubbed in pending_sessions.go.
+		"getAdminLockUser":          "issue 15",
+		"setAdminLockUser":          "issue 15",
+		"getAdminSuspendUser":       "issue 15",
+		"setAdminSuspendUser":       "issue 15",
+		"generateLoginToken":        "issue 15",
+		"registrationTokenValidity": "issue 15",
+		"getAccount3PIDs":           "issue 15",
+		"delete3pidFromAccount":     "issue 15",
+		"getWhoIs":                  "issue 15",
+		"refresh":                   "issue 15",
+		"login@1.3":                 "refresh tokens (issue 15)",
+		"register@1.3":              "refresh tokens (issue 15)",
+		"getLoginFlows@1.7":         "get_login_token (issue 15)",
+		"deactivateAccount@1.10":    "erase (issue 15)",
+		"getCapabilities@1.16":      "m.profile_fields (issue 15)",
+		"getCapabilities@1.18":      "m.account_moderation (issue 15)",
+		// Stubbed in pending_xsign.go.
+		"uploadCrossSigningKeys":       "issue 13",
+		"uploadCrossSigningSignatures": "issue 13",
+		"queryKeys@1.1":                "cross-signing keys (issue 13)",
+		"uploadKeys@1.2":               "fallback keys (issue 13)",
+		"claimKeys@1.9":                "fallback keys (issue 13)",
+		"claimKeys@1.13":               "oldest one-time key first (issue 13)",
+		// Stubbed in pending_stores.go.
+		"deleteRoomKeys":            "issue 19",
+		"getRoomKeys":               "issue 19",
+		"putRoomKeys":               "issue 19",
+		"deleteRoomKeysByRoomId":    "issue 19",
+		"getRoomKeysByRoomId":       "issue 19",
+		"putRoomKeysByRoomId":       "issue 19",
+		"deleteRoomKeyBySessionId":  "issue 19",
+		"getRoomKeyBySessionId":     "issue 19",
+		"putRoomKeyBySessionId":     "issue 19",
+		"getRoomKeysVersionCurrent": "issue 19",
+		"postRoomKeysVersion":       "issue 19",
+		"deleteRoomKeysVersion":     "issue 19",
+		"getRoomKeysVersion":        "issue 19",
+		"putRoomKeysVersion":        "issue 19",
+		"getAccountData":            "issue 19",
+		"setAccountData":            "issue 19",
+		// Stubbed in pending_sync.go, and /keys/changes, which reads its tokens.
+		"sendToDevice":   "issue 14",
+		"sync":           "issue 14",
+		"getKeysChanges": "needs /sync's tokens (issue 14)",
+		// Application services (MSC4190).
+		"updateDevice@1.17":           "device creation by application services (issue 16)",
+		"deleteDevice@1.17":           "application services without UIA (issue 16)",
+		"deleteDevices@1.17":          "application services without UIA (issue 16)",
+		"uploadCrossSigningKeys@1.17": "application services without UIA (issue 16)",
+	},
+}
+
+// Features are changes of spec versions that the spec's annotations do
+// not carry (from its changelog), tied to the operation they change.
+var Features = []specversions.Feature{
+	{Version: "1.2", Op: "login", What: "m.login.application_service login (MSC2778)"},
+	{Version: "1.9", Op: "claimKeys", What: "fallback keys are marked `fallback: true`"},
+	{Version: "1.13", Op: "claimKeys", What: "one-time keys are claimed oldest upload first (MSC4225)"},
+	{Version: "1.15", Op: "getAuthMetadata", What: "the OAuth 2.0 API (MSC3861)"},
+}
+
+// CoverageRows is the coverage table of the client-server API.
+func CoverageRows() []specversions.Row {
+	return specversions.Rows(specversions.FromClientAPI(clientapi.SpecOperations), Features, Coverage)
+}
+
+// Versions lists the spec versions served, derived from the coverage
+// table (see specversions.Claimable).
+var Versions = specversions.Claimable(CoverageRows())
