@@ -108,7 +108,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		observe = a.Metrics.Middleware()
 	}
 
-	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys}
+	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
+		Sessions: a.Services.Sessions}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{

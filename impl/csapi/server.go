@@ -13,6 +13,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
+	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
@@ -25,6 +26,8 @@ type Server struct {
 	Devices *devices.Core
 	// Accounts registers, logs in and manages accounts.
 	Accounts *accounts.Service
+	// Sessions refreshes tokens, issues login tokens and moderates.
+	Sessions *sessions.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.
@@ -41,13 +44,32 @@ func (s *Server) GetWellknown(context.Context, clientapi.GetWellknownRequestObje
 }
 
 func (s *Server) GetCapabilities(ctx context.Context, _ clientapi.GetCapabilitiesRequestObject) (clientapi.GetCapabilitiesResponseObject, error) {
-	if _, err := auth.MustFromContext(ctx); err != nil {
+	p, err := auth.MustFromContext(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var caps clientapi.GetCapabilities200JSONResponseBody_Capabilities
-	caps.MChangePassword = &struct {
+	c := s.Sessions.Capabilities(p)
+	type flag = struct {
 		Enabled bool `json:"enabled"`
-	}{Enabled: true}
+	}
+	var caps clientapi.GetCapabilities200JSONResponseBody_Capabilities
+	caps.MChangePassword = &flag{Enabled: c.ChangePassword}
+	caps.M3pidChanges = &flag{Enabled: c.ThreePIDChanges}
+	caps.MGetLoginToken = &flag{Enabled: c.GetLoginToken}
+	// Profiles are outside Myelin's slice.
+	caps.MSetDisplayname = &flag{}
+	caps.MSetAvatarUrl = &flag{}
+	caps.MProfileFields = &struct {
+		Allowed    *[]string `json:"allowed,omitempty"`
+		Disallowed *[]string `json:"disallowed,omitempty"`
+		Enabled    bool      `json:"enabled"`
+	}{}
+	if c.Lock || c.Suspend {
+		caps.MAccountModeration = &struct {
+			Lock    *bool `json:"lock,omitempty"`
+			Suspend *bool `json:"suspend,omitempty"`
+		}{Lock: &c.Lock, Suspend: &c.Suspend}
+	}
 	return clientapi.GetCapabilities200JSONResponse{Capabilities: caps}, nil
 }
 
