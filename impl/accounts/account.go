@@ -83,7 +83,7 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 		return err
 	}
 	return s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
-		revoked, err := s.deactivate(ctx, tx, p.UserID, erase)
+		revoked, err := s.deactivate(ctx, tx, p.UserID, erase, res.SessionID)
 		if err != nil {
 			return nil, err
 		}
@@ -97,9 +97,10 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 // hash stays too, so a login with the right password learns
 // M_USER_DEACTIVATED and any other one the usual 403. erase (v1.10) also
 // drops the password hash (a login then learns only the usual 403), the
-// user's UIA sessions and rate-limit buckets, and marks the row erased:
-// nothing but the ID is left.
-func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, erase bool) ([]string, error) {
+// user's UIA sessions (but keepSession, the one deactivating, which keeps
+// only its answer until it expires) and rate-limit buckets, and marks the
+// row erased: nothing but the ID is left.
+func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, erase bool, keepSession string) ([]string, error) {
 	q := tx.NewUpdate().Model((*storage.User)(nil)).Set("deactivated = ?", true)
 	if erase {
 		q = q.Set("erased = ?", true).Set("password_hash = NULL").
@@ -122,7 +123,7 @@ func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, era
 		}
 	}
 	if erase {
-		if _, err := tx.NewDelete().Model((*storage.UIASession)(nil)).Where("user_id = ?", userID).Exec(ctx); err != nil {
+		if _, err := tx.NewDelete().Model((*storage.UIASession)(nil)).Where("user_id = ? AND session_id <> ?", userID, keepSession).Exec(ctx); err != nil {
 			return nil, err
 		}
 		if _, err := tx.NewDelete().Model((*storage.RateLimitBucket)(nil)).

@@ -88,7 +88,7 @@ func (s *Service) SetPassword(ctx context.Context, userID, password string, logo
 // (erase as its erase).
 func (s *Service) DeactivateUser(ctx context.Context, userID string, erase bool) error {
 	return s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
-		return s.deactivate(ctx, tx, userID, erase)
+		return s.deactivate(ctx, tx, userID, erase, "")
 	})
 }
 
