@@ -35,7 +35,10 @@ type Tokens struct {
 
 // ErrRefreshUnknown answers an unknown refresh token, or one whose
 // session was revoked: the client is logged out.
-func ErrRefreshUnknown() *matrixerr.Error { return matrixerr.UnknownToken() }
+func ErrRefreshUnknown() *matrixerr.Error {
+	return &matrixerr.Error{Status: http.StatusUnauthorized, Code: "M_UNKNOWN_TOKEN",
+		Message: "Unknown or revoked refresh token", Extra: map[string]any{"soft_logout": false}}
+}
 
 // errRefreshReused answers a consumed refresh token (its session is now
 // revoked).
