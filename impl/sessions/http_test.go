@@ -441,3 +441,24 @@ func TestLockReachesAnotherServerOnTheSameDatabaseWithinASecond(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestRefreshAndTheftRevokeOnAnotherServerWithinASecond(t *testing.T) {
+	testenv.RequireBackend(t, testenv.Postgres)
+	cfg := testenv.TestConfig(t, testenv.Postgres)
+	a := testenv.StartConfig(t, cfg)
+	cfg2 := *cfg
+	cfg2.Listen = "127.0.0.1:0"
+	other := testenv.StartConfig(t, &cfg2)
+	testenv.CreateUser(t, a, "alice", pwd)
+	r := a.Do(t, "POST", v3+"/login", "", pwLogin("alice", true))
+	testenv.WantStatus(t, r, 200)
+	at1, rt1 := r.Str("access_token"), r.Str("refresh_token")
+	testenv.WantStatus(t, other.Do(t, "GET", v3+"/account/whoami", at1, nil), 200) // cached there
+	r = a.Do(t, "POST", v3+"/refresh", "", map[string]any{"refresh_token": rt1})
+	testenv.WantStatus(t, r, 200)
+	testenv.WantTokenRefusedWithin(t, other.URL, at1, time.Now(), testenv.RevocationDelay)
+	at2 := r.Str("access_token")
+	testenv.WantStatus(t, other.Do(t, "GET", v3+"/account/whoami", at2, nil), 200) // first use, on the other server
+	testenv.WantError(t, a.Do(t, "POST", v3+"/refresh", "", map[string]any{"refresh_token": rt1}), 401, "M_UNKNOWN_TOKEN")
+	testenv.WantTokenRefusedWithin(t, other.URL, at2, time.Now(), testenv.RevocationDelay)
+}
