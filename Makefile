@@ -4,6 +4,9 @@ BIN       ?= bin/myelin
 # Packages whose tests need nothing but Go (and PostgreSQL when reachable).
 PKGS      ?= ./...
 TESTFLAGS ?= -count=1 -timeout 20m
+# goolm: mautrix-go's pure-Go crypto for its real-client test
+# (conformance/clients/mautrix); nothing else depends on the tag.
+GOTAGS    ?= goolm
 
 .PHONY: all generate build run test lint conformance clients bench check-generated fuzz
 
@@ -23,11 +26,11 @@ run: build
 # Unit and end-to-end tests on SQLite, and on PostgreSQL when one answers at
 # MYELIN_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/postgres).
 test:
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(GO) test -tags $(GOTAGS) $(TESTFLAGS) $(PKGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet -tags $(GOTAGS) ./...
 
 # Fails when the committed generated code differs from what go generate makes.
 check-generated: generate
@@ -41,11 +44,13 @@ conformance:
 	cd conformance && $(GO) test -count=1 -run '^TestConformance' -conformance.report
 
 # Drives a real myelin process with matrix-nio and matrix-js-sdk through the
-# core flows. Installs matrix-js-sdk from the lockfile when missing; needs
+# core flows, and Myelin with mautrix-go through cross-signing set-up.
+# Installs matrix-js-sdk from the lockfile when missing; needs
 # /usr/bin/python3 with python3-matrix-nio (Debian) and Node 20.
 clients:
 	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
 	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^TestRealClients' ./conformance/
+	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -tags $(GOTAGS) -count=1 -v ./conformance/clients/mautrix/
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against
 # in-run baselines, on SQLite and on PostgreSQL when reachable), then the

@@ -29,6 +29,10 @@ type env struct {
 	token string
 	// devKeys are the ed25519 keys of devices, made on first use.
 	devKeys map[string]ed25519.PrivateKey
+	// uploaded are the device keys uploaded, by device ID.
+	uploaded map[string]map[string]any
+	// cs are the account's cross-signing keys (state CrossSigning).
+	cs testenv.CrossSigning
 }
 
 // blocked is a setup step that hit an operation the server does not
@@ -40,7 +44,7 @@ type blocked struct {
 func (b *blocked) Error() string { return "setup needs " + b.op + ", which answers: " + b.msg }
 
 func newEnv(t *testing.T, b testenv.Backend, st state) (*env, error) {
-	e := &env{t: t, st: st, devKeys: map[string]ed25519.PrivateKey{}}
+	e := &env{t: t, st: st, devKeys: map[string]ed25519.PrivateKey{}, uploaded: map[string]map[string]any{}}
 	e.remote = newRemoteServer(t, st.origin())
 	e.srv = testenv.Start(t, b, func(c *config.Config) {
 		if st.ServerName != "" {
@@ -73,6 +77,12 @@ func newEnv(t *testing.T, b testenv.Backend, st state) (*env, error) {
 			if err := e.uploadKeys(tok, d.ID); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if st.CrossSigning {
+		e.cs = testenv.NewCrossSigning(t, e.userID())
+		if _, err := e.call("UploadCrossSigningKeys", "POST", "/_matrix/client/v3/keys/device_signing/upload", e.token, e.cs.Upload(), http.StatusOK); err != nil {
+			return nil, err
 		}
 	}
 	return e, nil
@@ -250,6 +260,7 @@ func (e *env) uploadKeys(token, deviceID string) error {
 	if err != nil {
 		return err
 	}
+	e.uploaded[deviceID] = dk
 	otk := make([]byte, 32)
 	_, _ = rand.Read(otk)
 	signedOTK, err := e.signAs(e.userID(), deviceID, map[string]any{"key": signing.EncodeBase64(otk)})

@@ -60,7 +60,7 @@ func TestExampleCheckCatchesAMissingOrMistypedDeviceKey(t *testing.T) {
 }
 
 func TestExampleCheckTreatsMapKeysAsDataAndErrcodeAsContract(t *testing.T) {
-	keys := find(t, "GetServerKeys").Op
+	keys := find(t, "GetServerKey").Op
 	example, schema := responseExample(keys, "200")
 	// Other key IDs than the example's are fine when the entries have its shape.
 	good := `{"server_name":"example.org","valid_until_ts":1,"old_verify_keys":{},

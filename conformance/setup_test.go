@@ -1,10 +1,13 @@
 package conformance
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
 	"github.com/myelin-hs/myelin/impl/config"
+	"github.com/myelin-hs/myelin/impl/signing"
+	"github.com/myelin-hs/myelin/impl/testenv"
 )
 
 // state is what a server must hold before an example can be replayed
@@ -46,6 +49,9 @@ type state struct {
 	// Absent lists example keys (dotted paths) the server deliberately
 	// does not send, with the reason; the README's list of deviations.
 	Absent map[string]string
+	// CrossSigning uploads cross-signing keys for the account (after its
+	// devices), as a client sets them up.
+	CrossSigning bool
 }
 
 type device struct {
@@ -141,17 +147,28 @@ var states = map[string][]state{
 	"UploadKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS"}},
 		Prepare: resignUploadedKeys}},
 	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}},
-		Absent: pendingCrossSigning}},
+		CrossSigning: true}},
 	"GetLoginFlows": {{Config: func(c *config.Config) { c.GetLoginToken = true }}},
 	"ClaimKeys":     {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetKeysChanges": {{Account: "alice", Status: http.StatusBadRequest, Why: "Myelin has no /sync, so the example's tokens are unknown",
 		Unsupported: "no /sync: Myelin issues no stream tokens to compare device-list changes between"}},
 	"QueryUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
-		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}}},
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}}, CrossSigning: true}},
 	"ClaimUserEncryptionKeys": {{ServerName: "example.com", Account: "alice",
 		Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	"GetUserDevices": {{ServerName: "example.org", Account: "alice",
-		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}, Absent: pendingCrossSigning}},
+		Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's Mobile Phone", Keys: true}}, CrossSigning: true, Absent: map[string]string{
+			"master_key.signatures": "signatures are optional on master keys; the one set up here has none",
+		}}},
+	// The cross-signing examples: @alice:example.com uploads her keys;
+	// she signs her device HIJKLMN, her master key with that device, and
+	// @bob:example.com's master key. Their illustrative keys and
+	// signatures are replaced with real ones.
+	"UploadCrossSigningKeys": {{ServerName: "example.com", Account: "alice", Prepare: realCrossSigningKeys}},
+	"UploadCrossSigningSignatures": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "HIJKLMN", Keys: true}},
+		CrossSigning: true, Prepare: realSignatures, Absent: map[string]string{
+			"failures.@alice:example.com": "the example shows a failure; re-signed with real keys, every signature is valid",
+		}}},
 	"GetServerKey": {{ServerName: "example.org", Absent: map[string]string{
 		"old_verify_keys.ed25519:0ldk3y": "no key has been rotated out on a fresh server",
 	}}},
@@ -166,15 +183,6 @@ var states = map[string][]state{
 // the admin CLI), so the requestToken endpoints refuse with a Matrix error.
 var noThreePIDs = []state{{Status: http.StatusBadRequest, Why: "3PID verification is not configured",
 	Unsupported: "no email or SMS verification; 3PIDs are bound with `myelin user threepid add`"}}
-
-// pendingCrossSigning: the cross-signing keys of the key examples (issue 13).
-var pendingCrossSigning = map[string]string{
-	"master_keys":       "pending: cross-signing (issue 13)",
-	"self_signing_keys": "pending: cross-signing (issue 13)",
-	"user_signing_keys": "pending: cross-signing (issue 13)",
-	"master_key":        "pending: cross-signing (issue 13)",
-	"self_signing_key":  "pending: cross-signing (issue 13)",
-}
 
 // Adding a 3PID needs a session validated by email or SMS, which Myelin
 // never issues.
@@ -206,6 +214,64 @@ func resignUploadedKeys(e *env, body map[string]any) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// realCrossSigningKeys replaces the example's illustrative cross-signing
+// keys with real ones of the account.
+func realCrossSigningKeys(e *env, body map[string]any) error {
+	cs := testenv.NewCrossSigning(e.t, e.userID())
+	for name, raw := range map[string]json.RawMessage{"master_key": cs.Master, "self_signing_key": cs.Self, "user_signing_key": cs.User} {
+		var obj map[string]any
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return err
+		}
+		body[name] = obj
+	}
+	return nil
+}
+
+// realSignatures rebuilds the signatures example with real keys: the
+// account's device HIJKLMN signed by its self-signing key, its master key
+// signed by HIJKLMN, and bob's master key (bob is registered here, with
+// cross-signing keys) signed by the account's user-signing key.
+func realSignatures(e *env, body map[string]any) error {
+	alice := e.userID()
+	bob := "@bob:" + e.srv.Config.ServerName
+	bobTok, err := e.register("bob", e.st.password(), device{})
+	if err != nil {
+		return err
+	}
+	bcs := testenv.NewCrossSigning(e.t, bob)
+	if _, err := e.call("UploadCrossSigningKeys", "POST", "/_matrix/client/v3/keys/device_signing/upload", bobTok, bcs.Upload(), http.StatusOK); err != nil {
+		return err
+	}
+	dk, err := json.Marshal(e.uploaded["HIJKLMN"])
+	if err != nil {
+		return err
+	}
+	master, err := signing.SignJSON(alice, "ed25519:HIJKLMN", e.deviceKey("HIJKLMN"), e.cs.Master)
+	if err != nil {
+		return err
+	}
+	objects := map[string]map[string]json.RawMessage{
+		alice: {"HIJKLMN": e.cs.SignWith(e.t, e.cs.SelfPriv, dk), e.cs.MasterID: master},
+		bob:   {bcs.MasterID: e.cs.SignWith(e.t, e.cs.UserPriv, bcs.Master)},
+	}
+	for k := range body {
+		delete(body, k)
+	}
+	for user, keys := range objects {
+		m := map[string]any{}
+		for id, raw := range keys {
+			var obj map[string]any
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				return err
+			}
+			m[id] = obj
+		}
+		body[user] = m
 	}
 	return nil
 }

@@ -101,3 +101,15 @@ func TestJSONBodyWithAFormContentTypeIsReadAsJSON(t *testing.T) {
 		t.Fatalf("register with a form content type: %d", resp.StatusCode)
 	}
 }
+
+func TestASchemaViolationInsideAOneOfNamesItsField(t *testing.T) {
+	s := testenv.Start(t, testenv.SQLite, nil)
+	tok, _ := testenv.CreateUser(t, s, "alice", "alice-password")
+	r := s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{
+		"one_time_keys": map[string]any{"signed_curve25519:AAAAAQ": map[string]any{"key": "unsigned"}},
+	})
+	testenv.WantError(t, r, 400, "M_BAD_JSON")
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "one_time_keys") {
+		t.Fatalf("the error does not name the field: %q", msg)
+	}
+}

@@ -41,13 +41,6 @@ var Coverage = specversions.Status{
 		"requestTokenTo3PIDMSISDN@1.18":          "no SMS is sent, so there is no submit_url",
 	},
 	Pending: map[string]string{
-		// Stubbed in pending_xsign.go.
-		"uploadCrossSigningKeys":       "issue 13",
-		"uploadCrossSigningSignatures": "issue 13",
-		"queryKeys@1.1":                "cross-signing keys (issue 13)",
-		"uploadKeys@1.2":               "fallback keys (issue 13)",
-		"claimKeys@1.9":                "fallback keys (issue 13)",
-		"claimKeys@1.13":               "oldest one-time key first (issue 13)",
 		// Stubbed in pending_stores.go.
 		"deleteRoomKeys":            "issue 19",
 		"getRoomKeys":               "issue 19",

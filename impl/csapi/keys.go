@@ -43,7 +43,8 @@ func (s *Server) UploadKeys(ctx context.Context, _ clientapi.UploadKeysRequestOb
 }
 
 func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestObject) (clientapi.QueryKeysResponseObject, error) {
-	if _, err := auth.MustFromContext(ctx); err != nil {
+	p, err := auth.MustFromContext(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.Body == nil || req.Body.DeviceKeys == nil {
@@ -51,11 +52,11 @@ func (s *Server) QueryKeys(ctx context.Context, req clientapi.QueryKeysRequestOb
 	}
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout(req.Body.Timeout))
 	defer cancel()
-	keys, failures, err := s.Keys.Query(ctx, e2ekeys.DeviceLists(req.Body.DeviceKeys))
+	res, err := s.Keys.Query(ctx, p.UserID, e2ekeys.DeviceLists(req.Body.DeviceKeys))
 	if err != nil {
 		return nil, err
 	}
-	return keysResponse{map[string]any{"device_keys": keys, "failures": failures}}, nil
+	return keysResponse{res}, nil
 }
 
 func (s *Server) ClaimKeys(ctx context.Context, req clientapi.ClaimKeysRequestObject) (clientapi.ClaimKeysResponseObject, error) {

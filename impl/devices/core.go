@@ -28,6 +28,9 @@ type Change struct {
 	DeviceID string
 	StreamID int64
 	Deleted  bool
+	// CrossSigning marks a change of the user's cross-signing keys:
+	// DeviceID is then the changed key's public key (unpadded base64).
+	CrossSigning bool
 }
 
 // ChangeHook runs inside the transaction that made the changes (all of one
@@ -68,6 +71,18 @@ func (c *Core) NotifyRevoked(ctx context.Context, hashes []string) {
 // row in user_streams: the row lock (PostgreSQL) or the single writer
 // (SQLite) makes ids gap-free and strictly increasing across processes.
 func (c *Core) AppendChanges(ctx context.Context, tx bun.IDB, userID string, deviceIDs []string, deleted bool) ([]Change, error) {
+	return c.appendChanges(ctx, tx, userID, deviceIDs, deleted, false)
+}
+
+// AppendCrossSigningChanges records that the user's cross-signing keys
+// with these public keys changed: rows of the same stream (so clients see
+// the user's identity change among device-list changes), marked
+// CrossSigning, and passed to the hooks like device changes.
+func (c *Core) AppendCrossSigningChanges(ctx context.Context, tx bun.IDB, userID string, keyIDs []string) ([]Change, error) {
+	return c.appendChanges(ctx, tx, userID, keyIDs, false, true)
+}
+
+func (c *Core) appendChanges(ctx context.Context, tx bun.IDB, userID string, deviceIDs []string, deleted, crossSigning bool) ([]Change, error) {
 	n := int64(len(deviceIDs))
 	if n == 0 {
 		return nil, nil
@@ -85,8 +100,8 @@ func (c *Core) AppendChanges(ctx context.Context, tx bun.IDB, userID string, dev
 	changes := make([]Change, n)
 	for i, d := range deviceIDs {
 		id := last - n + 1 + int64(i)
-		rows[i] = storage.DeviceListChange{UserID: userID, StreamID: id, DeviceID: d, Deleted: deleted, CreatedTS: ts}
-		changes[i] = Change{UserID: userID, DeviceID: d, StreamID: id, Deleted: deleted}
+		rows[i] = storage.DeviceListChange{UserID: userID, StreamID: id, DeviceID: d, Deleted: deleted, CreatedTS: ts, CrossSigning: crossSigning}
+		changes[i] = Change{UserID: userID, DeviceID: d, StreamID: id, Deleted: deleted, CrossSigning: crossSigning}
 	}
 	for start := 0; start < len(rows); start += 500 {
 		end := min(start+500, len(rows))

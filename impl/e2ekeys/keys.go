@@ -28,6 +28,10 @@ type Remote interface {
 	// devices or all of a user's devices when the list is empty. Servers
 	// that could not be reached are returned as failures.
 	QueryDevices(ctx context.Context, users map[string][]string) (map[string]map[string]json.RawMessage, map[string]error)
+	// CrossSigningKeys returns the cached master and self-signing keys of
+	// remote users (user → key type → signed key); users without are
+	// absent.
+	CrossSigningKeys(ctx context.Context, userIDs []string) (map[string]map[string]json.RawMessage, error)
 	// ClaimKeys claims one-time keys on server (user → device → algorithm).
 	ClaimKeys(ctx context.Context, server string, req map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error)
 }
@@ -59,8 +63,9 @@ func (s *Service) isLocal(userID string) (bool, error) {
 
 // uploadRequest is the body of POST /keys/upload, with the signed parts raw.
 type uploadRequest struct {
-	DeviceKeys  json.RawMessage            `json:"device_keys"`
-	OneTimeKeys map[string]json.RawMessage `json:"one_time_keys"`
+	DeviceKeys   json.RawMessage            `json:"device_keys"`
+	OneTimeKeys  map[string]json.RawMessage `json:"one_time_keys"`
+	FallbackKeys map[string]json.RawMessage `json:"fallback_keys"`
 }
 
 type deviceKeys struct {
@@ -100,10 +105,11 @@ func checkDeviceKeys(raw json.RawMessage, userID, deviceID string) ([]byte, erro
 	return canon, nil
 }
 
-// Upload stores the identity keys and one-time keys uploaded by a device
-// (raw is the request body) and returns the device's unclaimed one-time key
-// counts per algorithm. New or changed identity keys are a device-list
-// change (a stream row and, through the change hooks, federation EDUs).
+// Upload stores the identity keys, one-time keys and fallback keys
+// uploaded by a device (raw is the request body) and returns the device's
+// unclaimed one-time key counts per algorithm. New or changed identity keys
+// are a device-list change (a stream row and, through the change hooks,
+// federation EDUs); signatures uploaded for the old keys are dropped.
 func (s *Service) Upload(ctx context.Context, userID, deviceID string, raw []byte) (map[string]int, error) {
 	var req uploadRequest
 	if len(bytes.TrimSpace(raw)) > 0 {
@@ -122,6 +128,10 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, raw []byt
 	if err != nil {
 		return nil, err
 	}
+	fallbacks, err := checkFallbackKeys(req.FallbackKeys, userID, deviceID)
+	if err != nil {
+		return nil, err
+	}
 	counts := map[string]int{}
 	err = s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if devKeys != nil {
@@ -132,18 +142,11 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, raw []byt
 		if err := storeOneTimeKeys(ctx, tx, otks); err != nil {
 			return err
 		}
-		var rows []struct {
-			Algorithm string `bun:"algorithm"`
-			N         int    `bun:"n"`
-		}
-		if err := tx.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
-			Where("user_id = ? AND device_id = ?", userID, deviceID).Group("algorithm").Scan(ctx, &rows); err != nil {
+		if err := storeFallbackKeys(ctx, tx, fallbacks); err != nil {
 			return err
 		}
-		for _, r := range rows {
-			counts[r.Algorithm] = r.N
-		}
-		return nil
+		counts, err = oneTimeKeyCounts(ctx, tx, userID, deviceID)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -165,6 +168,11 @@ func (s *Service) storeDeviceKeys(ctx context.Context, tx bun.Tx, userID, device
 	if _, err := tx.NewInsert().Model(&row).On("CONFLICT (user_id, device_id) DO UPDATE").
 		Set("key_json = EXCLUDED.key_json").Exec(ctx); err != nil {
 		return fmt.Errorf("store device keys: %w", err)
+	}
+	// Signatures of other keys (a deleted device's ID reused) do not hold.
+	if _, err := tx.NewDelete().Model((*storage.KeySignature)(nil)).
+		Where("target_user_id = ? AND target_key_id = ?", userID, deviceID).Exec(ctx); err != nil {
+		return err
 	}
 	_, err = s.Devices.AppendChanges(ctx, tx, userID, []string{deviceID}, false)
 	return err
@@ -197,6 +205,20 @@ func checkOneTimeKeys(in map[string]json.RawMessage, userID, deviceID string) ([
 // same content is a no-op (clients retry); different content under an
 // existing ID is refused, as a changed key would be a client bug.
 func storeOneTimeKeys(ctx context.Context, tx bun.Tx, rows []storage.OneTimeKey) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	// This upload's place in the device's upload order: keys are claimed
+	// oldest upload first. (Two concurrent uploads of one device may share
+	// a place; the spec leaves the order within an upload open.)
+	var seq int64
+	if err := tx.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("COALESCE(MAX(upload_seq), 0) + 1").
+		Where("user_id = ? AND device_id = ?", rows[0].UserID, rows[0].DeviceID).Scan(ctx, &seq); err != nil {
+		return err
+	}
+	for i := range rows {
+		rows[i].UploadSeq = seq
+	}
 	for start := 0; start < len(rows); start += 500 {
 		chunk := rows[start:min(start+500, len(rows))]
 		ids := make([]string, len(chunk))
@@ -234,17 +256,23 @@ func storeOneTimeKeys(ctx context.Context, tx bun.Tx, rows []storage.OneTimeKey)
 
 // QueryLocal returns the device keys of local users (user → device → keys
 // with unsigned.device_display_name when withNames), for the listed devices
-// or all devices with keys when a list is empty. Non-local and unknown
-// users are left out.
+// or all devices with keys when a list is empty, with the signatures
+// uploaded for them by their owners. Non-local and unknown users are left
+// out. Other servers are answered with it.
 func (s *Service) QueryLocal(ctx context.Context, users map[string][]string, withNames bool) (map[string]map[string]json.RawMessage, error) {
+	return s.queryLocal(ctx, users, withNames, "")
+}
+
+// queryLocal is QueryLocal with the signatures viewer may see (its own
+// besides the owners').
+func (s *Service) queryLocal(ctx context.Context, users map[string][]string, withNames bool, viewer string) (map[string]map[string]json.RawMessage, error) {
 	out := map[string]map[string]json.RawMessage{}
-	var ids []string
-	for u := range users {
-		if local, err := s.isLocal(u); err == nil && local {
-			ids = append(ids, u)
-		}
-	}
+	ids := s.localUsers(users)
 	devs, err := LoadDevices(ctx, s.Store.R, ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := loadSignatures(ctx, s.Store.R, ids, viewer)
 	if err != nil {
 		return nil, err
 	}
@@ -256,8 +284,11 @@ func (s *Service) QueryLocal(ctx context.Context, users map[string][]string, wit
 		if !withNames {
 			name = nil
 		}
-		k, err := WithDisplayName(d.Keys, name)
+		k, err := withSignatures(d.Keys, sigs[d.UserID][d.DeviceID])
 		if err != nil {
+			return nil, err
+		}
+		if k, err = WithDisplayName(k, name); err != nil {
 			return nil, err
 		}
 		if out[d.UserID] == nil {
@@ -266,6 +297,39 @@ func (s *Service) QueryLocal(ctx context.Context, users map[string][]string, wit
 		out[d.UserID][d.DeviceID] = k
 	}
 	return out, nil
+}
+
+func (s *Service) localUsers(users map[string][]string) []string {
+	var ids []string
+	for u := range users {
+		if local, err := s.isLocal(u); err == nil && local {
+			ids = append(ids, u)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// LocalKeys are local users' keys as other servers are told them
+// (POST /user/keys/query).
+type LocalKeys struct {
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+}
+
+// QueryLocalKeys answers another server: QueryLocal's device keys, and the
+// users' master and self-signing keys with their owners' signatures.
+func (s *Service) QueryLocalKeys(ctx context.Context, users map[string][]string, withNames bool) (LocalKeys, error) {
+	dk, err := s.QueryLocal(ctx, users, withNames)
+	if err != nil {
+		return LocalKeys{}, err
+	}
+	cs, err := LocalCrossSigningKeys(ctx, s.Store.R, s.localUsers(users), "")
+	if err != nil {
+		return LocalKeys{}, err
+	}
+	return LocalKeys{DeviceKeys: dk, MasterKeys: cs.Master, SelfSigningKeys: cs.SelfSigning}, nil
 }
 
 // Wanted reports whether deviceID is asked for by list (a /keys/query
@@ -282,15 +346,26 @@ func Wanted(list []string, deviceID string) bool {
 	return false
 }
 
-// Query answers POST /keys/query: local users from the database, remote
-// users through Remote (its cache, kept fresh by device-list updates).
-func (s *Service) Query(ctx context.Context, users map[string][]string) (map[string]map[string]json.RawMessage, Failures, error) {
+// QueryResult is the answer of POST /keys/query.
+type QueryResult struct {
+	DeviceKeys      map[string]map[string]json.RawMessage `json:"device_keys"`
+	MasterKeys      map[string]json.RawMessage            `json:"master_keys"`
+	SelfSigningKeys map[string]json.RawMessage            `json:"self_signing_keys"`
+	UserSigningKeys map[string]json.RawMessage            `json:"user_signing_keys"`
+	Failures        Failures                              `json:"failures"`
+}
+
+// Query answers POST /keys/query by viewer: local users from the database,
+// remote users through Remote (its cache, kept fresh by device-list
+// updates). Device and cross-signing keys carry the uploaded signatures
+// viewer may see; the user-signing key is viewer's own only.
+func (s *Service) Query(ctx context.Context, viewer string, users map[string][]string) (QueryResult, error) {
 	local := map[string][]string{}
 	remote := map[string][]string{}
 	for u, devs := range users {
 		isLocal, err := s.isLocal(u)
 		if err != nil {
-			return nil, nil, err
+			return QueryResult{}, err
 		}
 		if isLocal {
 			local[u] = devs
@@ -298,29 +373,67 @@ func (s *Service) Query(ctx context.Context, users map[string][]string) (map[str
 			remote[u] = devs
 		}
 	}
-	out, err := s.QueryLocal(ctx, local, true)
+	out, err := s.queryLocal(ctx, local, true, viewer)
 	if err != nil {
-		return nil, nil, err
+		return QueryResult{}, err
 	}
-	failures := Failures{}
+	cs, err := LocalCrossSigningKeys(ctx, s.Store.R, s.localUsers(local), viewer)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	res := QueryResult{DeviceKeys: out, MasterKeys: cs.Master, SelfSigningKeys: cs.SelfSigning, UserSigningKeys: cs.UserSigning, Failures: Failures{}}
 	if len(remote) == 0 {
-		return out, failures, nil
+		return res, nil
 	}
 	if s.Remote == nil {
 		for u := range remote {
 			server, _ := mxid.ServerName(u)
-			failures.add(server, errors.New("federation is not available"))
+			res.Failures.add(server, errors.New("federation is not available"))
 		}
-		return out, failures, nil
+		return res, nil
 	}
 	got, failed := s.Remote.QueryDevices(ctx, remote)
 	for u, devs := range got {
 		out[u] = devs
 	}
 	for server, err := range failed {
-		failures.add(server, err)
+		res.Failures.add(server, err)
 	}
-	return out, failures, nil
+	var answered []string
+	for u := range remote {
+		if server, _ := mxid.ServerName(u); res.Failures[server] == nil {
+			answered = append(answered, u)
+		}
+	}
+	sort.Strings(answered)
+	rcs, err := s.Remote.CrossSigningKeys(ctx, answered)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	// viewer's own signatures of remote master keys (by its user-signing
+	// key) are kept here, not by the remote server.
+	sigs, err := loadSignatures(ctx, s.Store.R, answered, viewer)
+	if err != nil {
+		return QueryResult{}, err
+	}
+	for u, keys := range rcs {
+		if m, ok := keys[storage.KeyTypeMaster]; ok {
+			mine := []storage.KeySignature{}
+			for _, sg := range sigs[u][masterKeyID(m)] {
+				if sg.SignerUserID == viewer {
+					mine = append(mine, sg)
+				}
+			}
+			if m, err = withSignatures(m, mine); err != nil {
+				return QueryResult{}, err
+			}
+			res.MasterKeys[u] = m
+		}
+		if k, ok := keys[storage.KeyTypeSelfSigning]; ok {
+			res.SelfSigningKeys[u] = k
+		}
+	}
+	return res, nil
 }
 
 // ClaimLocal claims one one-time key per requested local device (user →
@@ -355,7 +468,9 @@ func (s *Service) ClaimLocal(ctx context.Context, req map[string]map[string]stri
 	return out, nil
 }
 
-// claimOne removes and returns one key of the device with the algorithm.
+// claimOne removes and returns one key of the device with the algorithm,
+// the oldest upload first; when none is left, the device's fallback key of
+// the algorithm (kept, and marked used).
 // On PostgreSQL concurrent claims lock different rows (SKIP LOCKED; SQLite
 // has a single writer); should two still pick the same key, the one whose
 // DELETE finds it gone picks again.
@@ -364,13 +479,13 @@ func claimOne(ctx context.Context, tx bun.Tx, userID, deviceID, alg string, skip
 		var k storage.OneTimeKey
 		q := tx.NewSelect().Model(&k).
 			Where("user_id = ? AND device_id = ? AND algorithm = ?", userID, deviceID, alg).
-			Order("key_id").Limit(1)
+			Order("upload_seq", "key_id").Limit(1)
 		if skipLocked {
 			q = q.For("UPDATE SKIP LOCKED")
 		}
 		err := q.Scan(ctx)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil
+			return claimFallback(ctx, tx, userID, deviceID, alg)
 		}
 		if err != nil {
 			return nil, err

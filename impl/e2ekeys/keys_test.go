@@ -34,7 +34,7 @@ func TestUploadedDeviceKeysAreServedWithDisplayNameAndCountAsADeviceChange(t *te
 		before := streamLen(t, s.App.Store, alice)
 		r := s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{
 			"device_keys":   keys,
-			"one_time_keys": map[string]any{"signed_curve25519:AAAAAQ": map[string]any{"key": "k1", "signatures": map[string]any{alice: map[string]any{"ed25519:PHONE": "sig"}}}, "curve25519:AAAAAg": "k2"},
+			"one_time_keys": map[string]any{"signed_curve25519:AAAAAQ": otk(alice, "k1"), "curve25519:AAAAAg": "k2"},
 		})
 		testenv.WantStatus(t, r, 200)
 		if got := fmt.Sprint(r.Body["one_time_key_counts"]); got != "map[curve25519:1 signed_curve25519:1]" {
@@ -116,7 +116,7 @@ func TestEachOneTimeKeyIsClaimedOnceUnderConcurrency(t *testing.T) {
 		tok := login(t, s, alice, "PHONE")
 		otks := map[string]any{}
 		for i := range 20 {
-			otks[fmt.Sprintf("signed_curve25519:K%02d", i)] = map[string]any{"key": fmt.Sprintf("key%02d", i), "signatures": map[string]any{alice: map[string]any{"ed25519:PHONE": "sig"}}}
+			otks[fmt.Sprintf("signed_curve25519:K%02d", i)] = otk(alice, fmt.Sprintf("key%02d", i))
 		}
 		testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, map[string]any{"one_time_keys": otks}), 200)
 		var mu sync.Mutex
@@ -165,6 +165,12 @@ func TestKeyRequestsWithBadInputGetMatrixErrors(t *testing.T) {
 	testenv.WantError(t, r, 400, "M_INVALID_PARAM")
 	r = s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok, `{"device_keys":{"user_id":"@alice:`+s.Config.ServerName+`","device_id":"PHONE","algorithms":["a"],"keys":{},"signatures":{}}}`)
 	testenv.WantError(t, r, 400, "M_BAD_JSON")
+}
+
+// otk is a signed one-time key object as the v1.19 schema requires (the
+// server does not check one-time key signatures: claimers do).
+func otk(userID, key string) map[string]any {
+	return map[string]any{"key": key, "signatures": map[string]any{userID: map[string]string{"ed25519:PHONE": "c2ln"}}}
 }
 
 func login(t *testing.T, s *testenv.Server, userID, deviceID string) string {

@@ -267,6 +267,10 @@ func (d *DeviceLists) resync(ctx context.Context, userID string, gen int64) erro
 				return err
 			}
 		}
+		if err := storeRemoteCrossSigning(ctx, tx, userID, map[string]json.RawMessage{
+			storage.KeyTypeMaster: snap.MasterKey, storage.KeyTypeSelfSigning: snap.SelfSigningKey}, true); err != nil {
+			return err
+		}
 		_, err := tx.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).
 			Set("known_through = ?", snap.StreamID).
 			Set("resynced_gen = ?", gen).

@@ -152,7 +152,7 @@ func TestTwoServersKeepDeviceListsInSync(t *testing.T) {
 
 	// B's clients claim A's one-time keys through federation.
 	testenv.WantStatus(t, testenv.Do(t, urlA, "POST", "/_matrix/client/v3/keys/upload", laptopTok,
-		`{"one_time_keys":{"signed_curve25519:K1":{"key":"one-time"}}}`), 200)
+		`{"one_time_keys":{"signed_curve25519:K1":{"key":"one-time","signatures":{"`+alice+`":{"ed25519:LAPTOP":"sig"}}}}}`), 200)
 	claim := map[string]any{"one_time_keys": map[string]any{alice: map[string]string{"LAPTOP": "signed_curve25519"}}}
 	r := testenv.Do(t, urlB, "POST", "/_matrix/client/v3/keys/claim", bobTok, claim)
 	testenv.WantStatus(t, r, 200)

@@ -60,10 +60,17 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 	if len(dests) == 0 {
 		return nil
 	}
-	var present []string
+	var present, xsign []string
+	var devChanges []devices.Change
 	for _, c := range changes {
-		if !c.Deleted {
+		switch {
+		case c.CrossSigning:
+			xsign = append(xsign, c.DeviceID)
+		case !c.Deleted:
 			present = append(present, c.DeviceID)
+			fallthrough
+		default:
+			devChanges = append(devChanges, c)
 		}
 	}
 	var devs []e2ekeys.Device
@@ -77,13 +84,27 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 	for _, d := range devs {
 		byID[d.DeviceID] = d
 	}
+	sigs, err := e2ekeys.OwnerSignatures(ctx, tx, userID)
+	if err != nil {
+		return err
+	}
 	ts := time.Now().UnixMilli()
 	rows := make([]storage.OutboxEDU, 0, len(changes)*len(dests))
-	for _, c := range changes {
-		u := DeviceListUpdate{UserID: c.UserID, DeviceID: c.DeviceID, StreamID: c.StreamID, PrevID: []int64{}, Deleted: c.Deleted}
-		if c.StreamID > 1 {
-			u.PrevID = []int64{c.StreamID - 1}
+	// Each update names the previous device update as its prev_id (the
+	// updates are emitted in series); cross-signing changes share the
+	// stream but go out as m.signing_key_update, so they are skipped.
+	var prev int64
+	if len(devChanges) > 0 {
+		if prev, err = previousDeviceUpdate(ctx, tx, userID, devChanges[0].StreamID); err != nil {
+			return err
 		}
+	}
+	for _, c := range devChanges {
+		u := DeviceListUpdate{UserID: c.UserID, DeviceID: c.DeviceID, StreamID: c.StreamID, PrevID: []int64{}, Deleted: c.Deleted}
+		if prev > 0 {
+			u.PrevID = []int64{prev}
+		}
+		prev = c.StreamID
 		if !c.Deleted {
 			d, ok := byID[c.DeviceID]
 			if !ok {
@@ -92,7 +113,9 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 				if o.PublishNames {
 					u.DeviceDisplayName = d.DisplayName
 				}
-				u.Keys = d.Keys
+				if u.Keys, err = e2ekeys.WithOwnerSignatures(d.Keys, sigs, d.DeviceID); err != nil {
+					return err
+				}
 			}
 		}
 		content, err := json.Marshal(u)
@@ -102,6 +125,24 @@ func (o *Outbox) Hook(ctx context.Context, tx bun.IDB, changes []devices.Change)
 		for _, dest := range dests {
 			rows = append(rows, storage.OutboxEDU{Destination: dest, EDUType: eduDeviceListUpdate, Content: string(content), CreatedTS: ts})
 		}
+	}
+	if len(xsign) > 0 {
+		u, err := signingKeyUpdate(ctx, tx, userID, xsign)
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			content, err := json.Marshal(u)
+			if err != nil {
+				return err
+			}
+			for _, dest := range dests {
+				rows = append(rows, storage.OutboxEDU{Destination: dest, EDUType: eduSigningKeyUpdate, Content: string(content), CreatedTS: ts})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return nil
 	}
 	for start := 0; start < len(rows); start += 500 {
 		chunk := rows[start:min(start+500, len(rows))]

@@ -36,8 +36,8 @@ type PDUResult struct {
 // idempotent per (origin, txnID): a repeated transaction gets the same
 // answer without being applied again. PDUs are not processed (this server
 // has no rooms) and are answered with an empty result each; EDUs other than
-// m.device_list_update are ignored, as are updates about users who do not
-// belong to origin.
+// m.device_list_update and m.signing_key_update are ignored, as are updates
+// about users who do not belong to origin.
 func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte) (map[string]PDUResult, error) {
 	var txn transaction
 	if err := json.Unmarshal(raw, &txn); err != nil {
@@ -62,7 +62,21 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 		}
 	}
 	var updates []DeviceListUpdate
+	var keyUpdates []SigningKeyUpdate
 	for _, e := range txn.EDUs {
+		if e.Type == eduSigningKeyUpdate {
+			var u SigningKeyUpdate
+			if err := json.Unmarshal(e.Content, &u); err != nil {
+				r.Log.Info("dropping malformed signing key update", "origin", origin, "err", err)
+				continue
+			}
+			if server, ok := mxid.ServerName(u.UserID); !ok || server != origin {
+				r.Log.Info("dropping signing key update about a user of another server", "origin", origin, "user_id", u.UserID)
+				continue
+			}
+			keyUpdates = append(keyUpdates, u)
+			continue
+		}
 		if e.Type != eduDeviceListUpdate {
 			continue
 		}
@@ -93,6 +107,11 @@ func (r *Receiver) Receive(ctx context.Context, origin, txnID string, raw []byte
 				return err
 			}
 			stale = stale || s
+		}
+		for _, u := range keyUpdates {
+			if err := applySigningKeyUpdate(ctx, tx, u); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

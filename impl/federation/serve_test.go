@@ -24,7 +24,7 @@ func TestPeersQueryAndClaimLocalKeysAndBecomeSubscribers(t *testing.T) {
 		}
 		keys, _ := testenv.SignedDeviceKeys(t, "@alice:s.test", "PHONE")
 		testenv.WantStatus(t, s.Do(t, "POST", "/_matrix/client/v3/keys/upload", tok,
-			`{"device_keys":`+string(keys)+`,"one_time_keys":{"signed_curve25519:AAAA":{"key":"otk"}}}`), 200)
+			`{"device_keys":`+string(keys)+`,"one_time_keys":{"signed_curve25519:AAAA":{"key":"otk","signatures":{"@alice:s.test":{"ed25519:PHONE":"sig"}}}}}`), 200)
 
 		r := origin.do(t, s.URL, "s.test", "POST", "/_matrix/federation/v1/user/keys/query",
 			map[string]any{"device_keys": map[string]any{"@alice:s.test": []string{}, "@bob:origin.test": []string{}}}, nil)

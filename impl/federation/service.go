@@ -194,6 +194,15 @@ func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserD
 	if err != nil {
 		return UserDevices{}, err
 	}
+	sigs, err := e2ekeys.OwnerSignatures(ctx, s.Store.R, userID)
+	if err != nil {
+		return UserDevices{}, err
+	}
+	cs, err := e2ekeys.LocalCrossSigningKeys(ctx, s.Store.R, []string{userID}, "")
+	if err != nil {
+		return UserDevices{}, err
+	}
+	out.MasterKey, out.SelfSigningKey = cs.Master[userID], cs.SelfSigning[userID]
 	for _, d := range devs {
 		if d.Keys == nil {
 			// The spec requires keys on every listed device; one without
@@ -202,7 +211,11 @@ func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserD
 			// uploads keys, through the change stream).
 			continue
 		}
-		ud := UserDevice{DeviceID: d.DeviceID, Keys: d.Keys}
+		keys, err := e2ekeys.WithOwnerSignatures(d.Keys, sigs, d.DeviceID)
+		if err != nil {
+			return UserDevices{}, err
+		}
+		ud := UserDevice{DeviceID: d.DeviceID, Keys: keys}
 		if s.Config.PublishDeviceNames {
 			ud.DisplayName = d.DisplayName
 		}
@@ -212,8 +225,9 @@ func (s *Service) UserDevices(ctx context.Context, origin, userID string) (UserD
 }
 
 // QueryKeys answers POST /user/keys/query for origin: local users' device
-// keys (display names only if published); origin is subscribed to them.
-func (s *Service) QueryKeys(ctx context.Context, origin string, users map[string][]string) (map[string]map[string]json.RawMessage, error) {
+// keys (display names only if published), master and self-signing keys;
+// origin is subscribed to them.
+func (s *Service) QueryKeys(ctx context.Context, origin string, users map[string][]string) (e2ekeys.LocalKeys, error) {
 	var local []string
 	for u := range users {
 		if s.localUser(u) == nil {
@@ -222,15 +236,16 @@ func (s *Service) QueryKeys(ctx context.Context, origin string, users map[string
 	}
 	exists, err := s.existingUsers(ctx, local)
 	if err != nil {
-		return nil, err
+		return e2ekeys.LocalKeys{}, err
 	}
 	if err := s.subscribe(ctx, origin, exists); err != nil {
-		return nil, err
+		return e2ekeys.LocalKeys{}, err
 	}
-	return s.Keys.QueryLocal(ctx, users, s.Config.PublishDeviceNames)
+	return s.Keys.QueryLocalKeys(ctx, users, s.Config.PublishDeviceNames)
 }
 
-// ClaimKeys answers POST /user/keys/claim: one-time keys of local devices.
+// ClaimKeys answers POST /user/keys/claim: one-time keys of local devices
+// (their fallback keys when none is left).
 func (s *Service) ClaimKeys(ctx context.Context, req map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, error) {
 	return s.Keys.ClaimLocal(ctx, req)
 }

@@ -7,7 +7,10 @@ import (
 )
 
 // EDU types handled.
-const eduDeviceListUpdate = "m.device_list_update"
+const (
+	eduDeviceListUpdate = "m.device_list_update"
+	eduSigningKeyUpdate = "m.signing_key_update"
+)
 
 // DeviceListUpdate is the content of an m.device_list_update EDU.
 type DeviceListUpdate struct {
@@ -25,6 +28,16 @@ type UserDevices struct {
 	UserID   string       `json:"user_id"`
 	StreamID int64        `json:"stream_id"`
 	Devices  []UserDevice `json:"devices"`
+	// The user's cross-signing keys, when set up.
+	MasterKey      json.RawMessage `json:"master_key,omitempty"`
+	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
+}
+
+// SigningKeyUpdate is the content of an m.signing_key_update EDU.
+type SigningKeyUpdate struct {
+	UserID         string          `json:"user_id"`
+	MasterKey      json.RawMessage `json:"master_key,omitempty"`
+	SelfSigningKey json.RawMessage `json:"self_signing_key,omitempty"`
 }
 
 // UserDevice is one device in UserDevices. Keys is absent for a device

@@ -164,8 +164,9 @@ func validationError(err error) *matrixerr.Error {
 	if errors.Is(err, routers.ErrPathNotFound) {
 		return matrixerr.Unrecognized(http.StatusNotFound, "Unrecognized request")
 	}
-	var me openapi3.MultiError
-	if errors.As(err, &me) && len(me) > 0 {
+	// Only a MultiError at the top lists separate problems; one inside a
+	// schema error (a oneOf's alternatives) belongs to that field.
+	if me, ok := err.(openapi3.MultiError); ok && len(me) > 0 {
 		return validationError(me[0])
 	}
 	var re *openapi3filter.RequestError

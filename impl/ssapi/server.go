@@ -106,17 +106,13 @@ func (s *Server) QueryUserEncryptionKeys(ctx context.Context, req fedapi.QueryUs
 	if err != nil {
 		return nil, err
 	}
-	return jsonResponse{map[string]any{"device_keys": keys}}, nil
+	return jsonResponse{keys}, nil
 }
 
 // Coverage says how this server answers the changes spec versions made to
 // the server-server operations (see csapi.Coverage); anything not named is
 // served.
-var Coverage = specversions.Status{
-	Pending: map[string]string{
-		"queryUserEncryptionKeys@1.1": "cross-signing keys (issue 13)",
-	},
-}
+var Coverage = specversions.Status{}
 
 // CoverageRows is the coverage table of the server-server API.
 func CoverageRows() []specversions.Row {

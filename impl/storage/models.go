@@ -138,6 +138,9 @@ type DeviceListChange struct {
 	DeviceID      string `bun:"device_id,notnull"`
 	Deleted       bool   `bun:"deleted,notnull"`
 	CreatedTS     int64  `bun:"created_ts,notnull"`
+	// CrossSigning marks a change of the user's cross-signing keys
+	// (migration 20261205000101); DeviceID is then the key's public key.
+	CrossSigning bool `bun:"cross_signing,notnull"`
 }
 
 // DeviceKeys are a device's uploaded identity keys (the signed JSON object).
@@ -156,6 +159,9 @@ type OneTimeKey struct {
 	KeyID         string `bun:"key_id,pk"`
 	Algorithm     string `bun:"algorithm,notnull"`
 	KeyJSON       string `bun:"key_json,notnull"`
+	// UploadSeq orders uploads of a device (migration 20261205000101):
+	// keys are claimed oldest upload first.
+	UploadSeq int64 `bun:"upload_seq,notnull"`
 }
 
 // RateLimitBucket is a token bucket shared by every server process
