@@ -97,7 +97,7 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 // hash stays too, so a login with the right password learns
 // M_USER_DEACTIVATED and any other one the usual 403. erase (v1.10) also
 // drops the password hash (a login then learns only the usual 403), the
-// user's UIA sessions (but keepSession, the one deactivating, which keeps
+// cross-signing keys and signatures, the user's UIA sessions (but keepSession, the one deactivating, which keeps
 // only its answer until it expires) and rate-limit buckets, and marks the
 // row erased: nothing but the ID is left.
 func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, erase bool, keepSession string) ([]string, error) {
@@ -124,6 +124,13 @@ func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, era
 	}
 	if erase {
 		if _, err := tx.NewDelete().Model((*storage.UIASession)(nil)).Where("user_id = ? AND session_id <> ?", userID, keepSession).Exec(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := tx.NewDelete().Model((*storage.CrossSigningKey)(nil)).Where("user_id = ?", userID).Exec(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := tx.NewDelete().Model((*storage.KeySignature)(nil)).
+			Where("target_user_id = ? OR signer_user_id = ?", userID, userID).Exec(ctx); err != nil {
 			return nil, err
 		}
 		if _, err := tx.NewDelete().Model((*storage.RateLimitBucket)(nil)).
