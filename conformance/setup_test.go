@@ -109,10 +109,8 @@ var states = map[string][]state{
 		{Status: http.StatusBadRequest, Why: "the username is taken", Account: "my_cool_localpart"},
 	},
 	"Login": {
-		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Absent: map[string]string{
-			"well_known":    "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
-			"refresh_token": "pending: refresh tokens (issue 15)",
-			"expires_in_ms": "pending: refresh tokens (issue 15)",
+		{ServerName: "matrix.org", Account: "cheeky_monkey", Password: "ilovebananas", Prepare: askForRefreshToken, Absent: map[string]string{
+			"well_known": "optional; Myelin's login answer carries none, clients read /.well-known/matrix/client",
 		}},
 		{Status: http.StatusForbidden, Why: "no such account", ServerName: "matrix.org"},
 		{Status: http.StatusTooManyRequests, Why: "the example is repeated beyond the default rate limits",
@@ -153,7 +151,7 @@ var states = map[string][]state{
 		Prepare: resignUploadedKeys}},
 	"QueryKeys": {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Name: "Alice's mobile phone", Keys: true}},
 		CrossSigning: true}},
-	"GetLoginFlows": {{Absent: map[string]string{"flows[1].get_login_token": "pending: login/get_token (issue 15)"}}},
+	"GetLoginFlows": {{Config: func(c *config.Config) { c.GetLoginToken = true }}},
 	"ClaimKeys":     {{ServerName: "example.com", Account: "alice", Devices: []device{{ID: "JLAFKJWSCS", Keys: true}}}},
 	// The example's tokens are another server's: /sync starts over as an
 	// initial sync, /keys/changes counts from the beginning.

@@ -117,10 +117,12 @@ func passwordArg(given string, stderr io.Writer) (string, error) {
 
 const userUsage = `myelin user create USER [--password P]
        myelin user passwd USER [--password P] [--keep-devices]
-       myelin user deactivate USER
+       myelin user deactivate USER [--erase]
        myelin user list
        myelin user login-token USER
        myelin user threepid add USER email|msisdn ADDRESS
+       myelin user admin|lock|suspend USER [on|off]
+       myelin user whois USER
 (USER is a localpart or a full user ID; without --password the password is
 read from the terminal or the first line of stdin)`
 
@@ -163,12 +165,13 @@ func userCommand(ctx context.Context, cfg *config.Config, args []string, stdout,
 			return svc.SetPassword(ctx, svc.AdminUserID(pos[0]), pw, !*keep)
 		})
 	case "deactivate":
-		pos, err := parseArgs(fs, args, 1, "myelin user deactivate USER")
+		erase := fs.Bool("erase", false, "")
+		pos, err := parseArgs(fs, args, 1, "myelin user deactivate USER [--erase]")
 		if err != nil {
 			return err
 		}
 		return withAccounts(ctx, cfg, func(svc *accounts.Service) error {
-			return svc.DeactivateUser(ctx, svc.AdminUserID(pos[0]))
+			return svc.DeactivateUser(ctx, svc.AdminUserID(pos[0]), *erase)
 		})
 	case "list":
 		if _, err := parseArgs(fs, args, 0, "myelin user list"); err != nil {
@@ -211,6 +214,10 @@ func userCommand(ctx context.Context, cfg *config.Config, args []string, stdout,
 		return withAccounts(ctx, cfg, func(svc *accounts.Service) error {
 			return svc.AddThreePID(ctx, svc.AdminUserID(pos[1]), pos[2], pos[3])
 		})
+	case "admin", "lock", "suspend":
+		return moderateCommand(ctx, cfg, sub, fs, args, stdout)
+	case "whois":
+		return whoisCommand(ctx, cfg, fs, args, stdout)
 	}
 	return errUsage(userUsage)
 }

@@ -69,8 +69,9 @@ func (s *Service) setPassword(ctx context.Context, tx bun.IDB, userID, hash stri
 	return revoked, err
 }
 
-// Deactivate deactivates the caller's account after m.login.password UIA.
-func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map[string]any, ip string) error {
+// Deactivate deactivates the caller's account after m.login.password UIA;
+// erase also removes what Myelin holds about the user beyond the ID.
+func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map[string]any, ip string, erase bool) error {
 	if p.IsGuest {
 		return errGuestForbidden("Guests cannot deactivate their account")
 	}
@@ -82,7 +83,7 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 		return err
 	}
 	return s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
-		revoked, err := s.deactivate(ctx, tx, p.UserID)
+		revoked, err := s.deactivate(ctx, tx, p.UserID, erase, res.SessionID)
 		if err != nil {
 			return nil, err
 		}
@@ -90,13 +91,22 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 	})
 }
 
-// deactivate marks userID deactivated and removes its devices, tokens,
-// login tokens and 3PIDs. The row stays, so the user ID is never
-// registered again; the password hash stays too, so a login with the right
-// password learns M_USER_DEACTIVATED and any other one the usual 403.
-func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string) ([]string, error) {
-	res, err := tx.NewUpdate().Model((*storage.User)(nil)).Set("deactivated = ?", true).
-		Where("user_id = ? AND deactivated = ?", userID, false).Exec(ctx)
+// deactivate marks userID deactivated and removes its devices (with their
+// display names, keys, access and refresh tokens), login tokens and 3PIDs.
+// The row stays, so the user ID is never registered again; the password
+// hash stays too, so a login with the right password learns
+// M_USER_DEACTIVATED and any other one the usual 403. erase (v1.10) also
+// drops the password hash (a login then learns only the usual 403), the
+// cross-signing keys and signatures, the user's UIA sessions (but keepSession, the one deactivating, which keeps
+// only its answer until it expires) and rate-limit buckets, and marks the
+// row erased: nothing but the ID is left.
+func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string, erase bool, keepSession string) ([]string, error) {
+	q := tx.NewUpdate().Model((*storage.User)(nil)).Set("deactivated = ?", true)
+	if erase {
+		q = q.Set("erased = ?", true).Set("password_hash = NULL").
+			Set("admin = ?", false).Set("locked = ?", false).Set("suspended = ?", false)
+	}
+	res, err := q.Where("user_id = ? AND deactivated = ?", userID, false).Exec(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +124,22 @@ func (s *Service) deactivate(ctx context.Context, tx bun.IDB, userID string) ([]
 	}
 	for _, h := range s.OnDeactivate {
 		if err := h(ctx, tx, userID); err != nil {
+			return nil, err
+		}
+	}
+	if erase {
+		if _, err := tx.NewDelete().Model((*storage.UIASession)(nil)).Where("user_id = ? AND session_id <> ?", userID, keepSession).Exec(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := tx.NewDelete().Model((*storage.CrossSigningKey)(nil)).Where("user_id = ?", userID).Exec(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := tx.NewDelete().Model((*storage.KeySignature)(nil)).
+			Where("target_user_id = ? OR signer_user_id = ?", userID, userID).Exec(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := tx.NewDelete().Model((*storage.RateLimitBucket)(nil)).
+			Where(`"key" IN (?)`, bun.In([]string{"login:" + userID, "login_token:" + userID})).Exec(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
+	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/uia"
 )
@@ -42,6 +43,8 @@ type Service struct {
 	// other packages keep per user goes with the account (account data,
 	// key backups).
 	OnDeactivate []func(ctx context.Context, tx bun.IDB, userID string) error
+	// Sessions issues refresh and login tokens.
+	Sessions *sessions.Service
 }
 
 // Limits of the spec and of common practice (Synapse).
@@ -57,6 +60,10 @@ type LoginResult struct {
 	AccessToken string `json:"access_token,omitempty"`
 	DeviceID    string `json:"device_id,omitempty"`
 	HomeServer  string `json:"home_server,omitempty"`
+	// RefreshToken and ExpiresInMS are set when the client asked for a
+	// refresh token (refresh_token: true).
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresInMS  int64  `json:"expires_in_ms,omitempty"`
 }
 
 func errInvalidUsername(msg string) *matrixerr.Error {

@@ -84,10 +84,11 @@ func (s *Service) SetPassword(ctx context.Context, userID, password string, logo
 	})
 }
 
-// DeactivateUser deactivates userID as POST /account/deactivate does.
-func (s *Service) DeactivateUser(ctx context.Context, userID string) error {
+// DeactivateUser deactivates userID as POST /account/deactivate does
+// (erase as its erase).
+func (s *Service) DeactivateUser(ctx context.Context, userID string, erase bool) error {
 	return s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
-		return s.deactivate(ctx, tx, userID)
+		return s.deactivate(ctx, tx, userID, erase, "")
 	})
 }
 
@@ -114,23 +115,11 @@ func (s *Service) ListUsers(ctx context.Context) ([]UserInfo, error) {
 }
 
 // NewLoginToken issues a single-use m.login.token for userID, valid for
-// the configured login_token_ttl. Only its hash is stored.
+// the configured login_token_ttl (the same kind as POST /login/get_token
+// issues). Only its hash is stored.
 func (s *Service) NewLoginToken(ctx context.Context, userID string) (string, time.Time, error) {
-	now := time.Now()
-	expires := now.Add(s.Config.LoginTokenTTL)
-	tok := tokens.NewRefreshLikeToken("myl_login_", tokens.AccessTokenBytes)
-	err := s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := requireActive(ctx, tx, userID); err != nil {
-			return err
-		}
-		// Expired tokens can never be redeemed: drop them here.
-		if _, err := tx.NewDelete().Model((*storage.LoginToken)(nil)).Where("expires_ts <= ?", now.UnixMilli()).Exec(ctx); err != nil {
-			return err
-		}
-		_, err := tx.NewInsert().Model(&storage.LoginToken{TokenHash: tokens.HashToken(tok).String(), UserID: userID, ExpiresTS: expires.UnixMilli()}).Exec(ctx)
-		return err
-	})
-	return tok, expires, err
+	lt, err := s.Sessions.NewLoginToken(ctx, userID)
+	return lt.Token, lt.Expires, err
 }
 
 // AddThreePID binds a 3PID (medium "email" or "msisdn") to userID, so it

@@ -37,7 +37,9 @@ type LoginRequest struct {
 	Token                    string
 	DeviceID                 *string
 	InitialDeviceDisplayName *string
-	IP                       string
+	// RefreshToken: the client supports refresh tokens.
+	RefreshToken bool
+	IP           string
 }
 
 // Login checks the credential and binds a new access token to a device
@@ -74,9 +76,19 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 				return nil, err
 			}
 		}
+		// A locked account gets no new token until it is unlocked; only
+		// who proved the credential learns that.
+		var locked bool
+		if err := tx.NewSelect().Model((*storage.User)(nil)).Column("locked").
+			Where("user_id = ?", userID).Scan(ctx, &locked); err != nil {
+			return nil, err
+		}
+		if locked {
+			return nil, auth.ErrLocked()
+		}
 		var revoked []string
 		var err error
-		out, revoked, err = s.issue(ctx, tx, userID, deviceID, req.InitialDeviceDisplayName, req.IP)
+		out, revoked, err = s.issue(ctx, tx, userID, deviceID, req.InitialDeviceDisplayName, req.IP, req.RefreshToken)
 		return revoked, err
 	})
 	return out, err

@@ -88,7 +88,7 @@ func TestLoginOfDeactivatedAccountIsUserDeactivated(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		s := testenv.Start(t, b, nil)
 		a := register(t, s, "alice", pwd)
-		if err := s.App.Services.Accounts.DeactivateUser(context.Background(), a.UserID); err != nil {
+		if err := s.App.Services.Accounts.DeactivateUser(context.Background(), a.UserID, false); err != nil {
 			t.Fatal(err)
 		}
 		testenv.WantError(t, s.Do(t, "POST", v3+"/login", "", passwordLogin("alice", pwd)), 403, "M_USER_DEACTIVATED")

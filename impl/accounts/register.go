@@ -23,8 +23,11 @@ type RegisterRequest struct {
 	DeviceID                 *string
 	InitialDeviceDisplayName *string
 	InhibitLogin             bool
-	Auth                     map[string]any // the "auth" object, nil when absent
-	IP                       string
+	// RefreshToken: the client supports refresh tokens (an expiring
+	// access token and a refresh token are issued).
+	RefreshToken bool
+	Auth         map[string]any // the "auth" object, nil when absent
+	IP           string
 }
 
 // Names of the registration parameters remembered in the UIA session. The
@@ -35,6 +38,7 @@ const (
 	paramDeviceID     = "device_id"
 	paramDisplayName  = "initial_device_display_name"
 	paramInhibitLogin = "inhibit_login"
+	paramRefreshToken = "refresh_token"
 )
 
 // Register registers an account. Username and password are checked before
@@ -102,6 +106,9 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 	if req.InhibitLogin {
 		params[paramInhibitLogin] = true
 	}
+	if req.RefreshToken {
+		params[paramRefreshToken] = true
+	}
 	uiaReq := uia.Request{Operation: uia.OpRegister(), Flows: flows, Auth: req.Auth, Params: params}
 	res, err := s.UIA.Authenticate(ctx, uiaReq)
 	if err != nil {
@@ -146,6 +153,7 @@ func (s *Service) completeRegistration(ctx context.Context, res uia.Result, ip s
 		displayName = &n
 	}
 	inhibit, _ := res.Params[paramInhibitLogin].(bool)
+	refresh, _ := res.Params[paramRefreshToken].(bool)
 	var out LoginResult
 	err := s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
 		var err error
@@ -163,7 +171,7 @@ func (s *Service) completeRegistration(ctx context.Context, res uia.Result, ip s
 		var revoked []string
 		if inhibit {
 			out = LoginResult{UserID: userID}
-		} else if out, revoked, err = s.issue(ctx, tx, userID, deviceID, displayName, ip); err != nil {
+		} else if out, revoked, err = s.issue(ctx, tx, userID, deviceID, displayName, ip, refresh); err != nil {
 			return nil, err
 		}
 		return revoked, s.UIA.Finish(ctx, tx, res.SessionID, out)
@@ -187,7 +195,7 @@ func (s *Service) registerGuest(ctx context.Context, req RegisterRequest) (Login
 			return nil, err
 		}
 		var revoked []string
-		out, revoked, err = s.issue(ctx, tx, uid, "", req.InitialDeviceDisplayName, req.IP)
+		out, revoked, err = s.issue(ctx, tx, uid, "", req.InitialDeviceDisplayName, req.IP, false)
 		return revoked, err
 	})
 	return out, err
@@ -219,13 +227,22 @@ func (s *Service) insertGeneratedUser(ctx context.Context, tx bun.IDB, passwordH
 // issue binds a new access token to a device of userID (seed 000: an
 // empty deviceID is generated, a known one is reused and its previous
 // token revoked, an unknown one is created) and returns the hashes of the
-// tokens it revoked.
-func (s *Service) issue(ctx context.Context, tx bun.IDB, userID, deviceID string, displayName *string, ip string) (LoginResult, []string, error) {
+// tokens it revoked. With refresh, the access token expires and a refresh
+// token is issued with it.
+func (s *Service) issue(ctx context.Context, tx bun.IDB, userID, deviceID string, displayName *string, ip string, refresh bool) (LoginResult, []string, error) {
 	l, err := s.Devices.IssueToken(ctx, tx, userID, deviceID, displayName, ip)
 	if err != nil {
 		return LoginResult{}, nil, err
 	}
-	return LoginResult{UserID: userID, AccessToken: l.AccessToken, DeviceID: l.DeviceID, HomeServer: s.Config.ServerName}, l.Revoked, nil
+	out := LoginResult{UserID: userID, AccessToken: l.AccessToken, DeviceID: l.DeviceID, HomeServer: s.Config.ServerName}
+	if refresh {
+		t, err := s.Sessions.AttachRefresh(ctx, tx, userID, l.DeviceID, l.AccessToken)
+		if err != nil {
+			return LoginResult{}, nil, err
+		}
+		out.RefreshToken, out.ExpiresInMS = t.RefreshToken, t.ExpiresInMS
+	}
+	return out, l.Revoked, nil
 }
 
 // UsernameAvailable answers GET /register/available: nil when username is

@@ -35,6 +35,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
+	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/ssapi"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/syncstream"
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
-		ToDevice: a.Services.ToDevice, Streams: a.Sync}
+		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -181,6 +182,8 @@ type Services struct {
 	Devices  *devices.Core
 	UIA      *uia.Engine
 	Accounts *accounts.Service
+	// Sessions: refresh and login tokens, locks, suspensions, admins.
+	Sessions *sessions.Service
 	Keys     *e2ekeys.Service
 	// Outbox queues the federation EDUs of every device change, in the
 	// change's transaction (the hook of Devices).
@@ -205,8 +208,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		Outbox:  outbox,
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
+	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
-		Credentials: creds, Limits: limits}
+		Credentials: creds, Limits: limits, Sessions: sv.Sessions}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
 	// An account data change wakes the user's waiting /sync.
@@ -248,10 +252,21 @@ func (a *App) authenticateClient(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A locked account may only log out.
+	if err := sessions.Gate(p, isLogout(c.Path())); err != nil {
+		return err
+	}
 	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 	// Buffered in memory, written in batches (see devices.LastSeen).
 	a.LastSeen.Record(p.UserID, p.DeviceID, auth.ClientIP(c.Request().Context()), time.Now())
 	return nil
+}
+
+// isLogout reports whether route (a route pattern; r0 paths are served as
+// v3) is POST /logout or /logout/all, the requests a locked account may
+// still make.
+func isLogout(route string) bool {
+	return route == "/_matrix/client/v3/logout" || route == "/_matrix/client/v3/logout/all"
 }
 
 // authenticateServer checks the X-Matrix signature of a federation request

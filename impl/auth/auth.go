@@ -44,6 +44,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/storage"
@@ -56,6 +61,32 @@ type Principal struct {
 	DeviceID  string
 	IsGuest   bool
 	TokenHash string // hex SHA-256 of the access token
+	// ExpiresTS is when the access token expires (Unix ms; 0: never).
+	ExpiresTS int64
+	// Account flags (migration 20261205000401). A change of any of them
+	// is published like a revocation of the user's tokens, so cached
+	// principals never show stale flags for more than a second.
+	Admin     bool
+	Locked    bool
+	Suspended bool
+}
+
+// Expired reports whether the principal's token has expired at now (Unix
+// ms).
+func (p *Principal) Expired(nowMS int64) bool { return p.ExpiresTS != 0 && nowMS >= p.ExpiresTS }
+
+// ErrExpired answers an expired access token: 401 M_UNKNOWN_TOKEN with
+// soft_logout true (the device survives; the client refreshes or logs in
+// again with the same device).
+func ErrExpired() *matrixerr.Error {
+	return &matrixerr.Error{Status: http.StatusUnauthorized, Code: "M_UNKNOWN_TOKEN",
+		Message: "Access token has expired", Extra: map[string]any{"soft_logout": true}}
+}
+
+// ErrLocked answers every request but logout of a locked account.
+func ErrLocked() *matrixerr.Error {
+	return &matrixerr.Error{Status: http.StatusUnauthorized, Code: "M_USER_LOCKED",
+		Message: "This account has been locked", Extra: map[string]any{"soft_logout": true}}
 }
 
 type ctxKey struct{}
@@ -107,21 +138,34 @@ type DBAuthenticator struct {
 }
 
 // Authenticate implements Authenticator. Unknown tokens and tokens of
-// deactivated accounts answer 401 M_UNKNOWN_TOKEN.
+// deactivated accounts answer 401 M_UNKNOWN_TOKEN, expired ones the same
+// with soft_logout true.
 func (a *DBAuthenticator) Authenticate(ctx context.Context, token string) (Principal, error) {
-	return a.lookup(ctx, tokens.HashToken(token))
+	p, err := a.lookup(ctx, tokens.HashToken(token))
+	if err == nil && p.Expired(time.Now().UnixMilli()) {
+		return Principal{}, ErrExpired()
+	}
+	return p, err
 }
 
+// lookup resolves a token hash. An expired token is returned as found
+// (callers check Expired). The first use of a token issued by a refresh
+// consumes the refresh token that was refreshed (see impl/sessions).
 func (a *DBAuthenticator) lookup(ctx context.Context, hash tokens.Hash) (Principal, error) {
 	h := hash.String()
 	var row struct {
-		UserID   string `bun:"user_id"`
-		DeviceID string `bun:"device_id"`
-		IsGuest  bool   `bun:"is_guest"`
+		UserID        string  `bun:"user_id"`
+		DeviceID      string  `bun:"device_id"`
+		IsGuest       bool    `bun:"is_guest"`
+		ExpiresTS     *int64  `bun:"expires_ts"`
+		RetireRefresh *string `bun:"retire_refresh"`
+		Admin         bool    `bun:"admin"`
+		Locked        bool    `bun:"locked"`
+		Suspended     bool    `bun:"suspended"`
 	}
 	err := a.Store.R.NewSelect().
 		TableExpr("access_tokens AS t").
-		ColumnExpr("t.user_id, t.device_id, u.is_guest").
+		ColumnExpr("t.user_id, t.device_id, u.is_guest, t.expires_ts, t.retire_refresh, u.admin, u.locked, u.suspended").
 		Join("JOIN users AS u ON u.user_id = t.user_id").
 		Where("t.token_hash = ?", h).
 		Where("u.deactivated = ?", false).
@@ -132,5 +176,37 @@ func (a *DBAuthenticator) lookup(ctx context.Context, hash tokens.Hash) (Princip
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{UserID: row.UserID, DeviceID: row.DeviceID, IsGuest: row.IsGuest, TokenHash: h}, nil
+	p := Principal{UserID: row.UserID, DeviceID: row.DeviceID, IsGuest: row.IsGuest, TokenHash: h,
+		Admin: row.Admin, Locked: row.Locked, Suspended: row.Suspended}
+	if row.ExpiresTS != nil {
+		p.ExpiresTS = *row.ExpiresTS
+	}
+	if row.RetireRefresh != nil && !p.Expired(time.Now().UnixMilli()) {
+		if err := a.retire(ctx, h, *row.RetireRefresh); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
+}
+
+// retire records the first use of the access token h: the refresh token
+// refreshed to issue it (retire) is consumed, so presenting it again is
+// taken for theft.
+func (a *DBAuthenticator) retire(ctx context.Context, h, retire string) error {
+	return a.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*storage.AccessToken)(nil)).Set("retire_refresh = NULL").
+			Where("token_hash = ? AND retire_refresh IS NOT NULL", h).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("record first use of a refreshed token: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // another request recorded it first
+		}
+		_, err = tx.NewUpdate().Model((*storage.RefreshToken)(nil)).Set("consumed_ts = ?", time.Now().UnixMilli()).
+			Where("token_hash = ? AND consumed_ts IS NULL", retire).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("consume refreshed token: %w", err)
+		}
+		return nil
+	})
 }

@@ -85,12 +85,18 @@ func (c *Cache) Authenticate(ctx context.Context, token string) (Principal, erro
 		e, ok := s.m[h]
 		s.mu.RUnlock()
 		if ok && now-e.at < int64(entryTTL) {
+			if e.p.ExpiresTS != 0 && e.p.Expired(time.Now().UnixMilli()) {
+				return Principal{}, ErrExpired()
+			}
 			return e.p, nil
 		}
 	}
 	gen := c.gen.Load()
 	c.misses.Add(1)
 	p, err := c.db.lookup(ctx, h)
+	if err == nil && p.Expired(time.Now().UnixMilli()) {
+		return Principal{}, ErrExpired()
+	}
 	if err != nil || !fresh {
 		return p, err
 	}

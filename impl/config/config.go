@@ -49,6 +49,12 @@ type Config struct {
 	MaxBodyBytes  int64         `yaml:"max_body_bytes"`
 	UIASessionTTL time.Duration `yaml:"uia_session_ttl"`
 	LoginTokenTTL time.Duration `yaml:"login_token_ttl"`
+	// AccessTokenLifetime is the lifetime of access tokens issued to
+	// clients that asked for a refresh token (refresh_token: true); other
+	// clients get non-expiring tokens.
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"`
+	// GetLoginToken enables POST /login/get_token (m.get_login_token).
+	GetLoginToken bool `yaml:"get_login_token"`
 
 	Password PasswordPolicy `yaml:"password"`
 	Argon2   Argon2         `yaml:"argon2"`
@@ -109,6 +115,10 @@ type RateLimits struct {
 	PerAccount Bucket `yaml:"per_account"`
 	// FailedLogin limits failed logins per account, across all processes.
 	FailedLogin Bucket `yaml:"failed_login"`
+	// LoginToken limits POST /login/get_token per account, across all
+	// processes (the spec suggests about one a minute); unset (zero) is
+	// the default, 1 a minute with a burst of 3.
+	LoginToken Bucket `yaml:"login_token"`
 }
 
 // Bucket is a token bucket: Rate tokens per second, up to Burst.
@@ -120,22 +130,24 @@ type Bucket struct {
 // Defaults returns the safe defaults.
 func Defaults() Config {
 	return Config{
-		Listen:           "127.0.0.1:8008",
-		ServerName:       "localhost",
-		Database:         "./data/myelin.db",
-		DatabaseMaxConns: 4,
-		TokenCacheSize:   65536,
-		Registration:     RegistrationDisabled,
-		MaxBodyBytes:     1 << 20,
-		UIASessionTTL:    15 * time.Minute,
-		LoginTokenTTL:    2 * time.Minute,
-		Password:         PasswordPolicy{MinLength: 8},
-		Argon2:           Argon2{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
+		Listen:              "127.0.0.1:8008",
+		ServerName:          "localhost",
+		Database:            "./data/myelin.db",
+		DatabaseMaxConns:    4,
+		TokenCacheSize:      65536,
+		Registration:        RegistrationDisabled,
+		MaxBodyBytes:        1 << 20,
+		UIASessionTTL:       15 * time.Minute,
+		LoginTokenTTL:       2 * time.Minute,
+		AccessTokenLifetime: 5 * time.Minute,
+		Password:            PasswordPolicy{MinLength: 8},
+		Argon2:              Argon2{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
 		RateLimit: RateLimits{
 			Enabled:     true,
 			PerIP:       Bucket{Rate: 2, Burst: 20},
 			PerAccount:  Bucket{Rate: 1, Burst: 10},
 			FailedLogin: Bucket{Rate: 1.0 / 60, Burst: 5},
+			LoginToken:  Bucket{Rate: 1.0 / 60, Burst: 3},
 		},
 		LastSeenFlushInterval:     60 * time.Second,
 		PublishDeviceNames:        true,
@@ -193,12 +205,18 @@ func (c *Config) Verify() error {
 	if c.LoginTokenTTL < time.Second {
 		return fmt.Errorf("login-token-ttl: %s is too short", c.LoginTokenTTL)
 	}
+	if c.AccessTokenLifetime < time.Second {
+		return fmt.Errorf("access-token-lifetime: %s is too short", c.AccessTokenLifetime)
+	}
 	if c.Password.MinLength < 1 || c.Password.MinLength > 512 {
 		return fmt.Errorf("password.min_length: %d is out of range 1..512", c.Password.MinLength)
 	}
 	if c.Argon2.Iterations < 1 || c.Argon2.Parallelism < 1 || c.Argon2.MemoryKiB < 8*uint32(c.Argon2.Parallelism) || c.Argon2.MemoryKiB > 4<<20 {
 		return fmt.Errorf("argon2: memory_kib=%d iterations=%d parallelism=%d are not valid argon2id parameters",
 			c.Argon2.MemoryKiB, c.Argon2.Iterations, c.Argon2.Parallelism)
+	}
+	if lt := c.RateLimit.LoginToken; lt != (Bucket{}) && (lt.Rate <= 0 || lt.Burst < 1) {
+		return fmt.Errorf("rate_limit.login_token: rate must be > 0 and burst >= 1")
 	}
 	for name, b := range map[string]Bucket{"per_ip": c.RateLimit.PerIP, "per_account": c.RateLimit.PerAccount, "failed_login": c.RateLimit.FailedLogin} {
 		if c.RateLimit.Enabled && (b.Rate <= 0 || b.Burst < 1) {
@@ -393,7 +411,9 @@ var settings = []setting{
 		return nil
 	}},
 	{"uia-session-ttl", "lifetime of a user-interactive auth session", dur(func(c *Config) *time.Duration { return &c.UIASessionTTL })},
-	{"login-token-ttl", "lifetime of an m.login.token issued by the admin CLI", dur(func(c *Config) *time.Duration { return &c.LoginTokenTTL })},
+	{"login-token-ttl", "lifetime of an m.login.token (admin CLI and POST /login/get_token)", dur(func(c *Config) *time.Duration { return &c.LoginTokenTTL })},
+	{"access-token-lifetime", "lifetime of access tokens of clients that use refresh tokens", dur(func(c *Config) *time.Duration { return &c.AccessTokenLifetime })},
+	{"get-login-token", "allow POST /login/get_token (log a new client in from an existing session)", boolean(func(c *Config) *bool { return &c.GetLoginToken })},
 	{"password-min-length", "minimum password length", integer(func(c *Config) *int { return &c.Password.MinLength })},
 	{"pepper", "server-side secret mixed into new password hashes", str(func(c *Config) *string { return &c.Pepper })},
 	{"rate-limit", "on or off: rate limits on credential endpoints", func(c *Config, v string) error {

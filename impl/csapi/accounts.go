@@ -39,6 +39,7 @@ func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObje
 		DeviceID:                 body.DeviceId,
 		InitialDeviceDisplayName: body.InitialDeviceDisplayName,
 		InhibitLogin:             body.InhibitLogin != nil && *body.InhibitLogin,
+		RefreshToken:             body.RefreshToken != nil && *body.RefreshToken,
 		IP:                       auth.ClientIP(ctx),
 	}
 	var err error
@@ -52,7 +53,8 @@ func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObje
 		return nil, err
 	}
 	return clientapi.Register200JSONResponse{UserId: res.UserID, AccessToken: optional(res.AccessToken),
-		DeviceId: optional(res.DeviceID), HomeServer: optional(res.HomeServer)}, nil
+		DeviceId: optional(res.DeviceID), HomeServer: optional(res.HomeServer),
+		RefreshToken: optional(res.RefreshToken), ExpiresInMs: expiresIn(res.ExpiresInMS)}, nil
 }
 
 func (s *Server) CheckUsernameAvailability(ctx context.Context, req clientapi.CheckUsernameAvailabilityRequestObject) (clientapi.CheckUsernameAvailabilityResponseObject, error) {
@@ -69,11 +71,25 @@ type loginFlow = struct {
 	Type          string `json:"type"`
 }
 
+// expiresIn is expires_in_ms: absent when the access token never expires.
+func expiresIn(ms int64) *int {
+	if ms == 0 {
+		return nil
+	}
+	v := int(ms)
+	return &v
+}
+
 func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestObject) (clientapi.GetLoginFlowsResponseObject, error) {
 	var resp clientapi.GetLoginFlows200JSONResponse
 	flows := make([]loginFlow, 0, 2)
 	for _, t := range accounts.LoginFlows() {
-		flows = append(flows, loginFlow{Type: t})
+		f := loginFlow{Type: t}
+		if t == accounts.LoginToken && s.Config.GetLoginToken {
+			yes := true
+			f.GetLoginToken = &yes
+		}
+		flows = append(flows, f)
 	}
 	resp.Flows = &flows
 	return resp, nil
@@ -88,7 +104,8 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 		Type: string(b.Type), User: deref(b.User), Medium: deref(b.Medium), Address: deref(b.Address),
 		Password: deref(b.Password), Token: deref(b.Token),
 		DeviceID: b.DeviceId, InitialDeviceDisplayName: b.InitialDeviceDisplayName,
-		IP: auth.ClientIP(ctx),
+		RefreshToken: b.RefreshToken != nil && *b.RefreshToken,
+		IP:           auth.ClientIP(ctx),
 	}
 	if b.Identifier != nil {
 		// An identifier is a JSON object with additional properties too.
@@ -102,7 +119,8 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 		return nil, err
 	}
 	return clientapi.Login200JSONResponse{UserId: res.UserID, AccessToken: res.AccessToken,
-		DeviceId: res.DeviceID, HomeServer: &res.HomeServer}, nil
+		DeviceId: res.DeviceID, HomeServer: &res.HomeServer,
+		RefreshToken: optional(res.RefreshToken), ExpiresInMs: expiresIn(res.ExpiresInMS)}, nil
 }
 
 func (s *Server) Logout(ctx context.Context, _ clientapi.LogoutRequestObject) (clientapi.LogoutResponseObject, error) {
@@ -162,7 +180,8 @@ func (s *Server) DeactivateAccount(ctx context.Context, req clientapi.Deactivate
 			return nil, err
 		}
 	}
-	if err := s.Accounts.Deactivate(ctx, p, dict, auth.ClientIP(ctx)); err != nil {
+	erase := req.Body != nil && req.Body.Erase != nil && *req.Body.Erase
+	if err := s.Accounts.Deactivate(ctx, p, dict, auth.ClientIP(ctx), erase); err != nil {
 		return nil, err
 	}
 	// Myelin binds no 3PID at an identity server, so there is nothing to

@@ -41,23 +41,6 @@ var Coverage = specversions.Status{
 		"requestTokenTo3PIDMSISDN@1.18":          "no SMS is sent, so there is no submit_url",
 	},
 	Pending: map[string]string{
-		// Stubbed in pending_sessions.go.
-		"getAdminLockUser":          "issue 15",
-		"setAdminLockUser":          "issue 15",
-		"getAdminSuspendUser":       "issue 15",
-		"setAdminSuspendUser":       "issue 15",
-		"generateLoginToken":        "issue 15",
-		"registrationTokenValidity": "issue 15",
-		"getAccount3PIDs":           "issue 15",
-		"delete3pidFromAccount":     "issue 15",
-		"getWhoIs":                  "issue 15",
-		"refresh":                   "issue 15",
-		"login@1.3":                 "refresh tokens (issue 15)",
-		"register@1.3":              "refresh tokens (issue 15)",
-		"getLoginFlows@1.7":         "get_login_token (issue 15)",
-		"deactivateAccount@1.10":    "erase (issue 15)",
-		"getCapabilities@1.16":      "m.profile_fields (issue 15)",
-		"getCapabilities@1.18":      "m.account_moderation (issue 15)",
 		// Application services (MSC4190).
 		"updateDevice@1.17":           "device creation by application services (issue 16)",
 		"deleteDevice@1.17":           "application services without UIA (issue 16)",

@@ -15,6 +15,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/keybackup"
+	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/syncstream"
 	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
@@ -35,6 +36,8 @@ type Server struct {
 	// AccountData and KeyBackup are the user's stores (issue 19).
 	AccountData *accountdata.Service
 	KeyBackup   *keybackup.Service
+	// Sessions refreshes tokens, issues login tokens and moderates.
+	Sessions *sessions.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.
@@ -51,13 +54,32 @@ func (s *Server) GetWellknown(context.Context, clientapi.GetWellknownRequestObje
 }
 
 func (s *Server) GetCapabilities(ctx context.Context, _ clientapi.GetCapabilitiesRequestObject) (clientapi.GetCapabilitiesResponseObject, error) {
-	if _, err := auth.MustFromContext(ctx); err != nil {
+	p, err := auth.MustFromContext(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var caps clientapi.GetCapabilities200JSONResponseBody_Capabilities
-	caps.MChangePassword = &struct {
+	c := s.Sessions.Capabilities(p)
+	type flag = struct {
 		Enabled bool `json:"enabled"`
-	}{Enabled: true}
+	}
+	var caps clientapi.GetCapabilities200JSONResponseBody_Capabilities
+	caps.MChangePassword = &flag{Enabled: c.ChangePassword}
+	caps.M3pidChanges = &flag{Enabled: c.ThreePIDChanges}
+	caps.MGetLoginToken = &flag{Enabled: c.GetLoginToken}
+	// Profiles are outside Myelin's slice.
+	caps.MSetDisplayname = &flag{}
+	caps.MSetAvatarUrl = &flag{}
+	caps.MProfileFields = &struct {
+		Allowed    *[]string `json:"allowed,omitempty"`
+		Disallowed *[]string `json:"disallowed,omitempty"`
+		Enabled    bool      `json:"enabled"`
+	}{}
+	if c.Lock || c.Suspend {
+		caps.MAccountModeration = &struct {
+			Lock    *bool `json:"lock,omitempty"`
+			Suspend *bool `json:"suspend,omitempty"`
+		}{Lock: &c.Lock, Suspend: &c.Suspend}
+	}
 	return clientapi.GetCapabilities200JSONResponse{Capabilities: caps}, nil
 }
 

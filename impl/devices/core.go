@@ -203,6 +203,12 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 				return Login{}, err
 			}
 		}
+		// And its refresh tokens: a login with a device ID invalidates every
+		// token previously assigned to the device.
+		if _, err := tx.NewDelete().Model((*storage.RefreshToken)(nil)).
+			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
+			return Login{}, fmt.Errorf("revoke previous refresh tokens: %w", err)
+		}
 	}
 	tok := tokens.NewAccessToken()
 	at := storage.AccessToken{TokenHash: tokens.HashToken(tok).String(), UserID: userID, DeviceID: deviceID, CreatedTS: now}

@@ -27,6 +27,7 @@ import (
 type Limiter struct {
 	ip, account *keyed
 	failed      *shared
+	loginToken  *shared
 }
 
 // New returns the limiter for cfg, or nil when rate limits are off.
@@ -34,10 +35,15 @@ func New(cfg config.RateLimits, store *storage.Store) *Limiter {
 	if !cfg.Enabled {
 		return nil
 	}
+	lt := cfg.LoginToken
+	if lt == (config.Bucket{}) {
+		lt = config.Defaults().RateLimit.LoginToken
+	}
 	return &Limiter{
-		ip:      newKeyed(cfg.PerIP),
-		account: newKeyed(cfg.PerAccount),
-		failed:  &shared{Store: store, Rate: cfg.FailedLogin.Rate, Burst: cfg.FailedLogin.Burst},
+		ip:         newKeyed(cfg.PerIP),
+		account:    newKeyed(cfg.PerAccount),
+		failed:     &shared{Store: store, Rate: cfg.FailedLogin.Rate, Burst: cfg.FailedLogin.Burst, Prefix: "login:"},
+		loginToken: &shared{Store: store, Rate: lt.Rate, Burst: lt.Burst, Prefix: "login_token:"},
 	}
 }
 
@@ -56,6 +62,15 @@ func (l *Limiter) Allow(ip, account string) error {
 		return l.account.take(account)
 	}
 	return nil
+}
+
+// AllowLoginToken takes a token of account's bucket of issued login tokens
+// (POST /login/get_token), shared by every process on the database.
+func (l *Limiter) AllowLoginToken(ctx context.Context, account string) error {
+	if l == nil {
+		return nil
+	}
+	return l.loginToken.take(ctx, "login_token:"+account)
 }
 
 // BeginLogin takes a failed-login token of account before its password is

@@ -21,6 +21,9 @@ type shared struct {
 	Store *storage.Store
 	Rate  float64 // tokens per second
 	Burst int
+	// Prefix starts every key of this set: its sweep leaves other sets'
+	// rows (refilled at other rates) alone.
+	Prefix string
 
 	mu        sync.Mutex
 	lastSweep time.Time
@@ -84,5 +87,5 @@ func (s *shared) sweep(ctx context.Context, now int64) {
 	}
 	full := now - int64(math.Ceil(float64(s.Burst)/s.Rate*1000))
 	// Best effort: a failed sweep is retried a minute later.
-	_, _ = s.Store.DB.NewDelete().Model((*storage.RateLimitBucket)(nil)).Where("updated_ts < ?", full).Exec(ctx)
+	_, _ = s.Store.DB.NewDelete().Model((*storage.RateLimitBucket)(nil)).Where("updated_ts < ?", full).Where(`"key" LIKE ?`, s.Prefix+"%").Exec(ctx)
 }

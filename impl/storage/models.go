@@ -16,6 +16,14 @@ type User struct {
 	IsGuest       bool   `bun:"is_guest,notnull"`
 	Deactivated   bool   `bun:"deactivated,notnull"`
 	CreatedTS     int64  `bun:"created_ts,notnull"`
+	// Migration 20261205000401: a server admin (may lock and suspend
+	// others); locked (every request but logout answers M_USER_LOCKED);
+	// suspended (some actions answer M_USER_SUSPENDED); erased (deactivated
+	// with erase: true, nothing kept beyond the ID).
+	Admin     bool `bun:"admin,notnull"`
+	Locked    bool `bun:"locked,notnull"`
+	Suspended bool `bun:"suspended,notnull"`
+	Erased    bool `bun:"erased,notnull"`
 }
 
 // Device is one of a user's devices.
@@ -38,6 +46,29 @@ type AccessToken struct {
 	UserID        string `bun:"user_id,notnull"`
 	DeviceID      string `bun:"device_id,notnull"`
 	CreatedTS     int64  `bun:"created_ts,notnull"`
+	// ExpiresTS is when the token stops working (nil: never); only tokens
+	// of clients that use refresh tokens expire (migration 20261205000401).
+	ExpiresTS *int64 `bun:"expires_ts"`
+	// RetireRefresh is the hash of the refresh token that was refreshed to
+	// issue this token: the first use of this token consumes it.
+	RetireRefresh *string `bun:"retire_refresh"`
+}
+
+// RefreshToken is a refresh token (stored only as its SHA-256) of one
+// device (migration 20261205000401). A refresh issues a successor
+// (NextHash; its PrevHash points back); the token stays valid until the
+// successor or the successor's access token is first used, which sets
+// ConsumedTS. Presenting a consumed token again means it was stolen.
+// Deleting the device cascades to its refresh tokens.
+type RefreshToken struct {
+	bun.BaseModel `bun:"table:refresh_tokens"`
+	TokenHash     string  `bun:"token_hash,pk"`
+	UserID        string  `bun:"user_id,notnull"`
+	DeviceID      string  `bun:"device_id,notnull"`
+	PrevHash      *string `bun:"prev_hash"`
+	NextHash      *string `bun:"next_hash"`
+	ConsumedTS    *int64  `bun:"consumed_ts"`
+	CreatedTS     int64   `bun:"created_ts,notnull"`
 }
 
 // UIASession is a user-interactive authentication session. It lives in the
