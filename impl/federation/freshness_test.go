@@ -69,12 +69,12 @@ func TestAListNobodyKeepsCurrentIsFetchedAgainAfterTheTTL(t *testing.T) {
 		if got := query(t, r.lists, bob); got != "[D1]" || r.fetches.Load() != 1 {
 			t.Fatalf("query within the TTL: %s after %d fetches", got, r.fetches.Load())
 		}
-		r.age(bob, r.lists.TTL)
+		r.age(bob, r.lists.TTL+time.Second)
 		if got := query(t, r.lists, bob); got != "[D1 D2]" || r.fetches.Load() != 2 {
 			t.Fatalf("query after the TTL: %s after %d fetches", got, r.fetches.Load())
 		}
 		// The background worker leaves such lists alone, even stale.
-		r.age(bob, r.lists.TTL)
+		r.age(bob, r.lists.TTL+time.Second)
 		if _, err := r.store.DB.NewUpdate().Model((*storage.RemoteDeviceList)(nil)).Set("stale_gen = stale_gen + 1").
 			Where("user_id = ?", bob).Exec(context.Background()); err != nil {
 			t.Fatal(err)
