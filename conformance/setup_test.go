@@ -123,8 +123,11 @@ var states = map[string][]state{
 	"Add3PID":                  noValidated3PID,
 	"Bind3PID": {{Account: "alice", Status: http.StatusBadRequest, Why: "no identity server",
 		Unsupported: "Myelin talks to no identity server"}},
-	"GetAuthMetadata": {{Status: http.StatusNotFound, Why: "the OAuth 2.0 API is not offered",
-		Unsupported: "the optional OAuth 2.0 API is not offered yet (issue 17); 404 M_UNRECOGNIZED as the spec says"}},
+	"GetAuthMetadata": {
+		{},
+		{Status: http.StatusNotFound, Why: "--auth legacy: the OAuth 2.0 API is not offered",
+			Config: func(c *config.Config) { c.Auth = config.AuthLegacy }},
+	},
 	"GetAccountDataPerRoom": {{ServerName: "example.com", Account: "alice", Status: http.StatusNotFound, Why: "no rooms, so no room account data",
 		Unsupported: "Myelin holds no rooms"}},
 	"SetAccountDataPerRoom": {{ServerName: "example.com", Account: "alice", Status: http.StatusForbidden, Why: "no rooms, so no room account data",

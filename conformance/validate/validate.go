@@ -122,6 +122,9 @@ func (v *Validator) check(req *http.Request, status int, header http.Header, bod
 		return nil // HEAD has no body; OPTIONS are CORS preflights, not spec operations
 	}
 	route, params := v.route(req)
+	if route == nil && otherProtocol(req.URL.Path) {
+		return nil // OAuth 2.0 / OpenID Connect endpoints answer per their RFCs
+	}
 	if route == nil {
 		if !v.inNamespace(req.URL.Path) && !isJSON(header) {
 			return nil // fallback pages and other routes outside the documents
@@ -189,6 +192,14 @@ func describe(err error) string {
 		return re.Reason
 	}
 	return err.Error()
+}
+
+// otherProtocol reports whether path is an endpoint of a protocol other
+// than Matrix's, whose answers (RFC 6749 errors, RFC 7591 registrations,
+// OpenID discovery) the Matrix spec does not describe: the OAuth 2.0
+// server's endpoints (impl/oauth).
+func otherProtocol(path string) bool {
+	return strings.HasPrefix(path, "/_myelin/oauth2/") || path == "/.well-known/openid-configuration"
 }
 
 func isJSON(h http.Header) bool {

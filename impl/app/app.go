@@ -32,6 +32,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/keybackup"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/metrics"
+	"github.com/myelin-hs/myelin/impl/oauth"
 	"github.com/myelin-hs/myelin/impl/passwords"
 	"github.com/myelin-hs/myelin/impl/ratelimit"
 	"github.com/myelin-hs/myelin/impl/server"
@@ -152,7 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
-		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions}
+		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions, OAuth: a.Services.OAuth}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -164,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 			"accessToken":   a.authenticateClient,
 			"signedRequest": a.authenticateServer,
 		},
-		Routes:  (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
+		Routes:  a.routes,
 		Observe: observe,
 	})
 	if err != nil {
@@ -173,6 +174,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	}
 	a.Echo = e
 	return a, nil
+}
+
+// routes registers what the specs do not describe: the UIA fallback pages
+// and, with OAuth on, the OAuth 2.0 endpoints and pages.
+func (a *App) routes(e *echo.Echo) {
+	(&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: a.Config.ServerName}).Register(e)
+	if a.Services.OAuth != nil {
+		(&oauth.Handler{OAuth: a.Services.OAuth, Auth: a.Auth, Log: a.Log}).Mount(e)
+	}
 }
 
 // Services are the domain services over one database. The server and the
@@ -194,6 +204,8 @@ type Services struct {
 	// account on deactivation.
 	AccountData *accountdata.Service
 	KeyBackup   *keybackup.Service
+	// OAuth is the OAuth 2.0 authorisation server (nil with --auth legacy).
+	OAuth *oauth.Service
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -219,6 +231,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 			return wake.Publish(ctx, tx, userID)
 		})}
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
+	if cfg.OAuthEnabled() {
+		sv.OAuth = &oauth.Service{Store: store, Config: cfg, Devices: sv.Devices, Sessions: sv.Sessions, Limits: limits}
+	}
 	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
 	return sv
 }

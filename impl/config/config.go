@@ -30,6 +30,13 @@ const (
 	RegistrationToken    = "token"
 )
 
+// Authentication APIs (--auth).
+const (
+	AuthLegacy = "legacy"
+	AuthOAuth  = "oauth"
+	AuthBoth   = "both"
+)
+
 // Config is the whole configuration.
 type Config struct {
 	Listen string `yaml:"listen"`
@@ -55,6 +62,11 @@ type Config struct {
 	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"`
 	// GetLoginToken enables POST /login/get_token (m.get_login_token).
 	GetLoginToken bool `yaml:"get_login_token"`
+
+	// Auth says which authentication APIs are served: the legacy one
+	// (POST /login, /register with UIA), the OAuth 2.0 API, or both.
+	Auth  string      `yaml:"auth"`
+	OAuth OAuthConfig `yaml:"oauth"`
 
 	Password PasswordPolicy `yaml:"password"`
 	Argon2   Argon2         `yaml:"argon2"`
@@ -89,6 +101,34 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 }
+
+// OAuthConfig tunes the OAuth 2.0 authorisation server (impl/oauth).
+type OAuthConfig struct {
+	// IntrospectionClients are the confidential clients (resource servers,
+	// e.g. a homeserver in delegated-auth mode) allowed to call the
+	// introspection endpoint (RFC 7662).
+	IntrospectionClients []OAuthClientSecret `yaml:"introspection_clients"`
+	// CodeTTL is the lifetime of an authorisation code.
+	CodeTTL time.Duration `yaml:"code_ttl"`
+	// DeviceCodeTTL is the lifetime of a device authorisation grant's
+	// device and user codes; DeviceInterval the polling interval clients
+	// are told.
+	DeviceCodeTTL  time.Duration `yaml:"device_code_ttl"`
+	DeviceInterval time.Duration `yaml:"device_interval"`
+}
+
+// OAuthClientSecret is a confidential client's credentials.
+type OAuthClientSecret struct {
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+}
+
+// LegacyAuth reports whether the legacy login and registration API is
+// served.
+func (c *Config) LegacyAuth() bool { return c.Auth != AuthOAuth }
+
+// OAuthEnabled reports whether the OAuth 2.0 API is served.
+func (c *Config) OAuthEnabled() bool { return c.Auth != AuthLegacy }
 
 // PasswordPolicy is checked on registration and password change.
 type PasswordPolicy struct {
@@ -140,6 +180,8 @@ func Defaults() Config {
 		UIASessionTTL:       15 * time.Minute,
 		LoginTokenTTL:       2 * time.Minute,
 		AccessTokenLifetime: 5 * time.Minute,
+		Auth:                AuthBoth,
+		OAuth:               OAuthConfig{CodeTTL: 2 * time.Minute, DeviceCodeTTL: 15 * time.Minute, DeviceInterval: 5 * time.Second},
 		Password:            PasswordPolicy{MinLength: 8},
 		Argon2:              Argon2{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
 		RateLimit: RateLimits{
@@ -207,6 +249,30 @@ func (c *Config) Verify() error {
 	}
 	if c.AccessTokenLifetime < time.Second {
 		return fmt.Errorf("access-token-lifetime: %s is too short", c.AccessTokenLifetime)
+	}
+	switch c.Auth {
+	case AuthLegacy, AuthOAuth, AuthBoth:
+	default:
+		return fmt.Errorf("auth: %q is not one of legacy, oauth, both", c.Auth)
+	}
+	if c.OAuth.CodeTTL < time.Second || c.OAuth.CodeTTL > 10*time.Minute {
+		return fmt.Errorf("oauth.code_ttl: %s is out of range 1s..10m (RFC 6749 recommends at most 10 minutes)", c.OAuth.CodeTTL)
+	}
+	if c.OAuth.DeviceCodeTTL < 10*time.Second || c.OAuth.DeviceCodeTTL > 24*time.Hour {
+		return fmt.Errorf("oauth.device_code_ttl: %s is out of range 10s..24h", c.OAuth.DeviceCodeTTL)
+	}
+	if c.OAuth.DeviceInterval < time.Second || c.OAuth.DeviceInterval > time.Minute || c.OAuth.DeviceInterval%time.Second != 0 {
+		return fmt.Errorf("oauth.device_interval: %s is not whole seconds in 1s..1m", c.OAuth.DeviceInterval)
+	}
+	seen := map[string]bool{}
+	for i, ic := range c.OAuth.IntrospectionClients {
+		if ic.ClientID == "" || len(ic.ClientSecret) < 16 {
+			return fmt.Errorf("oauth.introspection_clients[%d]: client_id must be set and client_secret at least 16 characters", i)
+		}
+		if seen[ic.ClientID] {
+			return fmt.Errorf("oauth.introspection_clients[%d]: client_id %q is listed twice", i, ic.ClientID)
+		}
+		seen[ic.ClientID] = true
 	}
 	if c.Password.MinLength < 1 || c.Password.MinLength > 512 {
 		return fmt.Errorf("password.min_length: %d is out of range 1..512", c.Password.MinLength)
@@ -414,6 +480,7 @@ var settings = []setting{
 	{"login-token-ttl", "lifetime of an m.login.token (admin CLI and POST /login/get_token)", dur(func(c *Config) *time.Duration { return &c.LoginTokenTTL })},
 	{"access-token-lifetime", "lifetime of access tokens of clients that use refresh tokens", dur(func(c *Config) *time.Duration { return &c.AccessTokenLifetime })},
 	{"get-login-token", "allow POST /login/get_token (log a new client in from an existing session)", boolean(func(c *Config) *bool { return &c.GetLoginToken })},
+	{"auth", "authentication APIs served: legacy (POST /login, /register), oauth (the OAuth 2.0 API) or both", str(func(c *Config) *string { return &c.Auth })},
 	{"password-min-length", "minimum password length", integer(func(c *Config) *int { return &c.Password.MinLength })},
 	{"pepper", "server-side secret mixed into new password hashes", str(func(c *Config) *string { return &c.Pepper })},
 	{"rate-limit", "on or off: rate limits on credential endpoints", func(c *Config, v string) error {

@@ -27,7 +27,17 @@ func optional(s string) *string {
 	return &s
 }
 
+// errLegacyOff answers the legacy login API when --auth is oauth: the
+// spec's answer for an authentication API a server does not offer.
+func errLegacyOff() error {
+	return matrixerr.Unrecognized(http.StatusNotFound, "This server offers the OAuth 2.0 API only (see GET /_matrix/client/v1/auth_metadata)")
+}
+
 func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObject) (clientapi.RegisterResponseObject, error) {
+	if !s.Config.LegacyAuth() {
+		// Accounts are created in the browser (prompt=create).
+		return nil, matrixerr.Forbidden("Registration is done through the OAuth 2.0 API (the browser), not this endpoint")
+	}
 	body := req.Body
 	if body == nil {
 		body = &clientapi.RegisterJSONRequestBody{}
@@ -81,11 +91,14 @@ func expiresIn(ms int64) *int {
 }
 
 func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestObject) (clientapi.GetLoginFlowsResponseObject, error) {
+	if !s.Config.LegacyAuth() {
+		return nil, errLegacyOff()
+	}
 	var resp clientapi.GetLoginFlows200JSONResponse
 	flows := make([]loginFlow, 0, 2)
 	for _, t := range accounts.LoginFlows() {
 		f := loginFlow{Type: t}
-		if t == accounts.LoginToken && s.Config.GetLoginToken {
+		if t == accounts.LoginToken && s.Sessions.LoginTokensEnabled(auth.Principal{}) {
 			yes := true
 			f.GetLoginToken = &yes
 		}
@@ -96,6 +109,9 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 }
 
 func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (clientapi.LoginResponseObject, error) {
+	if !s.Config.LegacyAuth() {
+		return nil, errLegacyOff()
+	}
 	if req.Body == nil {
 		return nil, matrixerr.NotJSON("Missing JSON body")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/e2ekeys"
 	"github.com/myelin-hs/myelin/impl/keybackup"
+	"github.com/myelin-hs/myelin/impl/oauth"
 	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/syncstream"
 	"github.com/myelin-hs/myelin/impl/todevice"
@@ -38,6 +39,8 @@ type Server struct {
 	KeyBackup   *keybackup.Service
 	// Sessions refreshes tokens, issues login tokens and moderates.
 	Sessions *sessions.Service
+	// OAuth is the OAuth 2.0 authorisation server (nil with --auth legacy).
+	OAuth *oauth.Service
 }
 
 // The compiler checks that every operation of the spec is implemented.

@@ -60,7 +60,7 @@ func (s *Service) insertLoginToken(ctx context.Context, tx bun.IDB, userID, tok 
 // server allows it (get_login_token) and p is not a guest (who has no
 // password to authenticate with).
 func (s *Service) LoginTokensEnabled(p auth.Principal) bool {
-	return s.Config.GetLoginToken && !p.IsGuest
+	return s.Config.GetLoginToken && s.Config.LegacyAuth() && !p.IsGuest
 }
 
 // GetLoginToken answers POST /login/get_token: after m.login.password
@@ -68,7 +68,7 @@ func (s *Service) LoginTokensEnabled(p auth.Principal) bool {
 // reused), rate limited per account across processes, a single-use
 // login token for the caller.
 func (s *Service) GetLoginToken(ctx context.Context, p auth.Principal, authDict map[string]any, ip string) (LoginToken, error) {
-	if !s.Config.GetLoginToken {
+	if !s.Config.GetLoginToken || !s.Config.LegacyAuth() {
 		return LoginToken{}, matrixerr.Unrecognized(http.StatusNotFound, "Logging in with a login token from an existing session is not enabled on this server")
 	}
 	if p.IsGuest {
