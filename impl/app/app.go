@@ -42,6 +42,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
 	"github.com/myelin-hs/myelin/impl/wake"
+	"github.com/myelin-hs/myelin/impl/web"
 )
 
 // App is one running server.
@@ -63,6 +64,8 @@ type App struct {
 	// serves /sync and /keys/changes.
 	Wake *wake.Hub
 	Sync *syncstream.Service
+	// Web serves the pages under /_myelin/ (sign-in, account page).
+	Web *web.Site
 	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
@@ -150,6 +153,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		}
 	}
 
+	a.Web = web.New(web.Deps{Store: store, BaseURL: cfg.BaseURL(), ServerName: cfg.ServerName,
+		Passwords: a.Services.Accounts, Log: log})
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
 		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions}
@@ -164,7 +169,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 			"accessToken":   a.authenticateClient,
 			"signedRequest": a.authenticateServer,
 		},
-		Routes:  (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
+		Routes: func(e *echo.Echo) {
+			(&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register(e)
+			a.Web.Mount(e)
+		},
 		Observe: observe,
 	})
 	if err != nil {
@@ -219,7 +227,7 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 			return wake.Publish(ctx, tx, userID)
 		})}
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
-	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser, web.DeleteUser)
 	return sv
 }
 
