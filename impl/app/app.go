@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/accountdata"
+	"github.com/myelin-hs/myelin/impl/accountpage"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
@@ -171,7 +172,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		},
 		Routes: func(e *echo.Echo) {
 			(&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register(e)
-			a.Web.Mount(e)
+			a.Web.Mount(e, (&accountpage.Handler{Devices: a.Devices, Accounts: a.Services.Accounts,
+				UIA: a.Services.UIA}).Mount)
 		},
 		Observe: observe,
 	})
@@ -214,7 +216,8 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		// process and, through the database, in every other).
 		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook, syncstream.DeviceListHook}},
 		Outbox:  outbox,
-		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
+		UIA: &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL,
+			OAuth: uia.NoOAuthSessions{}, AccountPage: cfg.BaseURL() + web.AccountPath},
 	}
 	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
@@ -227,7 +230,7 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 			return wake.Publish(ctx, tx, userID)
 		})}
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
-	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser, web.DeleteUser)
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser, web.DeleteUser, uia.DeleteApprovals)
 	return sv
 }
 

@@ -62,6 +62,8 @@ const Prefix = "/_myelin"
 const (
 	SignInPath  = Prefix + "/login"
 	SignOutPath = Prefix + "/logout"
+	// AccountPath is the account page (the account management URL).
+	AccountPath = Prefix + "/account/"
 )
 
 //go:embed templates/*.html
@@ -130,7 +132,7 @@ func New(d Deps) *Site {
 		d.SessionLifetime = 12 * time.Hour
 	}
 	if d.AfterSignIn == "" {
-		d.AfterSignIn = Prefix + "/account/"
+		d.AfterSignIn = AccountPath
 	}
 	if d.Log == nil {
 		d.Log = slog.Default()

@@ -1,9 +1,7 @@
 package web_test
 
 import (
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strings"
@@ -17,71 +15,11 @@ import (
 	"github.com/myelin-hs/myelin/impl/web"
 )
 
-// browser is an HTTP client with a cookie jar that does not follow
-// redirects, so each answer can be looked at.
-type browser struct {
-	t    *testing.T
-	base string
-	c    *http.Client
-}
+func newBrowser(t *testing.T, base string) *testenv.Browser { return testenv.NewBrowser(t, base) }
 
-func newBrowser(t *testing.T, base string) *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}}
-}
-
-type page struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func (b *browser) do(req *http.Request) page {
-	b.t.Helper()
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return page{resp.StatusCode, resp.Header, string(raw)}
-}
-
-func (b *browser) get(path string) page {
-	b.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
-	return b.do(req)
-}
-
-func (b *browser) post(path string, form url.Values) page {
-	b.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
-}
-
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-// csrf is the token of the forms on p.
-func csrf(t *testing.T, p page) string {
+func csrf(t *testing.T, p testenv.Page) string {
 	t.Helper()
-	m := csrfRE.FindStringSubmatch(p.body)
-	if m == nil {
-		t.Fatalf("no CSRF token on the page (%d): %s", p.status, p.body)
-	}
-	return m[1]
-}
-
-// signIn signs in through the form and returns the answer to the POST.
-func (b *browser) signIn(user, password, next string) page {
-	b.t.Helper()
-	form := b.get(web.SignInPath)
-	if form.status != http.StatusOK {
-		b.t.Fatalf("sign-in page: %d %s", form.status, form.body)
-	}
-	return b.post(web.SignInPath, url.Values{"csrf": {csrf(b.t, form)}, "username": {user}, "password": {password}, "next": {next}})
+	return testenv.NewBrowser(t, "").CSRF(p)
 }
 
 // addPrivatePage adds a page that needs a signed-in user and shows it.
@@ -115,15 +53,15 @@ func TestSignInStartsASessionThatOpensPrivatePages(t *testing.T) {
 		br := newBrowser(t, s.URL)
 
 		// Not signed in: sent to the sign-in page, which comes back.
-		p := br.get(web.Prefix + "/test-private?x=1")
-		if p.status != http.StatusSeeOther || p.header.Get("Location") != web.SignInPath+"?next="+url.QueryEscape(web.Prefix+"/test-private?x=1") {
-			t.Fatalf("private page without session: %d %q", p.status, p.header.Get("Location"))
+		p := br.Get(web.Prefix + "/test-private?x=1")
+		if p.Status != http.StatusSeeOther || p.Location() != web.SignInPath+"?next="+url.QueryEscape(web.Prefix+"/test-private?x=1") {
+			t.Fatalf("private page without session: %d %q", p.Status, p.Location())
 		}
-		p = br.signIn("alice", "correct horse", web.Prefix+"/test-private?x=1")
-		if p.status != http.StatusSeeOther || p.header.Get("Location") != web.Prefix+"/test-private?x=1" {
-			t.Fatalf("sign-in: %d %q %s", p.status, p.header.Get("Location"), p.body)
+		p = br.SignIn("alice", "correct horse", web.Prefix+"/test-private?x=1")
+		if p.Status != http.StatusSeeOther || p.Location() != web.Prefix+"/test-private?x=1" {
+			t.Fatalf("sign-in: %d %q %s", p.Status, p.Location(), p.Body)
 		}
-		ck := sessionCookie(t, p.header)
+		ck := sessionCookie(t, p.Header)
 		if ck == nil {
 			t.Fatal("sign-in set no session cookie")
 		}
@@ -141,27 +79,27 @@ func TestSignInStartsASessionThatOpensPrivatePages(t *testing.T) {
 		if len(stored) != 1 || stored[0] == ck.Value || strings.Contains(stored[0], ck.Value) {
 			t.Fatalf("stored sessions %q for cookie %q", stored, ck.Value)
 		}
-		p = br.get(web.Prefix + "/test-private?x=1")
-		if p.status != http.StatusOK || p.body != "hello @alice:localhost" {
-			t.Fatalf("private page signed in: %d %s", p.status, p.body)
+		p = br.Get(web.Prefix + "/test-private?x=1")
+		if p.Status != http.StatusOK || p.Body != "hello @alice:localhost" {
+			t.Fatalf("private page signed in: %d %s", p.Status, p.Body)
 		}
 		// A full user ID works too, in any case of the localpart.
 		br2 := newBrowser(t, s.URL)
-		if p := br2.signIn("@Alice:localhost", "correct horse", ""); p.status != http.StatusSeeOther || p.header.Get("Location") != "/_myelin/account/" {
-			t.Fatalf("sign-in with a full user ID: %d %q", p.status, p.header.Get("Location"))
+		if p := br2.SignIn("@Alice:localhost", "correct horse", ""); p.Status != http.StatusSeeOther || p.Location() != "/_myelin/account/" {
+			t.Fatalf("sign-in with a full user ID: %d %q", p.Status, p.Location())
 		}
 
 		// Sign out ends the session in the database, not only the cookie.
-		signInPage := br.get(web.SignInPath)
-		p = br.post(web.SignOutPath, url.Values{"csrf": {csrf(t, signInPage)}})
-		if p.status != http.StatusSeeOther {
-			t.Fatalf("sign out: %d %s", p.status, p.body)
+		signInPage := br.Get(web.SignInPath)
+		p = br.Post(web.SignOutPath, url.Values{"csrf": {csrf(t, signInPage)}})
+		if p.Status != http.StatusSeeOther {
+			t.Fatalf("sign out: %d %s", p.Status, p.Body)
 		}
 		replay := newBrowser(t, s.URL)
 		u, _ := url.Parse(s.URL)
-		replay.c.Jar.SetCookies(u, []*http.Cookie{{Name: web.CookieName, Value: ck.Value}})
-		if p := replay.get(web.Prefix + "/test-private"); p.status != http.StatusSeeOther {
-			t.Fatalf("old cookie after sign-out: %d %s", p.status, p.body)
+		replay.Client.Jar.SetCookies(u, []*http.Cookie{{Name: web.CookieName, Value: ck.Value}})
+		if p := replay.Get(web.Prefix + "/test-private"); p.Status != http.StatusSeeOther {
+			t.Fatalf("old cookie after sign-out: %d %s", p.Status, p.Body)
 		}
 	})
 }
@@ -176,27 +114,27 @@ func TestSignInFailuresAllGetOneGenericMessage(t *testing.T) {
 		for _, c := range []struct{ user, pass string }{
 			{"alice", "wrong"}, {"nobody", "correct horse"}, {"@alice:other.example", "correct horse"},
 		} {
-			p := br.signIn(c.user, c.pass, "")
-			if p.status != http.StatusUnauthorized || sessionCookie(t, p.header) != nil {
-				t.Fatalf("%s/%s: %d, cookie %v", c.user, c.pass, p.status, sessionCookie(t, p.header))
+			p := br.SignIn(c.user, c.pass, "")
+			if p.Status != http.StatusUnauthorized || sessionCookie(t, p.Header) != nil {
+				t.Fatalf("%s/%s: %d, cookie %v", c.user, c.pass, p.Status, sessionCookie(t, p.Header))
 			}
-			m := errRE.FindStringSubmatch(p.body)
+			m := errRE.FindStringSubmatch(p.Body)
 			if m == nil {
-				t.Fatalf("no error message: %s", p.body)
+				t.Fatalf("no error message: %s", p.Body)
 			}
 			msgs = append(msgs, m[1])
 			// The form keeps the username, escaped.
-			if !strings.Contains(p.body, `value="`+c.user+`"`) {
-				t.Fatalf("username not kept in the form: %s", p.body)
+			if !strings.Contains(p.Body, `value="`+c.user+`"`) {
+				t.Fatalf("username not kept in the form: %s", p.Body)
 			}
 		}
 		if msgs[0] != msgs[1] || msgs[1] != msgs[2] || msgs[0] != "Invalid username or password." {
 			t.Fatalf("messages differ: %q", msgs)
 		}
 		// Markup in the username is shown as text.
-		p := br.signIn(`<script>x</script>`, "pw", "")
-		if strings.Contains(p.body, "<script>x") {
-			t.Fatalf("username not escaped: %s", p.body)
+		p := br.SignIn(`<script>x</script>`, "pw", "")
+		if strings.Contains(p.Body, "<script>x") {
+			t.Fatalf("username not escaped: %s", p.Body)
 		}
 	})
 }
@@ -212,14 +150,14 @@ func TestSignInRateLimitsFailedAttemptsAcrossTheAccount(t *testing.T) {
 		testenv.CreateUser(t, s, "alice", "correct horse")
 		br := newBrowser(t, s.URL)
 		for i := range 2 {
-			if p := br.signIn("alice", "wrong", ""); p.status != http.StatusUnauthorized {
-				t.Fatalf("failure %d: %d", i, p.status)
+			if p := br.SignIn("alice", "wrong", ""); p.Status != http.StatusUnauthorized {
+				t.Fatalf("failure %d: %d", i, p.Status)
 			}
 		}
 		// The bucket is empty: even the right password waits.
-		p := br.signIn("alice", "correct horse", "")
-		if p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many attempts") || sessionCookie(t, p.header) != nil {
-			t.Fatalf("after the limit: %d %s", p.status, p.body)
+		p := br.SignIn("alice", "correct horse", "")
+		if p.Status != http.StatusTooManyRequests || !strings.Contains(p.Body, "Too many attempts") || sessionCookie(t, p.Header) != nil {
+			t.Fatalf("after the limit: %d %s", p.Status, p.Body)
 		}
 		// The API's login shares the bucket.
 		r := s.Do(t, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
@@ -235,38 +173,38 @@ func TestFormsWithoutTheSessionsCSRFTokenAreRefused(t *testing.T) {
 	br := newBrowser(t, s.URL)
 
 	// Sign-in without a token, and with another visitor's token.
-	br.get(web.SignInPath)
-	if p := br.post(web.SignInPath, url.Values{"username": {"alice"}, "password": {"correct horse"}}); p.status != http.StatusForbidden || sessionCookie(t, p.header) != nil {
-		t.Fatalf("sign-in without token: %d", p.status)
+	br.Get(web.SignInPath)
+	if p := br.Post(web.SignInPath, url.Values{"username": {"alice"}, "password": {"correct horse"}}); p.Status != http.StatusForbidden || sessionCookie(t, p.Header) != nil {
+		t.Fatalf("sign-in without token: %d", p.Status)
 	}
 	other := newBrowser(t, s.URL)
-	otherTok := csrf(t, other.get(web.SignInPath))
-	if p := br.post(web.SignInPath, url.Values{"csrf": {otherTok}, "username": {"alice"}, "password": {"correct horse"}}); p.status != http.StatusForbidden {
-		t.Fatalf("sign-in with another visitor's token: %d", p.status)
+	otherTok := csrf(t, other.Get(web.SignInPath))
+	if p := br.Post(web.SignInPath, url.Values{"csrf": {otherTok}, "username": {"alice"}, "password": {"correct horse"}}); p.Status != http.StatusForbidden {
+		t.Fatalf("sign-in with another visitor's token: %d", p.Status)
 	}
 
-	if p := br.signIn("alice", "correct horse", ""); p.status != http.StatusSeeOther {
-		t.Fatalf("sign-in: %d %s", p.status, p.body)
+	if p := br.SignIn("alice", "correct horse", ""); p.Status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d %s", p.Status, p.Body)
 	}
 	// Signed in: the pre-session token no longer works on other forms,
 	// the session's does.
-	preTok := csrf(t, other.get(web.SignInPath)) // a token of an anonymous visitor
-	if p := br.post(web.Prefix+"/test-private", url.Values{"csrf": {preTok}}); p.status != http.StatusForbidden {
-		t.Fatalf("post with a foreign token: %d", p.status)
+	preTok := csrf(t, other.Get(web.SignInPath)) // a token of an anonymous visitor
+	if p := br.Post(web.Prefix+"/test-private", url.Values{"csrf": {preTok}}); p.Status != http.StatusForbidden {
+		t.Fatalf("post with a foreign token: %d", p.Status)
 	}
-	if p := br.post(web.Prefix+"/test-private", nil); p.status != http.StatusForbidden || !strings.Contains(p.body, "expired") {
-		t.Fatalf("post without token: %d %s", p.status, p.body)
+	if p := br.Post(web.Prefix+"/test-private", nil); p.Status != http.StatusForbidden || !strings.Contains(p.Body, "expired") {
+		t.Fatalf("post without token: %d %s", p.Status, p.Body)
 	}
-	if p := br.post(web.SignOutPath, nil); p.status != http.StatusForbidden {
-		t.Fatalf("sign-out without token: %d", p.status)
+	if p := br.Post(web.SignOutPath, nil); p.Status != http.StatusForbidden {
+		t.Fatalf("sign-out without token: %d", p.Status)
 	}
-	tok := csrf(t, br.get(web.SignInPath))
-	if p := br.post(web.Prefix+"/test-private", url.Values{"csrf": {tok}}); p.status != http.StatusOK || p.body != "posted" {
-		t.Fatalf("post with the session's token: %d %s", p.status, p.body)
+	tok := csrf(t, br.Get(web.SignInPath))
+	if p := br.Post(web.Prefix+"/test-private", url.Values{"csrf": {tok}}); p.Status != http.StatusOK || p.Body != "posted" {
+		t.Fatalf("post with the session's token: %d %s", p.Status, p.Body)
 	}
 	// The session survived the refused sign-out.
-	if p := br.get(web.Prefix + "/test-private"); p.status != http.StatusOK {
-		t.Fatalf("session after refused sign-out: %d", p.status)
+	if p := br.Get(web.Prefix + "/test-private"); p.Status != http.StatusOK {
+		t.Fatalf("session after refused sign-out: %d", p.Status)
 	}
 }
 
@@ -286,12 +224,12 @@ func TestSignInNeverRedirectsToAnotherSite(t *testing.T) {
 	testenv.CreateUser(t, s, "alice", "correct horse")
 	for _, bad := range []string{"https://evil.example/", "//evil.example/x", "/\\evil.example"} {
 		br := newBrowser(t, s.URL)
-		p := br.signIn("alice", "correct horse", bad)
-		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/_myelin/account/" {
-			t.Fatalf("next=%q: %d %q", bad, p.status, p.header.Get("Location"))
+		p := br.SignIn("alice", "correct horse", bad)
+		if p.Status != http.StatusSeeOther || p.Location() != "/_myelin/account/" {
+			t.Fatalf("next=%q: %d %q", bad, p.Status, p.Location())
 		}
 		// The form does not carry it either.
-		if f := br.get(web.SignInPath + "?next=" + url.QueryEscape(bad)); strings.Contains(f.body, "evil.example") {
+		if f := br.Get(web.SignInPath + "?next=" + url.QueryEscape(bad)); strings.Contains(f.Body, "evil.example") {
 			t.Fatalf("next=%q kept in the form", bad)
 		}
 	}
@@ -301,14 +239,14 @@ func TestPagesCarrySecurityHeadersAndSecureCookiesOnHTTPS(t *testing.T) {
 	s := testenv.Start(t, testenv.SQLite, func(c *config.Config) { c.PublicBaseURL = "https://matrix.example.org" })
 	testenv.CreateUser(t, s, "alice", "correct horse")
 	br := newBrowser(t, s.URL)
-	p := br.get(web.SignInPath)
-	h := p.header
+	p := br.Get(web.SignInPath)
+	h := p.Header
 	csp := h.Get("Content-Security-Policy")
 	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "'nonce-") {
 		t.Fatalf("CSP: %q", csp)
 	}
 	nonce := regexp.MustCompile(`'nonce-([^']+)'`).FindStringSubmatch(csp)[1]
-	if !strings.Contains(p.body, `<style nonce="`+nonce+`">`) {
+	if !strings.Contains(p.Body, `<style nonce="`+nonce+`">`) {
 		t.Fatal("the page's style does not carry the CSP nonce")
 	}
 	if h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Content-Type-Options") != "nosniff" ||
@@ -330,15 +268,15 @@ func TestPagesCarrySecurityHeadersAndSecureCookiesOnHTTPS(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, s.URL+web.SignInPath, strings.NewReader(url.Values{"csrf": {tok}, "username": {"alice"}, "password": {"correct horse"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.AddCookie(&http.Cookie{Name: "myelin_csrf", Value: pre.Value})
-	resp := br.do(req)
-	ck := sessionCookie(t, resp.header)
-	if resp.status != http.StatusSeeOther || ck == nil || !ck.Secure || !ck.HttpOnly {
-		t.Fatalf("sign-in over https base: %d %+v", resp.status, ck)
+	resp := br.Do(req)
+	ck := sessionCookie(t, resp.Header)
+	if resp.Status != http.StatusSeeOther || ck == nil || !ck.Secure || !ck.HttpOnly {
+		t.Fatalf("sign-in over https base: %d %+v", resp.Status, ck)
 	}
 	// An unknown page under /_myelin is an HTML 404 with the same headers.
-	nf := br.get(web.Prefix + "/nothing-here")
-	if nf.status != http.StatusNotFound || nf.header.Get("X-Frame-Options") != "DENY" || !strings.HasPrefix(nf.header.Get("Content-Type"), "text/html") {
-		t.Fatalf("404: %d %v %s", nf.status, nf.header, nf.body)
+	nf := br.Get(web.Prefix + "/nothing-here")
+	if nf.Status != http.StatusNotFound || nf.Header.Get("X-Frame-Options") != "DENY" || !strings.HasPrefix(nf.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("404: %d %v %s", nf.Status, nf.Header, nf.Body)
 	}
 }
 
@@ -354,32 +292,32 @@ func TestSessionWorksAcrossTwoServersOnOnePostgreSQL(t *testing.T) {
 	addPrivatePage(bsrv)
 
 	br := newBrowser(t, a.URL)
-	if p := br.signIn("alice", "correct horse", ""); p.status != http.StatusSeeOther {
-		t.Fatalf("sign-in on A: %d", p.status)
+	if p := br.SignIn("alice", "correct horse", ""); p.Status != http.StatusSeeOther {
+		t.Fatalf("sign-in on A: %d", p.Status)
 	}
 	mustHaveSession(t, br, a)
 	onB := newBrowser(t, bsrv.URL)
 	ub, _ := url.Parse(bsrv.URL)
 	ua, _ := url.Parse(a.URL)
-	onB.c.Jar.SetCookies(ub, br.c.Jar.Cookies(ua))
-	if p := onB.get(web.Prefix + "/test-private"); p.status != http.StatusOK || p.body != "hello @alice:localhost" {
-		t.Fatalf("session of A on B: %d %s", p.status, p.body)
+	onB.Client.Jar.SetCookies(ub, br.Client.Jar.Cookies(ua))
+	if p := onB.Get(web.Prefix + "/test-private"); p.Status != http.StatusOK || p.Body != "hello @alice:localhost" {
+		t.Fatalf("session of A on B: %d %s", p.Status, p.Body)
 	}
 	// Signed out on B: gone on A too.
-	tok := csrf(t, onB.get(web.SignInPath))
-	if p := onB.post(web.SignOutPath, url.Values{"csrf": {tok}}); p.status != http.StatusSeeOther {
-		t.Fatalf("sign-out on B: %d %s", p.status, p.body)
+	tok := csrf(t, onB.Get(web.SignInPath))
+	if p := onB.Post(web.SignOutPath, url.Values{"csrf": {tok}}); p.Status != http.StatusSeeOther {
+		t.Fatalf("sign-out on B: %d %s", p.Status, p.Body)
 	}
-	if p := br.get(web.Prefix + "/test-private"); p.status != http.StatusSeeOther {
-		t.Fatalf("A after sign-out on B: %d %s", p.status, p.body)
+	if p := br.Get(web.Prefix + "/test-private"); p.Status != http.StatusSeeOther {
+		t.Fatalf("A after sign-out on B: %d %s", p.Status, p.Body)
 	}
 }
 
 // mustHaveSession fails unless br holds a session cookie for s.
-func mustHaveSession(t *testing.T, br *browser, s *testenv.Server) {
+func mustHaveSession(t *testing.T, br *testenv.Browser, s *testenv.Server) {
 	t.Helper()
 	u, _ := url.Parse(s.URL)
-	for _, ck := range br.c.Jar.Cookies(u) {
+	for _, ck := range br.Client.Jar.Cookies(u) {
 		if ck.Name == web.CookieName {
 			return
 		}
@@ -392,20 +330,20 @@ func TestLockedAccountsCannotSignInAndTheirSessionsStop(t *testing.T) {
 	testenv.CreateUser(t, s, "alice", "correct horse")
 	addPrivatePage(s)
 	br := newBrowser(t, s.URL)
-	if p := br.signIn("alice", "correct horse", ""); p.status != http.StatusSeeOther {
-		t.Fatalf("sign-in: %d", p.status)
+	if p := br.SignIn("alice", "correct horse", ""); p.Status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", p.Status)
 	}
 	if err := s.App.Services.Sessions.SetFlag(t.Context(), "@alice:localhost", sessions.FlagLocked, true); err != nil {
 		t.Fatal(err)
 	}
-	if p := br.get(web.Prefix + "/test-private"); p.status != http.StatusSeeOther {
-		t.Fatalf("locked account's session: %d %s", p.status, p.body)
+	if p := br.Get(web.Prefix + "/test-private"); p.Status != http.StatusSeeOther {
+		t.Fatalf("locked account's session: %d %s", p.Status, p.Body)
 	}
 	// Only who knows the password learns that the account is locked.
-	if p := newBrowser(t, s.URL).signIn("alice", "wrong", ""); !strings.Contains(p.body, "Invalid username or password.") {
-		t.Fatalf("wrong password of a locked account: %s", p.body)
+	if p := newBrowser(t, s.URL).SignIn("alice", "wrong", ""); !strings.Contains(p.Body, "Invalid username or password.") {
+		t.Fatalf("wrong password of a locked account: %s", p.Body)
 	}
-	if p := newBrowser(t, s.URL).signIn("alice", "correct horse", ""); p.status != http.StatusUnauthorized || !strings.Contains(p.body, "locked") || sessionCookie(t, p.header) != nil {
-		t.Fatalf("locked account signs in: %d %s", p.status, p.body)
+	if p := newBrowser(t, s.URL).SignIn("alice", "correct horse", ""); p.Status != http.StatusUnauthorized || !strings.Contains(p.Body, "locked") || sessionCookie(t, p.Header) != nil {
+		t.Fatalf("locked account signs in: %d %s", p.Status, p.Body)
 	}
 }
