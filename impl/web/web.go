@@ -27,11 +27,12 @@
 //		g.GET("/account/", h.list, s.Sessions.RequireSignIn)
 //	}
 //
-// Every POST under /_myelin/ must carry the CSRF token (403 page
-// otherwise) unless its route is exempted with Site.NoCSRF (machine-to-
-// machine endpoints such as an OAuth token endpoint, which use no cookies).
-// A handler's error becomes an HTML page: a *matrixerr.Error shows its
-// message with its status, anything else a generic 500.
+// Every POST of the group must carry the CSRF token (403 page otherwise)
+// unless its route is exempted with Site.NoCSRF. A handler's error
+// becomes an HTML page: a *matrixerr.Error shows its message with its
+// status, anything else a generic 500. Machine-to-machine endpoints that
+// answer JSON and use no cookie (an OAuth token endpoint) belong on
+// Site.Echo, outside the group, with their own error answers.
 package web
 
 import (
@@ -119,8 +120,10 @@ type Deps struct {
 type Site struct {
 	Deps
 	Sessions *Sessions
-	// Group is the route group under Prefix (set by Mount).
+	// Group is the route group under Prefix, and Echo the server (set by
+	// Mount).
 	Group *echo.Group
+	Echo  *echo.Echo
 
 	mu     sync.Mutex
 	noCSRF map[string]bool
@@ -161,7 +164,7 @@ func (s *Site) csrfExempt(path string) bool {
 // headers, HTML errors, CSRF).
 func (s *Site) Mount(e *echo.Echo, mounts ...func(g *echo.Group, s *Site)) {
 	g := e.Group(Prefix, s.headers, s.htmlErrors, s.csrf)
-	s.Group = g
+	s.Group, s.Echo = g, e
 	g.GET("/login", s.signInPage)
 	g.POST("/login", s.signIn)
 	g.POST("/logout", s.signOut)
