@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -266,4 +267,64 @@ func (s *Service) UsernameAvailable(ctx context.Context, username, ip string) er
 		return errUserInUse()
 	}
 	return nil
+}
+
+// RegisterInBrowser registers an account from the registration page of
+// the OAuth 2.0 API (prompt=create), within the registration mode: open,
+// or token (regToken is used up like a completed m.login.registration_token
+// stage); disabled refuses. No device is created: the OAuth grant that
+// follows creates the client's.
+func (s *Service) RegisterInBrowser(ctx context.Context, username, password, regToken, ip string) (string, error) {
+	switch s.Config.Registration {
+	case config.RegistrationOpen, config.RegistrationToken:
+	default:
+		return "", matrixerr.Forbidden("Registration is disabled on this server")
+	}
+	if err := s.Limits.Allow(ip, ""); err != nil {
+		return "", err
+	}
+	uid, err := s.UserIDFor(username)
+	if err != nil {
+		return "", err
+	}
+	if err := s.Limits.Allow("", uid); err != nil {
+		return "", err
+	}
+	if err := CheckPasswordPolicy(s.Config.Password, password); err != nil {
+		return "", err
+	}
+	if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
+		return "", err
+	} else if taken {
+		return "", errUserInUse()
+	}
+	if s.Config.Registration == config.RegistrationToken && !uia.ValidRegistrationToken(regToken) {
+		return "", matrixerr.New(http.StatusUnauthorized, "M_FORBIDDEN", "Invalid registration token")
+	}
+	hash, err := s.Credentials.Hasher.Hash(password)
+	if err != nil {
+		return "", err
+	}
+	err = s.Store.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if s.Config.Registration == config.RegistrationToken {
+			res, err := tx.NewUpdate().Model((*storage.RegistrationToken)(nil)).
+				Set("completed = completed + 1").
+				Where("token = ?", regToken).
+				Where("expiry_ts IS NULL OR expiry_ts > ?", time.Now().UnixMilli()).
+				Where("uses_allowed IS NULL OR pending + completed < uses_allowed").Exec(ctx)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return matrixerr.New(http.StatusUnauthorized, "M_FORBIDDEN", "Invalid registration token")
+			}
+		}
+		if err := s.insertUser(ctx, tx, uid, hash, false); storage.IsUniqueViolation(err) {
+			return errUserInUse()
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	return uid, err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/accountdata"
+	"github.com/myelin-hs/myelin/impl/accountpage"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
@@ -43,6 +44,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
 	"github.com/myelin-hs/myelin/impl/wake"
+	"github.com/myelin-hs/myelin/impl/web"
 )
 
 // App is one running server.
@@ -64,6 +66,8 @@ type App struct {
 	// serves /sync and /keys/changes.
 	Wake *wake.Hub
 	Sync *syncstream.Service
+	// Web serves the pages under /_myelin/ (sign-in, account page).
+	Web *web.Site
 	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
@@ -151,6 +155,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		}
 	}
 
+	a.Web = web.New(web.Deps{Store: store, BaseURL: cfg.BaseURL(), ServerName: cfg.ServerName,
+		Passwords: a.Services.Accounts, Log: log})
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
 		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions, OAuth: a.Services.OAuth}
@@ -180,9 +186,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 // and, with OAuth on, the OAuth 2.0 endpoints and pages.
 func (a *App) routes(e *echo.Echo) {
 	(&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: a.Config.ServerName}).Register(e)
+	mounts := []func(g *echo.Group, s *web.Site){(&accountpage.Handler{Devices: a.Devices, Accounts: a.Services.Accounts,
+		UIA: a.Services.UIA}).Mount}
 	if a.Services.OAuth != nil {
 		(&oauth.Handler{OAuth: a.Services.OAuth, Auth: a.Auth, Log: a.Log}).Mount(e)
+		mounts = append(mounts, (&oauth.Pages{OAuth: a.Services.OAuth, Accounts: a.Services.Accounts,
+			RegistrationMode: a.Config.Registration}).Mount)
 	}
+	a.Web.Mount(e, mounts...)
 }
 
 // Services are the domain services over one database. The server and the
@@ -218,7 +229,8 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		// process and, through the database, in every other).
 		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook, syncstream.DeviceListHook}},
 		Outbox:  outbox,
-		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
+		UIA: &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL,
+			OAuth: uia.NoOAuthSessions{}, AccountPage: cfg.BaseURL() + web.AccountPath},
 	}
 	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
@@ -233,8 +245,10 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
 	if cfg.OAuthEnabled() {
 		sv.OAuth = &oauth.Service{Store: store, Config: cfg, Devices: sv.Devices, Sessions: sv.Sessions, Limits: limits}
+		// m.oauth user-interactive auth for the devices of OAuth sessions.
+		sv.UIA.OAuth = sv.OAuth
 	}
-	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser, web.DeleteUser, uia.DeleteApprovals)
 	return sv
 }
 

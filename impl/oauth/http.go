@@ -12,16 +12,13 @@ import (
 	"github.com/myelin-hs/myelin/impl/auth"
 )
 
-// Handler serves the protocol endpoints (JSON and form posts; the pages
-// are in pages.go).
+// Handler serves the protocol endpoints: JSON and form posts of clients
+// and resource servers, no cookies (the browser pages are Pages).
 type Handler struct {
 	OAuth *Service
 	// Auth resolves access tokens (userinfo).
 	Auth auth.Authenticator
 	Log  *slog.Logger
-	// Pages, when set, registers the browser pages (authorize, consent,
-	// device-code entry).
-	Pages func(e *echo.Echo)
 }
 
 // Mount registers the endpoints on e.
@@ -35,9 +32,6 @@ func (h *Handler) Mount(e *echo.Echo) {
 	e.POST(PathDevice, h.device)
 	e.GET(PathUserinfo, h.userinfo)
 	e.POST(PathUserinfo, h.userinfo)
-	if h.Pages != nil {
-		h.Pages(e)
-	}
 }
 
 // writeError answers an OAuth error; anything else is a server_error (500,
