@@ -50,7 +50,7 @@ conformance:
 # python3-matrix-nio (Debian) and Node 20.
 clients:
 	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
-	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^(TestRealClients|TestMatrixJSSDK)' ./conformance/
+	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^(TestRealClients|TestMatrixJSSDK|TestGolangOAuth2)' ./conformance/
 	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -tags $(GOTAGS) -count=1 -v ./conformance/clients/mautrix/
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against

@@ -197,9 +197,10 @@ func describe(err error) string {
 // otherProtocol reports whether path is an endpoint of a protocol other
 // than Matrix's, whose answers (RFC 6749 errors, RFC 7591 registrations,
 // OpenID discovery) the Matrix spec does not describe: the OAuth 2.0
-// server's endpoints (impl/oauth).
+// server's endpoints (impl/oauth), and MSC2965's unstable discovery.
 func otherProtocol(path string) bool {
-	return strings.HasPrefix(path, "/_myelin/oauth2/") || path == "/.well-known/openid-configuration"
+	return strings.HasPrefix(path, "/_myelin/oauth2/") || path == "/.well-known/openid-configuration" ||
+		strings.HasPrefix(path, "/_matrix/client/unstable/org.matrix.msc2965/")
 }
 
 func isJSON(h http.Header) bool {

@@ -2,6 +2,7 @@ package csapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
@@ -15,18 +16,18 @@ func (s *Server) GetAuthMetadata(context.Context, clientapi.GetAuthMetadataReque
 	if s.OAuth == nil {
 		return nil, matrixerr.Unrecognized(http.StatusNotFound, "This server does not support the OAuth 2.0 API")
 	}
-	m := s.OAuth.Metadata()
-	actions := make([]clientapi.GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported, len(m.AccountManagementActionsSupported))
-	for i, a := range m.AccountManagementActionsSupported {
-		actions[i] = clientapi.GetAuthMetadata200JSONResponseBodyAccountManagementActionsSupported(a)
-	}
-	return clientapi.GetAuthMetadata200JSONResponse{
-		Issuer: m.Issuer, AuthorizationEndpoint: m.AuthorizationEndpoint, TokenEndpoint: m.TokenEndpoint,
-		RevocationEndpoint: m.RevocationEndpoint, RegistrationEndpoint: m.RegistrationEndpoint,
-		DeviceAuthorizationEndpoint: &m.DeviceAuthorizationEndpoint,
-		ResponseTypesSupported:      m.ResponseTypesSupported, GrantTypesSupported: m.GrantTypesSupported,
-		ResponseModesSupported: m.ResponseModesSupported, CodeChallengeMethodsSupported: m.CodeChallengeMethodsSupported,
-		PromptValuesSupported: &m.PromptValuesSupported, AccountManagementUri: &m.AccountManagementURI,
-		AccountManagementActionsSupported: &actions,
-	}, nil
+	// The spec's fields (oauth.Metadata) and the OpenID pieces clients
+	// validate the metadata with (matrix-js-sdk fetches jwks_uri).
+	return authMetadata(s.OAuth.Discovery()), nil
+}
+
+// authMetadata answers the metadata as a JSON object: the generated type
+// has only the fields the spec lists.
+type authMetadata map[string]any
+
+func (m authMetadata) VisitGetAuthMetadataResponse(w http.ResponseWriter) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(map[string]any(m))
 }

@@ -32,6 +32,12 @@ func (h *Handler) Mount(e *echo.Echo) {
 	e.POST(PathDevice, h.device)
 	e.GET(PathUserinfo, h.userinfo)
 	e.POST(PathUserinfo, h.userinfo)
+	// MSC2965's unstable discovery, which matrix-js-sdk (up to at least
+	// 37.x) and Element Web call.
+	e.GET(PathUnstableMetadata, h.discovery)
+	e.GET(PathUnstableIssuer, func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"issuer": h.OAuth.Issuer()})
+	})
 }
 
 // writeError answers an OAuth error; anything else is a server_error (500,

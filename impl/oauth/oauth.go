@@ -79,19 +79,23 @@ import (
 
 // Paths of the endpoints, under the public base URL.
 const (
-	PathAuthorize   = "/_myelin/oauth2/authorize"
-	PathToken       = "/_myelin/oauth2/token"
-	PathRegister    = "/_myelin/oauth2/register"
-	PathRevoke      = "/_myelin/oauth2/revoke"
-	PathIntrospect  = "/_myelin/oauth2/introspect"
-	PathDevice      = "/_myelin/oauth2/device"
-	PathKeys        = "/_myelin/oauth2/keys.json"
-	PathUserinfo    = "/_myelin/oauth2/userinfo"
-	PathLink        = "/_myelin/link"
-	PathAccount     = "/_myelin/account/"
-	PathDiscovery   = "/.well-known/openid-configuration"
-	codePrefix      = "myl_code_"
-	deviceCodeRunes = "BCDFGHJKLMNPQRSTVWXZ" // RFC 8628 §6.1: no vowels, no look-alikes
+	PathAuthorize  = "/_myelin/oauth2/authorize"
+	PathToken      = "/_myelin/oauth2/token"
+	PathRegister   = "/_myelin/oauth2/register"
+	PathRevoke     = "/_myelin/oauth2/revoke"
+	PathIntrospect = "/_myelin/oauth2/introspect"
+	PathDevice     = "/_myelin/oauth2/device"
+	PathKeys       = "/_myelin/oauth2/keys.json"
+	PathUserinfo   = "/_myelin/oauth2/userinfo"
+	PathLink       = "/_myelin/link"
+	PathAccount    = "/_myelin/account/"
+	PathDiscovery  = "/.well-known/openid-configuration"
+	// PathUnstableMetadata and PathUnstableIssuer are MSC2965's names of
+	// the discovery endpoints, from before v1.15.
+	PathUnstableMetadata = "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"
+	PathUnstableIssuer   = "/_matrix/client/unstable/org.matrix.msc2965/auth_issuer"
+	codePrefix           = "myl_code_"
+	deviceCodeRunes      = "BCDFGHJKLMNPQRSTVWXZ" // RFC 8628 §6.1: no vowels, no look-alikes
 )
 
 // AccountActions are the account-management actions the account page
@@ -171,26 +175,26 @@ func (s *Service) Metadata() Metadata {
 func (s *Service) Discovery() map[string]any {
 	m := s.Metadata()
 	return map[string]any{
-		"issuer":                                m.Issuer,
-		"authorization_endpoint":                m.AuthorizationEndpoint,
-		"token_endpoint":                        m.TokenEndpoint,
-		"revocation_endpoint":                   m.RevocationEndpoint,
-		"registration_endpoint":                 m.RegistrationEndpoint,
-		"device_authorization_endpoint":         m.DeviceAuthorizationEndpoint,
-		"introspection_endpoint":                s.url(PathIntrospect),
-		"userinfo_endpoint":                     s.url(PathUserinfo),
-		"jwks_uri":                              s.url(PathKeys),
-		"response_types_supported":              m.ResponseTypesSupported,
-		"grant_types_supported":                 m.GrantTypesSupported,
-		"response_modes_supported":              m.ResponseModesSupported,
-		"code_challenge_methods_supported":      m.CodeChallengeMethodsSupported,
-		"prompt_values_supported":               m.PromptValuesSupported,
-		"account_management_uri":                m.AccountManagementURI,
-		"account_management_actions_supported":  m.AccountManagementActionsSupported,
-		"scopes_supported":                      []string{ScopeOpenID, ScopeAPI, ScopeDevice + "*"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
+		"issuer":                                        m.Issuer,
+		"authorization_endpoint":                        m.AuthorizationEndpoint,
+		"token_endpoint":                                m.TokenEndpoint,
+		"revocation_endpoint":                           m.RevocationEndpoint,
+		"registration_endpoint":                         m.RegistrationEndpoint,
+		"device_authorization_endpoint":                 m.DeviceAuthorizationEndpoint,
+		"introspection_endpoint":                        s.url(PathIntrospect),
+		"userinfo_endpoint":                             s.url(PathUserinfo),
+		"jwks_uri":                                      s.url(PathKeys),
+		"response_types_supported":                      m.ResponseTypesSupported,
+		"grant_types_supported":                         m.GrantTypesSupported,
+		"response_modes_supported":                      m.ResponseModesSupported,
+		"code_challenge_methods_supported":              m.CodeChallengeMethodsSupported,
+		"prompt_values_supported":                       m.PromptValuesSupported,
+		"account_management_uri":                        m.AccountManagementURI,
+		"account_management_actions_supported":          m.AccountManagementActionsSupported,
+		"scopes_supported":                              []string{ScopeOpenID, ScopeAPI, ScopeDevice + "*"},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{"RS256"},
+		"token_endpoint_auth_methods_supported":         []string{"none"},
 		"revocation_endpoint_auth_methods_supported":    []string{"none"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "device_id"},
@@ -213,9 +217,13 @@ func oauthErr(status int, code, desc string) *Error {
 	return &Error{Status: status, Code: code, Description: desc}
 }
 
-func invalidRequest(desc string) *Error { return oauthErr(http.StatusBadRequest, "invalid_request", desc) }
-func invalidGrant(desc string) *Error   { return oauthErr(http.StatusBadRequest, "invalid_grant", desc) }
-func invalidClient(desc string) *Error  { return oauthErr(http.StatusUnauthorized, "invalid_client", desc) }
+func invalidRequest(desc string) *Error {
+	return oauthErr(http.StatusBadRequest, "invalid_request", desc)
+}
+func invalidGrant(desc string) *Error { return oauthErr(http.StatusBadRequest, "invalid_grant", desc) }
+func invalidClient(desc string) *Error {
+	return oauthErr(http.StatusUnauthorized, "invalid_client", desc)
+}
 
 // fromMatrix turns an error of another domain package into an OAuth
 // error (rate limits keep their status and retry time).
