@@ -201,4 +201,3 @@ func TestGolangOAuth2DeviceGrant(t *testing.T) {
 		testenv.WantStatus(t, s.Do(t, http.MethodGet, "/_matrix/client/v3/account/whoami", fresh.AccessToken, nil), http.StatusOK)
 	})
 }
-

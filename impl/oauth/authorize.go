@@ -14,7 +14,7 @@ import (
 // RFC 7636, OIDC's nonce and prompt).
 type AuthRequest struct {
 	ClientID, RedirectURI, ResponseType, ResponseMode, Scope, State string
-	CodeChallenge, CodeChallengeMethod, Nonce, Prompt                string
+	CodeChallenge, CodeChallengeMethod, Nonce, Prompt               string
 }
 
 // FromQuery reads an AuthRequest from query or form values.

@@ -113,7 +113,7 @@ func (s *Service) AuthorizeDevice(ctx context.Context, form url.Values, ip strin
 	link := s.url(PathLink)
 	return DeviceAuthorization{DeviceCode: dc, UserCode: row.UserCode, VerificationURI: link,
 		VerificationURIComplete: link + "?user_code=" + url.QueryEscape(row.UserCode),
-		ExpiresIn: int64(ttl.Seconds()), Interval: interval}, nil
+		ExpiresIn:               int64(ttl.Seconds()), Interval: interval}, nil
 }
 
 // PendingDevice is a device grant waiting for a user's decision.

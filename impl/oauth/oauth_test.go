@@ -425,7 +425,7 @@ func TestDeviceGrantPollsUntilTheUserDecides(t *testing.T) {
 		dc, uc := d.Str("device_code"), d.Str("user_code")
 		wantOAuthError(t, poll(dc), http.StatusBadRequest, "authorization_pending")
 		wantOAuthError(t, poll(dc), http.StatusBadRequest, "slow_down") // same instant: too fast
-		now = now.Add(7 * time.Second)                                   // the interval grew to 6 s
+		now = now.Add(7 * time.Second)                                  // the interval grew to 6 s
 		wantOAuthError(t, poll(dc), http.StatusBadRequest, "authorization_pending")
 
 		svc := s.App.Services.OAuth
