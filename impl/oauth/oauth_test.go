@@ -487,3 +487,23 @@ func TestParseScope(t *testing.T) {
 		t.Errorf("the same device in both forms is one device: %v", err)
 	}
 }
+
+func TestBadOAuthSettingsStopStartUp(t *testing.T) {
+	for name, mut := range map[string]func(c *config.Config){
+		"auth":            func(c *config.Config) { c.Auth = "sso" },
+		"code_ttl":        func(c *config.Config) { c.OAuth.CodeTTL = time.Hour },
+		"device_interval": func(c *config.Config) { c.OAuth.DeviceInterval = 1500 * time.Millisecond },
+		"short secret": func(c *config.Config) {
+			c.OAuth.IntrospectionClients = []config.OAuthClientSecret{{ClientID: "s", ClientSecret: "short"}}
+		},
+		"introspection twice": func(c *config.Config) {
+			c.OAuth.IntrospectionClients = []config.OAuthClientSecret{{ClientID: "s", ClientSecret: "0123456789abcdef"}, {ClientID: "s", ClientSecret: "0123456789abcdef"}}
+		},
+	} {
+		c := config.Defaults()
+		mut(&c)
+		if err := c.Verify(); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: want a one-line error, got %v", name, err)
+		}
+	}
+}
