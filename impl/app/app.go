@@ -192,6 +192,8 @@ func (a *App) routes(e *echo.Echo) {
 		(&oauth.Handler{OAuth: a.Services.OAuth, Auth: a.Auth, Log: a.Log}).Mount(e)
 		mounts = append(mounts, (&oauth.Pages{OAuth: a.Services.OAuth, Accounts: a.Services.Accounts,
 			RegistrationMode: a.Config.Registration}).Mount)
+	} else {
+		oauth.MountDisabled(e)
 	}
 	a.Web.Mount(e, mounts...)
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/auth"
+	"github.com/myelin-hs/myelin/impl/matrixerr"
+	"github.com/myelin-hs/myelin/impl/web"
 )
 
 // Handler serves the protocol endpoints: JSON and form posts of clients
@@ -211,4 +213,19 @@ func (h *Handler) userinfo(c echo.Context) error {
 		return c.JSON(http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "unknown or expired token"})
 	}
 	return c.JSON(http.StatusOK, h.OAuth.Userinfo(p))
+}
+
+// MountDisabled answers the protocol endpoints with 404 M_UNRECOGNIZED
+// when the OAuth 2.0 API is off (--auth legacy), as auth_metadata does,
+// rather than leaving them to the pages' CSRF check.
+func MountDisabled(e *echo.Echo) {
+	off := func(echo.Context) error {
+		return matrixerr.Unrecognized(http.StatusNotFound, "This server does not support the OAuth 2.0 API")
+	}
+	for _, p := range []string{PathRegister, PathToken, PathRevoke, PathIntrospect, PathDevice} {
+		e.POST(p, off)
+	}
+	for _, p := range []string{PathDiscovery, PathKeys, PathUnstableMetadata, PathUnstableIssuer, PathUserinfo, web.Prefix + "/oauth2/authorize"} {
+		e.GET(p, off)
+	}
 }

@@ -71,6 +71,8 @@ func TestAuthSettingChoosesTheAPIs(t *testing.T) {
 		testenv.WantError(t, r, http.StatusNotFound, "M_UNRECOGNIZED")
 		r = legacy.Do(t, http.MethodPost, oauth.PathRegister, "", map[string]any{"client_uri": "https://a.example/"})
 		testenv.WantError(t, r, http.StatusNotFound, "M_UNRECOGNIZED")
+		testenv.WantError(t, legacy.Do(t, http.MethodGet, oauth.PathDiscovery, "", nil), http.StatusNotFound, "M_UNRECOGNIZED")
+		testenv.WantError(t, legacy.Do(t, http.MethodGet, "/_myelin/oauth2/authorize?client_id=x", "", nil), http.StatusNotFound, "M_UNRECOGNIZED")
 		testenv.WantStatus(t, legacy.Do(t, http.MethodGet, "/_matrix/client/v3/login", "", nil), http.StatusOK)
 
 		only := start(t, b, func(c *config.Config) { c.Auth = config.AuthOAuth; c.GetLoginToken = true })
