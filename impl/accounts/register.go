@@ -70,6 +70,9 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		if err := s.Limits.Allow("", uid); err != nil {
 			return LoginResult{}, err
 		}
+		if err := s.checkExclusive(uid); err != nil {
+			return LoginResult{}, err
+		}
 		if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
 			return LoginResult{}, err
 		} else if taken {
@@ -256,6 +259,9 @@ func (s *Service) UsernameAvailable(ctx context.Context, username, ip string) er
 		return err
 	}
 	if err := s.Limits.Allow("", uid); err != nil {
+		return err
+	}
+	if err := s.checkExclusive(uid); err != nil {
 		return err
 	}
 	taken, err := s.userExists(ctx, s.Store.R, uid)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
+	"github.com/myelin-hs/myelin/impl/appservice"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/credentials"
@@ -103,6 +104,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.background = append(a.background, cache.Run)
 	}
 
+	if err := a.Services.AppServices.Load(cfg.AppServiceConfigFiles); err != nil {
+		store.Close()
+		return nil, err
+	}
+
 	a.Keys = a.Services.Keys
 	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
 		store.Close()
@@ -152,7 +158,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
-		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions}
+		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions,
+		AppServices: a.Services.AppServices}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -171,6 +178,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.Close()
 		return nil, err
 	}
+	e.Use(requestToken)
 	a.Echo = e
 	return a, nil
 }
@@ -194,6 +202,9 @@ type Services struct {
 	// account on deactivation.
 	AccountData *accountdata.Service
 	KeyBackup   *keybackup.Service
+	// AppServices are the application services' registrations (loaded
+	// by New, and by the admin commands that show them).
+	AppServices *appservice.Registry
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -209,8 +220,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
 	}
 	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
+	sv.AppServices = appservice.NewRegistry(cfg.ServerName)
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
-		Credentials: creds, Limits: limits, Sessions: sv.Sessions}
+		Credentials: creds, Limits: limits, Sessions: sv.Sessions, AppServices: sv.AppServices}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
 	// An account data change wakes the user's waiting /sync.
@@ -247,6 +259,9 @@ func (a *App) authenticateClient(c echo.Context) error {
 	tok := AccessToken(c.Request())
 	if tok == "" {
 		return matrixerr.MissingToken()
+	}
+	if reg := a.Services.AppServices.ByToken(tok); reg != nil {
+		return a.authenticateAppService(c, reg)
 	}
 	p, err := a.Auth.Authenticate(c.Request().Context(), tok)
 	if err != nil {

@@ -42,6 +42,9 @@ func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObje
 		RefreshToken:             body.RefreshToken != nil && *body.RefreshToken,
 		IP:                       auth.ClientIP(ctx),
 	}
+	if isAppServiceRegistration(ctx, req.Body) {
+		return s.registerAppService(ctx, r)
+	}
 	var err error
 	if body.Auth != nil {
 		if r.Auth, err = authDict(body.Auth); err != nil {
@@ -91,6 +94,9 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 		}
 		flows = append(flows, f)
 	}
+	if s.AppServices.Any() {
+		flows = append(flows, loginFlow{Type: accounts.LoginAppService})
+	}
 	resp.Flows = &flows
 	return resp, nil
 }
@@ -113,6 +119,9 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 		if r.Identifier, err = authDict(b.Identifier); err != nil {
 			return nil, err
 		}
+	}
+	if r.Type == accounts.LoginAppService {
+		return s.loginAppService(ctx, r)
 	}
 	res, err := s.Accounts.Login(ctx, r)
 	if err != nil {
