@@ -5,6 +5,7 @@
 //	myelin device …             manage devices
 //	myelin registration-token … manage registration tokens
 //	myelin keys rotate          rotate the federation signing key
+//	myelin appservice list      show the registered application services
 package main
 
 import (
@@ -90,6 +91,7 @@ func usage(w io.Writer) {
        myelin device list|rename|delete …
        myelin registration-token create|list|delete …
        myelin keys rotate
+       myelin appservice list
 Run 'myelin serve -h' for the flags; every flag also reads MYELIN_<NAME>.
 `)
 }

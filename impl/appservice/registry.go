@@ -187,3 +187,32 @@ func (r *Registry) Caller(ctx context.Context) (*Registration, error) {
 	}
 	return reg, nil
 }
+
+// CountUsers counts, for each registration of r, the registered (not
+// deactivated) users in its namespaces, its sender included, reading the
+// user IDs in pages (for the admin CLI).
+func (r *Registry) CountUsers(ctx context.Context, store *storage.Store) (map[string]int, error) {
+	regs := r.All()
+	counts := make(map[string]int, len(regs))
+	after := ""
+	for {
+		var ids []string
+		err := store.R.NewSelect().Model((*storage.User)(nil)).Column("user_id").
+			Where("deactivated = ?", false).Where("user_id > ?", after).
+			Order("user_id").Limit(1000).Scan(ctx, &ids)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		for _, id := range ids {
+			for _, reg := range regs {
+				if reg.InNamespace(id) {
+					counts[reg.ID]++
+				}
+			}
+		}
+		if len(ids) < 1000 {
+			return counts, nil
+		}
+		after = ids[len(ids)-1]
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,13 @@ func (p *Process) Stop(t testing.TB) {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 		t.Errorf("myelin at %s did not stop within 30s of SIGTERM", p.URL)
+	}
+}
+
+// Signal sends sig to the process (e.g. SIGHUP to reload).
+func (p *Process) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 }
