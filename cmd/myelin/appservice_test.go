@@ -88,7 +88,7 @@ func TestSIGHUPReloadsRegistrationsAndKeepsThemWhenAFileIsBad(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Signal(t, syscall.SIGHUP)
-	time.Sleep(300 * time.Millisecond)
+	waitFor("the bad file is reported", func() bool { return strings.Contains(p.Log(), "application services not reloaded") })
 	if got := whoami("second-token"); got != 200 {
 		t.Fatalf("a bad file on reload dropped the loaded registration: %d", got)
 	}

@@ -137,3 +137,10 @@ func (p *Process) Signal(t testing.TB, sig os.Signal) {
 		t.Fatal(err)
 	}
 }
+
+// Log returns what the process has logged so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
