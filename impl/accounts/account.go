@@ -78,7 +78,14 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 	if err := s.Limits.Allow(ip, p.UserID); err != nil {
 		return err
 	}
-	res, err := s.UIA.Authenticate(ctx, uia.Request{Operation: uia.OpDeactivate(), UserID: p.UserID, Flows: passwordFlows, Auth: authDict})
+	// An OAuth session has no password to give: it is sent to the account
+	// page (m.oauth), where deactivating is done.
+	flows, params, err := s.UIA.FlowsFor(ctx, p.UserID, p.DeviceID, uia.Link{Action: uia.ActionAccountDeactivate})
+	if err != nil {
+		return err
+	}
+	res, err := s.UIA.Authenticate(ctx, uia.Request{Operation: uia.OpDeactivate(), UserID: p.UserID, Flows: flows,
+		ChallengeParams: params, Auth: authDict})
 	if err != nil || res.Replay != nil {
 		return err
 	}
@@ -88,6 +95,29 @@ func (s *Service) Deactivate(ctx context.Context, p auth.Principal, authDict map
 			return nil, err
 		}
 		return revoked, s.UIA.Finish(ctx, tx, res.SessionID, struct{}{})
+	})
+}
+
+// DeactivateWithPassword deactivates userID after checking its password
+// (the account page: a signed-in user re-enters it), with the same
+// effects as POST /account/deactivate and the same rate limits as a
+// login. A wrong password is 403 M_FORBIDDEN.
+func (s *Service) DeactivateWithPassword(ctx context.Context, userID, password, ip string, erase bool) error {
+	if err := s.Limits.Allow(ip, userID); err != nil {
+		return err
+	}
+	attempt, err := s.Limits.BeginLogin(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if err := s.Credentials.Check(ctx, userID, password); err != nil {
+		return err
+	}
+	if err := attempt.Succeeded(ctx); err != nil {
+		return err
+	}
+	return s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
+		return s.deactivate(ctx, tx, userID, erase, "")
 	})
 }
 

@@ -177,3 +177,29 @@ func (s *Service) LogoutAll(ctx context.Context, p auth.Principal) error {
 		return revoked, err
 	})
 }
+
+// CheckSignIn checks the credentials of a sign-in on the web pages
+// (impl/web) exactly as an m.login.password login with an m.id.user
+// identifier: the same rate limits (per IP, per account and failed logins
+// across processes), the same single answer for unknown users and wrong
+// passwords, and, only after the right password, M_USER_DEACTIVATED or
+// M_USER_LOCKED. It returns the user ID; it creates no device.
+func (s *Service) CheckSignIn(ctx context.Context, username, password, ip string) (string, error) {
+	if err := s.Limits.Allow(ip, ""); err != nil {
+		return "", err
+	}
+	userID, err := s.checkPassword(ctx, LoginRequest{Type: LoginPassword,
+		Identifier: map[string]any{"type": "m.id.user", "user": username}, Password: password})
+	if err != nil {
+		return "", err
+	}
+	var locked bool
+	if err := s.Store.R.NewSelect().Model((*storage.User)(nil)).Column("locked").
+		Where("user_id = ?", userID).Scan(ctx, &locked); err != nil {
+		return "", err
+	}
+	if locked {
+		return "", auth.ErrLocked()
+	}
+	return userID, nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/myelin-hs/myelin/impl/accountdata"
+	"github.com/myelin-hs/myelin/impl/accountpage"
 	"github.com/myelin-hs/myelin/impl/accounts"
 	"github.com/myelin-hs/myelin/impl/appservice"
 	"github.com/myelin-hs/myelin/impl/auth"
@@ -43,6 +44,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/todevice"
 	"github.com/myelin-hs/myelin/impl/uia"
 	"github.com/myelin-hs/myelin/impl/wake"
+	"github.com/myelin-hs/myelin/impl/web"
 )
 
 // App is one running server.
@@ -64,6 +66,8 @@ type App struct {
 	// serves /sync and /keys/changes.
 	Wake *wake.Hub
 	Sync *syncstream.Service
+	// Web serves the pages under /_myelin/ (sign-in, account page).
+	Web *web.Site
 	// Metrics is nil unless cfg.MetricsListen is set; metricsLn is its
 	// listener, bound by New so that a bad address fails at start-up.
 	Metrics   *metrics.Metrics
@@ -156,6 +160,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		}
 	}
 
+	a.Web = web.New(web.Deps{Store: store, BaseURL: cfg.BaseURL(), ServerName: cfg.ServerName,
+		Passwords: a.Services.Accounts, Log: log})
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
 		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions,
@@ -171,7 +177,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 			"accessToken":   a.authenticateClient,
 			"signedRequest": a.authenticateServer,
 		},
-		Routes:  (&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register,
+		Routes: func(e *echo.Echo) {
+			(&fallback.Handler{Stages: a.Services.UIA, Limits: a.Services.Accounts.Limits, ServerName: cfg.ServerName}).Register(e)
+			a.Web.Mount(e, (&accountpage.Handler{Devices: a.Devices, Accounts: a.Services.Accounts,
+				UIA: a.Services.UIA}).Mount)
+		},
 		Observe: observe,
 	})
 	if err != nil {
@@ -217,7 +227,8 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 		// process and, through the database, in every other).
 		Devices: &devices.Core{Store: store, Hooks: []devices.ChangeHook{outbox.Hook, syncstream.DeviceListHook}},
 		Outbox:  outbox,
-		UIA:     &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL},
+		UIA: &uia.Engine{Store: store, Credentials: creds, Limits: limits, TTL: cfg.UIASessionTTL,
+			OAuth: uia.NoOAuthSessions{}, AccountPage: cfg.BaseURL() + web.AccountPath},
 	}
 	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
 	sv.AppServices = appservice.NewRegistry(cfg.ServerName)
@@ -231,7 +242,7 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 			return wake.Publish(ctx, tx, userID)
 		})}
 	sv.KeyBackup = &keybackup.Service{Store: store, Rate: limits}
-	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser)
+	sv.Accounts.OnDeactivate = append(sv.Accounts.OnDeactivate, accountdata.DeleteUser, keybackup.DeleteUser, web.DeleteUser, uia.DeleteApprovals)
 	return sv
 }
 

@@ -1,6 +1,7 @@
 package csapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -14,16 +15,20 @@ import (
 	"github.com/myelin-hs/myelin/impl/uia"
 )
 
-// opDeviceSigningUpload binds UIA sessions to cross-signing uploads.
-const opDeviceSigningUpload = "keys/device_signing/upload"
+// errApprovalGone: the approval of a cross-signing reset was used by a
+// concurrent upload; this one goes through user-interactive auth.
+var errApprovalGone = errors.New("csapi: cross-signing reset approval already used")
 
 func (r keysResponse) VisitUploadCrossSigningSignaturesResponse(w http.ResponseWriter) error {
 	return r.write(w)
 }
 
-// UploadCrossSigningKeys runs user-interactive auth (m.login.password)
-// only when the upload replaces keys (spec v1.11): the first upload and an
-// identical retry go through without.
+// UploadCrossSigningKeys runs user-interactive auth only when the upload
+// replaces keys (spec v1.11): the first upload and an identical retry go
+// through without, and so does the first replacement after the user
+// approved a reset on the account page (the approval is used up in the
+// upload's transaction). The auth is m.login.password, or m.oauth for an
+// OAuth session.
 func (s *Server) UploadCrossSigningKeys(ctx context.Context, req clientapi.UploadCrossSigningKeysRequestObject) (clientapi.UploadCrossSigningKeysResponseObject, error) {
 	p, err := auth.MustFromContext(ctx)
 	if err != nil {
@@ -52,6 +57,22 @@ func (s *Server) UploadCrossSigningKeys(ctx context.Context, req clientapi.Uploa
 			return clientapi.UploadCrossSigningKeys200JSONResponse{}, nil
 		}
 	}
+	if _, approved, err := s.UIA.Approved(ctx, p.UserID, uia.OpCrossSigningUpload()); err != nil {
+		return nil, err
+	} else if approved {
+		err := s.Keys.UploadCrossSigningKeys(ctx, p.UserID, raw, func(ctx context.Context, tx bun.Tx) error {
+			if ok, err := s.UIA.ConsumeApproval(ctx, tx, p.UserID, uia.OpCrossSigningUpload()); err != nil || !ok {
+				return cmp.Or(err, errApprovalGone)
+			}
+			return nil
+		})
+		if !errors.Is(err, errApprovalGone) {
+			if err != nil {
+				return nil, err
+			}
+			return clientapi.UploadCrossSigningKeys200JSONResponse{}, nil
+		}
+	}
 	var authData any
 	if req.Body != nil && req.Body.Auth != nil {
 		authData = req.Body.Auth
@@ -60,11 +81,16 @@ func (s *Server) UploadCrossSigningKeys(ctx context.Context, req clientapi.Uploa
 	if err != nil {
 		return nil, err
 	}
+	flows, params, err := s.UIA.FlowsFor(ctx, p.UserID, p.DeviceID, uia.Link{Action: uia.ActionCrossSigningReset})
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.UIA.Authenticate(ctx, uia.Request{
-		Operation: opDeviceSigningUpload,
-		UserID:    p.UserID,
-		Flows:     []uia.Flow{{Stages: []string{uia.StagePassword}}},
-		Auth:      dict,
+		Operation:       uia.OpCrossSigningUpload(),
+		UserID:          p.UserID,
+		Flows:           flows,
+		ChallengeParams: params,
+		Auth:            dict,
 	})
 	if err != nil {
 		return nil, err

@@ -82,7 +82,8 @@ func (s *Server) DeleteDevice(ctx context.Context, req clientapi.DeleteDeviceReq
 	if req.Body != nil && req.Body.Auth != nil {
 		authData = req.Body.Auth
 	}
-	if err := s.deleteDevices(ctx, uia.OpDeleteDevice(req.DeviceId), []string{req.DeviceId}, authData); err != nil {
+	link := uia.Link{Action: uia.ActionDeviceDelete, DeviceID: req.DeviceId}
+	if err := s.deleteDevices(ctx, uia.OpDeleteDevice(req.DeviceId), []string{req.DeviceId}, authData, link); err != nil {
 		return nil, err
 	}
 	return clientapi.DeleteDevice200JSONResponse{}, nil
@@ -97,7 +98,7 @@ func (s *Server) DeleteDevices(ctx context.Context, req clientapi.DeleteDevicesR
 			authData = req.Body.Auth
 		}
 	}
-	if err := s.deleteDevices(ctx, uia.OpDeleteDevices(ids), ids, authData); err != nil {
+	if err := s.deleteDevices(ctx, uia.OpDeleteDevices(ids), ids, authData, uia.Link{Action: uia.ActionDevicesList}); err != nil {
 		return nil, err
 	}
 	return clientapi.DeleteDevices200JSONResponse{}, nil
@@ -106,8 +107,9 @@ func (s *Server) DeleteDevices(ctx context.Context, req clientapi.DeleteDevicesR
 // deleteDevices runs the m.login.password UIA the spec's security note
 // asks for (a stolen token alone must not log the real user out), bound to
 // op (these exact devices), then deletes the devices and finishes the
-// session in one transaction.
-func (s *Server) deleteDevices(ctx context.Context, op string, ids []string, authData any) error {
+// session in one transaction. An OAuth session, which has no password,
+// is sent to link on the account page (m.oauth).
+func (s *Server) deleteDevices(ctx context.Context, op string, ids []string, authData any, link uia.Link) error {
 	p, err := auth.MustFromContext(ctx)
 	if err != nil {
 		return err
@@ -122,11 +124,16 @@ func (s *Server) deleteDevices(ctx context.Context, op string, ids []string, aut
 	if err != nil {
 		return err
 	}
+	flows, params, err := s.UIA.FlowsFor(ctx, p.UserID, p.DeviceID, link)
+	if err != nil {
+		return err
+	}
 	res, err := s.UIA.Authenticate(ctx, uia.Request{
-		Operation: op,
-		UserID:    p.UserID,
-		Flows:     []uia.Flow{{Stages: []string{uia.StagePassword}}},
-		Auth:      dict,
+		Operation:       op,
+		UserID:          p.UserID,
+		Flows:           flows,
+		ChallengeParams: params,
+		Auth:            dict,
 	})
 	if err != nil {
 		return err

@@ -74,6 +74,9 @@ type Request struct {
 	Flows []Flow
 	// Auth is the request's "auth" object, nil when absent.
 	Auth map[string]any
+	// ChallengeParams is the "params" of the 401 challenge (the m.oauth
+	// stage's URL, from FlowsFor); nil for none.
+	ChallengeParams map[string]any
 	// Params are stored with a new session; every later request of the
 	// session gets the stored values back in Result.Params (registration
 	// remembers username, password, device_id, initial_device_display_name

@@ -38,6 +38,11 @@ type Engine struct {
 	Limits *ratelimit.Limiter
 	TTL    time.Duration
 	Now    func() time.Time
+	// OAuth tells which devices are OAuth sessions (they get m.oauth
+	// instead of m.login.password; nil: none are). AccountPage is the
+	// account page's URL (the m.oauth stage needs it).
+	OAuth       OAuthSessions
+	AccountPage string
 }
 
 func (e *Engine) now() time.Time {
@@ -80,6 +85,9 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 	}
 	sid, _ := req.Auth["session"].(string)
 	stage, _ := req.Auth["type"].(string)
+	if stage == StageOAuth {
+		stage = "" // completed on the account page, not by the client
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := e.open(ctx, req, sid)
 		if err != nil {
@@ -87,6 +95,17 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 		}
 		if s.row.Result != "" {
 			return Result{SessionID: s.row.SessionID, Params: s.params, Replay: json.RawMessage(s.row.Result)}, nil
+		}
+		// A retry of an m.oauth challenge: the stage is done once the user
+		// approved the operation on the account page.
+		if !s.isNew && offered(req.Flows, s.completed, StageOAuth) && !slices.Contains(s.completed, StageOAuth) {
+			ok, err := e.ConsumeApproval(ctx, e.Store.DB, req.UserID, req.Operation)
+			if err != nil {
+				return Result{}, err
+			}
+			if ok {
+				s.completed = append(s.completed, StageOAuth)
+			}
 		}
 		var failure *stageFailure
 		var reserve string // registration token to reserve with this stage
@@ -122,7 +141,7 @@ func (e *Engine) Authenticate(ctx context.Context, req Request) (Result, error) 
 		if failure == nil && flowComplete(req.Flows, s.completed) {
 			return Result{SessionID: s.row.SessionID, Params: s.params}, nil
 		}
-		return Result{}, e.challenge(req.Flows, s, failure)
+		return Result{}, e.challenge(req.Flows, req.ChallengeParams, s, failure)
 	}
 }
 
@@ -427,14 +446,17 @@ func flowComplete(flows []Flow, completed []string) bool {
 // challenge is the 401 answer: flows, params (always present: matrix-nio
 // needs it), session and completed, plus errcode and error after a failed
 // stage.
-func (e *Engine) challenge(flows []Flow, s *session, failure *stageFailure) *matrixerr.Error {
+func (e *Engine) challenge(flows []Flow, params map[string]any, s *session, failure *stageFailure) *matrixerr.Error {
 	completed := s.completed
 	if completed == nil {
 		completed = []string{}
 	}
+	if params == nil {
+		params = map[string]any{}
+	}
 	me := &matrixerr.Error{Status: http.StatusUnauthorized, Extra: map[string]any{
 		"flows":     flows,
-		"params":    map[string]any{},
+		"params":    params,
 		"session":   s.row.SessionID,
 		"completed": completed,
 	}}
