@@ -33,9 +33,12 @@ const (
 )
 
 const (
-	idlePolls      = 1000
-	idleMeasure    = 5 * time.Second
+	idlePolls   = 1000
+	idleMeasure = 5 * time.Second
+	// toDeviceRounds is how many messages each latency figure is taken
+	// over (-quick: quickRounds).
 	toDeviceRounds = 500
+	quickRounds    = 100
 )
 
 // syncClient is an HTTP client for long polls: one connection each.
@@ -103,7 +106,7 @@ func (o *options) syncScenarios(ctx context.Context, backend, dsn string, p *pro
 	if !o.want("todevice") {
 		return nil
 	}
-	if err := commitFloor(ctx, backend, st); err != nil {
+	if err := commitFloor(ctx, backend, st, o.rounds()); err != nil {
 		return err
 	}
 	if err := o.toDeviceLatency(backend, toDeviceOne, p.addr, p.addr, sd); err != nil {
@@ -215,17 +218,17 @@ func (o *options) idleLongPolls(ctx context.Context, backend, dsn string, st *st
 }
 
 // commitFloor prints the latency of the smallest durable write on the
-// database: a one-row insert committed by this process, toDeviceRounds
-// times. A send-to-device commits one transaction before it is answered,
-// so this is the floor under the to-device figures (on PostgreSQL, mostly
-// the WAL flush of the commit, which the machine's disk decides).
-func commitFloor(ctx context.Context, backend string, st *storage.Store) error {
+// database: a one-row insert committed by this process, n times. A
+// send-to-device commits one transaction before it is answered, so this
+// is the floor under the to-device figures (on PostgreSQL, mostly the WAL
+// flush of the commit, which the machine's disk decides).
+func commitFloor(ctx context.Context, backend string, st *storage.Store, n int) error {
 	if _, err := st.DB.ExecContext(ctx, "CREATE TABLE bench_commit_floor (n INTEGER NOT NULL)"); err != nil {
 		return fmt.Errorf("commit floor: %w", err)
 	}
 	defer st.DB.ExecContext(ctx, "DROP TABLE bench_commit_floor") //nolint:errcheck
-	took := make([]time.Duration, 0, toDeviceRounds)
-	for i := range toDeviceRounds {
+	took := make([]time.Duration, 0, n)
+	for i := range n {
 		start := time.Now()
 		err := st.Tx(ctx, func(ctx context.Context, tx bun.Tx) error {
 			_, err := tx.ExecContext(ctx, "INSERT INTO bench_commit_floor (n) VALUES (?)", i)
@@ -267,7 +270,15 @@ func goRuntime(metricsAddr string) map[string]float64 {
 	return out
 }
 
-// toDeviceLatency measures, toDeviceRounds times, the time from sending a
+// rounds is the number of messages of each latency figure.
+func (o *options) rounds() int {
+	if o.quick {
+		return quickRounds
+	}
+	return toDeviceRounds
+}
+
+// toDeviceLatency measures, o.rounds() times, the time from sending a
 // to-device message (on sendAddr) to its arrival in the receiver's waiting
 // /sync (on pollAddr): @bench's first device receives, its second sends.
 // Sender and receiver are goroutines of this process, so both ends are
@@ -293,10 +304,10 @@ func (o *options) toDeviceLatency(backend, name, sendAddr, pollAddr string, sd *
 	}
 	defer sc.Close()
 	sc.keepBody = true
-	lat := make([]time.Duration, 0, toDeviceRounds)
-	sends := make([]time.Duration, 0, toDeviceRounds)
-	after := make([]time.Duration, 0, toDeviceRounds)
-	for round := range toDeviceRounds {
+	lat := make([]time.Duration, 0, o.rounds())
+	sends := make([]time.Duration, 0, o.rounds())
+	after := make([]time.Duration, 0, o.rounds())
+	for round := range o.rounds() {
 		type got struct {
 			b   syncBody
 			at  time.Time
