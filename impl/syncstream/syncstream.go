@@ -364,9 +364,12 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 		var otk map[string]int
 		var fb []string
 		g, gctx := errgroup.WithContext(ctx)
-		if waited && req.TokenHash != "" {
-			// The token may have been revoked while this poll waited (a
-			// logout or device deletion wakes it): say so at once.
+		if (waited || timeout > 0) && req.TokenHash != "" {
+			// The token may have been revoked since the request was
+			// authenticated: while this poll waited (a logout or device
+			// deletion wakes it), or just before its first read (which
+			// then finds the logout's own device-list change). Say so at
+			// once, rather than answer that change to a dead token.
 			g.Go(func() error {
 				ok, err := s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
 					Where("token_hash = ?", req.TokenHash).Exists(gctx)
