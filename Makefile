@@ -45,7 +45,9 @@ conformance:
 
 # Drives a real myelin process with matrix-nio and matrix-js-sdk through the
 # core flows, matrix-js-sdk's secret storage and key backup with Rust
-# crypto, and mautrix-go through cross-signing set-up. Installs
+# crypto, matrix-js-sdk's emoji (SAS) verification of a user's new device
+# and its Olm to-device messages between two federated myelin processes,
+# and mautrix-go through cross-signing set-up. Installs
 # matrix-js-sdk from the lockfile when missing; needs /usr/bin/python3 with
 # python3-matrix-nio (Debian) and Node 20.
 clients:

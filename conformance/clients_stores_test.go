@@ -15,9 +15,10 @@ import (
 // key backup on device A and backs up a session key; device B of the same
 // user reads the cross-signing keys and the backup key from secret storage
 // with the recovery key, becomes cross-signing verified without SAS, and
-// restores the session key from the backup. (The cross-signing steps are
-// skipped, and say so, while /keys/device_signing/upload is pending.) Skipped when matrix-js-sdk is not installed,
-// unless MYELIN_TEST_REQUIRE_CLIENTS=1 (CI).
+// restores the session key from the backup. Both clients run the SDK's
+// own sync loop, so the account data the SDK writes reaches it through
+// /sync. Skipped when matrix-js-sdk is not installed, unless
+// MYELIN_TEST_REQUIRE_CLIENTS=1 (CI).
 func TestMatrixJSSDKKeepsSecretsAndKeyBackupsOnTheServer(t *testing.T) {
 	var js realClient
 	for _, c := range realClients {

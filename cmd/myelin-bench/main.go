@@ -64,6 +64,7 @@ type options struct {
 	// whose work is in the server's own CPU).
 	dbCPU func() cpuSample
 	only  map[string]bool // scenario keys to run; empty: all
+	quick bool            // -quick: shorter runs
 	// dendrite is the folder of Dendrite's binaries ("": no comparison).
 	dendrite string
 }
@@ -124,6 +125,7 @@ func bench(args []string) int {
 	fs.StringVar(&o.dendrite, "dendrite", os.Getenv("MYELIN_TEST_DENDRITE"), "folder of Dendrite v0.13.8's binaries (dendrite, generate-config, generate-keys, create-account): measure it beside myelin on SQLite")
 	only := fs.String("only", "", "run only these scenarios (comma separated keys: devices, whoami, rename, login, register, devices-N, startup, delete, longpoll, todevice)")
 	_ = fs.Parse(args)
+	o.quick = *quick
 	if *quick {
 		o.duration, o.warmup, *concs, o.trials = 300*time.Millisecond, 100*time.Millisecond, "16", 1
 	}

@@ -21,11 +21,12 @@ type report struct {
 	afterKB  map[string]int64         // backend|server: RSS after the load both myelin and Dendrite get
 	bcrypt   float64                  // Dendrite's bcrypt-10 hashes/s on the server core (0: not measured)
 	skipped  map[string]string        // backend|server|name → why
+	pollKB   map[string]int64         // backend: RSS growth with 1,000 idle /sync long polls
 	backends []string
 }
 
 func newReport() *report {
-	return &report{hashRate: map[string]float64{}, rps: map[string]float64{}, singles: map[string]time.Duration{}, idleKB: map[string]int64{}, afterKB: map[string]int64{}, skipped: map[string]string{}}
+	return &report{hashRate: map[string]float64{}, rps: map[string]float64{}, singles: map[string]time.Duration{}, idleKB: map[string]int64{}, afterKB: map[string]int64{}, skipped: map[string]string{}, pollKB: map[string]int64{}}
 }
 
 func key(parts ...any) string { return fmt.Sprint(parts...) }
@@ -171,6 +172,17 @@ func (r *report) targets() bool {
 		check(b, "GET /devices cost grows linearly", measured, pass, detail)
 		idle := r.idleKB[key(b, "|", "myelin")]
 		check(b, "idle RSS < 30 MB", idle > 0, idle < 30*1024, mb(idle))
+		// Issue 14's /sync figures.
+		polls, measured := r.pollKB[b]
+		check(b, "1,000 idle /sync long polls < +50 MB RSS", measured, polls < 50*1024, "+"+mb(polls))
+		names := []string{toDeviceOne}
+		if b == "postgres" {
+			names = append(names, toDeviceTwo) // two processes share a database only there
+		}
+		for _, name := range names {
+			p99 := r.singles[key(b, "|", name+" p99")]
+			check(b, name+" p99 < 10 ms", p99 > 0, p99 < 10*time.Millisecond, ms(p99))
+		}
 		if b == "sqlite" {
 			st := r.singles[key(b, "|", "start-up, fresh database")]
 			check(b, "start-up to first request < 300 ms", st > 0, st < 300*time.Millisecond, ms(st))

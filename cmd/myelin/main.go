@@ -5,6 +5,7 @@
 //	myelin device …             manage devices
 //	myelin registration-token … manage registration tokens
 //	myelin keys rotate          rotate the federation signing key
+//	myelin appservice list      show the registered application services
 package main
 
 import (
@@ -90,6 +91,7 @@ func usage(w io.Writer) {
        myelin device list|rename|delete …
        myelin registration-token create|list|delete …
        myelin keys rotate
+       myelin appservice list
 Run 'myelin serve -h' for the flags; every flag also reads MYELIN_<NAME>.
 `)
 }
@@ -102,6 +104,27 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// reloadOnHUP re-reads the application services' registration files on
+// every SIGHUP (a bad file is logged and the loaded ones kept).
+func reloadOnHUP(a *app.App, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := a.ReloadAppServices(); err != nil {
+					log.Error("SIGHUP: application services not reloaded", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
@@ -144,5 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		log.Info("federation listening (TLS)", "addr", f, "cert", cfg.TLSCert)
 	}
 	_ = logOut.Flush()
+	stopHUP := reloadOnHUP(a, log)
+	defer stopHUP()
 	return a.Serve(ctx, ln)
 }

@@ -148,6 +148,13 @@ func (v *Validator) check(req *http.Request, status int, header http.Header, bod
 		}
 		return matrixError(status, header, body)
 	}
+	if status == http.StatusUnauthorized && op.OperationID == "Register" && invalidAuth(header, body) {
+		// POST /register with m.login.application_service and no valid
+		// as_token: the application service API answers as for invalid
+		// auth (401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN), while the
+		// operation declares its 401 as the UIA challenge.
+		return matrixError(status, header, body)
+	}
 	if status >= 400 {
 		if err := errorShape(status, header, body); err != nil {
 			return err
@@ -238,6 +245,17 @@ func errorShape(status int, header http.Header, body []byte) error {
 		return nil
 	}
 	return errorFields(obj)
+}
+
+// invalidAuth reports whether body is the error of a missing or unknown
+// access token.
+func invalidAuth(header http.Header, body []byte) bool {
+	obj, err := decodeObject(header, body)
+	if err != nil {
+		return false
+	}
+	code, _ := obj["errcode"].(string)
+	return code == "M_MISSING_TOKEN" || code == "M_UNKNOWN_TOKEN"
 }
 
 // matrixError checks that an undeclared response is a Matrix error.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/myelin-hs/myelin/impl/appservice"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/credentials"
 	"github.com/myelin-hs/myelin/impl/devices"
@@ -45,6 +46,9 @@ type Service struct {
 	OnDeactivate []func(ctx context.Context, tx bun.IDB, userID string) error
 	// Sessions issues refresh and login tokens.
 	Sessions *sessions.Service
+	// AppServices are the registered application services: the user IDs
+	// they claim exclusively are theirs alone to register (nil: none).
+	AppServices *appservice.Registry
 }
 
 // Limits of the spec and of common practice (Synapse).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,6 +242,34 @@ func TestLogoutDeletesTheDeviceAndLogoutAllEveryDevice(t *testing.T) {
 		wantTokenValid(t, s, a.Token, false)
 		if ids := deviceIDs(t, s, a.UserID); len(ids) != 0 {
 			t.Fatalf("devices after logout/all %v", ids)
+		}
+	})
+}
+
+func TestConcurrentLoginsToOneDeviceEachSucceedAndLeaveOneLiveToken(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := testenv.Start(t, b, nil)
+		register(t, s, "alice", pwd)
+		body := passwordLogin("alice", pwd)
+		body["device_id"] = "RETRYDEV"
+		login(t, s, body) // the device exists: each login below replaces its token
+		const n = 6
+		answers := make([]testenv.Response, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() { defer wg.Done(); answers[i] = s.Do(t, "POST", v3+"/login", "", body) }()
+		}
+		wg.Wait()
+		alive := 0
+		for _, a := range answers {
+			testenv.WantStatus(t, a, 200)
+			if whoami(t, s, a.Str("access_token")).Status == 200 {
+				alive++
+			}
+		}
+		if alive != 1 {
+			t.Fatalf("%d of the answered tokens work, want 1", alive)
 		}
 	})
 }

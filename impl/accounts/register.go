@@ -71,6 +71,9 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		if err := s.Limits.Allow("", uid); err != nil {
 			return LoginResult{}, err
 		}
+		if err := s.checkExclusive(uid); err != nil {
+			return LoginResult{}, err
+		}
 		if taken, err := s.userExists(ctx, s.Store.R, uid); err != nil {
 			return LoginResult{}, err
 		} else if taken {
@@ -79,7 +82,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 				if err != nil {
 					return LoginResult{}, err
 				}
-				return replayed(js)
+				return s.replayed(ctx, js, req.IP)
 			}
 			return LoginResult{}, errUserInUse()
 		}
@@ -116,7 +119,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		return LoginResult{}, err
 	}
 	if res.Replay != nil {
-		return replayed(res.Replay)
+		return s.replayed(ctx, res.Replay, req.IP)
 	}
 	out, err := s.completeRegistration(ctx, res, req.IP)
 	if errors.Is(err, uia.ErrAlreadyFinished) || errors.Is(err, errUsernameRaced) {
@@ -124,7 +127,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 		// with its result (or, if another session took the name, in use).
 		uiaReq.Auth = map[string]any{"session": res.SessionID}
 		if again, aerr := s.UIA.Authenticate(ctx, uiaReq); aerr == nil && again.Replay != nil {
-			return replayed(again.Replay)
+			return s.replayed(ctx, again.Replay, req.IP)
 		}
 		return LoginResult{}, errUserInUse()
 	}
@@ -133,10 +136,35 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest) (LoginResul
 
 var errUsernameRaced = errors.New("accounts: username registered concurrently")
 
-func replayed(js json.RawMessage) (LoginResult, error) {
-	var r LoginResult
-	err := json.Unmarshal(js, &r)
-	return r, err
+// registered is what a finished registration session keeps for a retry
+// of its final request: never the tokens it answered with (tokens are
+// stored only as hashes). A retry comes from a client that lost the
+// answer, so it gets new tokens for the same device, which end the first
+// ones (one live token per device).
+type registered struct {
+	LoginResult
+	Refresh bool `json:"refresh,omitempty"`
+}
+
+// replayed answers a retry of a registration that session already
+// completed.
+func (s *Service) replayed(ctx context.Context, js json.RawMessage, ip string) (LoginResult, error) {
+	var r registered
+	if err := json.Unmarshal(js, &r); err != nil {
+		return LoginResult{}, err
+	}
+	if r.AccessToken != "" || r.DeviceID == "" {
+		// Kept by an older version with its tokens, or inhibit_login.
+		return r.LoginResult, nil
+	}
+	var out LoginResult
+	err := s.commitRevoking(ctx, func(ctx context.Context, tx bun.Tx) ([]string, error) {
+		var revoked []string
+		var err error
+		out, revoked, err = s.issue(ctx, tx, r.UserID, r.DeviceID, nil, ip, r.Refresh)
+		return revoked, err
+	})
+	return out, err
 }
 
 // completeRegistration creates the account of a completed UIA session from
@@ -175,7 +203,9 @@ func (s *Service) completeRegistration(ctx context.Context, res uia.Result, ip s
 		} else if out, revoked, err = s.issue(ctx, tx, userID, deviceID, displayName, ip, refresh); err != nil {
 			return nil, err
 		}
-		return revoked, s.UIA.Finish(ctx, tx, res.SessionID, out)
+		kept := registered{LoginResult: out, Refresh: refresh}
+		kept.AccessToken, kept.RefreshToken, kept.ExpiresInMS = "", "", 0
+		return revoked, s.UIA.Finish(ctx, tx, res.SessionID, kept)
 	})
 	return out, err
 }
@@ -257,6 +287,9 @@ func (s *Service) UsernameAvailable(ctx context.Context, username, ip string) er
 		return err
 	}
 	if err := s.Limits.Allow("", uid); err != nil {
+		return err
+	}
+	if err := s.checkExclusive(uid); err != nil {
 		return err
 	}
 	taken, err := s.userExists(ctx, s.Store.R, uid)

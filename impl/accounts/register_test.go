@@ -159,19 +159,33 @@ func TestRegistrationIsIdempotentBySessionAndRemembersFirstParams(t *testing.T) 
 		if r1.Str("user_id") != "@alice:localhost" || r1.Str("device_id") != "FIRSTDEV" {
 			t.Fatalf("register %s", r1.Raw)
 		}
-		r2 := s.Do(t, "POST", v3+"/register", "", final)
-		testenv.WantStatus(t, r2, 200)
-		if string(r2.Raw) != string(r1.Raw) {
-			t.Fatalf("repeat answered %s, first %s", r2.Raw, r1.Raw)
+		// The session keeps no token: the database holds tokens only as
+		// hashes.
+		var kept string
+		if err := s.App.Store.R.NewSelect().Model((*storage.UIASession)(nil)).Column("result").
+			Where("session_id = ?", session).Scan(context.Background(), &kept); err != nil {
+			t.Fatal(err)
 		}
+		if strings.Contains(kept, r1.Str("access_token")) || !strings.Contains(kept, "FIRSTDEV") {
+			t.Fatalf("the session keeps %s", kept)
+		}
+		// A repeat gets the same account and device with a new token, which
+		// ends the first one (one live token per device).
+		sameAccount := func(r testenv.Response, prev string) string {
+			t.Helper()
+			testenv.WantStatus(t, r, 200)
+			if r.Str("user_id") != "@alice:localhost" || r.Str("device_id") != "FIRSTDEV" || r.Str("access_token") == "" || r.Str("access_token") == prev {
+				t.Fatalf("repeat answered %s, before %s", r.Raw, r1.Raw)
+			}
+			testenv.WantError(t, s.Do(t, "GET", v3+"/account/whoami", prev, nil), 401, "M_UNKNOWN_TOKEN")
+			testenv.WantStatus(t, s.Do(t, "GET", v3+"/account/whoami", r.Str("access_token"), nil), 200)
+			return r.Str("access_token")
+		}
+		tok := sameAccount(s.Do(t, "POST", v3+"/register", "", final), r1.Str("access_token"))
 		// The plain retry of a client that lost the answer names the
-		// username it just registered: still the same answer, not in use.
+		// username it just registered: still that account, not in use.
 		first["auth"] = final["auth"]
-		r3 := s.Do(t, "POST", v3+"/register", "", first)
-		testenv.WantStatus(t, r3, 200)
-		if string(r3.Raw) != string(r1.Raw) {
-			t.Fatalf("retry answered %s, first %s", r3.Raw, r1.Raw)
-		}
+		sameAccount(s.Do(t, "POST", v3+"/register", "", first), tok)
 		// Another session is still told the name is taken.
 		delete(first, "auth")
 		testenv.WantError(t, s.Do(t, "POST", v3+"/register", "", first), 400, "M_USER_IN_USE")
@@ -344,11 +358,20 @@ func TestConcurrentFinalRequestsOfOneSessionRegisterOnce(t *testing.T) {
 					go func() { defer wg.Done(); answers[i] = s.Do(t, "POST", v3+"/register", "", body) }()
 				}
 				wg.Wait()
+				// One account and device; each answer has its own token, and
+				// only one of them is still alive (one token per device).
+				alive := 0
 				for _, a := range answers {
 					testenv.WantStatus(t, a, 200)
-					if string(a.Raw) != string(answers[0].Raw) {
+					if a.Str("user_id") != answers[0].Str("user_id") || a.Str("device_id") != answers[0].Str("device_id") {
 						t.Fatalf("answers differ: %s vs %s", a.Raw, answers[0].Raw)
 					}
+					if s.Do(t, "GET", v3+"/account/whoami", a.Str("access_token"), nil).Status == 200 {
+						alive++
+					}
+				}
+				if alive != 1 {
+					t.Fatalf("%d of the answered tokens work, want 1", alive)
 				}
 			})
 		}

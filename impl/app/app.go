@@ -22,6 +22,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accountpage"
 	"github.com/myelin-hs/myelin/impl/accounts"
+	"github.com/myelin-hs/myelin/impl/appservice"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/credentials"
@@ -108,6 +109,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.background = append(a.background, cache.Run)
 	}
 
+	if err := a.Services.AppServices.Load(cfg.AppServiceConfigFiles); err != nil {
+		store.Close()
+		return nil, err
+	}
+
 	a.Keys = a.Services.Keys
 	if a.Federation, err = federation.New(ctx, cfg, store, log, a.Keys); err != nil {
 		store.Close()
@@ -159,7 +165,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		Passwords: a.Services.Accounts, Log: log})
 	cs := &csapi.Server{Config: cfg, UIA: a.Services.UIA, Devices: a.Devices, Accounts: a.Services.Accounts, Keys: a.Keys,
 		AccountData: a.Services.AccountData, KeyBackup: a.Services.KeyBackup,
-		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions, OAuth: a.Services.OAuth}
+		ToDevice: a.Services.ToDevice, Streams: a.Sync, Sessions: a.Services.Sessions,
+		AppServices: a.Services.AppServices, OAuth: a.Services.OAuth}
 	ss := &ssapi.Server{Fed: a.Federation}
 
 	e, err := server.New(server.Deps{
@@ -178,6 +185,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		a.Close()
 		return nil, err
 	}
+	e.Use(requestToken)
 	a.Echo = e
 	return a, nil
 }
@@ -219,6 +227,9 @@ type Services struct {
 	KeyBackup   *keybackup.Service
 	// OAuth is the OAuth 2.0 authorisation server (nil with --auth legacy).
 	OAuth *oauth.Service
+	// AppServices are the application services' registrations (loaded
+	// by New, and by the admin commands that show them).
+	AppServices *appservice.Registry
 }
 
 // NewServices builds the domain services of cfg on store.
@@ -235,8 +246,9 @@ func NewServices(cfg *config.Config, store *storage.Store) *Services {
 			OAuth: uia.NoOAuthSessions{}, AccountPage: cfg.BaseURL() + web.AccountPath},
 	}
 	sv.Sessions = &sessions.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA, Limits: limits}
+	sv.AppServices = appservice.NewRegistry(cfg.ServerName)
 	sv.Accounts = &accounts.Service{Store: store, Config: cfg, Devices: sv.Devices, UIA: sv.UIA,
-		Credentials: creds, Limits: limits, Sessions: sv.Sessions}
+		Credentials: creds, Limits: limits, Sessions: sv.Sessions, AppServices: sv.AppServices}
 	sv.Keys = &e2ekeys.Service{Store: store, Devices: sv.Devices, ServerName: cfg.ServerName}
 	sv.ToDevice = &todevice.Service{Store: store, ServerName: cfg.ServerName, Remote: outbox}
 	// An account data change wakes the user's waiting /sync.
@@ -278,6 +290,9 @@ func (a *App) authenticateClient(c echo.Context) error {
 	tok := AccessToken(c.Request())
 	if tok == "" {
 		return matrixerr.MissingToken()
+	}
+	if reg := a.Services.AppServices.ByToken(tok); reg != nil {
+		return a.authenticateAppService(c, reg)
 	}
 	p, err := a.Auth.Authenticate(c.Request().Context(), tok)
 	if err != nil {

@@ -69,6 +69,10 @@ type Principal struct {
 	Admin     bool
 	Locked    bool
 	Suspended bool
+	// AppService is the id of the application service making the request
+	// as UserID (identity assertion, impl/appservice); "" for a user's own
+	// access token. DeviceID is then the asserted device, or "" for none.
+	AppService string
 }
 
 // Expired reports whether the principal's token has expired at now (Unix

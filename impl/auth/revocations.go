@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
@@ -74,73 +72,18 @@ func (c *Cache) applyPayload(payload string) {
 	c.invalidate(keys)
 }
 
-// listen keeps a LISTEN connection to PostgreSQL (outside the pool) and
-// reconnects when it drops, flushing the cache: notifications sent while
-// it was down are lost.
+// listen follows revocations on PostgreSQL. While the listener is down
+// the cache serves nothing from memory (notifications sent meanwhile are
+// lost); each ping proves every earlier revocation applied.
 func (c *Cache) listen(ctx context.Context) {
-	connString, err := storage.PostgresURL(c.db.Store.DSN)
-	if err != nil {
-		c.log.Error("token cache: cannot listen for revocations; serving from the database", "err", err)
-		return
-	}
-	cfg, err := pgx.ParseConfig(connString)
-	if err != nil {
-		c.log.Error("token cache: cannot listen for revocations; serving from the database", "err", err)
-		return
-	}
-	pc := cfg.Config.Copy()
-	pc.RuntimeParams["application_name"] = "myelin-token-cache"
-	pc.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { c.applyPayload(n.Payload) }
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := c.listenOnce(ctx, pc)
-		if c.syncedAt.Load() != never { // it was up: retry soon
-			backoff = 100 * time.Millisecond
-		}
-		c.unsynced()
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Warn("token cache: revocation listener lost; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
-func (c *Cache) listenOnce(ctx context.Context, pc *pgconn.Config) error {
-	conn, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+revokedChannel).ReadAll(); err != nil {
-		return err
-	}
-	for {
-		// The server sends every notification committed before this ping
-		// ahead of its answer, and OnNotification applies them as read.
-		t := c.now()
-		if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
-			return err
-		}
-		c.synced(t)
-		wait, cancel := context.WithTimeout(ctx, syncInterval)
-		var werr error
-		for werr == nil {
-			werr = conn.WaitForNotification(wait)
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !pgconn.Timeout(werr) {
-			return werr
-		}
-	}
+	(&storage.Listener{
+		DSN: c.db.Store.DSN, Channel: revokedChannel, AppName: "myelin-token-cache",
+		What: "token cache", Log: c.log,
+		OnNotify:  c.applyPayload,
+		OnDown:    c.unsynced,
+		PingEvery: syncInterval,
+		OnPing:    func(start time.Time) { c.synced(int64(start.Sub(c.epoch))) },
+	}).Run(ctx)
 }
 
 // poll follows the SQLite revocation log from its current end.

@@ -100,6 +100,10 @@ type Config struct {
 
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+
+	// AppServiceConfigFiles are the application service registration
+	// files (impl/appservice reads and checks them; re-read on SIGHUP).
+	AppServiceConfigFiles []string `yaml:"app_service_config_files"`
 }
 
 // OAuthConfig tunes the OAuth 2.0 authorisation server (impl/oauth).
@@ -525,6 +529,10 @@ var settings = []setting{
 	{"federation-device-list-trust", "how long after the last update about a remote user its cached device list counts as kept current", dur(func(c *Config) *time.Duration { return &c.FederationDeviceListTrust })},
 	{"log-level", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"appservice-config", "application service registration file (repeatable; env: comma separated; re-read on SIGHUP)", func(c *Config, v string) error {
+		c.AppServiceConfigFiles = append(c.AppServiceConfigFiles, splitList(v)...)
+		return nil
+	}},
 	{"federation-test-drop", "TEST ONLY: drop every Nth outgoing device-list EDU", integer(func(c *Config) *int { return &c.FederationTestDrop })},
 }
 

@@ -33,11 +33,13 @@ func errLegacyOff() error {
 	return matrixerr.Unrecognized(http.StatusNotFound, "This server offers the OAuth 2.0 API only (see GET /_matrix/client/v1/auth_metadata)")
 }
 
+// errAppServiceLoginUnsupported answers an application service's login
+// (or registration without inhibit_login) when the legacy API is off.
+func errAppServiceLoginUnsupported() error {
+	return matrixerr.New(http.StatusBadRequest, "M_APPSERVICE_LOGIN_UNSUPPORTED", "This server offers the OAuth 2.0 API only: application services cannot log in")
+}
+
 func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObject) (clientapi.RegisterResponseObject, error) {
-	if !s.Config.LegacyAuth() {
-		// Accounts are created in the browser (prompt=create).
-		return nil, matrixerr.Forbidden("Registration is done through the OAuth 2.0 API (the browser), not this endpoint")
-	}
 	body := req.Body
 	if body == nil {
 		body = &clientapi.RegisterJSONRequestBody{}
@@ -51,6 +53,18 @@ func (s *Server) Register(ctx context.Context, req clientapi.RegisterRequestObje
 		InhibitLogin:             body.InhibitLogin != nil && *body.InhibitLogin,
 		RefreshToken:             body.RefreshToken != nil && *body.RefreshToken,
 		IP:                       auth.ClientIP(ctx),
+	}
+	if isAppServiceRegistration(ctx, req.Body) {
+		// Application services register users whichever API is offered
+		// (v1.17), but log in through the legacy one only.
+		if !s.Config.LegacyAuth() && !r.InhibitLogin {
+			return nil, errAppServiceLoginUnsupported()
+		}
+		return s.registerAppService(ctx, r)
+	}
+	if !s.Config.LegacyAuth() {
+		// Accounts are created in the browser (prompt=create).
+		return nil, matrixerr.Forbidden("Registration is done through the OAuth 2.0 API (the browser), not this endpoint")
 	}
 	var err error
 	if body.Auth != nil {
@@ -104,12 +118,18 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 		}
 		flows = append(flows, f)
 	}
+	if s.AppServices.Any() {
+		flows = append(flows, loginFlow{Type: accounts.LoginAppService})
+	}
 	resp.Flows = &flows
 	return resp, nil
 }
 
 func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (clientapi.LoginResponseObject, error) {
 	if !s.Config.LegacyAuth() {
+		if req.Body != nil && string(req.Body.Type) == accounts.LoginAppService {
+			return nil, errAppServiceLoginUnsupported()
+		}
 		return nil, errLegacyOff()
 	}
 	if req.Body == nil {
@@ -129,6 +149,9 @@ func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (c
 		if r.Identifier, err = authDict(b.Identifier); err != nil {
 			return nil, err
 		}
+	}
+	if r.Type == accounts.LoginAppService {
+		return s.loginAppService(ctx, r)
 	}
 	res, err := s.Accounts.Login(ctx, r)
 	if err != nil {

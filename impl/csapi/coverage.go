@@ -29,7 +29,6 @@ var Coverage = specversions.Status{
 		"sync@1.11":                              "room sections: Myelin holds no rooms (rooms is always empty)",
 		"sync@1.16":                              "room sections: Myelin holds no rooms (rooms is always empty)",
 		"sync@1.19":                              "room sections: Myelin holds no rooms (rooms is always empty)",
-		"login@1.2":                              "no application service can be registered yet (issue 16), so GET /login does not offer m.login.application_service (login types are the server's choice)",
 		"requestTokenToRegisterEmail@1.18":       "no email is sent, so there is no submit_url",
 		"requestTokenToRegisterMSISDN@1.18":      "no SMS is sent, so there is no submit_url",
 		"requestTokenToResetPasswordEmail@1.18":  "no email is sent, so there is no submit_url",
@@ -37,13 +36,7 @@ var Coverage = specversions.Status{
 		"requestTokenTo3PIDEmail@1.18":           "no email is sent, so there is no submit_url",
 		"requestTokenTo3PIDMSISDN@1.18":          "no SMS is sent, so there is no submit_url",
 	},
-	Pending: map[string]string{
-		// Application services (MSC4190).
-		"updateDevice@1.17":           "device creation by application services (issue 16)",
-		"deleteDevice@1.17":           "application services without UIA (issue 16)",
-		"deleteDevices@1.17":          "application services without UIA (issue 16)",
-		"uploadCrossSigningKeys@1.17": "application services without UIA (issue 16)",
-	},
+	Pending: map[string]string{},
 }
 
 // Features are changes of spec versions that the spec's annotations do

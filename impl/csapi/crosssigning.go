@@ -36,6 +36,14 @@ func (s *Server) UploadCrossSigningKeys(ctx context.Context, req clientapi.Uploa
 	}
 	// The raw body: the keys are signed objects.
 	raw := server.RawBody(ctx)
+	if p.AppService != "" {
+		// An application service replaces its users' keys without
+		// user-interactive auth (v1.17).
+		if err := s.Keys.UploadCrossSigningKeys(ctx, p.UserID, raw, noUIA); err != nil {
+			return nil, err
+		}
+		return clientapi.UploadCrossSigningKeys200JSONResponse{}, nil
+	}
 	need, err := s.Keys.CrossSigningUploadNeedsUIA(ctx, p.UserID, raw)
 	if err != nil {
 		return nil, err

@@ -64,6 +64,9 @@ func (s *Server) UpdateDevice(ctx context.Context, req clientapi.UpdateDeviceReq
 	if err != nil {
 		return nil, err
 	}
+	if p.AppService != "" {
+		return s.updateDeviceAsAppService(ctx, p, req)
+	}
 	var name *string
 	if req.Body != nil {
 		name = req.Body.DisplayName
@@ -109,6 +112,12 @@ func (s *Server) DeleteDevices(ctx context.Context, req clientapi.DeleteDevicesR
 func (s *Server) deleteDevices(ctx context.Context, op string, ids []string, authData any, link uia.Link) error {
 	p, err := auth.MustFromContext(ctx)
 	if err != nil {
+		return err
+	}
+	if p.AppService != "" {
+		// An application service deletes its users' devices without
+		// user-interactive auth (v1.17).
+		_, err := s.Devices.Delete(ctx, p.UserID, ids, nil)
 		return err
 	}
 	dict, err := authDict(authData)

@@ -34,6 +34,9 @@ func (s *Server) UploadKeys(ctx context.Context, _ clientapi.UploadKeysRequestOb
 	if err != nil {
 		return nil, err
 	}
+	if p.DeviceID == "" {
+		return nil, errNoDevice()
+	}
 	// The raw body: device_keys is verified against the device's signature.
 	counts, err := s.Keys.Upload(ctx, p.UserID, p.DeviceID, server.RawBody(ctx))
 	if err != nil {

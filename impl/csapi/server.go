@@ -10,6 +10,7 @@ import (
 	"github.com/myelin-hs/myelin/gen/clientapi"
 	"github.com/myelin-hs/myelin/impl/accountdata"
 	"github.com/myelin-hs/myelin/impl/accounts"
+	"github.com/myelin-hs/myelin/impl/appservice"
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/devices"
@@ -41,6 +42,8 @@ type Server struct {
 	Sessions *sessions.Service
 	// OAuth is the OAuth 2.0 authorisation server (nil with --auth legacy).
 	OAuth *oauth.Service
+	// AppServices are the registered application services (nil: none).
+	AppServices *appservice.Registry
 }
 
 // The compiler checks that every operation of the spec is implemented.
@@ -91,5 +94,5 @@ func (s *Server) GetTokenOwner(ctx context.Context, _ clientapi.GetTokenOwnerReq
 	if err != nil {
 		return nil, err
 	}
-	return clientapi.GetTokenOwner200JSONResponse{UserId: p.UserID, DeviceId: &p.DeviceID, IsGuest: &p.IsGuest}, nil
+	return clientapi.GetTokenOwner200JSONResponse{UserId: p.UserID, DeviceId: optional(p.DeviceID), IsGuest: &p.IsGuest}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/myelin-hs/myelin/impl/auth"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
@@ -191,6 +192,16 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 	deviceID = dev.DeviceID
 	var old []string
 	if !created {
+		// Concurrent logins to one existing device (a client retrying)
+		// take turns on its row: otherwise both find no token to revoke
+		// and the second insert breaks the one-token-per-device index.
+		// SQLite runs one writer at a time.
+		if tx.Dialect().Name() == dialect.PG {
+			if _, err := tx.NewSelect().Model((*storage.Device)(nil)).Column("device_id").
+				Where("user_id = ? AND device_id = ?", userID, deviceID).For("UPDATE").Exec(ctx); err != nil {
+				return Login{}, fmt.Errorf("lock device: %w", err)
+			}
+		}
 		// A device that existed may hold a token (one at most): revoke it.
 		err := tx.NewDelete().Model((*storage.AccessToken)(nil)).
 			Where("user_id = ? AND device_id = ?", userID, deviceID).

@@ -43,9 +43,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/myelin-hs/myelin/impl/devices"
 	"github.com/myelin-hs/myelin/impl/matrixerr"
@@ -293,13 +295,6 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 		} else if since.UserTag != tag(req.UserID) || since.DeviceTag != tag(req.DeviceID) {
 			return nil, matrixerr.InvalidParam("The since token belongs to another device")
 		}
-		for _, src := range s.Sources {
-			if a, ok := src.(Acker); ok {
-				if err := a.Ack(ctx, req.Device, since.Pos[src.Key()]); err != nil {
-					return nil, err
-				}
-			}
-		}
 	}
 	s.init()
 	timeout := min(max(req.Timeout, 0), s.maxTimeout())
@@ -310,6 +305,19 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 	case <-s.stopping:
 		timeout = 0
 	default:
+	}
+	// A long poll's goroutine keeps its stack while it waits: the database
+	// work before the wait runs on a fresh one (see onFreshStack).
+	run := func(f func()) { f() }
+	if timeout > 0 {
+		run = onFreshStack
+	}
+	if !initial {
+		var err error
+		run(func() { err = s.ack(ctx, req.Device, since) })
+		if err != nil {
+			return nil, err
+		}
 	}
 	var deadline <-chan time.Time
 	if timeout > 0 {
@@ -324,7 +332,10 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 		if timeout > 0 && s.Hub != nil {
 			woken, cancel = s.Hub.Subscribe(req.UserID)
 		}
-		r, changed, err := s.collect(ctx, req.Device, since, initial)
+		var r *Response
+		var changed bool
+		var err error
+		run(func() { r, changed, err = s.collect(ctx, req.Device, since, initial) })
 		if err != nil {
 			cancel()
 			return nil, err
@@ -346,32 +357,75 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 			waited = true
 		}
 		cancel()
-		if waited && req.TokenHash != "" {
-			// The token may have been revoked while this poll waited (a
-			// logout or device deletion wakes it): say so at once.
-			alive, err := s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
-				Where("token_hash = ?", req.TokenHash).Exists(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if !alive {
-				return nil, matrixerr.UnknownToken()
-			}
+		// The answer's last reads are independent: run them at once, so
+		// the woken poll answers after one database round trip, not three.
+		var alive atomic.Bool
+		alive.Store(true)
+		var otk map[string]int
+		var fb []string
+		g, gctx := errgroup.WithContext(ctx)
+		if (waited || timeout > 0) && req.TokenHash != "" {
+			// The token may have been revoked since the request was
+			// authenticated: while this poll waited (a logout or device
+			// deletion wakes it), or just before its first read (which
+			// then finds the logout's own device-list change). Say so at
+			// once, rather than answer that change to a dead token.
+			g.Go(func() error {
+				ok, err := s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
+					Where("token_hash = ?", req.TokenHash).Exists(gctx)
+				alive.Store(ok)
+				return err
+			})
 		}
 		if s.Keys != nil {
-			otk, fb, err := s.Keys.KeyCounts(ctx, req.UserID, req.DeviceID)
-			if err != nil {
-				return nil, err
-			}
-			if otk != nil {
-				r.DeviceOneTimeKeysCount = otk
-			}
-			if fb != nil {
-				r.DeviceUnusedFallbackKeyTypes = fb
-			}
+			g.Go(func() (err error) {
+				otk, fb, err = s.Keys.KeyCounts(gctx, req.UserID, req.DeviceID)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		if !alive.Load() {
+			return nil, matrixerr.UnknownToken()
+		}
+		if otk != nil {
+			r.DeviceOneTimeKeysCount = otk
+		}
+		if fb != nil {
+			r.DeviceUnusedFallbackKeyTypes = fb
 		}
 		return r, nil
 	}
+}
+
+// ack acknowledges (deletes) what the since token says the device has
+// seen.
+func (s *Service) ack(ctx context.Context, dev Device, since Token) error {
+	for _, src := range s.Sources {
+		if a, ok := src.(Acker); ok {
+			if err := a.Ack(ctx, dev, since.Pos[src.Key()]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// onFreshStack runs f on a goroutine of its own and waits for it. A long
+// poll's goroutine keeps the stack it has grown for as long as it waits
+// (up to 50 s), and reading the streams (bun, database/sql, the driver)
+// grows a stack well past what the request path needs: run on the
+// waiting goroutine, the reads would leave every idle poll holding that
+// stack (1,000 idle polls: about 8 MB more). A short-lived goroutine
+// hands its stack back as soon as the reads are done.
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 func (s *Service) maxTimeout() time.Duration {
@@ -563,14 +617,20 @@ type E2EKeyCounts struct {
 	Keys KeyStore
 }
 
-// KeyCounts implements KeyCounts.
+// KeyCounts implements KeyCounts (its two reads at once).
 func (k E2EKeyCounts) KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
-	otk, err := k.Keys.OneTimeKeyCounts(ctx, userID, deviceID)
-	if err != nil {
-		return nil, nil, err
-	}
-	fb, err := k.Keys.UnusedFallbackKeyTypes(ctx, userID, deviceID)
-	if err != nil {
+	var otk map[string]int
+	var fb []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		otk, err = k.Keys.OneTimeKeyCounts(gctx, userID, deviceID)
+		return err
+	})
+	g.Go(func() (err error) {
+		fb, err = k.Keys.UnusedFallbackKeyTypes(gctx, userID, deviceID)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
 	if otk == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -127,4 +128,19 @@ func (p *Process) Stop(t testing.TB) {
 		<-p.exited
 		t.Errorf("myelin at %s did not stop within 30s of SIGTERM", p.URL)
 	}
+}
+
+// Signal sends sig to the process (e.g. SIGHUP to reload).
+func (p *Process) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Log returns what the process has logged so far.
+func (p *Process) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
 }

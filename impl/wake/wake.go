@@ -35,8 +35,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
@@ -264,41 +262,23 @@ func (h *Hub) applyPayload(payload string) {
 	h.Wake(strings.Split(payload, "\n")...)
 }
 
-// listen keeps a LISTEN connection and reconnects when it drops; while it
-// is down, waiters are woken every FallbackInterval.
+// listen follows the announcements on PostgreSQL; while the listener is
+// down, waiters are woken every FallbackInterval.
 func (h *Hub) listen(ctx context.Context) {
 	go h.fallback(ctx)
-	connString, err := storage.PostgresURL(h.Store.DSN)
-	var cfg *pgx.ConnConfig
-	if err == nil {
-		cfg, err = pgx.ParseConfig(connString)
-	}
-	if err != nil {
-		h.Log.Error("sync wake-ups: cannot listen; waiters poll instead", "err", err)
-		<-ctx.Done()
-		return
-	}
-	pc := cfg.Config.Copy()
-	pc.RuntimeParams["application_name"] = "myelin-sync-wake"
-	pc.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) { h.applyPayload(n.Payload) }
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := h.listenOnce(ctx, pc)
-		wasUp := h.up.Swap(false)
-		if ctx.Err() != nil {
-			return
-		}
-		if wasUp {
-			backoff = 100 * time.Millisecond
-		}
-		h.Log.Warn("sync wake-ups: listener lost; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	(&storage.Listener{
+		DSN: h.Store.DSN, Channel: channel, AppName: "myelin-sync-wake",
+		What: "sync wake-ups", Log: h.Log,
+		OnNotify: h.applyPayload,
+		OnUp: func() {
+			h.up.Store(true)
+			// Waiters that checked while the connection was down may have
+			// missed a change; now that every later one is heard, they
+			// check once more.
+			h.WakeAll()
+		},
+		OnDown: func() { h.up.Store(false) },
+	}).Run(ctx)
 }
 
 // fallback wakes every waiter each FallbackInterval while the listener is
@@ -314,27 +294,6 @@ func (h *Hub) fallback(ctx context.Context) {
 			if !h.up.Load() {
 				h.WakeAll()
 			}
-		}
-	}
-}
-
-// listenOnce serves one LISTEN connection until it fails.
-func (h *Hub) listenOnce(ctx context.Context, pc *pgconn.Config) error {
-	conn, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+channel).ReadAll(); err != nil {
-		return err
-	}
-	h.up.Store(true)
-	// Waiters that checked while the connection was down may have missed
-	// a change; now that every later one is heard, they check once more.
-	h.WakeAll()
-	for {
-		if err := conn.WaitForNotification(ctx); err != nil {
-			return err
 		}
 	}
 }

@@ -11,12 +11,9 @@
 //             becomes cross-signing verified without SAS, and restores the
 //             session key from the backup.
 //
-// Until /sync is served (issue 14), account data changes are echoed to the
-// client as /sync would deliver them, read back from the server with GET
-// (the SDK waits for that echo after setting the default key).
-// Cross-signing (bootstrapCrossSigning on A, B verified from secret storage
-// without SAS) runs when the server serves /keys/device_signing/upload;
-// until then (501 M_UNRECOGNIZED, issue 13) the script says it skips it.
+// Each client runs the SDK's own sync loop (startClient), so the account
+// data the SDK writes (the secret storage key, the default key, the
+// encrypted secrets) comes back to it through /sync, as the SDK waits for.
 //
 // usage: node stores.mjs HOMESERVER_URL
 //
@@ -24,12 +21,7 @@
 
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 
-import { ClientEvent, MatrixEvent, createClient } from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
-
-logger.setLevel("error");
-
-class FlowError extends Error {}
+import { api as apiAt, check, run, step, syncingClient, waitFor } from "./syncing.mjs";
 
 const hs = process.argv[2];
 if (!hs) {
@@ -37,33 +29,15 @@ if (!hs) {
     process.exit(2);
 }
 
-function step(name, detail = "") {
-    console.log(`ok   ${name}${detail ? ": " + detail : ""}`);
-}
-
-function check(cond, msg) {
-    if (!cond) throw new FlowError(msg);
-}
+const api = (...args) => apiAt(hs, ...args);
 
 const b64 = (buf) => Buffer.from(buf).toString("base64").replace(/=+$/, "");
-
-async function api(method, path, token, body) {
-    const res = await fetch(hs + "/_matrix/client/v3" + path, {
-        method,
-        headers: { "Content-Type": "application/json", ...(token ? { Authorization: "Bearer " + token } : {}) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : {} };
-}
 
 // The recovery key lives only here, as a user would keep it.
 let recoveryKey = null;
 
-async function cryptoClient(creds) {
-    const mx = createClient({
-        baseUrl: hs,
-        ...creds,
+function cryptoClient(creds) {
+    return syncingClient(hs, creds, {
         cryptoCallbacks: {
             getSecretStorageKey: async ({ keys }) => {
                 check(recoveryKey, "the SDK asked for the secret storage key before one was made");
@@ -71,35 +45,6 @@ async function cryptoClient(creds) {
             },
         },
     });
-    // The /sync echo of account data (see the file comment).
-    const put = mx.setAccountData.bind(mx);
-    mx.setAccountData = async (type, content) => {
-        const r = await put(type, content);
-        const stored = await api("GET", `/user/${encodeURIComponent(creds.userId)}/account_data/${encodeURIComponent(type)}`, creds.accessToken);
-        check(stored.status === 200, `account data ${type} was not stored: ${stored.status} ${JSON.stringify(stored.body)}`);
-        const ev = new MatrixEvent({ type, content: stored.body });
-        mx.store.storeAccountDataEvents?.([ev]);
-        mx.emit(ClientEvent.AccountData, ev);
-        return r;
-    };
-    await mx.initRustCrypto({ useIndexedDB: false });
-    return mx;
-}
-
-// settle sends the crypto's queued requests (device keys upload, /keys/query
-// of the user's own devices and identity), as the SDK does after each sync.
-async function settle(mx) {
-    await mx.getCrypto().outgoingRequestsManager.doProcessOutgoingRequests();
-}
-
-async function waitFor(what, fn, ms = 20000) {
-    const end = Date.now() + ms;
-    for (;;) {
-        const v = await fn();
-        if (v) return v;
-        if (Date.now() > end) throw new FlowError(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 200));
-    }
 }
 
 // A megolm session in session-export format (version 1, message index 0,
@@ -128,27 +73,19 @@ async function main() {
     let r = await api("POST", "/register", null, { username: user, password, auth: { type: "m.login.dummy" }, initial_device_display_name: "A" });
     check(r.status === 200, `register: ${r.status} ${JSON.stringify(r.body)}`);
     const userId = r.body.user_id;
-    const a = await cryptoClient({ userId, accessToken: r.body.access_token, deviceId: r.body.device_id });
+    const devA = r.body.device_id;
+    const a = await cryptoClient({ userId, accessToken: r.body.access_token, deviceId: devA });
     const ca = a.getCrypto();
-    await settle(a);
     step("device A with Rust crypto", `${userId} ${r.body.device_id}`);
 
-    // Is cross-signing served? An empty upload answers 501 M_UNRECOGNIZED
-    // while it is pending, and a UIA challenge or a 400 once it is.
-    const probe = await api("POST", "/keys/device_signing/upload", a.getAccessToken(), {});
-    const crossSigning = !(probe.status === 501 && probe.body.errcode === "M_UNRECOGNIZED");
-    if (crossSigning) {
-        await ca.bootstrapCrossSigning({
-            authUploadDeviceSigningKeys: async (makeRequest) => {
-                await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
-            },
-        });
-        const status = await ca.getCrossSigningStatus();
-        check(status.publicKeysOnDevice && status.privateKeysCachedLocally.masterKey, `A's cross-signing: ${JSON.stringify(status)}`);
-        step("bootstrapCrossSigning on A");
-    } else {
-        console.log("skip cross-signing: the server does not serve /keys/device_signing/upload yet");
-    }
+    await ca.bootstrapCrossSigning({
+        authUploadDeviceSigningKeys: async (makeRequest) => {
+            await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
+        },
+    });
+    const status = await ca.getCrossSigningStatus();
+    check(status.publicKeysOnDevice && status.privateKeysCachedLocally.masterKey, `A's cross-signing: ${JSON.stringify(status)}`);
+    step("bootstrapCrossSigning on A");
 
     recoveryKey = await ca.createRecoveryKeyFromPassphrase();
     await ca.bootstrapSecretStorage({
@@ -167,13 +104,11 @@ async function main() {
     check(r.status === 200 && r.body.algorithm === "m.secret_storage.v1.aes-hmac-sha2", `key description: ${JSON.stringify(r.body)}`);
     r = await api("GET", adPath("m.megolm_backup.v1"), tokA);
     check(r.status === 200 && r.body.encrypted?.[keyId]?.ciphertext, `backup key in secret storage: ${JSON.stringify(r.body)}`);
-    if (crossSigning) {
-        for (const t of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) {
-            r = await api("GET", adPath(t), tokA);
-            check(r.status === 200 && r.body.encrypted?.[keyId]?.ciphertext, `${t} in secret storage: ${JSON.stringify(r.body)}`);
-        }
-        check(await ca.isSecretStorageReady(), "A's secret storage is not ready");
+    for (const t of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) {
+        r = await api("GET", adPath(t), tokA);
+        check(r.status === 200 && r.body.encrypted?.[keyId]?.ciphertext, `${t} in secret storage: ${JSON.stringify(r.body)}`);
     }
+    check(await ca.isSecretStorageReady(), "A's secret storage is not ready");
     const version = await api("GET", "/room_keys/version", tokA);
     check(version.status === 200 && version.body.algorithm === "m.megolm_backup.v1.curve25519-aes-sha2", `backup version: ${JSON.stringify(version.body)}`);
     check(version.body.auth_data?.signatures?.[userId]?.["ed25519:" + a.getDeviceId()], `auth_data not signed by A: ${JSON.stringify(version.body)}`);
@@ -203,25 +138,22 @@ async function main() {
     const cb = b.getCrypto();
     step("device B with Rust crypto", r.body.device_id);
 
-    await settle(b);
-    if (crossSigning) {
-        // B reads the cross-signing keys from secret storage and signs
-        // itself: verified without SAS.
-        await cb.bootstrapCrossSigning({});
-        const devB = b.getDeviceId();
-        const verified = await waitFor("B to be cross-signing verified", async () => {
-            // Upload B's signature, then read the user's keys back.
-            await settle(b);
-            await cb.markAllTrackedUsersAsDirty();
-            await settle(b);
-            return (await cb.getDeviceVerificationStatus(userId, devB))?.crossSigningVerified;
-        });
-        check(verified, "B is not cross-signing verified");
-        const q = await api("POST", "/keys/query", b.getAccessToken(), { device_keys: { [userId]: [] } });
-        const ssk = Object.keys(q.body.self_signing_keys?.[userId]?.keys ?? {})[0];
-        check(ssk && q.body.device_keys?.[userId]?.[devB]?.signatures?.[userId]?.[ssk], `B's device is not signed by the self-signing key on the server: ${JSON.stringify(q.body)}`);
-        step("B restored the cross-signing keys from secret storage and is verified without SAS");
-    }
+    // B's crypto queries its own user's keys (A's device and the
+    // cross-signing keys) after its first sync; it can import the private
+    // keys from secret storage only once it knows the public ones.
+    await waitFor("B's crypto to know A's device", async () => (await cb.getUserDeviceInfo([userId])).get(userId)?.has(devA));
+    // B reads the cross-signing keys from secret storage and signs itself:
+    // verified without SAS once its sync loop hears, through
+    // device_lists.changed, that its own device's keys changed.
+    await cb.bootstrapCrossSigning({});
+    const devB = b.getDeviceId();
+    const verified = await waitFor("B to be cross-signing verified", async () =>
+        (await cb.getDeviceVerificationStatus(userId, devB))?.crossSigningVerified);
+    check(verified, "B is not cross-signing verified");
+    const q = await api("POST", "/keys/query", b.getAccessToken(), { device_keys: { [userId]: [] } });
+    const ssk = Object.keys(q.body.self_signing_keys?.[userId]?.keys ?? {})[0];
+    check(ssk && q.body.device_keys?.[userId]?.[devB]?.signatures?.[userId]?.[ssk], `B's device is not signed by the self-signing key on the server: ${JSON.stringify(q.body)}`);
+    step("B restored the cross-signing keys from secret storage and is verified without SAS");
 
     await cb.loadSessionBackupPrivateKeyFromSecretStorage();
     const keyB = await cb.getSessionBackupPrivateKey();
@@ -235,14 +167,10 @@ async function main() {
     check(keys.some((k) => k.session_id === session.session_id && k.room_id === session.room_id), "B lacks the restored session");
     step("B fetched the backed-up session key from the backup");
 
+    step("each device synced through Myelin's /sync", `A ${a.syncCount()} and B ${b.syncCount()} requests`);
+
     a.stopClient();
     b.stopClient();
 }
 
-main().then(
-    () => process.exit(0),
-    (e) => {
-        console.error(`FAIL ${e instanceof FlowError ? e.message : e.stack ?? e}`);
-        process.exit(1);
-    },
-);
+run(main);
