@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -19,25 +18,6 @@ import (
 	"github.com/myelin-hs/myelin/impl/oauth"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
-
-// requireJSSDK skips (or, with MYELIN_TEST_REQUIRE_CLIENTS=1, fails) when
-// node or matrix-js-sdk is missing.
-func requireJSSDK(t *testing.T) {
-	t.Helper()
-	why := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		why = "node is not installed"
-	} else if _, err := os.Stat("clients/js/node_modules/matrix-js-sdk/package.json"); err != nil {
-		why = "matrix-js-sdk is not installed (cd conformance/clients/js && npm ci)"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("MYELIN_TEST_REQUIRE_CLIENTS") == "1" {
-		t.Fatalf("matrix-js-sdk required (MYELIN_TEST_REQUIRE_CLIENTS=1): %s", why)
-	}
-	t.Skip(why)
-}
 
 // TestMatrixJSSDKSignsInThroughOAuth drives matrix-js-sdk's OIDC helpers
 // (clients/js/oauth.mjs) against a server with the OAuth 2.0 API: the SDK
