@@ -113,7 +113,11 @@ func (r *report) idle(backend, server string, p *proc) {
 	time.Sleep(time.Second) // let start-up garbage be collected, as idle means
 	kb := p.statusKB("VmRSS")
 	r.idleKB[key(backend, "|", server)] = kb
-	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, "idle RSS", "", "", "", "", mb(kb))
+	// File-backed pages are mostly the binary's own text and read-only data
+	// (on kernels with large folios nearly all of it is resident), anonymous
+	// ones the Go heap, stacks and runtime: the split says which to shrink.
+	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s  (file %s, anon %s, shmem %s)\n", backend, server, "idle RSS", "", "", "", "", mb(kb),
+		mb(p.statusKB("RssFile")), mb(p.statusKB("RssAnon")), mb(p.statusKB("RssShmem")))
 }
 
 // afterLoad records the server's RSS once the load shared with Dendrite
