@@ -2,10 +2,20 @@
 // here regenerates everything under gen/ from the vendored spec in spec/:
 // first the OpenAPI 3 documents (gen/specgen bundles the Swagger 2.0 files,
 // applies the documented overlays and converts them with kin-openapi), then
-// the Echo strict-server interfaces, models and embedded specs (oapi-codegen,
-// pinned as a tool dependency in go.mod).
+// the Echo strict-server interfaces and models (oapi-codegen, pinned as a
+// tool dependency in go.mod), and two embedded copies of each document, in
+// packages of their own so that a binary links only the one it uses:
+// gen/<api>/fullspec, the whole document, for the tests' response checks
+// and the conformance suite; gen/<api>/reqspec, the document without prose,
+// examples and responses (gen/specgen writes it), which the server parses
+// at start-up and keeps for request validation. Parsing and keeping the
+// whole client-server document cost the server megabytes of heap.
 package myelin
 
 //go:generate go run ./gen/specgen -spec spec -out gen
 //go:generate go tool oapi-codegen -config gen/clientapi/oapi-codegen.yaml gen/clientapi/openapi.yaml
 //go:generate go tool oapi-codegen -config gen/fedapi/oapi-codegen.yaml gen/fedapi/openapi.yaml
+//go:generate go tool oapi-codegen -config gen/clientapi/fullspec/oapi-codegen.yaml gen/clientapi/openapi.yaml
+//go:generate go tool oapi-codegen -config gen/fedapi/fullspec/oapi-codegen.yaml gen/fedapi/openapi.yaml
+//go:generate go tool oapi-codegen -config gen/clientapi/reqspec/oapi-codegen.yaml gen/clientapi/reqspec/openapi.yaml
+//go:generate go tool oapi-codegen -config gen/fedapi/reqspec/oapi-codegen.yaml gen/fedapi/reqspec/openapi.yaml

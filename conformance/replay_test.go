@@ -16,8 +16,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/myelin-hs/myelin/conformance/validate"
-	"github.com/myelin-hs/myelin/gen/clientapi"
-	"github.com/myelin-hs/myelin/gen/fedapi"
+	"github.com/myelin-hs/myelin/gen/clientapi/fullspec"
+	fedfullspec "github.com/myelin-hs/myelin/gen/fedapi/fullspec"
 	"github.com/myelin-hs/myelin/impl/testenv"
 )
 
@@ -38,7 +38,7 @@ func (o operation) ID() string { return o.Op.OperationID }
 func operations(t testing.TB) []operation {
 	t.Helper()
 	var out []operation
-	for _, load := range []func() (*openapi3.T, error){clientapi.GetSwagger, fedapi.GetSwagger} {
+	for _, load := range []func() (*openapi3.T, error){fullspec.GetSpec, fedfullspec.GetSpec} {
 		doc, err := load()
 		if err != nil {
 			t.Fatal(err)

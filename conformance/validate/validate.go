@@ -36,8 +36,8 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
 
-	"github.com/myelin-hs/myelin/gen/clientapi"
-	"github.com/myelin-hs/myelin/gen/fedapi"
+	"github.com/myelin-hs/myelin/gen/clientapi/fullspec"
+	fedfullspec "github.com/myelin-hs/myelin/gen/fedapi/fullspec"
 )
 
 // Validator checks responses against a set of OpenAPI documents.
@@ -53,11 +53,11 @@ type api struct {
 
 // New returns a Validator for Myelin's two embedded documents.
 func New() (*Validator, error) {
-	cs, err := clientapi.GetSwagger()
+	cs, err := fullspec.GetSpec()
 	if err != nil {
 		return nil, err
 	}
-	fed, err := fedapi.GetSwagger()
+	fed, err := fedfullspec.GetSpec()
 	if err != nil {
 		return nil, err
 	}

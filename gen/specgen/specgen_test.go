@@ -219,6 +219,17 @@ func TestCommittedGeneratedFilesAreUpToDate(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("gen/%s/openapi.yaml is stale: run go generate ./...", a.Name)
 		}
+		req, err := buildReqSpec(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err = os.ReadFile(filepath.Join("..", a.Name, "reqspec", "openapi.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(req, want) {
+			t.Errorf("gen/%s/reqspec/openapi.yaml is stale: run go generate ./...", a.Name)
+		}
 		src, err := versionTable(a, doc)
 		if err != nil {
 			t.Fatal(err)
@@ -274,4 +285,88 @@ func copyTree(src, dst string) error {
 		}
 		return os.WriteFile(target, b, 0o644)
 	})
+}
+
+func TestRequestValidationCopyDropsProseExamplesAndResponsesButKeepsPropertiesSoNamed(t *testing.T) {
+	doc := map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]any{"title": "T", "version": "1"},
+		"paths": map[string]any{
+			"/x": map[string]any{
+				"summary": "path prose",
+				"post": map[string]any{
+					"operationId": "x",
+					"description": "operation prose",
+					"x-addedInMatrixVersion": "1.1",
+					"parameters": []any{map[string]any{
+						"in": "query", "name": "description", "description": "parameter prose",
+						"example": "e", "schema": map[string]any{"type": "string", "enum": []any{"description", "title"}},
+					}},
+					"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{
+						"example": map[string]any{"title": "t"},
+						"schema": map[string]any{
+							"type": "object", "title": "Body", "description": "schema prose",
+							"required": []any{"title"},
+							"properties": map[string]any{
+								"title":       map[string]any{"type": "string", "description": "a property named title"},
+								"description": map[string]any{"type": "string", "default": map[string]any{"description": "kept"}},
+								"examples":    map[string]any{"type": "array", "items": map[string]any{"type": "string", "example": "e"}},
+							},
+						},
+					}}},
+					"responses": map[string]any{"200": map[string]any{"description": "ok"}},
+					"security":  []any{map[string]any{"accessTokenBearer": []any{}}},
+				},
+			},
+		},
+	}
+	got := requestsOnly(doc)
+	op := dig(got, "paths", "/x", "post").(map[string]any)
+	for _, k := range []string{"description", "x-addedInMatrixVersion"} {
+		if _, ok := op[k]; ok {
+			t.Errorf("operation keeps %s", k)
+		}
+	}
+	if _, ok := dig(got, "paths", "/x").(map[string]any)["summary"]; ok {
+		t.Error("path item keeps its summary")
+	}
+	if r := op["responses"].(map[string]any); len(r) != 0 {
+		t.Errorf("responses kept: %v", r)
+	}
+	if op["operationId"] != "x" || op["security"] == nil {
+		t.Errorf("operationId or security lost: %v", op)
+	}
+	param := op["parameters"].([]any)[0].(map[string]any)
+	if param["name"] != "description" || param["description"] != nil || param["example"] != nil {
+		t.Errorf("parameter: %v", param)
+	}
+	if e := dig(param, "schema", "enum").([]any); len(e) != 2 || e[0] != "description" {
+		t.Errorf("enum values changed: %v", e)
+	}
+	media := dig(got, "paths", "/x", "post", "requestBody", "content", "application/json").(map[string]any)
+	if _, ok := media["example"]; ok {
+		t.Error("media type keeps its example")
+	}
+	schema := media["schema"].(map[string]any)
+	if schema["title"] != nil || schema["description"] != nil || schema["required"].([]any)[0] != "title" {
+		t.Errorf("schema: %v", schema)
+	}
+	props := schema["properties"].(map[string]any)
+	for _, name := range []string{"title", "description", "examples"} {
+		if props[name] == nil {
+			t.Errorf("property %q dropped", name)
+		}
+	}
+	if dig(props, "title", "description") != nil || dig(props, "examples", "items", "example") != nil {
+		t.Errorf("prose or examples kept inside properties: %v", props)
+	}
+	if dig(props, "description", "default", "description") != "kept" {
+		t.Errorf("a default value was stripped: %v", props["description"])
+	}
+	if dig(got, "info", "title") != "T" {
+		t.Error("info changed")
+	}
+	if dig(doc, "paths", "/x", "post", "description") != "operation prose" {
+		t.Error("the full document was modified")
+	}
 }

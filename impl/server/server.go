@@ -13,7 +13,9 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/myelin-hs/myelin/gen/clientapi"
+	"github.com/myelin-hs/myelin/gen/clientapi/reqspec"
 	"github.com/myelin-hs/myelin/gen/fedapi"
+	fedreqspec "github.com/myelin-hs/myelin/gen/fedapi/reqspec"
 	"github.com/myelin-hs/myelin/impl/config"
 )
 
@@ -51,11 +53,11 @@ func New(d Deps) (*echo.Echo, error) {
 	}
 	e.IPExtractor = ipx
 
-	clientDoc, err := clientapi.GetSwagger()
+	clientDoc, err := reqspec.GetSpec()
 	if err != nil {
 		return nil, err
 	}
-	fedDoc, err := fedapi.GetSwagger()
+	fedDoc, err := fedreqspec.GetSpec()
 	if err != nil {
 		return nil, err
 	}
