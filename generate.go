@@ -1,9 +1,9 @@
 // Package myelin is the root of the Myelin module. Running `go generate ./...`
 // here regenerates everything under gen/ from the vendored spec in spec/:
-// first the OpenAPI 3 documents (gen/specgen bundles the Swagger 2.0 files,
-// applies the documented overlays and converts them with kin-openapi), then
-// the Echo strict-server interfaces and models (oapi-codegen, pinned as a
-// tool dependency in go.mod), and two embedded copies of each document, in
+// first one OpenAPI 3.1 document per API (gen/specgen bundles the vendored
+// v1.19 OpenAPI 3.1 files and applies the documented overlays), then the
+// Echo strict-server interfaces and models (oapi-codegen, pinned as a tool
+// dependency in go.mod), and two embedded copies of each document, in
 // packages of their own so that a binary links only the one it uses:
 // gen/<api>/fullspec, the whole document, for the tests' response checks
 // and the conformance suite; gen/<api>/reqspec, the document without prose,

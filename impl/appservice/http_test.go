@@ -302,3 +302,30 @@ func TestAppServicesAreRateLimitedOnlyWhenTheirFileSaysSo(t *testing.T) {
 		testenv.WantError(t, last, 429, "M_LIMIT_EXCEEDED")
 	})
 }
+
+func TestWithOnlyOAuthAppServicesRegisterWithoutLoginAndCannotLogIn(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := start(t, b, func(c *config.Config) { c.Auth = config.AuthOAuth })
+		// v1.17: with the legacy API off, an appservice still registers its
+		// users, but only with inhibit_login.
+		testenv.WantError(t, s.Do(t, "POST", v3+"/register", asToken, map[string]any{
+			"type": "m.login.application_service", "username": "_bridge_alice"}), 400, "M_APPSERVICE_LOGIN_UNSUPPORTED")
+		r := s.Do(t, "POST", v3+"/register", asToken, map[string]any{
+			"type": "m.login.application_service", "username": "_bridge_alice", "inhibit_login": true})
+		testenv.WantStatus(t, r, 200)
+		if r.Str("user_id") != "@_bridge_alice:localhost" || r.Str("access_token") != "" {
+			t.Fatalf("register: %s", r.Raw)
+		}
+		// Logging in as it is the legacy API's, and off.
+		testenv.WantError(t, s.Do(t, "POST", v3+"/login", asToken, map[string]any{"type": "m.login.application_service",
+			"identifier": map[string]any{"type": "m.id.user", "user": "_bridge_alice"}}), 400, "M_APPSERVICE_LOGIN_UNSUPPORTED")
+		// The appservice acts as its users through identity assertion,
+		// and creates their devices the MSC4190 way.
+		testenv.WantStatus(t, s.Do(t, "PUT", as(v3+"/devices/GHOSTDEV", "@_bridge_alice:localhost", ""), asToken,
+			map[string]any{"display_name": "ghost"}), 201)
+		who := s.Do(t, "GET", as(v3+"/account/whoami", "@_bridge_alice:localhost", "GHOSTDEV"), asToken, nil)
+		if who.Str("user_id") != "@_bridge_alice:localhost" || who.Str("device_id") != "GHOSTDEV" {
+			t.Fatalf("whoami: %s", who.Raw)
+		}
+	})
+}

@@ -220,6 +220,12 @@ func (c *Core) IssueToken(ctx context.Context, tx bun.IDB, userID, deviceID stri
 			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
 			return Login{}, fmt.Errorf("revoke previous refresh tokens: %w", err)
 		}
+		// And the OAuth 2.0 session the device may have been: a legacy login
+		// makes it a legacy session (an OAuth grant records its own again).
+		if _, err := tx.NewDelete().Model((*storage.OAuthSession)(nil)).
+			Where("user_id = ? AND device_id = ?", userID, deviceID).Exec(ctx); err != nil {
+			return Login{}, fmt.Errorf("end the device's oauth session: %w", err)
+		}
 	}
 	tok := tokens.NewAccessToken()
 	at := storage.AccessToken{TokenHash: tokens.HashToken(tok).String(), UserID: userID, DeviceID: deviceID, CreatedTS: now}

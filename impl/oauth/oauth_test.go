@@ -509,3 +509,27 @@ func TestBadOAuthSettingsStopStartUp(t *testing.T) {
 		}
 	}
 }
+
+func TestALegacyLoginToAnOAuthDeviceMakesItALegacySession(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := start(t, b, nil)
+		_, tok := signIn(t, s, "alice", "ALICEPHONE")
+		ctx := context.Background()
+		if ok, _ := s.App.Services.OAuth.IsOAuthSession(ctx, "@alice:localhost", "ALICEPHONE"); !ok {
+			t.Fatal("the device should be an OAuth session")
+		}
+		r := s.Do(t, http.MethodPost, "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password",
+			"identifier": map[string]any{"type": "m.id.user", "user": "alice"}, "password": "password1", "device_id": "ALICEPHONE"})
+		testenv.WantStatus(t, r, http.StatusOK)
+		testenv.WantError(t, s.Do(t, http.MethodGet, "/_matrix/client/v3/account/whoami", tok.Str("access_token"), nil), http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
+		if ok, _ := s.App.Services.OAuth.IsOAuthSession(ctx, "@alice:localhost", "ALICEPHONE"); ok {
+			t.Fatal("after a password login the device is a legacy session: its UIA must not be m.oauth")
+		}
+		// Its user-interactive auth is the password again.
+		del := s.Do(t, http.MethodDelete, "/_matrix/client/v3/devices/ALICEPHONE", r.Str("access_token"), map[string]any{})
+		testenv.WantStatus(t, del, http.StatusUnauthorized)
+		if !strings.Contains(string(del.Raw), "m.login.password") || strings.Contains(string(del.Raw), "m.oauth") {
+			t.Fatalf("UIA flows: %s", del.Raw)
+		}
+	})
+}
