@@ -32,10 +32,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(GOTAGS) ./...
 
-# Fails when the committed generated code differs from what go generate makes.
+# Fails when the committed generated code (gen/, and the web pages'
+# *_templ.go from their .templ files) differs from what go generate makes.
+GENERATED = gen/ ':(glob)impl/**/*_templ.go'
 check-generated: generate
-	@git diff --exit-code -- gen/ || (echo "generated code under gen/ is stale: run make generate and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen/)" || (git status --porcelain -- gen/; echo "untracked generated files"; exit 1)
+	@git diff --exit-code -- $(GENERATED) || (echo "generated code is stale: run make generate and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); echo "untracked generated files"; exit 1)
 
 # Replays the spec's examples against real servers (SQLite, and PostgreSQL
 # when reachable) and prints the coverage table; fails on any failed case.

@@ -295,8 +295,8 @@ func TestRequestValidationCopyDropsProseExamplesAndResponsesButKeepsPropertiesSo
 			"/x": map[string]any{
 				"summary": "path prose",
 				"post": map[string]any{
-					"operationId": "x",
-					"description": "operation prose",
+					"operationId":            "x",
+					"description":            "operation prose",
 					"x-addedInMatrixVersion": "1.1",
 					"parameters": []any{map[string]any{
 						"in": "query", "name": "description", "description": "parameter prose",

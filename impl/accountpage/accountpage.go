@@ -18,11 +18,11 @@ package accountpage
 
 import (
 	"context"
-	"embed"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/devices"
@@ -31,11 +31,6 @@ import (
 	"github.com/myelin-hs/myelin/impl/uia"
 	"github.com/myelin-hs/myelin/impl/web"
 )
-
-//go:embed templates/*.html
-var files embed.FS
-
-var pages = web.ParseTemplates(files, "templates/*.html")
 
 // Deactivator deactivates an account after checking its password (the
 // accounts service).
@@ -163,9 +158,9 @@ func (h *Handler) show(c echo.Context) error {
 		if v.Action == uia.ActionDeviceDelete {
 			title = "Sign out " + d.DeviceID
 		}
-		return web.Render(c, http.StatusOK, pages, "device.html", web.Page{Title: title, Data: v})
+		return web.Render(c, http.StatusOK, web.Page{Title: title}, func(p web.Page) templ.Component { return devicePage(p, v) })
 	case uia.ActionAccountDeactivate:
-		return web.Render(c, http.StatusOK, pages, "deactivate.html", web.Page{Title: "Deactivate account", Data: v})
+		return renderDeactivate(c, http.StatusOK, v)
 	case uia.ActionCrossSigningReset:
 		until, ok, err := h.UIA.Approved(ctx, uid, uia.OpCrossSigningUpload())
 		if err != nil {
@@ -174,7 +169,7 @@ func (h *Handler) show(c echo.Context) error {
 		if ok {
 			v.ResetUntil = until.UTC().Format("15:04 UTC")
 		}
-		return web.Render(c, http.StatusOK, pages, "reset.html", web.Page{Title: "Reset cross-signing", Data: v})
+		return web.Render(c, http.StatusOK, web.Page{Title: "Reset cross-signing"}, func(p web.Page) templ.Component { return resetPage(p, v) })
 	default:
 		v.Action = uia.ActionDevicesList
 	}
@@ -198,7 +193,11 @@ func (h *Handler) show(c echo.Context) error {
 		v.Sessions = append(v.Sessions, browserSession{Hash: s.SessionHash, IP: s.IP, UserAgent: s.UserAgent,
 			Created: fmtTime(s.CreatedTS), Expires: fmtTime(s.ExpiresTS), Current: s.SessionHash == cur})
 	}
-	return web.Render(c, http.StatusOK, pages, "account.html", web.Page{Title: title, Data: v})
+	return web.Render(c, http.StatusOK, web.Page{Title: title}, func(p web.Page) templ.Component { return accountPage(p, v) })
+}
+
+func renderDeactivate(c echo.Context, status int, v view) error {
+	return web.Render(c, status, web.Page{Title: "Deactivate account"}, func(p web.Page) templ.Component { return deactivatePage(p, v) })
 }
 
 func redirect(c echo.Context, q url.Values) error {
@@ -253,7 +252,7 @@ func (h *Handler) deactivate(c echo.Context) error {
 	v := view{Action: uia.ActionAccountDeactivate}
 	if c.FormValue("confirm") != "yes" {
 		v.Error = "Tick the box to confirm that you want to deactivate your account."
-		return web.Render(c, http.StatusBadRequest, pages, "deactivate.html", web.Page{Title: "Deactivate account", Data: v})
+		return renderDeactivate(c, http.StatusBadRequest, v)
 	}
 	err := h.Accounts.DeactivateWithPassword(c.Request().Context(), uid, c.FormValue("password"), c.RealIP(), c.FormValue("erase") == "yes")
 	if me, ok := matrixerr.As(err); ok && me.Status < 500 {
@@ -262,7 +261,7 @@ func (h *Handler) deactivate(c echo.Context) error {
 		if me.Code == "M_LIMIT_EXCEEDED" {
 			v.Error, status = "Too many attempts. Please wait a moment and try again.", http.StatusTooManyRequests
 		}
-		return web.Render(c, status, pages, "deactivate.html", web.Page{Title: "Deactivate account", Data: v})
+		return renderDeactivate(c, status, v)
 	}
 	if err != nil {
 		return err
@@ -271,7 +270,7 @@ func (h *Handler) deactivate(c echo.Context) error {
 	if err := h.sessions.SignOut(c); err != nil {
 		return err
 	}
-	return web.Render(c, http.StatusOK, pages, "deactivated.html", web.Page{Title: "Account deactivated", Data: uid})
+	return web.Render(c, http.StatusOK, web.Page{Title: "Account deactivated"}, func(p web.Page) templ.Component { return deactivatedPage(p, uid) })
 }
 
 func (h *Handler) approveReset(c echo.Context) error {

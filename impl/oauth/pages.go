@@ -2,22 +2,17 @@ package oauth
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
 	"github.com/myelin-hs/myelin/impl/web"
 )
-
-//go:embed templates/*.html
-var templateFiles embed.FS
-
-var pages = web.ParseTemplates(templateFiles, "templates/*.html")
 
 // Paths of the pages (under web.Prefix).
 const (
@@ -104,7 +99,7 @@ func (p *Pages) renderConsent(c echo.Context, client *Client, scope Scope, redir
 	d := consentData{Name: client.Name(lang), URI: client.ClientURI, Logo: client.Logo(lang), TOS: client.TOS(lang),
 		Policy: client.Policy(lang), Redirect: redirect, Action: action, Scopes: describeScope(scope), Hidden: hidden}
 	allowOrigins(c, redirect, d.Logo)
-	return web.Render(c, http.StatusOK, pages, "consent.html", web.Page{Title: "Allow access", Data: d})
+	return web.Render(c, http.StatusOK, web.Page{Title: "Allow access"}, func(pg web.Page) templ.Component { return consentPage(pg, d) })
 }
 
 // checked runs CheckAuthorization and answers its failures: an error page
@@ -162,12 +157,24 @@ func (p *Pages) consent(c echo.Context) error {
 
 type linkData struct{ Code, Error string }
 
+func renderLink(c echo.Context, status int, d linkData) error {
+	return web.Render(c, status, web.Page{Title: "Connect a device"}, func(pg web.Page) templ.Component { return linkPage(pg, d) })
+}
+
+func renderMessage(c echo.Context, title, msg string) error {
+	return web.Render(c, http.StatusOK, web.Page{Title: title}, func(pg web.Page) templ.Component { return messagePage(pg, msg) })
+}
+
+func renderRegister(c echo.Context, status int, d registerData) error {
+	return web.Render(c, status, web.Page{Title: "Create an account"}, func(pg web.Page) templ.Component { return registerPage(pg, d) })
+}
+
 func (p *Pages) link(c echo.Context) error {
 	code := c.QueryParam("user_code")
 	if code != "" {
 		return p.showDevice(c, code)
 	}
-	return web.Render(c, http.StatusOK, pages, "link.html", web.Page{Title: "Connect a device", Data: linkData{}})
+	return renderLink(c, http.StatusOK, linkData{})
 }
 
 func (p *Pages) linkCode(c echo.Context) error {
@@ -180,13 +187,11 @@ func (p *Pages) linkCode(c echo.Context) error {
 func (p *Pages) showDevice(c echo.Context, code string) error {
 	uid, _ := currentUser(c)
 	if err := p.OAuth.Limits.Allow(c.RealIP(), "user_code:"+uid); err != nil {
-		return web.Render(c, http.StatusTooManyRequests, pages, "link.html", web.Page{Title: "Connect a device",
-			Data: linkData{Code: code, Error: "Too many attempts. Please wait a moment and try again."}})
+		return renderLink(c, http.StatusTooManyRequests, linkData{Code: code, Error: "Too many attempts. Please wait a moment and try again."})
 	}
 	pd, err := p.OAuth.LookupUserCode(c.Request().Context(), code)
 	if errors.Is(err, ErrUnknownUserCode) {
-		return web.Render(c, http.StatusBadRequest, pages, "link.html", web.Page{Title: "Connect a device",
-			Data: linkData{Code: code, Error: "This code is unknown or has expired. Check the code on your device."}})
+		return renderLink(c, http.StatusBadRequest, linkData{Code: code, Error: "This code is unknown or has expired. Check the code on your device."})
 	}
 	if err != nil {
 		return err
@@ -199,18 +204,15 @@ func (p *Pages) linkDecide(c echo.Context) error {
 	approve := c.FormValue("decision") == "allow"
 	err := p.OAuth.DecideDevice(c.Request().Context(), c.FormValue("user_code"), uid, approve)
 	if errors.Is(err, ErrUnknownUserCode) {
-		return web.Render(c, http.StatusBadRequest, pages, "link.html", web.Page{Title: "Connect a device",
-			Data: linkData{Error: "This code is unknown or has expired. Check the code on your device."}})
+		return renderLink(c, http.StatusBadRequest, linkData{Error: "This code is unknown or has expired. Check the code on your device."})
 	}
 	if err != nil {
 		return err
 	}
 	if !approve {
-		return web.Render(c, http.StatusOK, pages, "message.html", web.Page{Title: "Request declined",
-			Data: "The device was not given access. You can close this page."})
+		return renderMessage(c, "Request declined", "The device was not given access. You can close this page.")
 	}
-	return web.Render(c, http.StatusOK, pages, "message.html", web.Page{Title: "Device connected",
-		Data: "The device is signed in to your account. You can close this page and continue on the device."})
+	return renderMessage(c, "Device connected", "The device is signed in to your account. You can close this page and continue on the device.")
 }
 
 type registerData struct {
@@ -230,18 +232,18 @@ func (p *Pages) registerData(next string) registerData {
 func (p *Pages) registerPage(c echo.Context) error {
 	d := p.registerData(web.SafeNext(c.QueryParam("next")))
 	d.Token = c.QueryParam("token")
-	return web.Render(c, http.StatusOK, pages, "register.html", web.Page{Title: "Create an account", Data: d})
+	return renderRegister(c, http.StatusOK, d)
 }
 
 func (p *Pages) register(c echo.Context) error {
 	d := p.registerData(web.SafeNext(c.FormValue("next")))
 	if d.Disabled {
-		return web.Render(c, http.StatusForbidden, pages, "register.html", web.Page{Title: "Create an account", Data: d})
+		return renderRegister(c, http.StatusForbidden, d)
 	}
 	d.Username, d.Token = c.FormValue("username"), c.FormValue("token")
 	fail := func(status int, msg string) error {
 		d.Error = msg
-		return web.Render(c, status, pages, "register.html", web.Page{Title: "Create an account", Data: d})
+		return renderRegister(c, status, d)
 	}
 	pw := c.FormValue("password")
 	if d.Username == "" || pw == "" {

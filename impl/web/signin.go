@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
@@ -16,12 +17,16 @@ type signInData struct {
 	Next, Username, Error string
 }
 
+func renderSignIn(c echo.Context, status int, d signInData) error {
+	return Render(c, status, Page{Title: "Sign in"}, func(p Page) templ.Component { return signInPage(p, d) })
+}
+
 func (s *Site) signInPage(c echo.Context) error {
 	next := SafeNext(c.QueryParam("next"))
 	if _, ok := s.Sessions.Current(c); ok && next != "" {
 		return c.Redirect(http.StatusSeeOther, next)
 	}
-	return Render(c, http.StatusOK, base, "signin.html", Page{Title: "Sign in", Data: signInData{Next: next}})
+	return renderSignIn(c, http.StatusOK, signInData{Next: next})
 }
 
 func (s *Site) signIn(c echo.Context) error {
@@ -30,7 +35,7 @@ func (s *Site) signIn(c echo.Context) error {
 	d := signInData{Next: next, Username: user}
 	if user == "" || password == "" {
 		d.Error = "Enter your username and password."
-		return Render(c, http.StatusBadRequest, base, "signin.html", Page{Title: "Sign in", Data: d})
+		return renderSignIn(c, http.StatusBadRequest, d)
 	}
 	uid, err := s.Passwords.CheckSignIn(c.Request().Context(), user, password, c.RealIP())
 	if err != nil {
@@ -50,7 +55,7 @@ func (s *Site) signIn(c echo.Context) error {
 		default:
 			d.Error = genericSignInError
 		}
-		return Render(c, status, base, "signin.html", Page{Title: "Sign in", Data: d})
+		return renderSignIn(c, status, d)
 	}
 	if err := s.Sessions.SignIn(c, uid); err != nil {
 		return err

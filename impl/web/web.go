@@ -3,23 +3,24 @@
 // browser sessions kept in the database, CSRF protection, security headers
 // and HTML error pages. Pages live under /_myelin/, outside /_matrix.
 //
-// A page package embeds its templates and parses them over the layout:
+// A page package writes its pages as templ components (github.com/a-h/templ,
+// compiled to Go by `go generate`; html/template's reflection made the
+// linker keep every exported method of every type: megabytes of binary and
+// of resident memory). Each page takes the Page that Render fills and wraps
+// its content in Layout; inside, p.Title, p.UserID (the signed-in user, ""
+// when nobody is), p.CSRF (the token every form must post as "csrf", see
+// CSRFField), p.Nonce (for a <style> or <script> of the page) and p.Server
+// are available:
 //
-//	//go:embed templates/*.html
-//	var files embed.FS
-//	var pages = web.ParseTemplates(files, "templates/*.html")
-//
-// Each page template starts with {{template "head" .}} and ends with
-// {{template "foot" .}}; inside, .Title, .UserID (the signed-in user, ""
-// when nobody is), .CSRF (the token every form must post as "csrf"),
-// .Nonce (for a <style> or <script> of the page) and .Data (what the
-// handler passed) are available:
-//
-//	<form method="post" action="…">{{template "csrf" .}} … </form>
+//	templ devicesPage(p web.Page, d devicesData) {
+//		@web.Layout(p) {
+//			<form method="post" action="…">@web.CSRFField(p) … </form>
+//		}
+//	}
 //
 // A handler renders with
 //
-//	return web.Render(c, http.StatusOK, pages, "devices.html", web.Page{Title: "Devices", Data: d})
+//	return web.Render(c, http.StatusOK, web.Page{Title: "Devices"}, func(p web.Page) templ.Component { return devicesPage(p, d) })
 //
 // and registers its routes in a mount function given to Mount:
 //
@@ -38,11 +39,8 @@ package web
 import (
 	"context"
 	"crypto/rand"
-	"embed"
 	"encoding/hex"
 	"errors"
-	"html/template"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -50,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"github.com/myelin-hs/myelin/impl/matrixerr"
@@ -67,29 +66,23 @@ const (
 	AccountPath = Prefix + "/account/"
 )
 
-//go:embed templates/*.html
-var baseFiles embed.FS
-
-// base holds the layout ("head", "foot", "csrf") and this package's pages.
-var base = template.Must(template.New("").ParseFS(baseFiles, "templates/*.html"))
-
-// ParseTemplates parses the files of fsys matching patterns over a copy of
-// the base layout. It panics on a bad template (call it at init).
-func ParseTemplates(fsys fs.FS, patterns ...string) *template.Template {
-	t := template.Must(base.Clone())
-	return template.Must(t.ParseFS(fsys, patterns...))
-}
-
-// Page is what Render passes to a template (the fields Render fills are
+// Page is what Render passes to a page (the fields Render fills are
 // overwritten).
 type Page struct {
 	Title string
-	Data  any
 	// Filled by Render.
 	UserID string
 	CSRF   string
 	Nonce  string
 	Server string
+}
+
+// siteName is the server name, or Myelin when none is set.
+func (p Page) siteName() string {
+	if p.Server != "" {
+		return p.Server
+	}
+	return "Myelin"
 }
 
 // PasswordChecker checks a sign-in: username (a localpart or a full user
@@ -224,17 +217,12 @@ func (s *Site) htmlErrors(next echo.HandlerFunc) echo.HandlerFunc {
 
 // Error renders the error page with status and msg.
 func Error(c echo.Context, status int, msg string) error {
-	return Render(c, status, base, "error.html", Page{Title: http.StatusText(status), Data: msg})
+	return Render(c, status, Page{Title: http.StatusText(status)}, func(p Page) templ.Component { return errorPage(p, msg) })
 }
 
-// Render executes the template name of tmpl (from ParseTemplates) with
-// data (a Page, or anything else, which becomes Page.Data) and writes it
-// with status.
-func Render(c echo.Context, status int, tmpl *template.Template, name string, data any) error {
-	p, ok := data.(Page)
-	if !ok {
-		p = Page{Data: data}
-	}
+// Render fills p (server name, signed-in user, CSRF token, style nonce),
+// renders the page that page makes of it and writes it with status.
+func Render(c echo.Context, status int, p Page, page func(Page) templ.Component) error {
 	site, _ := c.Get("web.site").(*Site)
 	if site != nil {
 		p.Server = site.ServerName
@@ -245,7 +233,7 @@ func Render(c echo.Context, status int, tmpl *template.Template, name string, da
 	p.CSRF = CSRFToken(c)
 	p.Nonce = Nonce(c)
 	var sb strings.Builder
-	if err := tmpl.ExecuteTemplate(&sb, name, p); err != nil {
+	if err := page(p).Render(c.Request().Context(), &sb); err != nil {
 		return err
 	}
 	return c.HTML(status, sb.String())
