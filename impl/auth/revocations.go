@@ -92,9 +92,18 @@ func (c *Cache) poll(ctx context.Context) {
 	var lastPrune time.Time
 	tick := time.NewTicker(syncInterval)
 	defer tick.Stop()
+	var end *storage.LogEnd // nil until prepared: every poll queries
+	defer func() {
+		if end != nil {
+			end.Close()
+		}
+	}()
 	for {
+		if end == nil {
+			end, _ = c.db.Store.NewLogEnd(ctx, (*storage.TokenRevocation)(nil))
+		}
 		t := c.now()
-		next, err := c.pollOnce(ctx, cursor)
+		next, err := c.pollOnce(ctx, end, cursor)
 		if err == nil {
 			cursor = next
 			c.synced(t)
@@ -118,11 +127,19 @@ func (c *Cache) poll(ctx context.Context) {
 
 // pollOnce applies log rows after cursor and returns the new cursor. A
 // negative cursor starts at the end of the log: nothing was cached yet.
-func (c *Cache) pollOnce(ctx context.Context, cursor int64) (int64, error) {
+// end (when not nil) tells cheaply whether there is anything after cursor.
+func (c *Cache) pollOnce(ctx context.Context, end *storage.LogEnd, cursor int64) (int64, error) {
 	if cursor < 0 {
 		err := c.db.Store.R.NewSelect().Model((*storage.TokenRevocation)(nil)).
 			ColumnExpr("COALESCE(MAX(seq), 0)").Scan(ctx, &cursor)
 		return cursor, err
+	}
+	if end != nil {
+		if last, err := end.Seq(ctx); err != nil {
+			return cursor, err
+		} else if last <= cursor {
+			return cursor, nil
+		}
 	}
 	for {
 		var rows []storage.TokenRevocation

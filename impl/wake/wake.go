@@ -308,8 +308,17 @@ func (h *Hub) poll(ctx context.Context) {
 	var lastPrune time.Time
 	t := time.NewTicker(h.PollInterval)
 	defer t.Stop()
+	var end *storage.LogEnd // nil until prepared: every poll queries
+	defer func() {
+		if end != nil {
+			end.Close()
+		}
+	}()
 	for {
-		next, err := h.pollOnce(ctx, cursor)
+		if end == nil {
+			end, _ = h.Store.NewLogEnd(ctx, (*storage.SyncWakeup)(nil))
+		}
+		next, err := h.pollOnce(ctx, end, cursor)
 		if err == nil {
 			cursor = next
 		} else if ctx.Err() == nil {
@@ -332,12 +341,20 @@ func (h *Hub) poll(ctx context.Context) {
 }
 
 // pollOnce wakes the users of log rows after cursor and returns the new
-// cursor; a negative cursor starts at the end of the log.
-func (h *Hub) pollOnce(ctx context.Context, cursor int64) (int64, error) {
+// cursor; a negative cursor starts at the end of the log. end (when not
+// nil) tells cheaply whether there is anything after cursor.
+func (h *Hub) pollOnce(ctx context.Context, end *storage.LogEnd, cursor int64) (int64, error) {
 	if cursor < 0 {
 		err := h.Store.R.NewSelect().Model((*storage.SyncWakeup)(nil)).
 			ColumnExpr("COALESCE(MAX(seq), 0)").Scan(ctx, &cursor)
 		return cursor, err
+	}
+	if end != nil {
+		if last, err := end.Seq(ctx); err != nil {
+			return cursor, err
+		} else if last <= cursor {
+			return cursor, nil
+		}
 	}
 	for {
 		var rows []storage.SyncWakeup
