@@ -102,7 +102,7 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 	if !s.Config.LegacyAuth() {
 		return nil, errLegacyOff()
 	}
-	flows := s.ssoFlows()
+	var flows []loginFlowJSON
 	for _, t := range accounts.LoginFlows() {
 		f := loginFlowJSON{Type: t}
 		if t == accounts.LoginToken && s.Sessions.LoginTokensEnabled(auth.Principal{}) {
@@ -111,6 +111,7 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 		}
 		flows = append(flows, f)
 	}
+	flows = append(flows, s.ssoFlows()...)
 	if s.AppServices.Any() {
 		flows = append(flows, loginFlowJSON{Type: accounts.LoginAppService})
 	}

@@ -30,8 +30,8 @@ func (r loginFlowsResponse) VisitGetLoginFlowsResponse(w http.ResponseWriter) er
 	return server.WriteJSON(w, r)
 }
 
-// ssoFlows is the m.login.sso flow when it is offered (--auth both): first,
-// and preferred, so an OAuth 2.0 aware client offers only it. No
+// ssoFlows is the m.login.sso flow when it is offered (--auth both):
+// preferred, so an OAuth 2.0 aware client offers only it. No
 // identity_providers: the flow ends at this server's own sign-in page.
 func (s *Server) ssoFlows() []loginFlowJSON {
 	if !ssocompat.Enabled(s.Config) {
