@@ -304,6 +304,42 @@ func (e QueryKeys200JSONResponseBodyUserSigningKeysUsage) Valid() bool {
 	}
 }
 
+// Defines values for RedirectToSSOParamsAction.
+const (
+	RedirectToSSOParamsActionLogin    RedirectToSSOParamsAction = "login"
+	RedirectToSSOParamsActionRegister RedirectToSSOParamsAction = "register"
+)
+
+// Valid indicates whether the value is a known member of the RedirectToSSOParamsAction enum.
+func (e RedirectToSSOParamsAction) Valid() bool {
+	switch e {
+	case RedirectToSSOParamsActionLogin:
+		return true
+	case RedirectToSSOParamsActionRegister:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RedirectToIdPParamsAction.
+const (
+	RedirectToIdPParamsActionLogin    RedirectToIdPParamsAction = "login"
+	RedirectToIdPParamsActionRegister RedirectToIdPParamsAction = "register"
+)
+
+// Valid indicates whether the value is a known member of the RedirectToIdPParamsAction enum.
+func (e RedirectToIdPParamsAction) Valid() bool {
+	switch e {
+	case RedirectToIdPParamsActionLogin:
+		return true
+	case RedirectToIdPParamsActionRegister:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RegisterParamsKind.
 const (
 	Guest RegisterParamsKind = "guest"
@@ -1213,6 +1249,44 @@ type Login200JSONResponseBody_WellKnown struct {
 	} `json:"m.identity_server,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
+
+// RedirectToSSOParams defines parameters for RedirectToSSO.
+type RedirectToSSOParams struct {
+	// RedirectUrl URI to which the user will be redirected after the homeserver has
+	// authenticated the user with SSO.
+	RedirectUrl string `form:"redirectUrl" json:"redirectUrl"`
+
+	// Action The action that the user wishes to take at the SSO redirect.
+	//
+	// The following values are supported:
+	//   * `login`: the SSO redirect is for the purposes of signing an
+	//     existing user in.
+	//   * `register`: the SSO redirect is for the purpose of registering a
+	//     new user account.
+	Action *RedirectToSSOParamsAction `form:"action,omitempty" json:"action,omitempty"`
+}
+
+// RedirectToSSOParamsAction defines parameters for RedirectToSSO.
+type RedirectToSSOParamsAction string
+
+// RedirectToIdPParams defines parameters for RedirectToIdP.
+type RedirectToIdPParams struct {
+	// RedirectUrl URI to which the user will be redirected after the homeserver has
+	// authenticated the user with SSO.
+	RedirectUrl string `form:"redirectUrl" json:"redirectUrl"`
+
+	// Action The action that the user wishes to take at the SSO redirect.
+	//
+	// The following values are supported:
+	//   * `login`: the SSO redirect is for the purposes of signing an
+	//     existing user in.
+	//   * `register`: the SSO redirect is for the purpose of registering a
+	//     new user account.
+	Action *RedirectToIdPParamsAction `form:"action,omitempty" json:"action,omitempty"`
+}
+
+// RedirectToIdPParamsAction defines parameters for RedirectToIdP.
+type RedirectToIdPParamsAction string
 
 // RefreshJSONBody defines parameters for Refresh.
 type RefreshJSONBody struct {
@@ -3061,6 +3135,12 @@ type ServerInterface interface {
 	// Login Authenticates the user.
 	// (POST /_matrix/client/v3/login)
 	Login(ctx echo.Context) error
+	// RedirectToSSO Redirect the user's browser to the SSO interface.
+	// (GET /_matrix/client/v3/login/sso/redirect)
+	RedirectToSSO(ctx echo.Context, params RedirectToSSOParams) error
+	// RedirectToIdP Redirect the user's browser to the SSO interface for an IdP.
+	// (GET /_matrix/client/v3/login/sso/redirect/{idpId})
+	RedirectToIdP(ctx echo.Context, idpId string, params RedirectToIdPParams) error
 	// Logout Invalidates a user access token
 	// (POST /_matrix/client/v3/logout)
 	Logout(ctx echo.Context) error
@@ -3554,6 +3634,63 @@ func (w *ServerInterfaceWrapper) Login(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Login(ctx)
+	return err
+}
+
+// RedirectToSSO converts echo context to params.
+func (w *ServerInterfaceWrapper) RedirectToSSO(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RedirectToSSOParams
+	// ------------- Required query parameter "redirectUrl" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "redirectUrl", ctx.QueryParams(), &params.RedirectUrl, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter redirectUrl: %s", err))
+	}
+
+	// ------------- Optional query parameter "action" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "action", ctx.QueryParams(), &params.Action, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter action: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RedirectToSSO(ctx, params)
+	return err
+}
+
+// RedirectToIdP converts echo context to params.
+func (w *ServerInterfaceWrapper) RedirectToIdP(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "idpId" -------------
+	var idpId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "idpId", ctx.Param("idpId"), &idpId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter idpId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RedirectToIdPParams
+	// ------------- Required query parameter "redirectUrl" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "redirectUrl", ctx.QueryParams(), &params.RedirectUrl, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter redirectUrl: %s", err))
+	}
+
+	// ------------- Optional query parameter "action" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "action", ctx.QueryParams(), &params.Action, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter action: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RedirectToIdP(ctx, idpId, params)
 	return err
 }
 
@@ -4213,6 +4350,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/upload", wrapper.UploadKeys, options.OperationMiddlewares["uploadKeys"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/login", wrapper.GetLoginFlows, options.OperationMiddlewares["getLoginFlows"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/login", wrapper.Login, options.OperationMiddlewares["login"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/login/sso/redirect", wrapper.RedirectToSSO, options.OperationMiddlewares["redirectToSSO"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/login/sso/redirect/:idpId", wrapper.RedirectToIdP, options.OperationMiddlewares["redirectToIdP"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout", wrapper.Logout, options.OperationMiddlewares["logout"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout/all", wrapper.LogoutAll, options.OperationMiddlewares["logout_all"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
@@ -6647,6 +6786,63 @@ func (response Login429JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+type RedirectToSSORequestObject struct {
+	Params RedirectToSSOParams
+}
+
+type RedirectToSSOResponseObject interface {
+	VisitRedirectToSSOResponse(w http.ResponseWriter) error
+}
+
+type RedirectToSSO302ResponseHeaders struct {
+	Location *string
+}
+
+type RedirectToSSO302Response struct {
+	Headers RedirectToSSO302ResponseHeaders
+}
+
+func (response RedirectToSSO302Response) VisitRedirectToSSOResponse(w http.ResponseWriter) error {
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(302)
+	return nil
+}
+
+type RedirectToIdPRequestObject struct {
+	IdpId  string `json:"idpId"`
+	Params RedirectToIdPParams
+}
+
+type RedirectToIdPResponseObject interface {
+	VisitRedirectToIdPResponse(w http.ResponseWriter) error
+}
+
+type RedirectToIdP302ResponseHeaders struct {
+	Location *string
+}
+
+type RedirectToIdP302Response struct {
+	Headers RedirectToIdP302ResponseHeaders
+}
+
+func (response RedirectToIdP302Response) VisitRedirectToIdPResponse(w http.ResponseWriter) error {
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(302)
+	return nil
+}
+
+type RedirectToIdP404Response struct {
+}
+
+func (response RedirectToIdP404Response) VisitRedirectToIdPResponse(w http.ResponseWriter) error {
+	w.WriteHeader(404)
+	return nil
 }
 
 type LogoutRequestObject struct {
@@ -9451,6 +9647,12 @@ type StrictServerInterface interface {
 	// Login Authenticates the user.
 	// (POST /_matrix/client/v3/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
+	// RedirectToSSO Redirect the user's browser to the SSO interface.
+	// (GET /_matrix/client/v3/login/sso/redirect)
+	RedirectToSSO(ctx context.Context, request RedirectToSSORequestObject) (RedirectToSSOResponseObject, error)
+	// RedirectToIdP Redirect the user's browser to the SSO interface for an IdP.
+	// (GET /_matrix/client/v3/login/sso/redirect/{idpId})
+	RedirectToIdP(ctx context.Context, request RedirectToIdPRequestObject) (RedirectToIdPResponseObject, error)
 	// Logout Invalidates a user access token
 	// (POST /_matrix/client/v3/logout)
 	Logout(ctx context.Context, request LogoutRequestObject) (LogoutResponseObject, error)
@@ -10929,6 +11131,57 @@ func (sh *strictHandler) Login(ctx echo.Context) error {
 	return nil
 }
 
+// RedirectToSSO operation middleware
+func (sh *strictHandler) RedirectToSSO(ctx echo.Context, params RedirectToSSOParams) error {
+	var request RedirectToSSORequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RedirectToSSO(ctx.Request().Context(), request.(RedirectToSSORequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RedirectToSSO")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RedirectToSSOResponseObject); ok {
+		return validResponse.VisitRedirectToSSOResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RedirectToIdP operation middleware
+func (sh *strictHandler) RedirectToIdP(ctx echo.Context, idpId string, params RedirectToIdPParams) error {
+	var request RedirectToIdPRequestObject
+
+	request.IdpId = idpId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RedirectToIdP(ctx.Request().Context(), request.(RedirectToIdPRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RedirectToIdP")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RedirectToIdPResponseObject); ok {
+		return validResponse.VisitRedirectToIdPResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Logout operation middleware
 func (sh *strictHandler) Logout(ctx echo.Context) error {
 	var request LogoutRequestObject
@@ -11910,634 +12163,644 @@ func (sh *strictHandler) GetVersions(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17c9s29j/8VjD6zk7jVJIvubT1MzuzTuykamM760uzu2F+EkRCEmoK0BKUHbWT9/4MzgFAgKQuviRN",
-	"u9x/trFIEJeDcz+f83srltOZFEzkqrX/e0uxeJ7xfHEeT9iUwZ9oHDOlLuQVEy8YzVim/5gwFWd8lnMp",
-	"WvutiwkjA3yun+sHB0QOc8oFS0gyz7gYk/c0juVc5CRjY67yjOpXPzzajlPORN5RLLtmWYfO+Pb/mSc7",
-	"/pNbkZAZeZ/KMV/yFvy01SZzpT+X6xkdzPOJzPhvMMI+wdkPyITRhGXdSESil5OYCkJTJcmQ4Vu0WMOI",
+	"7L17c9s29j/8VjD6zk7jVJIvSdPWz+zMOrGTqo3trC/N7ob5SRAJSagpQEtQdtRM3vszOAcAAZK6+JI0",
+	"7XL/2cYiQVwOzv18zsdWLKczKZjIVWv/Y0uxeJ7xfHEeT9iUwZ9oHDOlLuQVE88ZzVim/5gwFWd8lnMp",
+	"WvutiwkjA3yun+sHB0QOc8oFS0gyz7gYk3c0juVc5CRjY67yjOpX3z/ajlPORN5RLLtmWYfO+Pb/mSc7",
+	"/pNbkZAZeZfKMV/yFvy01SZzpT+X6xkdzPOJzPjvMMI+wdkPyITRhGXdSESil5OYCkJTJcmQ4Vu0WMOI",
 	"6B9ns5THMAbRH+Qxg3cvJlwRruClWcZGLMtYQqYsn8ik22q3FGxha781xF1rt/LFTP97kuez1qe2v7H/",
-	"nLNsUd3Xx48P2SxjMc1Z0n38mHxN+0wVoeS/et5kRjM6Zfk997TVbnG9aBiz1W4JCrvnL7fYQzrjP7NF",
-	"69OnT/qtkdR7l/M81b8d0zzjH8lLnPs5zJ0cvO2RR8cLlnJBVMpjttVqt65ZpnCnd7u7P+gzkTMm6Iy3",
-	"9ltPurvdnVa7NaP5BO7BdveGpWnnSsgbsT2Fb5j90b+OWV49v9csVyThKpbXep/0RLMprpoO5TyHzUnk",
-	"lHLRhcMd8ZSRKdWPxuk8YZGgScL1CzQlV2yh2uRmwuMJOb48vyAjmabyBgb5iV5TMqPxFR0zIuhUk0Is",
-	"xTUT+uV2JFh33CWDWE677COdzlLWnS7obNadZXLGsnwx0BPgijCh5hlTxP5dD8YUoRmLhJrznA5T87cZ",
-	"jVlCRjIjjMaT4EipSEjGknnM8HpkXF0ROYpEnFI1YQro5Pff/0aG8iNT20LmjPzt0ydzp5hIZpKLnKiJ",
-	"nKeJJiIkApaQG55PYMiJVLmehiYo/PeUIZl+oyLxHv8TJvrh0TadzZhIeMzU9v8ZWta/bJHhgkzpld4s",
-	"GonXRxckY/+dM5WTXJKBvqdqf3vbfmo5AQy6uJzt8noicaL/O59Qfdb+2rgiQuZEML0wmvF0QSZUJClL",
-	"9KTCFbUjMZzn+u9UyHzCMnLDhuYnPdMhI3NlzsJSm2WCxSjk8uyNvmT6XOGYegmS6DuWprCoVruVMTWT",
-	"QiHn39vZ0f8XS5EbKvcOeftXpWn8d+RzFH51tPoWqYfjOOGlOCjG6CRMHwwTORC34d2rabmrr2k44qXC",
-	"XcPDUHpLEs2Oplyw8lYSrj/H8wWxf9DECrsaCTkzV60Qivr9hUeJXOQso3GuJ6WJUe+ouVF6qdNu8S39",
-	"7yFVrD/PUsP2NTkh5bhrGMupXtG0ayfWX/m2far8vszGxZ/mKpdTd7XNwZUGMg9pHmDfk9m4pRnqLDi9",
-	"8pLW770hQZ/2PNandyz8QrHMOsVC/6ppF8i7RNL6T4GM0oQiWKxfV8HRrNr+dgsn19pvzTNeCBmV62sE",
-	"W6L5As9Y0tp/X0z3Q9vJnB+LOfWKpRZDyeGvLM6XHvTme1oi3wfd2PLYd9jdWvJ8gP3t2amdb7DJpfEC",
-	"AvbGPHSCefVoFX5j5lAr2IE9Pd15Wt3yE2n3dYlGcE15Socp68IK1Hw6pVopRC3CKDWrRyjrFHoxdKz0",
-	"Jpg502TKhdP2Wh/0l7b7gTDbvt7dhse2Uxlfbf8+VyzrJZ9WKzn109ADsISonOZzBaqf1hVzHs9Tmpm1",
-	"dFIZ01QLsMyo1SDNMhLTNEUp5stNUHy0RmC3AqaKiqcgMktYpu/LLGNaXuBITMynRua1zWsKB0JtB+Uz",
-	"RWtB4SK4IvGE6elHYpZxCaPm2QJmJEkiiVW0Uymv5jNVK1oP9OTeyPjqUoEF4DRlfSZ1dxLmm0sYlMxn",
-	"4SX7x0y/up/R4ZDn3UzGV8oqzVpLLXRmPLKWfw3ybM7anqx2N3L6saMf7/AEld2cZXrA//ePmnv64U4K",
-	"glkAvGFf1/99TdM5/AeSCc4RrlsxzZCf2QfLO/duwkAt0jSX02zMcnc6XBkq7BbrGUqZMioqjMIM/2ED",
-	"FnAB1K0PntxQRdQcFNTRPDX3/0H2hWVZLBMwafq9k18O3vQO+28Pzg6ONVVkmcxQVmQkkQzVySFLJRKo",
-	"uX40NQTfbZV2tqSUGQbTSdk1S8kRjF4WJ24+lbcFgfkQ/XNIs8f9y5OfT07fnVTJyS2iOpnJfEpFJ2M0",
-	"0QzRDD7VmvK4NP6BIHMB2qt5SsbxXFvia8WMXY0nEeyyNzp+uKq9w402H4w780FNkoPSgQ4M2Tx5aLJ5",
-	"dXr2ond4eHTikcwZ2jiak8EajCkSclSUEbKhmwenm+w2298mMmBr9g1jCEYiPKwaOnMUMPBVk4eksZPT",
-	"i/6r08uTwzJb0ssayblIGiL6XMzHEA/sMtAKVyRh2j69BqdhDUG44xoYRdO4fEEjqfok33/41K51Ar//",
-	"oPWBkpp6Fz0QVL/1qmq79bFDk4QlPYHk8ovvvfteH+lsXqOfnjO04r+gNgq7jto0Of/x9PLNISqT1hGE",
-	"Y0ZCX+Q0lTcsQZ0vvkJPBPysiHn2/eD10QXZjumMDnnK9YUY1Ptmxyw3ujz+eP3Ef2krEm7iTqW17nJv",
-	"VV+lMn1+D2U6nlAxZrU08DUq2CAeXshkcWtGDW9+JtXa0GdVxQ62EHfhPnp2uKOf/uQWxwNuTJW+KXhi",
-	"GgOkMUAaA6Shm89lgHDliWorA3hG5I2IhGF6a8wU0lgpjZXydVgp5+xLmiSrvOtqrmZMJPdysJsxGh/7",
-	"OW5E42ZfwQ0dsWyg93rP3k71dS/eXvstvtl44Bvx0ijAjQLceOAb3bbRbR/CA79WUfxSTvgvqrHezQ9v",
-	"pti44te44u+oc3ve+Bpi+Ks75B9aCS/I9SE88+tU8C/inP/r2SmNo75RFRo7paGbL+io96RC46tviO1P",
-	"7av/YsbLEnf9PJ/0pyynCc3pai+9nu3pwTyfkL3uTknzNpfWDgQVlAkbQfEmF5F4f/bqJfn+6e7TD49s",
-	"NYV+Ls9ofMWyLmf5qCuz8XYi4+1JPk23s1GsH99qm2pBU/LlmRaXZ28U1DfhLs5mMstZUtRrKrQQYipc",
-	"DRkWn0XC1J4Ula5uUJgzR2MCqxQVkSLForURZ2lihqUZI1NGBRfj0TyFNepHgFF8zG3hni1smLGYjwzX",
-	"MMWQ8zQlKVfw6EwqxYcpi4T5hOZYtmKCcIHmGe79QbDvhhiOzb5HwtS7Lop9vrm56XIqKOwvVYqPxVSv",
-	"flvqI+wU+1X5Q/ejPor/o36lsbUD7UlvtSOhD0GgXX7NvC1UZhumsFvlBfGMaF7J9OVjkTh79XJV6SRb",
-	"TXB6xzKWwgzSBUk19wfimNKFMcoiATVGOZ+yrqmfVab2bV9/t0Ne0niCtpsbls40W804zfWwQ6qpSAry",
-	"48XFWxLTeKLJEkuulR7hjI1YHk/CMfiIcFTLc6rPuKaYsjb0M88n9lzvW7zoFfEZQdmfUkHHTFNCHzV4",
-	"1XeXSLMZmY27ppxslskRT1mr7f8xYdc8Zqqvabjul/41Zze1PyQsZXlpNDurghmHv8eZVKqvaZeLcT9j",
-	"iuWa5dUsZp5xr2TLGotexdY2PtxqtwLC7lsesOZtuCR7wDdb7ZYWFP14QtOUiTHrY4F8aSfP954915M1",
-	"y7/PV3GIVrs1zqjI+1r2lT4Wjg5CU9POKGNq4urM55nY1yx3H+662ofR92HMjh5z30zVylyu1FzLsJVT",
-	"hO8Uxfa3XJlhyds4BDhdLMX3pzIpL9PW0Y8yOtbH3vLCinXbYleSsWsZ32V++sUrvZewh7d8Gfe9Uny6",
-	"2VUsy+I3RmiYRwt3n3UAFMNBAaQZSgW4DlQQ9jFnQmsI5H0hqdFDF8irehcgyoq9nY4FWii+ugVoBzmb",
-	"qlrt0/gLNp62ViHFfPqn4UkVzdmiOmQZ1SS71se8jKnV+R31Tt1MWMacwxdOV0vZXBpkgWW77PtsI1GB",
-	"Gviy9LKyiHaTTVvCVSvlx2dvrHIWKhT2lbaDLVig35rVPKzZSSSAYa6d/KdNpMSyS17o228zKUfkZ7aA",
-	"yuWX2kA5+mjczY/e/vzyaAtmRdxnDFqL0oqpuWpGabJXyzr+6zeiOH+gXPS9a42DcqHfTBlV+P5AS7gB",
-	"AWu3DdPj01kmr7VNY6wlpyBX95G4bVzGM4heXv3qyLK1dVvrbuKntRJ5Be3gm0tJqNb6eb73/W2sn+d7",
-	"329ViRF38X3t92Ej668fPt8Jnu/A8w9y+5aoI+upGl4k+kWCX1NkHbWCMC3swFuQaVU3GoCNMAj0o0Ek",
-	"gJJV28MIUAaKxHLW5WzBLAlRYmDYSMC4+EPbM3rShTN4YH87XJDrv0ewq1FL2wWkl5Pjg38j3pBZVCQG",
-	"t9HfBnq6XCSaOzs72aIiROKhKWnpHfZO+l531uqiddKwzkT8Rssv/YpBgBhxllmgIU00IEJhRnOFiD6R",
-	"QHScAUGUKzjLCVVESIMJJTNiFU8PTSUQmELm6HMw1vsGjoE2Gc5zNGTR8xWJ4YLc2XOyiWCaZXI6y/tI",
-	"7xvd3BkTvUPyEqEyCL6PnH/tzY3ECkFzap0sgzhjNGdGnHhslLzvCZ5zCi5jcJieeeYGuebUzC4SZnrF",
-	"jskZEzzpCpZv6y1X5g8dA/nRwXV08NOd3f5OV2/lFuEqEm5XkB9QG3PPJdG6H01tqMOsOgi/k4Qpnum9",
-	"kdY3w/QYgt34gcylt8bf4PvdmyW22QoZZ9bpv7hMS5qxTJMaSRaCTnns3FD4Eng0cbRNiHK53bdenth3",
-	"iX53U5GykjA3Ey3AF4w0sazBkDDKkUjU6UTkzipRuNB7UsYyu/kW+30bEf4A+42SzdM4a8V0JNbJ6c32",
-	"+P5Sq9bvsOLuFc8vu3KpHBM5zwt+NNQEdU1TngCLjATXG44WoKeNoP6kNrmIZVfHivmihlNM1XO340Zv",
-	"8MFSzMcI+qWmXWV+9bu8jPOtoPtl+uwK1rSBjbdpPsWGIZbPFZ68PDk7enn6+qT3nyM/QvmGjWm8gClp",
-	"LSp2CVdcgDIsjSvA8x80UcwHjGK+4/mEDMLjGeyXIeNcEobV88OY3cHbXjcSj84ZI+8PwpM8eNsrgLeW",
-	"QKoGb+i/ddwbW92tKrDXbSKGYYRTgZ+pcBEtxfICwNbtMcuNb3v/99ZMqhpedWrRD12or+Mzc6Ox29MC",
-	"m0mfN6j4JXBLCOfYnY4E13cvsUahzLy954qM5iLGL/N8UQg4vd1uRGt4kPdare30LArjNSPVU6o/G8z5",
-	"K17sVA9rC75+IAhNNZkv/EdYYqVITAWkoZYWnUsyZoJl2oakRHExTllnrlgb4mmdlE+51pCtqQuKsr4n",
-	"td8w0osLAJlskyGLJQBhpnI8Rl2fmoRaOjV6NBhskdBT08cT5JFCQHXJt9ze2uknRlbpj5DBtAsU1LWW",
-	"P/yLjFJ546OxBi5REzpsk6HMJyT8qJazpYm0yZSPJzm54SB7yYQn1lGrj2tEY2asUfZxJhUDf50mHEbz",
-	"ecY0uVXpVI5GiILK865PI27dCg8S8oFHHk1KEQmq1XXIEiVDqrgqVvp+MO3quwS7YLwh9fQ2LT3Wcc7k",
-	"xVbhWF60I3Ez4emy08FZJizXtmSoVmnlIZUS4GsNNZUOi8A/IlEc1qA0qX2SZ3M20LLJ5DbDj0uWpPlG",
-	"KasZ4aBtnvL1bvc7q++UDPc8o0JNObIt80iZ4HK54kpoQzNloxyQp0XBe/DaJyynPO2SV3MgiePzl5Br",
-	"OdFPvz8+f/nkh53nhbE75vlkPjShThCxMhvb/9QT1+buTCqaqu3ZPE239etbkUA6VTkVCc0SrvRNv6EL",
-	"zKGG9XkOODJk+Q1jgoS5FNVlgxIPKRRDRkA9NWY0MhE8xTZhYiSzuFAabcagDdSb+18wW8NBpvM057PU",
-	"emQVmc5V7vOqgiExGk9gmiBLMR9sHcN9dNk72OoYmtS0aJmOKpLSlZwyzQUVSaSRIsahEOlFkWuWOVIp",
-	"rjPSSsZiJvJ0QWYUIKAvewdd8gqccx6HKyXA0/SGLpT/GeduqHwvlzZfnn3UmiHPtUWlkObIGOHVC5zr",
-	"ApDb2Ot6v87Nx6keRcRyntExykitbS7A7ItzdH0IzARJCWw/yAVus0HDFRn6ndKPfDqfQgBq10FUz7Rq",
-	"wMU8Z3VlsXi4bzTlXJiQ9u0S2ZdlXENUX/9/mp6OMMNrI9jnn9lCkQLvWQqT+6qFCah2m8A6q/lQX7Gy",
-	"iu2VvBhH03I5rxWEELPZ/Gc/zhi4P2na2m9pjW0mZaYmNGOJYnHGtEFkiLK13/qo/1eopTakrf/ZHUlZ",
-	"DWW7V+vcsui9kiHlX7EFGfNrzUnKkOArLOplXl9vC0Jj3fFXQvOcTWeWGmOpV5SzbiSOKfAmOeW5Zlt8",
-	"RAZmkgO4I3qSbZdpVgyYMW2iGnx1S7jGsQxp0JxdMwWe4yFwSvPJRNvtHTnqDPWYj+Dy4Qa3I3HNKYri",
-	"EU3TIY2vyJTFEyq4mtaLLfvc1la31gCxlkaJsR1iVlHJ7vhQJtODgiGsoEuLsVzWQkmVOjGJ8o+qvmAf",
-	"Zzxjqs9Ff6pa+7t7Ozs7O+2WpzO09lvRfGfnSSxn9L9z69KCP7HWymqN0th1lKqlBMnYlHIBypsgU56m",
-	"XLFYikSRuch5WjbpbniaEqHlnRizDBw6M08Od8kAVzGIxKM9wzPVFtJnLKdTzC2FhhYJG9F5mnt0os9q",
-	"zDJ9v4I9+L22Hh24mROn4IerU8lAfe6utYb9D7ZLu7d5jXwxp+XKlVYywRHotAZjXpRy0G9RtNJ4NR66",
-	"EAAKiKY01VyFJS6Pfx4U9kyoZiqCGPMiMEvRr2lJk2dWI2xHgirQqHmhXn4BSztMMUWtbEFuvMItWNsE",
-	"NX5vRTXmt7XQIvHgJpoh+t17EL3VZayS6gecMVl6IyniRT7blTvjhGcdmds8atAvcjo2Jr+5/nqHC9lb",
-	"1KilC9/5X1yFirazgX9fszy1bmoFd1Rewnpg8BjyRQ9REJwo6VuwypWMWqtBcoR6fbg3vpfLbgx8NBKl",
-	"49FzfahNKhca4go8rvFKG/J8dYOJ8r5jAsSq/iyVIcINe4nhJX0Hw34DZQ0S5TDDXdOMUssRW7qMgSZq",
-	"FFq79eFmol0Hx+Gd0Cxj2hhD3xl8Uv91iiqp+RGlt1aYbcJdwtGpmC3MqEZ/RB4xmw9THkMNiWlJhU5Y",
-	"s5LeIYltxxec8IRlrFtrN+D5Dulvvi1xxRat/dZIyiHN6tS59ipzwOQTOjugyMqobDmY8towJqAIG+tH",
-	"60aRcB1vRkQKqNWZZfKaJ1p0cKFtKaXlit481PuBLfnqgQm/RgKcjAdve8B4Q6kIdtDHxW9rhSDe/w9L",
-	"1W2njW4oFD0F0HxGbcZFkZ3v/XC73kbO3G20mY21mXYd7y28HqDPZPq6GwcLXFxbNb/xJupBj/tvese9",
-	"i/7Rv14eHR0eHXrbWtrV8LnPtLkXUpKpZpdmMao+iSPPFn06ylm21ByiU0hJ1sJJG0Zlc8jjBEaHuqE8",
-	"j8SQjWTGXDmop0LSsWkM4ya7B/Zd2dpZf+ZnNGdv9DEuOfwPtfe2OGA8fZq70MjDFg9Wo1kbBmgqFhsa",
-	"kWuCbyszQL9bVlpo05227SeDQDx8eBscwhzbeNVWHuqd4UafswlWfgc0PnJiN8g5MkEeRVTO0zTCxAiX",
-	"Qsqxt545LNMdEMQS7GaHiw48gwEUl2Bvw1vWU65VAjRcrRaHhAzuobliSeA+LfqsIX6J9LlFJdxGryVP",
-	"yDCb54yAazwSNM9pfFUDWuInwgHd/GK3dQPoEhedwMXaE6nAlYxe/PIq+e8vR0taWeaeI7Yeo+QLIQHC",
-	"AjZA1zDPVbYkm7ugW0hEuDVtMqKpYhg/uOGKGerB0/V7WmLIA58uD4il7hmL5Vhw5YIlwwX68it+0GVw",
-	"HbiITd0leMJgcWqNBHxBXxJwwbufZg+Y0NImadJHvoCjpS5PZKbZaCnHEz3dc4CNsl4VaJEaS6F4wjII",
-	"0QPlNdpmo2022uZXq206fRH0yw11JWJudqESHlRqB9eohHv1KuETWyO7/WSGonc52AQNPGf5hGdJZ0az",
-	"fOE5DLxEY4+3TaiKBFVKxhyCAC67Za6gGsSm3fvVGo+FzB8XGUcmPFDMoP7rQzmHXIQi/v6N62XZO9QU",
-	"Vmo6ilkSPW8I69CBTxmvj587662LmoKkIlZY2Qlu3FQ2SCQJVKXWrB7cKjcyS+pRp/GhJ297h6r1ebS0",
-	"fJIxNuOJslF2lvRp3trfffbk2ZMnz79/+v13z5639Q8ZU6q135pKccUW/xhSQQXtcpVSofnrlCV8Pm3t",
-	"t9iU8rTVbpkMaG+43e+ef7+j/2fu0TKF0JvS78v8rsVEl8X3VE6ns3aZvbS1ESGqR+qodDmVhwQcpFFz",
-	"kT9/WhvNc/tWO83675h3aqPvdpvrhsPfVl9Vv4rbntRUcZWI2pLp8BDvvNX+Jmqu4Ia116t0Pzfa3HID",
-	"XtyZYstLs28XNONx/IvaXVrv8f50T/DwhwZkLdg0tRxmCbdcJ1A+tb3M3VnGIIJrjchKUoLCupA4r8uP",
-	"Wcbo/f70xTc0/YzotZxnloSnWuDbDD8yAGm1TZNkgFA35g9DLpJBkQ8Gn3n8+ETmbP/x40i8zdg1l3MF",
-	"ZW1B438X+aFkgIM4G93Yku7fkXDZIxmbymtIJ8We/uGgQ4ahUb39cj6GDBR9+AMwPwddswNo9BVix3sf",
-	"8lgE0ZR9TVOTphssNaOICQ1ZXsmcpp3ZPJtJxWp2GNJu3/sIA0SwsYTyvWUQAf7THe/prW4RTC0B3ZZy",
-	"i94Ppl094T7WxauBF+dcEiT1H/cjpJEou5nyMgl5Pa3LMvStVJ70vFtmmheMAcnUh5lmDOUTrqVvcrf2",
-	"W8mOyDsXT1LNWHnSx/vrUlroMN7de9I/hZyWc1vWzRPXpb1lMC1kpn9QWjszL/3w/Xc1ffNrZrRazhT5",
-	"ZxiIsZKvkG5eOWQp9Bsute5LVnGHR4K6Wxtmcp+pYfkV8VPZwFoYE8TWAN15Vlx26/X0Nc/yNw1sl4pE",
-	"TAXJM0aNA5AqIq1rFxvj51yM51xNXL5tttN91onldEZzrk0nk0CIrKmKxkGuUS9fts5lbfovalrmY4lD",
-	"7Uiq1pXm7b8nioOsv/XHUZK3ITX4a6ieG84rELsZY2958rKgxrUd9suk/oeCBw+nPO/Ps9TDHbKRWpmN",
-	"t2c0n2znchsfxNzYNRDDxYg1RO6IEXDpbC0miIoS9IwXso2EyWQ1/BkKEp2Zmcs2Xgw8+ZimHmQfcF39",
-	"Ws+Shb4pPIb47DeKDN6enl9EJmxAc7YNuqS/3EIik0f6MxYj3pyP1jUwK5uGV3gLq0g85Ryiz4rZW+Xc",
-	"5BAHgNSdR9qgxnMcpmxLK57SOg/yCeTImwJuzBowEWrCc7dOL8u6Z0QMbrXxj5oMgLa/x5pnUKXmU8yu",
-	"iUSQ8A0G4ITOZgyZnt0AfPkbLfuvZXptdsIGzSuWSXKtiQSLZ5bxlEgYJjvYNn9Rg6Jo9hFn+8Ctujtb",
-	"oUtnU8rdoGB0M4Rq45Kvx6h+cN/3xY9nR0dve4f9g8uLH/uvDnpvgkrKVZIR8zIQRdnk8a8wVhoH+cM6",
-	"yNefxHIt4iEtq1vaN+sMq/WuOG3cLC+d/IMLFm+3GeRHx8RcxHWuGAFtHGF2tAWTgZEUqvRaKli3GDrO",
-	"NLNUOaMJBotTcAFLUUsBeq4137Y9LYAF0zRlGRllcgo8CcSonphZC88KEH8oMkVXJpZrohUIC8BSsqKD",
-	"h+fWk2Ipitv/qG0WQsre0AzUF0CVPeciZqV3YXPWUHVbn01MheEOYG44n1NgF2iBI4c5VFl5tR1BRfY6",
-	"vDy8CB5orLeGiuF5kCSaoJqCqKYgqimI+sMLotBOWF8R1X5gH0dIOYVq5TuJHs6EX/a1wn90W5te8T+y",
-	"R09JrX4AE6MprmiKK5riiqa4oimuaIorGgdNk+7WpLt9zcUVX979NuRihf/tBdcHFniKym6fwqHlEhe0",
-	"ebCZi8rEGa4d1JndZnBUgUrHwFnFR4HbySQnYBLcBF1stf43xaezdKFlyMcFqAJA/wBQwPg1aGmYQlcT",
-	"cCz8ZsumD0jInuZJhrBfCt5duP5PAiea0hztlNBvovf4no4TT74/dHDeC5TURef/+gHz/+3g9V/EDG70",
-	"pkZvavSmv67edAs9hYpKhsdD6FGmi9NSTeoMcij1HJekQIPGUxdVhG3Esk8AfY0p+CT0jdbqhvUB1Q1V",
-	"p4VdipRfmRpCH1IwjEW5Kq2cXsHHBiUZMYiEy50hQ4aTKmVy6AE/zlhsclAUH4uAPG1GS1lemshnk9tZ",
-	"VhUPgcj02K8yOTWk+nABt00T982DJnPXZAeHPNH81z9C9fEhFCkkek3iXdIbGQvCeohCAowEYFZayhy4",
-	"rw1qUvRtfBvZBIwNxFlXughuQj2EzPiYC5r6Y0OIFj6csXyeAept8XMfF9DHdOiBJrGBkBbmc1C7i8t2",
-	"776VETUHuLROwpuU+W213lCpTfh82uQyel6y57WKmYlryAzy2KXDypLYG7sMjEeLRnc4NhqRIH6Wcl8y",
-	"MGrpwIVRijKyKhfUFq41HcvkOmEZoyqgnEhUB61coIyNMIFGBjDthn9EwiCflZYKFeNmuQXvoqLmfkbC",
-	"v6AeRRUz1dYF7kNIV/aPa5szLDnWD7d3weotTrjarBbKnitGVh9Wf0HGfnvt4AEUF0xjNRRwsRrJvi5N",
-	"1cpMQ3FopMKgTk5wRR5DmePjIqWoXCWJObFFIlFYkE9cIpjFOrDJL1BoiOpEOd9XYWaMTXcqzwoymVz3",
-	"/uIT3yi/kTe2LzF5pTRjXu4wqC9U6+umM96gwB2p7urm0N/OK6HHMENgorDXeq6cMmyh/kx2Ms4IF8xz",
-	"xdJRmzAOLA0CusKkgHl75j+s+d5wQeYKurlQuN88ZiYxDDyUmUyJvK5zaJ15q76QmiceGZFxVz2lsMfX",
-	"eJsKboI1m6pPM9Z/fXZ0cFFr/MG8gvdoyuO1aotgH/N+ysVV+G5dcnEsxTij+TyFtSlo7lXrCGIi6ZuQ",
-	"VjDq7lpzrezZsQI6GPJDnb1ekZd/udITbUKc2bA4OJEDNZBjwD7lqP7cVj+dSJULOmWhDRboq7GcTucC",
-	"A5N6Z7rkmC7cctOFFtvQ7B8AgLK8XIYHfW7GQmZ+ol8gwkSSMhUJ0D38dPzCfAoG86oPkfGSWUqFaV5l",
-	"VEHsUDFCyP9gYyHjX9k8o4ETJTZ51fQhc4xw4JwioWbLE79Z9Sb59V9ef1zrm+0dapq2/40g9QF2s9HE",
-	"UE5KobjKiaaQjOmDt73uJjSjMQibwfudzg+089tB5z/dv/c7HwbA5nlGUibG+QQHAuyajzFjCdl79iwS",
-	"3vsmL25RPDjUQmCWL8Ld3917QodxLRv6DEU5pKjJcXXQTkhXKnKc78oXvCWBDM64SMQyQV12edlOJN5D",
-	"4Q5ZVbfz4dG2vbkdI+kqwtk+cL1nB4JxcBgrnfXcKt9DG+oBPogDhV90DpylJUdkk4qjSKwoOSKbVhxB",
+	"nLNsUd3Xx48P2SxjMc1Z0n38mHxN+0wVoeS/et5kRjM6Zfk997TVbnG9aBiz1W4JCrvnL7fYQzrjv7BF",
+	"69OnT/qtkdR7l/M81b8d0zzjH8gLnPs5zJ0cvOmRR8cLlnJBVMpjttVqt65ZpnCnd7u7P+ozkTMm6Iy3",
+	"9ltPurvdnVa7NaP5BO7BdveGpWnnSsgbsT2Fb5j90b+OWV49v1csVyThKpbXep/0RLMprpoO5TyHzUnk",
+	"lHLRhcMd8ZSRKdWPxuk8YZGgScL1CzQlV2yh2uRmwuMJOb48vyAjmabyBgb5mV5TMqPxFR0zIuhUk0Is",
+	"xTUT+uV2JFh33CWDWE677AOdzlLWnS7obNadZXLGsnwx0BPgijCh5hlTxP5dD8YUoRmLhJrznA5T87cZ",
+	"jVlCRjIjjMaT4EipSEjGknnM8HpkXF0ROYpEnFI1YQro5OPHv5Gh/MDUtpA5I3/79MncKSaSmeQiJ2oi",
+	"52miiQiJgCXkhucTGHIiVa6noQkK/z1lSKbfqEi8w/+Eib5/tE1nMyYSHjO1/X+GlvUvW2S4IFN6pTeL",
+	"RuLV0QXJ2H/nTOUkl2Sg76na3962n1pOAIMuLme7vJ5InOj/zidUn7W/Nq6IkDkRTC+MZjxdkAkVScoS",
+	"PalwRe1IDOe5/jsVMp+wjNywoflJz3TIyFyZs7DUZplgMQq5PHutL5k+VzimXoIk+palKSyq1W5lTM2k",
+	"UMj593Z29P/FUuSGyr1D3v5NaRr/iHyOwq+OVt8g9XAcJ7wUB8UYnYTpg2EiB+I2vHs1LXf1NQ1HvFS4",
+	"a3gYSm9JotnRlAtW3krC9ed4viD2D5pYYVcjIWfmqhVCUb+/8CiRi5xlNM71pDQx6h01N0ovddotvqX/",
+	"PaSK9edZati+JiekHHcNYznVK5p27cT6K9+2T5Xfl9m4+NNc5XLqrrY5uNJA5iHNA+x7Mhu3NEOdBadX",
+	"XtL6vTck6NOex/r0joVfKJZZp1joXzXtAnmXSFr/KZBRmlAEi/XrKjiaVdvfbuHkWvutecYLIaNyfY1g",
+	"SzRf4BlLWvvvium+bzuZ81Mxp16x1GIoOfyNxfnSg958T0vk+6AbWx77DrtbS54PsL89O7XzDTa5NF5A",
+	"wN6Yh04wrx6twm/MHGoFO7CnpztPq1t+Iu2+LtEIrilP6TBlXViBmk+nVCuFqEUYpWb1CGWdQi+GjpXe",
+	"BDNnmky5cNpe673+0nY/EGbb17vb8Nh2KuOr7Y9zxbJe8mm1klM/DT0AS4jKaT5XoPppXTHn8TylmVlL",
+	"J5UxTbUAy4xaDdIsIzFNU5RivtwExUdrBHYrYKqoeAois4Rl+r7MMqblBY7ExHxqZF7bvKZwINR2UD5T",
+	"tBYULoIrEk+Ynn4kZhmXMGqeLWBGkiSSWEU7lfJqPlO1ovVAT+61jK8uFVgATlPWZ1J3J2G+uYRByXwW",
+	"XrJ/zPSr+xkdDnnezWR8pazSrLXUQmfGI2v51yDP5qztyWp3I6cfOvrxDk9Q2c1Zpgf8f/+ouafv76Qg",
+	"mAXAG/Z1/d/XNJ3DfyCZ4BzhuhXTDPmZfbC8c28nDNQiTXM5zcYsd6fDlaHCbrGeoZQpo6LCKMzw7zdg",
+	"ARdA3frgyQ1VRM1BQR3NU3P/H2RfWJbFMgGTpt87+fXgde+w/+bg7OBYU0WWyQxlRUYSyVCdHLJUIoGa",
+	"60dTQ/DdVmlnS0qZYTCdlF2zlBzB6GVx4uZTeVsQmA/RP4c0e9y/PPnl5PTtSZWc3CKqk5nMp1R0MkYT",
+	"zRDN4FOtKY9L4x8IMhegvZqnZBzPtSW+VszY1XgSwS57o+OHq9o73GjzwbgzH9QkOSgd6MCQzZOHJpuX",
+	"p2fPe4eHRyceyZyhjaM5GazBmCIhR0UZIRu6eXC6yW6z/W0iA7Zm3zCGYCTCw6qhM0cBA181eUgaOzm9",
+	"6L88vTw5LLMlvayRnIukIaLPxXwM8cAuA61wRRKm7dNrcBrWEIQ7roFRNI3LFzSSqk/y3ftP7Von8Lv3",
+	"Wh8oqal30QNB9VuvqrZbHzo0SVjSE0guv/reux/0kc7mNfrpOUMr/gtqo7DrqE2T859OL18fojJpHUE4",
+	"ZiT0RU5TecMS1PniK/REwM+KmGffDV4dXZDtmM7okKdcX4hBvW92zHKjy+OP10/8l7Yi4SbuVFrrLvdW",
+	"9VUq0+f3UKbjCRVjVksDX6OCDeLhuUwWt2bU8OZnUq0NfVZV7GALcRfuo2eHO/rpT25xPODGVOmbgiem",
+	"MUAaA6QxQBq6+VwGCFeeqLYygGdE3ohIGKa3xkwhjZXSWClfh5Vyzr6kSbLKu67masZEci8Huxmj8bGf",
+	"40Y0bvYV3NARywZ6r/fs7VRf9+Lttd/im40HvhEvjQLcKMCNB77RbRvd9iE88GsVxS/lhP+iGuvd/PBm",
+	"io0rfo0r/o46t+eNryGGv7pD/qGV8IJcH8Izv04F/yLO+b+endI46htVobFTGrr5go56Tyo0vvqG2P7U",
+	"vvovZrwscdfP80l/ynKa0Jyu9tLr2Z4ezPMJ2evulDRvc2ntQFBBmbARFG9yEYl3Zy9fkB+e7j59/8hW",
+	"U+jn8ozGVyzrcpaPujIbbycy3p7k03Q7G8X68a22qRY0JV+eaXF59lpBfRPu4mwms5wlRb2mQgshpsLV",
+	"kGHxWSRM7UlR6eoGhTlzNCawSlERKVIsWhtxliZmWJoxMmVUcDEezVNYo34EGMWH3Bbu2cKGGYv5yHAN",
+	"Uww5T1OScgWPzqRSfJiySJhPaI5lKyYIF2ie4d4fBPtuiOHY7HskTL3rotjnm5ubLqeCwv5SpfhYTPXq",
+	"t6U+wk6xX5U/dD/oo/g/6lcaWzvQnvRWOxL6EATa5dfM20JltmEKu1VeEM+I5pVMXz4WibOXL1aVTrLV",
+	"BKd3LGMpzCBdkFRzfyCOKV0YoywSUGOU8ynrmvpZZWrf9vV3O+QFjSdou7lh6Uyz1YzTXA87pJqKpCA/",
+	"XVy8ITGNJ5osseRa6RHO2Ijl8SQcg48IR7U8p/qMa4opa0M/83xiz/W+xYteEZ8RlP0pFXTMNCX0UYNX",
+	"fXeJNJuR2bhryslmmRzxlLXa/h8Tds1jpvqahut+6V9zdlP7Q8JSlpdGs7MqmHH4e5xJpfqadrkY9zOm",
+	"WK5ZXs1i5hn3SrassehVbG3jw612KyDsvuUBa96GS7IHfLPVbmlB0Y8nNE2ZGLM+FsiXdvJ877tnerJm",
+	"+ff5Kg7RarfGGRV5X8u+0sfC0UFoatoZZUxNXJ35PBP7muXuw11X+zD6PozZ0WPum6lamcuVmmsZtnKK",
+	"8J2i2P6WKzMseRuHAKeLpfj+VCblZdo6+lFGx/rYW15YsW5b7Eoydi3ju8xPv3il9xL28JYv475Xik83",
+	"u4plWfzaCA3zaOHusw6AYjgogDRDqQDXgQrCPuRMaA2BvCskNXroAnlV7wJEWbG307FAC8VXtwDtIGdT",
+	"Vat9Gn/BxtPWKqSYT/80PKmiOVtUhyyjmmTX+piXMbU6v6PeqZsJy5hz+MLpaimbS4MssGyXfZ9tJCpQ",
+	"A1+WXlYW0W6yaUu4aqX8+Oy1Vc5ChcK+0nawBQv0W7OahzU7iQQwzLWT/7SJlFh2yQt9+00m5Yj8whZQ",
+	"ufxCGyhHH4y7+dGbX14cbcGsiPuMQWtRWjE1V80oTfZqWcd//UYU5w+Ui753rXFQLvSbKaMK3x9oCTcg",
+	"YO22YXp8OsvktbZpjLXkFOTqPhK3jct4BtHLq18dWba2bmvdTfy0ViKvoB18cykJ1Vo/z/Z+uI3182zv",
+	"h60qMeIuvqv9Pmxk/fXD5zvB8x14/kFu3xJ1ZD1Vw4tEv0jwa4qso1YQpoUdeAsyrepGA7ARBoF+NIgE",
+	"ULJqexgBykCRWM66nC2YJSFKDAwbCRgXf2h7Rk+6cAYP7G+HC3L99wh2NWppu4D0cnJ88G/EGzKLisTg",
+	"NvrbQE+Xi0RzZ2cnW1SESDw0JS29w95J3+vOWl20ThrWmYjfaPmlXzEIECPOMgs0pIkGRCjMaK4Q0ScS",
+	"iI4zIIhyBWc5oYoIaTChZEas4umhqQQCU8gcfQ7Get/AMdAmw3mOhix6viIxXJA7e042EUyzTE5neR/p",
+	"faObO2Oid0heIFQGwfeR86+9uZFYIWhOrZNlEGeM5syIE4+Nknc9wXNOwWUMDtMzz9wg15ya2UXCTK/Y",
+	"MTljgiddwfJtveXK/KFjID86uI4Ofrqz29/p6q3cIlxFwu0K8gNqY+65JFr3o6kNdZhVB+F3kjDFM703",
+	"0vpmmB5DsBs/kLn01vgbfL97s8Q2WyHjzDr9F5dpSTOWaVIjyULQKY+dGwpfAo8mjrYJUS63+9bLE/su",
+	"0e9uKlJWEuZmogX4gpEmljUYEkY5Eok6nYjcWSUKF3pPylhmN99iv28jwh9gv1GyeRpnrZiOxDo5vdke",
+	"319q1fodVty94vllVy6VYyLnecGPhpqgrmnKE2CRkeB6w9EC9LQR1J/UJhex7OpYMV/UcIqpeu523OgN",
+	"PliK+RhBv9S0q8yvfpeXcb4VdL9Mn13Bmjaw8TbNp9gwxPK5wpOXJ2dHL05fnfT+c+RHKF+zMY0XMCWt",
+	"RcUu4YoLUIalcQV4/oMmivmAUcy3PJ+QQXg8g/0yZJxLwrB6fhizO3jT60bi0Tlj5N1BeJIHb3oF8NYS",
+	"SNXgDf23jntjq7tVBfa6TcQwjHAq8DMVLqKlWF4A2Lo9Zrnxbe9/bM2kquFVpxb90IX6Oj4zNxq7PS2w",
+	"mfR5g4pfAreEcI7d6UhwffcSaxTKzNt7rshoLmL8Ms8XhYDT2+1GtIYHeafV2k7PojBeM1I9pfqzwZy/",
+	"4sVO9bC24OsHgtBUk/nCf4QlVorEVEAaamnRuSRjJlimbUhKFBfjlHXmirUhntZJ+ZRrDdmauqAo63tS",
+	"+w0jvbgAkMk2GbJYAhBmKsdj1PWpSailU6NHg8EWCT01fTxBHikEVJd8y+2tnX5iZJX+CBlMu0BBXWv5",
+	"w7/IKJU3Phpr4BI1ocM2Gcp8QsKPajlbmkibTPl4kpMbDrKXTHhiHbX6uEY0ZsYaZR9mUjHw12nCYTSf",
+	"Z0yTW5VO5WiEKKg87/o04tat8CAhH3jk0aQUkaBaXYcsUTKkiqtipe8G066+S7ALxhtST2/T0mMd50xe",
+	"bBWO5UU7EjcTni47HZxlwnJtS4ZqlVYeUikBvtZQU+mwCPwjEsVhDUqT2id5NmcDLZtMbjP8uGRJmm+U",
+	"spoRDtrmKV/vdr+3+k7JcM8zKtSUI9syj5QJLpcrroQ2NFM2ygF5WhS8B699wnLK0y55OQeSOD5/AbmW",
+	"E/30u+PzF09+3HlWGLtjnk/mQxPqBBErs7H9Tz1xbe7OpKKp2p7N03Rbv74VCaRTlVOR0CzhSt/0G7rA",
+	"HGpYn+eAI0OW3zAmSJhLUV02KPGQQjFkBNRTY0YjE8FTbBMmRjKLC6XRZgzaQL25/wWzNRxkOk9zPkut",
+	"R1aR6VzlPq8qGBKj8QSmCbIU88HWMdxHl72DrY6hSU2LlumoIildySnTXFCRRBopYhwKkV4UuWaZI5Xi",
+	"OiOtZCxmIk8XZEYBAvqyd9AlL8E553G4UgI8TW/oQvmfce6GyvdyafPl2QetGfJcW1QKaY6MEV69wLku",
+	"ALmNva7369x8nOpRRCznGR2jjNTa5gLMvjhH14fATJCUwPaDXOA2GzRckaHfKf3Ap/MpBKB2HUT1TKsG",
+	"XMxzVlcWi4f7WlPOhQlp3y6RfVnGNUT19f+n6ekIM7w2gn3+hS0UKfCepTC5r1qYgGq3Cayzmg/1FSur",
+	"2F7Ji3E0LZfzWkEIMZvNf/bjjIH7k6at/ZbW2GZSZmpCM5YoFmdMG0SGKFv7rQ/6f4VaakPa+p/dkZTV",
+	"ULZ7tc4ti94rGVL+FVuQMb/WnKQMCb7Col7m9fW2IDTWHX8lNM/ZdGapMZZ6RTnrRuKYAm+SU55rtsVH",
+	"ZGAmOYA7oifZdplmxYAZ0yaqwVe3hGscy5AGzdk1U+A5HgKnNJ9MtN3ekaPOUI/5CC4fbnA7Etecoige",
+	"0TQd0viKTFk8oYKrab3Yss9tbXVrDRBraZQY2yFmFZXsjvdlMj0oGMIKurQYy2UtlFSpE5Mo/6jqC/Zh",
+	"xjOm+lz0p6q1v7u3s7Oz0255OkNrvxXNd3aexHJG/zu3Li34E2utrNYojV1HqVpKkIxNKRegvAky5WnK",
+	"FYulSBSZi5ynZZPuhqcpEVreiTHLwKEz8+RwlwxwFYNIPNozPFNtIX3GcjrF3FJoaJGwEZ2nuUcn+qzG",
+	"LNP3K9iDj7X16MDNnDgFP1ydSgbqc3etNex/sF3avc1r5Is5LVeutJIJjkCnNRjzopSDfouilcar8dCF",
+	"AFBANKWp5ioscXn886CwZ0I1UxHEmBeBWYp+TUuaPLMaYTsSVIFGzQv18gtY2mGKKWplC3LjFW7B2iao",
+	"8XsrqjG/rYUWiQc30QzR796D6K0uY5VUP+CMydIbSREv8tmu3BknPOvI3OZRg36R07Ex+c311ztcyN6i",
+	"Ri1d+M7/4ipUtJ0N/Pua5al1Uyu4o/IS1gODx5AveoiC4ERJ34JVrmTUWg2SI9Trw73xvVx2Y+CjkSgd",
+	"j57rQ21SudAQV+BxjZfakOerG0yU9x0TIFb1Z6kMEW7YCwwv6TsY9hsoa5AohxnummaUWo7Y0mUMNFGj",
+	"0NqtDzcT7To4Du+EZhnTxhj6zuCT+q9TVEnNjyi9tcJsE+4Sjk7FbGFGNfoj8ojZfJjyGGpITEsqdMKa",
+	"lfQOSWw7vuCEJyxj3Vq7Ac93SH/3bYkrtmjtt0ZSDmlWp861V5kDJp/Q2QFFVkZly8GU14YxAUXYWD9a",
+	"N4qE63gzIlJArc4sk9c80aKDC21LKS1X9Oah3g9syVcPTPg1EuBkPHjTA8YbSkWwgz4sfl8rBPH+v1+q",
+	"bjttdEOh6CmA5jNqMy6K7Hzvx9v1NnLmbqPNbKzNtOt4b+H1AH0m09fdOFjg4tqq+Y03UQ963H/dO+5d",
+	"9I/+9eLo6PDo0NvW0q6Gz32mzb2Qkkw1uzSLUfVJHHm26NNRzrKl5hCdQkqyFk7aMCqbQx4nMDrUDeV5",
+	"JIZsJDPmykE9FZKOTWMYN9k9sO/K1s76Mz+jOXutj3HJ4b+vvbfFAePp09yFRh62eLAazdowQFOx2NCI",
+	"XBN8W5kB+v2y0kKb7rRtPxkE4uHD2+AQ5tjGq7byUO8MN/qcTbDyO6DxkRO7Qc6RCfIoonKephEmRrgU",
+	"Uo699cxhme6AIJZgNztcdOAZDKC4BHsb3rKecq0SoOFqtTgkZHAPzRVLAvdp0WcN8Uukzy0q4TZ6LXlC",
+	"htk8ZwRc45GgeU7jqxrQEj8RDujmV7utG0CXuOgELtaeSAWuZPT815fJf389WtLKMvccsfUYJV8ICRAW",
+	"sAG6hnmusiXZ3AXdQiLCrWmTEU0Vw/jBDVfMUA+ert/TEkMe+HR5QCx1z1gsx4IrFywZLtCXX/GDLoPr",
+	"wEVs6i7BEwaLU2sk4Av6koAL3v00e8CEljZJkz7yBRwtdXkiM81GSzme6OmeA2yU9apAi9RYCsUTlkGI",
+	"Hiiv0TYbbbPRNr9abdPpi6BfbqgrEXOzC5XwoFI7uEYl3KtXCZ/YGtntJzMUvcvBJmjgOcsnPEs6M5rl",
+	"C89h4CUae7xtQlUkqFIy5hAEcNktcwXVIDbt3q/WeCxk/rjIODLhgWIG9V8fyjnkIhTx929cL8veoaaw",
+	"UtNRzJLoeUNYhw58ynh9/NxZb13UFCQVscLKTnDjprJBIkmgKrVm9eBWuZFZUo86jQ89edM7VK3Po6Xl",
+	"k4yxGU+UjbKzpE/z1v7ud0++e/Lk2Q9Pf/j+u2dt/UPGlGrtt6ZSXLHFP4ZUUEG7XKVUaP46ZQmfT1v7",
+	"LTalPG21WyYD2htu9/tnP+zo/5l7tEwh9Kb0cZnftZjosvieyul01i6zl7Y2IkT1SB2VLqfykICDNGou",
+	"8mdPa6N5bt9qp1n/HfNObfTdbnPdcPjb6qvqV3Hbk5oqrhJRWzIdHuKdt9rfRM0V3LD2epXu50abW27A",
+	"iztTbHlp9u2CZjyOf1G7S+s93p/uCR7+0ICsBZumlsMs4ZbrBMqntpe5O8sYRHCtEVlJSlBYFxLndfkx",
+	"yxi935+++IamnxG9lvPMkvBUC3yb4UcGIK22aZIMEOrG/GHIRTIo8sHgM48fn8ic7T9+HIk3Gbvmcq6g",
+	"rC1o/O8iP5QMcBBnoxtb0v07Ei57JGNTeQ3ppNjTPxx0yDA0qrdfzseQgaIPfwDm56BrdgCNvkLseO9D",
+	"HosgmrKvaWrSdIOlZhQxoSHLK5nTtDObZzOpWM0OQ9rtOx9hgAg2llC+twwiwH+64z291S2CqSWg21Ju",
+	"0bvBtKsn3Me6eDXw4pxLgqT+436ENBJlN1NeJiGvp3VZhr6RypOed8tM84IxIJn6MNOMoXzCtfRN7tZ+",
+	"K9kReefiSaoZK0/6eH9dSgsdxrt7T/qnkNNybsu6eeK6tLcMpoXM9A9Ka2fmpR9/+L6mb37NjFbLmSL/",
+	"DAMxVvIV0s0rhyyFfsOl1n3JKu7wSFB3a8NM7jM1LL8ifiobWAtjgtgaoDvPistuvZ6+5ln+poHtUpGI",
+	"qSB5xqhxAFJFpHXtYmP8nIvxnKuJy7fNdrrfdWI5ndGca9PJJBAia6qicZBr1MuXrXNZm/6Lmpb5WOJQ",
+	"O5KqdaV5+++J4iDrb/1xlORtSA3+GqrnhvMKxG7G2BuevCiocW2H/TKp/6HgwcMpz/vzLPVwh2ykVmbj",
+	"7RnNJ9u53MYHMTd2DcRwMWINkTtiBFw6W4sJoqIEPeOFbCNhMlkNf4aCRGdm5rKNFwNPPqapB9kHXFe/",
+	"1rNkoW8KjyE++40igzen5xeRCRvQnG2DLukvt5DI5JH+jMWIN+ejdQ3MyqbhFd7CKhJPOYfos2L2Vjk3",
+	"OcQBIHXnkTao8RyHKdvSiqe0zoN8AjnypoAbswZMhJrw3K3Ty7LuGRGDW238oyYDoO3vseYZVKn5FLNr",
+	"IhEkfIMBOKGzGUOmZzcAX/5Gy/5rmV6bnbBB84plklxrIsHimWU8JRKGyQ62zV/UoCiafcTZPnCr7s5W",
+	"6NLZlHI3KBjdDKHauOTrMaof3Pd98dPZ0dGb3mH/4PLip/7Lg97roJJylWTEvAxEUTZ5/CuMlcZB/rAO",
+	"8vUnsVyLeEjL6pb2zTrDar0rThs3y0sn/+CCxdttBvnJMTEXcZ0rRkAbR5gdbcFkYCSFKr2WCtYtho4z",
+	"zSxVzmiCweIUXMBS1FKAnmvNt21PC2DBNE1ZRkaZnAJPAjGqJ2bWwrMCxB+KTNGVieWaaAXCArCUrOjg",
+	"4bn1pFiK4vY/apuFkLI3NAP1BVBlz7mIWeld2Jw1VN3WZxNTYbgDmBvO5xTYBVrgyGEOVVZebUdQkb0O",
+	"Lw8vggca662hYngeJIkmqKYgqimIagqi/vCCKLQT1ldEtR/YxxFSTqFa+U6ihzPhl32t8B/d1qZX/I/s",
+	"0VNSqx/AxGiKK5riiqa4oimuaIormuKKxkHTpLs16W5fc3HFl3e/DblY4X97zvWBBZ6istuncGi5xAVt",
+	"HmzmojJxhmsHdWa3GRxVoNIxcFbxUeB2MskJmAQ3QRdbrf9N8eksXWgZ8mEBqgDQPwAUMH4NWhqm0NUE",
+	"HAu/2bLpAxKyp3mSIeyXgncXrv+TwImmNEc7JfSb6D2+p+PEk+8PHZz3AiV10fm/fsD8fzt4/Rcxgxu9",
+	"qdGbGr3pr6s33UJPoaKS4fEQepTp4rRUkzqDHEo9xyUp0KDx1EUVYRux7BNAX2MKPgl9o7W6YX1AdUPV",
+	"aWGXIuVXpobQhxQMY1GuSiunV/CxQUlGDCLhcmfIkOGkSpkcesAPMxabHBTFxyIgT5vRUpaXJvLZ5HaW",
+	"VcVDIDI99stMTg2pPlzAbdPEffOgydw12cEhTzT/9Y9QfXwIRQqJXpN4l/RGxoKwHqKQACMBmJWWMgfu",
+	"a4OaFH0b30Y2AWMDcdaVLoKbUA8hMz7mgqb+2BCihQ9nLJ9ngHpb/NzHBfQxHXqgSWwgpIX5HNTu4rLd",
+	"u29lRM0BLq2T8CZlflutN1RqEz6fNrmMnpfsea1iZuIaMoM8dumwsiT2xi4D49Gi0R2OjUYkiJ+l3JcM",
+	"jFo6cGGUooysygW1hWtNxzK5TljGqAooJxLVQSsXKGMjTKCRAUy74R+RMMhnpaVCxbhZbsG7qKi5n5Hw",
+	"L6hHUcVMtXWB+xDSlf3j2uYMS471/e1dsHqLE642q4Wy54qR1YfVX5Cx3147eADFBdNYDQVcrEayr0tT",
+	"tTLTUBwaqTCokxNckcdQ5vi4SCkqV0liTmyRSBQW5BOXCGaxDmzyCxQaojpRzvdVmBlj053Ks4JMJte9",
+	"v/jEN8pv5I3tS0xeKc2YlzsM6gvV+rrpjDcocEequ7o59LfzSugxzBCYKOy1niunDFuoP5OdjDPCBfNc",
+	"sXTUJowDS4OArjApYN6e+Q9rvjdckLmCbi4U7jePmUkMAw9lJlMir+scWmfeqi+k5olHRmTcVU8p7PE1",
+	"3qaCm2DNpurTjPVfnR0dXNQafzCv4D2a8nit2iLYh7yfcnEVvluXXBxLMc5oPk9hbQqae9U6gphI+iak",
+	"FYy6u9ZcK3t2rIAOhnxfZ69X5OVfrvREmxBnNiwOTuRADeQYsE85qj+31U8nUuWCTllogwX6aiyn07nA",
+	"wKTemS45pgu33HShxTY0+wcAoCwvl+FBn5uxkJmf6BeIMJGkTEUCdA8/Hb8wn4LBvOpDZLxkllJhmlcZ",
+	"VRA7VIwQ8j/YWMj4VzbPaOBEiU1eNX3IHCMcOKdIqNnyxG9WvUl+/ZfXH9f6ZnuHmqbtfyNIfYDdbDQx",
+	"lJNSKK5yoikkY/rgba+7Cc1oDMJm8G6n8yPt/H7Q+U/37/3O+wGweZ6RlIlxPsGBALvmQ8xYQva++y4S",
+	"3vsmL25RPDjUQmCWL8Ld3917QodxLRv6DEU5pKjJcXXQTkhXKnKc78oXvCWBDM64SMQyQV12edlOJN5B",
+	"4Q5ZVbfz/tG2vbkdI+kqwtk+cL1nB4JxcBgrnfXcKt9DG+oBPogDhV90DpylJUdkk4qjSKwoOSKbVhxB",
 	"TU9NyRF5uIqjgMNF4jYVR2RJwVEkvIojStR8NOIxx9YY2CPDShMbpzIdXVzhUb1mN2Ylxc48vhWJL1eo",
-	"1G597KAbqoqW8jv2UC66uU/81kcb30OC15Aq1DmXlM85xbXMt9+XCyV99fHsFuk1B1aFhQCQqSIvTBIL",
-	"MUFOZO5ykrmyKVnaFMDXPaZWW0UoM03S5jWM0ZtnTW0epmbB3twC1v1udV69k/7l+VFQ4lUPsGHMLmyZ",
-	"15RvPXD51hKrXeu2wcZXi2TaRGZ4cfxIicU4w803Nwxo1uQUoGuRJVrn2I8EIY/JoEIWg31g80jWVs/1",
-	"qkfQt2Sd9yaBD+erhyRVI50kfDRimb5cDmyo6z5/fnT2y9FZ/+T0on9xdnl+AW0CL4oc2CKokM1Vvu17",
-	"oEqaM37eMWwexA261fUeHx32Lo/hy+eXb9+enhXfXtWi0LgGAr8AU8X4vZNfDt70DvtvD84OjoPdtE4E",
-	"5C3WSeYB033G2s7Do5NeqaxzGfWB5y5N5Q1Lmjv/BTANYa9XORGpIhTQDCHDC9XpMmLaCzbmQpWFzyyT",
-	"oMAZdS4kQ/ijuaxBBs3DJ4wZdfaBHYaziRSMiPl0iIT7FfgLwzl9Vm9hzZ7e3l2Ig9zLXxiewmZuQ3Mr",
-	"P4/j8Pi8d3548hV6DoEKskX45usXX8hZCOfUx3MKR9357rudnR92dnZ2dj+zl9HuQGk2jduxcTs2bsfG",
-	"7di4HRu3Y+N2bNyO/wtux/Pjc6cG1zsffcW68Qk2PsE/3CcYWHp/OtfgQzr//J1Y4/oLNq3x/DWevz/A",
-	"8xcS4Rf0+2Gy5SYFDivBuItMxsK7X77gVqUCsxCqP/PitRK+2J+onKHi77qELW3S+Zt0/iad/4un85eJ",
-	"cVVO/+rUfbImc9/vllKbur/BmNp4W5W6T26RuR+J2tR98tVn7tft81eRvn8r2Vfd/HuK54QBwBtdVX54",
-	"6J6pUQ/ahaSlaer6wY/8Pvi5jATCG2FRqfPy/nHorKWwgN/jcmjwA0EkB/V1oxKCGFwGM0XjYDVrCyOX",
-	"dEHQoQHvI9aXq9QzcJMGotUyG+paf/rT9BCN/oz1mEvwTPWfQeJ2uCDXf4/AxxO19I8+5ii9oZmLoqxD",
-	"H9XPdsyzW0b4n5xaBcDfHRehsMFN5FfqzpCnPYO9C15tI/xHLLgOODatXFdyefZm3UfwpU7x0lY7EnxU",
-	"EBRCXB4f/LvQdiggg/1dZuOuaZhhhukX998ngs2BWwve8OAqaAPh2kC4NhCud4RwJZsiuLKMqprDfGfk",
-	"kGNaNyAgQdwg5Le51iYKC8Mk4FGfzuOJVp1nUikIfDvz2zO9jzIK3aSnjAqjuVKxgE8p8khmFjd0y5zi",
-	"r9Ii82VS60Gj3EyOmYGc7z8z30lIxhIK8iqWM86Uy54ByCjjaR+aNlcuN+cSZoAfndCEXHPFUaeJBPAS",
-	"qdwIs4xLx87tRGAC0JDSKs+KacVRlKbTJSfSTJFLbFWLU7LUbQYs6Nl45pBTQBoMGbHEcOM2UdIoAsrm",
-	"LPj9vuGPpDoLq6+EqT1BN2g4WzgeIUUHAbcSmtPl7SrbRBkicEJOv7AEYwH/FEsx4mMbkbS+LsC/r38P",
-	"fbBOINJkyoVpDnrNOmaAjnc3UPU7ZCMKzcRyaduMaT7jBfNq+levbBu6u3Mv/4VWmw1DNqo1gv6DLQVh",
-	"x1WODbLMr2GgQwHK3bgm0gU+KAFrDGFHvV6H6/0ceC1C5wl+Q+sgJnSOro4wbaXq6ojEHX0dn/4HsAAq",
-	"dFBn1j9SW7W+BXPwmqz8TqvQaA+En3UvLBtYH3PKwgMquxmkYHpN0HLQ/8qI8hQtBLueZM6cslSHKFDG",
-	"Hao4IyKBvqm52BBHIHQMXgCGMVDmkPn7NarpwEuEDBv1FuvwBavv4igcGJ6z4w9xcVhW67ScQrlPGkTv",
-	"BtG7QfRuEL0bRO8G0buJ4jfIlA0y5RdCpixFgW4P7uRiL/RhEzNs+vvyuM9LhCDEhAvbYK5IzV1WP/WH",
-	"RndASjMBnhjnu4Lgi6UitxLw+uRzMIshgH8jmO2lXhRr/UWiReWMNgNaeXJ6QTJ2LdGrB6v2a2XqS2iJ",
-	"dQ6iu8l/BxKNChsWnFo4fmJmrqxH3l6hIj/3q8LsxCPoF0Uia2E7S288HHIn3sO39r42AZYmwNIEWP40",
-	"AZZUjuU87yfsmsd116kcaflG1fFVdyY889OnzajtQiTp00F+awSQPSzTEEN1SeABz7M5GwDnfTdhwnrE",
-	"276zIqbCBBEwgSC5pkKb9Y5dKjnKCa6TTFk+kUn98ennOvjcVuhQ+0ZT2NTUZZlFBRqenmbFKw8Fsjd9",
-	"X5Op3hjBbkLtJS9cZaUCvwnN2ZAKKuh6Z13w4T9XtwO3G8VtxXKbxknYOAkbJ2HjJGychI2TsHESNk7C",
-	"xkn453ASWked8xBaDe+BXIRfAuf98WPQOZxp8/jxXbCawADaFKvJY5xiXPQ+r0MIcaXgvnPzDvBN+IUv",
-	"CfbeBuCNWQ4ziIRf+3pyetF/dXp5cjiwSoarAoaEKFIkKOfxxOFU1p2eUyJGci6Mt9HzZ5okcARrKNAy",
-	"6zA2CeIx2OtsE6bjjIEP3FFDN1yLKVCGr5kyZLuYOidrCcGKbAR4HyCBLEO8J/fCrTpjiuXW09cg3zfI",
-	"9w0EVQNB1UBQNRBUDQRVA0HVQFA1EFR/FPL958adcraIB1AD+i+QOFgVDRTNA0PRQFkqEzHc7VVYQBmL",
-	"5Vhw5SIUfolI22bs1+JNAeq529klaE6o2pbsz/xuAE/LklYaeKUGXuk+8EqGv6oQwBoF/pDVcM4qyDpk",
-	"n82zmVRg+mixneeoBZb8dg/ktvsCcOv/q267z4+6/rkcd8Hx3cZvpyng/PgcctmWUMMf5rvbFHw+sKSW",
-	"o88/oBOvQaFvUOgbF2DjAmxcgI0LsHEBNi7AxgXYuAAbFPo7eAPf+ip+4xRsnIKNU7Ch6T+bU7ACwL65",
-	"T/CeuXw3E0mnXJ/gmNV4/16zXAU573RoVQJXF2tz2n2FCHQS1xW5rXfNmbEZK+odsPCyg4aslmztSBwU",
-	"98zKPGypPKXqv3OWUW3bKYMJp0fF28uzSGjbUc1ozDTvGXOEnyUD/WifJwOiX18UQrdLesJUNSiezw1g",
-	"Wl6BPQMdaVF2eLphIwFZnc5gN+UadDYzumjbCH0AwOJ5wW6QYURiKJNF1X30mqHQPtU73fosdUItLKrq",
-	"a8usdfDi5e7ek6etdsusrLXf+sevku37CVwlJjQrVYS60apowaC89A5JHTpcQDsI2m7qvWBz171CHllg",
-	"ObO1MdXbKp2GDcRkTkNtoX7t6ctGpJjyx24kTvMJy264RYX16o66tSrhchA48Hqo/hhyuuuq/IQptmsX",
-	"pgFUP7x/DRLyUrFsiT6sf+/gNmx1TaGep/ZrWRvU7dmx9e/zKRoVQ0YoiYSQogPjORyr2yDd7elFOpqp",
-	"s/Dh071D4zi/MQ0pglP3Ne/pxw7WUWohMKN5zjI90v/7x1qZYGexKTiWZcqpBO+CJJSgLDKI3psWvt1K",
-	"ETACtX9x+vPRiacGXApPewo3p5H9D9xJyUIhhDrrZ9L8Xp2evegdHgaHfVDlTAZqLveFCfAfCy/f0MBD",
-	"0kAhoG2XqlDDcDxTZvUnw6ZNLVVTS9XUUv0ZaqnuU0i1kRUkKuqMNctsSGMTsyyZcqGNMq62f9e8p5d8",
-	"uq1xRqGsl8fzlGYoOQLoJZcaoKnH9m2QIoW/xjRNCwsGmB+irKZSXrEkEvNZ20TEqTWSYM42GNlJZUxT",
-	"4qEuy4zMMn7NUwa1aBnTfDQSJgpmnS9ckUTG86nBWa4YQu8msqdappobHKY1DPTCyy7QEybzWXiX/jHT",
-	"r+5ndDjkeTeT8ZUek+t3ZzSftNotbUG29lu49a1yPKwGU8Extg+f00DDOnVGZzL3oGZwD2IpBEO0cPg3",
-	"n0FE6rvuTnenu9tqt1Kq8r5iTLT2d5/u7v7ww/MnT/Z2954YnZ2OYX6teJ6l2991n+x2dzqHR78Ay8Wx",
-	"dmCovc2HOpa/8TSl28+6O+TRv3Z3/z/yhov5R/Lx++f950+3iNZ92Ds2/Jnn28+efNd98pw8+vnHi+M3",
-	"bYSSf83iK7lFXk4yOWXbT/RS9nae73V393bIOR3RjJvXNGuAu+RZrDVnvIHRuhIhoBbopxbMwXhn7CPk",
+	"1G596KAbqoqW8hF7KBfd3Cd+66ON7yHBa0gV6pxLyuec4lrm2+/KhZK++nh2i/SaA6vCQgDIVJEXJomF",
+	"mCAnMnc5yVzZlCxtCuDrHlOrrSKUmSZp8xrG6M2zpjYPU7Ngb24B6363Oq/eSf/y/Cgo8aoH2DBmF7bM",
+	"a8q3Hrh8a4nVrnXbYOOrRTJtIjO8OH6kxGKc4eabGwY0a3IK0LXIEq1z7EeCkMdkUCGLwT6weSRrq+d6",
+	"1SPoW7LOe5PAh/PVQ5KqkU4SPhqxTF8uBzbUdZ8/Pzr79eisf3J60b84uzy/gDaBF0UObBFUyOYq3/Y9",
+	"UCXNGT/vGDYP4gbd6nqPjw57l8fw5fPLN29Oz4pvr2pRaFwDgV+AqWL83smvB697h/03B2cHx8FuWicC",
+	"8hbrJPOA6T5jbefh0UmvVNa5jPrAc5em8oYlzZ3/ApiGsNernIhUEQpohpDhhep0GTHtORtzocrCZ5ZJ",
+	"UOCMOheSIfzRXNYgg+bhE8aMOvvADsPZRApGxHw6RML9CvyF4Zw+q7ewZk9v7y7EQe7lLwxPYTO3obmV",
+	"n8dxeHzeOz88+Qo9h0AF2SJ889XzL+QshHPq4zmFo+58//3Ozo87Ozs7u5/Zy2h3oDSbxu3YuB0bt2Pj",
+	"dmzcjo3bsXE7Nm7H/wW34/nxuVOD652PvmLd+AQbn+Af7hMMLL0/nWvwIZ1//k6scf0Fm9Z4/hrP3x/g",
+	"+QuJ8Av6/TDZcpMCh5Vg3EUmY+HdL19wq1KBWQjVn3nxWglf7E9UzlDxd13Cljbp/E06f5PO/8XT+cvE",
+	"uCqnf3XqPlmTue93S6lN3d9gTG28rUrdJ7fI3I9Ebeo++eoz9+v2+atI37+V7Ktu/j3Fc8IA4I2uKj88",
+	"dM/UqAftQtLSNHX94Ed+H/xcRgLhjbCo1Hl5/zh01lJYwO9xOTT4gSCSg/q6UQlBDC6DmaJxsJq1hZFL",
+	"uiDo0ID3EevLVeoZuEkD0WqZDXWtP/1peohGf8Z6zCV4pvrPIHE7XJDrv0fg44la+kcfc5Te0MxFUdah",
+	"j+pnO+bZLSP8T06tAuDvjotQ2OAm8it1Z8jTnsHeBa+2Ef4jFlwHHJtWriu5PHu97iP4Uqd4aasdCT4q",
+	"CAohLo8P/l1oOxSQwf4us3HXNMwww/SL++8TwebArQVveHAVtIFwbSBcGwjXO0K4kk0RXFlGVc1hvjVy",
+	"yDGtGxCQIG4Q8ttcaxOFhWES8KhP5/FEq84zqRQEvp357ZneRxmFbtJTRoXRXKlYwKcUeSQzixu6ZU7x",
+	"N2mR+TKp9aBRbibHzEDO95+Z7yQkYwkFeRXLGWfKZc8AZJTxtA9NmyuXm3MJM8CPTmhCrrniqNNEAniJ",
+	"VG6EWcalY+d2IjABaEhplWfFtOIoStPpkhNppsgltqrFKVnqNgMW9Gw8c8gpIA2GjFhiuHGbKGkUAWVz",
+	"Fvx+3/BHUp2F1VfC1J6gGzScLRyPkKKDgFsJzenydpVtogwROCGnX1iCsYB/iqUY8bGNSFpfF+Df17+H",
+	"PlgnEGky5cI0B71mHTNAx7sbqPodshGFZmK5tG3GNJ/xgnk1/atXtg3d3bmX/0KrzYYhG9UaQf/BloKw",
+	"4yrHBlnm1zDQoQDlblwT6QIflIA1hrCjXq/D9X4OvBah8wS/oXUQEzpHV0eYtlJ1dUTijr6OT/8DWAAV",
+	"Oqgz6x+prVrfgjl4TVZ+p1VotAfCz7oXlg2sjzll4QGV3QxSML0maDnof2VEeYoWgl1PMmdOWapDFCjj",
+	"DlWcEZFA39RcbIgjEDoGLwDDGChzyPz9GtV04CVCho16i3X4gtV3cRQODM/Z8Ye4OCyrdVpOodwnDaJ3",
+	"g+jdIHo3iN4NoneD6N1E8RtkygaZ8gshU5aiQLcHd3KxF/qwiRk2/X153OcFQhBiwoVtMFek5i6rn/pD",
+	"ozsgpZkAT4zzXUHwxVKRWwl4ffI5mMUQwL8RzPZSL4q1/iLRonJGmwGtPDm9IBm7lujVg1X7tTL1JbTE",
+	"OgfR3eS/A4lGhQ0LTi0cPzEzV9Yjb69QkZ/7VWF24hH0iyKRtbCdpTceDrkT7+Ebe1+bAEsTYGkCLH+a",
+	"AEsqx3Ke9xN2zeO661SOtHyj6viqOxOe+enTZtR2IZL06SC/NQLIHpZpiKG6JPCA59mcDYDzvp0wYT3i",
+	"bd9ZEVNhggiYQJBcU6HNesculRzlBNdJpiyfyKT++PRzHXxuK3SofaMpbGrqssyiAg1PT7PilYcC2Zu+",
+	"r8lUb4xgN6H2kheuslKB34TmbEgFFXS9sy748J+r24HbjeK2YrlN4yRsnISNk7BxEjZOwsZJ2DgJGydh",
+	"4yT8czgJraPOeQithvdALsIvgfP++DHoHM60efz4LlhNYABtitXkMU4xLnqf1yGEuFJw37l5B/gm/MKX",
+	"BHtvA/DGLIcZRMKvfT05vei/PL08ORxYJcNVAUNCFCkSlPN44nAq607PKREjORfG2+j5M00SOII1FGiZ",
+	"dRibBPEY7HW2CdNxxsAH7qihG67FFCjD10wZsl1MnZO1hGBFNgK8D5BAliHek3vhVp0xxXLr6WuQ7xvk",
+	"+waCqoGgaiCoGgiqBoKqgaBqIKgaCKo/Cvn+c+NOOVvEA6gB/RdIHKyKBormgaFooCyViRju9iosoIzF",
+	"ciy4chEKv0SkbTP2a/GmAPXc7ewSNCdUbUv2Z343gKdlSSsNvFIDr3QfeCXDX1UIYI0Cf8hqOGcVZB2y",
+	"z+bZTCowfbTYznPUAkt+uwdy230BuPX/Vbfd50dd/1yOu+D4buO30xRwfnwOuWxLqOEP891tCj4fWFLL",
+	"0ecf0InXoNA3KPSNC7BxATYuwMYF2LgAGxdg4wJsXIANCv0dvIFvfBW/cQo2TsHGKdjQ9J/NKVgBYN/c",
+	"J3jPXL6biaRTrk9wzGq8f69YroKcdzq0KoGri7U57b5CBDqJ64rc1rvmzNiMFfUOWHjZQUNWS7Z2JA6K",
+	"e2ZlHrZUnlL13znLqLbtlMGE06Pi7eVZJLTtqGY0Zpr3jDnCz5KBfrTPkwHRry8KodslPWGqGhTP5wYw",
+	"La/AnoGOtCg7PN2wkYCsTmewm3INOpsZXbRthD4AYPG8YDfIMCIxlMmi6j56xVBon+qdbn2WOqEWFlX1",
+	"tWXWOnj+YnfvydNWu2VW1tpv/eM3yfb9BK4SE5qVKkLdaFW0YFBeeoekDh0uoB0EbTf1XrC5614hjyyw",
+	"nNnamOptlU7DBmIyp6G2UL/29GUjUkz5YzcSp/mEZTfcosJ6dUfdWpVwOQgceD1Ufww53XVVfsIU27UL",
+	"0wCqH969Agl5qVi2RB/Wv3dwG7a6plDPU/u1rA3q9uzY+vf5FI2KISOUREJI0YHxHI7VbZDu9vQiHc3U",
+	"Wfjw6d6hcZzfmIYUwan7mvf0QwfrKLUQmNE8Z5ke6f/9Y61MsLPYFBzLMuVUgndBEkpQFhlE700L326l",
+	"CBiB2r84/eXoxFMDLoWnPYWb08j+B+6kZKEQQp31M2l+L0/PnvcOD4PDPqhyJgM1l/vCBPiPhZdvaOAh",
+	"aaAQ0LZLVahhOJ4ps/qTYdOmlqqppWpqqf4MtVT3KaTayAoSFXXGmmU2pLGJWZZMudBGGVfbHzXv6SWf",
+	"bmucUSjr5fE8pRlKjgB6yaUGaOqxfRukSOGvMU3TwoIB5ocoq6mUVyyJxHzWNhFxao0kmLMNRnZSGdOU",
+	"eKjLMiOzjF/zlEEtWsY0H42EiYJZ5wtXJJHxfGpwliuG0NuJ7KmWqeYGh2kNA73wsgv0hMl8Ft6lf8z0",
+	"q/sZHQ553s1kfKXH5PrdGc0nrXZLW5Ct/RZufascD6vBVHCM7f3nNNCwTp3Rmcw9qBncg1gKwRAtHP7N",
+	"ZxCR+r67093p7rbarZSqvK8YE6393ae7uz/++OzJk73dvSdGZ6djmF8rnmfp9vfdJ7vdnc7h0a/AcnGs",
+	"HRhqb/OhjuXvPE3p9nfdHfLoX7u7/x95zcX8A/nww7P+s6dbROs+7C0b/sLz7e+efN998ow8+uWni+PX",
+	"bYSSf8XiK7lFXkwyOWXbT/RS9nae7XV393bIOR3RjJvXNGuAu+RZrDVnvIHRuhIhoBbopxbMwXhn7CPk",
 	"Ee+yLrkxnoMFSXjiZ0IVFiygLkthsBm2VgA7BOddnkHPYwceG/DesSayxRpb/iF9+OXxjyVAeccYztGU",
-	"QHpvXTpbiG9UmwHgUVAFJETwjyCbVE6ns8LdYsPDmsnr1w1aWmAxcpE/f9qqyp6QMGtgSTICv5kAM44P",
-	"y6pu03JgoZdue/X+r0el8F41wuHW76E/Zdlr4TKPaDxBcAhVQGNj9yitrAlWApr3kHYqI680802XVmvt",
+	"QHpvXDpbiG9UmwHgUVAFJETwDyCbVE6ns8LdYsPDmsnr1w1aWmAxcpE/e9qqyp6QMGtgSTICv5kAM44P",
+	"y6pu03JgoRdue/X+r0el8F41wuHW76E/Zdlr4TKPaDxBcAhVQGNj9yitrAlWApr3kHYqI680802XVmvt",
 	"e6N2N0VsrwMrkVfzGcafHDLLFxHwVUkaSPVC+pn+AlIsFew++txdvK0oa7/xUWFGjGI+CcsxUo74UBlL",
-	"2TWFSG/xyVqZ+tKf0+eRXuVlx3Ja5KnMVS6nXa22gdamf5/Sj32r5/ZnLOtP5Dxr7T/f2fnUblXQ92AK",
+	"2TWFSG/xyVqZ+sKf0+eRXuVlx3Ja5KnMVS6nXa22gdamf5/SD32r5/ZnLOtP5Dxr7T/b2fnUblXQ92AK",
 	"AP+etPbB0wVPZVJO+zY6DFO3IHoQowUShH+1W3v+P55owS/cP3Om8s61c3O5X4BIASpLy0ZNtaukS3kH",
-	"NgPT85wDnQJT74otFHHQ+JF4/1JOp1KQE+v2Tky0GO7264xq+v7waBvi+Ym+0tv/F8MrHecpTzoFO+iM",
-	"8ZWtbqv2JuKJBYRV1yKr7c/xJ3qtr1F8RceMCDrVP8RSXOtvIlsN92vafTLjSR9PumZnHNEuAhApPvJw",
-	"PamFroJWCX43WwszyTMf66tkHFqKqnC4bF790Ixl+r4afyZGEIAU8TrecBXac/BbFbKsbCOZOXg20gt8",
-	"tFh/HXeeug5eU2lbwNx5D+3SXNqwG9KsVCFW33tVxwqXYL2Z/w4e9fNuvCw7PJWFh6tq8Qlpmssx4uMB",
-	"VOFcaQI3uXKpjK8G2JhIW6/WB149aP1gdXPQG1/ZDP2wib4RWPTg7eUFMQab/tHZa8sSvuel9JVdeFe/",
-	"ql/kyVY7ErbzTEE7S3rTbISCZ/Zl4zWa55cu0/x+x5Watz/PYn2URyTXY0etK67M6tjN961lUuc+PAnZ",
+	"NgPT85wDnQJT74otFHHQ+JF490JOp1KQE+v2Tky0GO72q4xq+n7/aBvi+Ym+0tv/F8MrHecpTzoFO+iM",
+	"8ZWtbqv2JuKJBYRV1yKr7c/xZ3qtr1F8RceMCDrVP8RSXOtvIlsN92vafTLjSR9PumZnHNEuAhApPvJw",
+	"PamFroJWCX43WwszyTMf66tkHFqKqnC4bF790Ixl+r4afyZGEIAU8TrecBXac/BbFbKsbCOZOXg20nN8",
+	"tFh/HXeeug5eU2lbwNx5D+3SXNqwG9KsVCFW3ztVxwqXYL2Z/w4e9fNuvCw7PJWFh6tq8Qlpmssx4uMB",
+	"VOFcaQI3uXKpjK8G2JhIW6/WB149aP1gdXPQG1/ZDP2wib4RWPTgzeUFMQab/tHZa8sSvuel9JVdeFe/",
+	"ql/kyVY7ErbzTEE7S3rTbISCZ/Zl4zWa55cu0/x+x5Watz/PYn2URyTXY0etK67M6tjND61lUuc+PAnZ",
 	"jx+//Svxn5HMxizvj2QWs6Q/n0nRTxm9ZrfdNctT5rnUylAMeMw4uCJawmtWHhdozpGAz6i/0H5uRJx6",
-	"s8FkXJZkviFxjplg4E41RTXgQhmT0TwDNmsxerkp8/jrCtBZJkc8ZX2IDN9dAVEsx05ICR8tCPuYax0u",
-	"IWZ0jDsrn8VWbQbzrGO3279fsYXW9TZmvE/MEMhzr9hCq31bEGCnQ0wNjUPoa5MaajS90myhF521P9rL",
-	"8j9JmP5ZV0aAtr1J1FdkUN71QZEZeuesUJdeUSVQm1BV9Z6MipxZ6oA5S7sAc7fbprfEDFfUNLXtscuM",
-	"JCxlOWt7yWYDQ5tQLYGS+P8jwnbpK33MeGstEqtJ9S0fnn5KExxN0/IArlpMKqb555AnSQE4PUi4MtMf",
-	"REIvuG1yzm3Tu0j4l+99y9lveFTarszGzqb7VQ77eN8+eG6ltdioxSyW4EE6XdA045oyClnyWvuz8wfv",
-	"Rqokca5l2C6XygFIkHc43r6QeX+TQ+5G4u2KQy6O6/jg30EONngGLdOgYhFOyeJpK3Scm1tT+M31OirH",
-	"5B8Kxh0Sc2C3OpilrHyJBmm3Zj6DGjy3NdVVqTap6n8b6Xlr2Pxb/Mor+MidpevzVr0roSYGKeXU8rVa",
-	"c7iG//j+iM0cAheIzWsEj3Gs+Z8Oes9ZF4bzWfixNimnZqnneWVzClIoe7YTlmMTP++Huoks3YMaJ6Xx",
-	"otQt1vwYDO2PzK0nZCQzAPMGnbBUlrM2/myn0PbOpH6v1Dq9QbG8T69pTrOi2sdWhllqDpf5+PGhe2L/",
-	"8WNyFzMCv9iNxBk2E5d1whTh9UsaSBGNBDb5SmaAoXtDswTBsGluOty2C9huza0SnrE4T4Hx6Umaf9my",
-	"O6y6LnZiUOJmRrLXTLPojIHdSzUzj4TmicDnvJ+16pklXIzTBXK+v5ICqgkp4WqW0gVGI78MJZlPEv3N",
-	"r4+evA1pCOoWBOUHqUJ3f/XBoCjaf3jTZMrAMSx9O77Jk2rypJo8qf/hPCkXvyxHJW04NeBOy6KoaEz4",
-	"TXOWgdb8QX3m2pEwBjdgC8xNGRwVdYUIxt2tl6S8uhLXvIeKxBbHQYdtTdxBzkhNWcQUBv3997+RofzI",
-	"1PYNzcBQ/tunT6ZCIGwx5loHrNmWNuG5zZIdMlyYg08IJgWd5Yc55YIlXi8n7C+x191ZvsFSb2hnbwd2",
-	"sour2K5ZxtL16T+DSdfhglz/PQI3adTSP/oToDfarDfG+Lqp6Gc75tmtSIAecXJqW+v7W+m2o2T73Hn9",
-	"PQOzA+4B+HCGSpmX5gZj00rdF7k8e7PuI/hSp3hJUy8feS3nlh1BJZkAifjQXMumE13Tia7pRPdHd6ID",
-	"5LSNWtEt7UEH2VfGS5rY+j24HcbhGfoc//ni8uA/vVeXZz+32q2Dy97Ry4vzs5PDwOO4rPlVMXz31n2i",
-	"7Pz/XO3WzKzJDYOoStFyzIIGtbHuJEF6NX+MRAES1fRla/qyNX3Zmr5sTV+2v0pftge0xV/M0ysU0yZO",
-	"kzjt3JrcpiTfL0taC2/0naUEZ/YISVIpxv5y15nYJds4EnXGMe5vrRPAqSu3KotKUydzLcQGeN9EUfRe",
-	"SZH2TZrPWNvzPgRiCBQp4/num8okKpJMQl28q6ToY5VOd6/7pPs0+CFXrf3dp989ffrD7nffPdvZe2o8",
-	"RBuUwiyThnobvSLYcEddqfIKjc9wCHyxoiysQJDwUpulQTvDp8OLH2xeNaoZ7GYFpMKLgUAw3i+Ec0s0",
-	"XyUHkIVhsHXhFWtdQJAhnFZxbjin9wV8hJinaevDp/KJ1ikIXq2NhQZ0EyrqY/QQXfLImFKUjNgNmXIx",
-	"z5nS1g4AYyQQpwdzx+CzxVrzpEoKVYJOKyhrk6nnS3SborDnUdmlqrjL5BP8I2EzGU+2rD/FrU9FYtMV",
-	"kiUL1JZhzQqDK7K0qOi989S6ddcaIn045YDQSkdb2q4P5aqezQqB1gkjw959tewhBcwbrvLlnCDkrauF",
-	"zmo+v/07/oephEXL8y/p8r2Dx5fnjb+38fc+kL+3XYArDTBu/XeZjbt4MbuGueH9M6UWjuH9vbikAw/U",
-	"8m4e5E3KvI3Iq3dFhTpATXm3neztC7wbv3bj12782n8Gv3adivS1eX9LRc2N77fx/Ta+38b32/h+G9/v",
-	"fUzzQ1NzUTjZ/jQu3/aGPl0pNDFyMU6Zs56HCytWebLCm3s78yJjeaZVrC9lYHxeiN/P6FleDU7ZeH0b",
-	"r2/j9b2l13czn662A57W777vg7Wlk5ZsrKsHdYne4YOnApcZ9BoncLs1m9dBdM3QFaqnOmU5TWhOresj",
-	"dJ7KzJQfaj1FsBt7Y22vQK8ixrQeLB4C7QZAEJ03DBSPgt+i7qIf3ScZGyOqmld+Cy+bskf2ETuuOSAt",
-	"PQVwxvoTg5uLM0na5Rpq4/4DxHhK9nZ2yY8XF28joXKazxXWLpBeXnluB54j3mPQpc37ZCRwlkmBtOIE",
-	"Ow+zw+EemTdhoqAPm65zUMWq9WdQiyNR1BjUoE3hKd5F/uJkv273nqeAl2Tq8cKWdU+kYFWP1mrBpHcC",
-	"6MUXUBWBBGj5ufUggW4cvMAVmQtbQH43GLYTdlPnivEk8dedZVf1s9g7oI9k70EQ3h9ydoYreJ0kanTl",
-	"r5Lvv0TOKjPLCx/UCFnHxPVGQkBoefbIFVuobQ9dbLm5USAEmFYjE0km9JpZ2rF1k9bkMM2FAKQNdRta",
-	"eOyIWojY641yUWkyYusdi+YggIJExaL4/r5+9bE93nRBwLdOKFZJu6PVFrEWP6bPnDaNZD4xw+glRIKQ",
-	"KZsOWaYmfAbSgpHBr5KLwdb/Rx5TkTzW34Gt9CVWuEiZuf6WVJSFHsxGfyd4p+0akA5GmZyaMFIuB7X2",
-	"2s9soV6ao9pIaCjwj6mcZjlBiWZ9eFzlXXLugMQgxgX9a4c0jycDLCWNBKCw0qI/m9YBBGE0SzkUd6bQ",
-	"UPX9YFsf56aIJE/0w1tdsJE9MgI0h/kslXTlLls1mStiGkALB6uQRKKsa/jtH8tDYHfINIUulh8RRsKs",
-	"2SO5UNaq7/ae/fC0//Tp90/6uz9AdxiQuNBKpxC5epBbidv2qhNkIrnd+UUCa4Hd+cXY6/Ae50U6JF/M",
-	"DPAUaJ8F9G0koN8MeJ6wv6xx/c1VxTUMXsAJx5ZP2Dmd59CzN54YQOz5DAKZFT1Hfffs+fc/9J89f7LX",
-	"33v65NmSvc/lF3AzLMW3RK69Eg/2EvFglc0fK/hpHSuNREC9pSKDf9CUx0VLImx2+4+hHAZdim4FcpKy",
-	"UX7H+etjh8usx9C/Yc9GJpJOLjuajJmIswW08ETQMgjue42eMToaCce8bQKdv+Y4pRktrzmR8/FdF70x",
-	"9m5FAtadmHpYHQKe9/p72ets2OMVs+pbUEB6VNnzVXi8qAaklE+XV5G+1D9rs5B1oBIYeKlWfbXVw6Fd",
-	"d0dPxpQjKyfYbZg2tlGKvGiB1C5KXUD40XQsM55PpsRrfB1Bo3YThctY0XwKkLtgB/we/ipoUKtMO6tI",
-	"QCvMdtBrrJgTz7HjouujaAGigwVDhohx1XuJIg5uGHpkUeLiyFdsgahLwabpNaC+Keeu/ZmJwjgAJCiE",
-	"cfLwmtNIvMdzwj8uwTwrOvxa9q3fwVe2uuTRgb6UiJxrxzZN42zgx4qJgf+1AUwamkwnDG6o3uFrmoLz",
-	"T9i6+THNEkTv0qsBSCpVAFB57emm3S29L9Z4hiAJE2qemWArBvy8XcPAqjkbmqP4kSJm7UgoiX4yJAUX",
-	"+7ePtws4MZcxoMU+w8CEfgj5FMRQ9JFVtC+gfa1/PVg1pxSsr9fW15u8KvS3WTKMuzehxORjwZJ+PM+u",
-	"2d6zZ7s/rAhwejhQpsVYp64BWS1fxOsJ7dOAieireUCmdIYaiLvr0FDM/jkSxdXXPwQ3vxTIqxFz+7+3",
-	"fnpz8Ornn96dvzyvXWttUE/vuZzny92zFc/slp7dDeUmxS2RN0LfCE3cyAJhLVr1z62Wo7pkd4dYzy5X",
-	"hufEcjpFlBgDtBQ6YHc2gUEI6WYTKBKUHwkbYSf1vPa8Wp+31/2I8nSesfvEuDWrF5gRkvu+QWXiwCY1",
-	"04B5tJGJ0oxF0EUu07sOEWLg8oD3bbXpYqrA5HLvd+QLcwGjghvUHrDrMh74KV1I2k1jaBAfbOcsq9Rp",
-	"29ygnwB/MjuEbA7n2yUmBdJ0LJcZnogmPUz7KQbU7025Qggwa8EMAmIZGIsmvFp1d+TevGnZ36VgJsWv",
-	"zIXKBAPR+d/rWU1bazRSHyhCns3FDE3zIVXs+dPaTDbNHaA/wC1I8Nas8Nx+pOwRJMd0NmNJwA0h+9C9",
-	"gJ9sm1a6eFOndDZz56nPAp4HoeqigH2bUOCGisQjxRiAO+2T9+fmjZ/OT09K0PdmsI6+u1tbayGQ9IkE",
-	"++hFbH5mi1O7ZxUMlvIuOV3IZHiAVUNWXssC8twoS3gckRhE852dJ7GTHfBPto9/vWKLPk/wTwO89/ie",
-	"/YJRKxKWs2yKCdvGWH2vf3Kj1qtaV2zRcY9gMM3ux6lgF3zKjMKwLP/nrmR2WtHA9ZS1FcyLwoPlAjgS",
-	"7u/WSRLIZbL5plri07uFq+miVsdqdlFttI1aajqnuudkj4SJcv3MFgSJzZymZcWCaVOKZgvDLlGwoXXA",
-	"x5PcBEl91Zy8Mv8yKjEaF50at8Vc5DwlGZul0FfC/FgTet9EV/m9qqzsHxwcHPw4dqyv9dvPwzfjb0+y",
-	"3q8zQceLb2e9fz+fv33z9D83R6/3rr/9/tUP6XSsRPqf31SrzN7qZ8AS/FKgNb168+7jv/77eniTDb8/",
-	"P37y7+9+eMZePD89+H548yKWx/959a8X/xUX4tn3B/9+95/z//LDp8/y9MUv8SHde/Pd2U3y87/Y8N32",
-	"L78dpmL0y0/f/vCrvNp9cYNdQD6tYym312UuwoN9YEsbtPzC6ijsZud5uYd1beLihusas2q5tf1WM0c1",
-	"YYrEmVSqY1l/cOer7ey+/nKfddOBEO6QWdhAE3YtxZjbFsgZ5YHCFtdqPxId/W/Uo4QsvPBTqnKWEW8X",
-	"C/vXS8mzCXmnZ8FIvj+/ZiSoU8oJ+0gBqhF8Ebj7EFmovuDAr110A81SaHxOUK3MGKJpi4WXM6fHAwpY",
-	"NsIjxdKRTyxtIBL/L1teRQ1CQBKcMgzk1omu8lxmLCEB1iy0iUdz+kZmiWoHE7AOFT2qkODHh8vjqBSQ",
-	"o5VfgzHKGEvteYB3BdDiRzZEMs9BuUd86W15zbKbjOdG/HHU0bWcyRhNFriALjnQn4HuOsWHzBecqe99",
-	"hkwluh4EOBW0jLyCIwzyARI2ncncuTyQ6lwSkudW4oqk4KC4NgVLguU3MrtqRwKLFaAfi+cziinm3l72",
-	"Dkg8oWnKxJiR+QyyLvNsUaprE9oGundRWyS4zygG0y6URw1WlU6FPGCrkmwNmb8GAvTzF8bZfajJsNBH",
-	"/VKzTqMC39N74wl4W7D02cp8kGP0jQ1kjTArv9HK+RYf+haV6G9RaVj6E3Sqo2OErIdftbj1ukRWNQaQ",
-	"q+nICqw1s9GPfmserZ1T8EDtBG+jw6zYAzfMt3IUfhW+4++Ev75N9gN+32w/9KMr9yN44IvtR/DVyn74",
-	"61u/H5XsnaaQrynkawr5Pj9AXSgelsFCazsZ1PERZIJKpawKWsk3X+fmW9MMQZNR4csxrhzcFAzsQEjY",
-	"asdav7P9S9rkBhqxmMS8SHjundVuCOvz6yPn6+P39Z4Y1wTSHA4PVygSxg9fchf6Uy/dfsNcgfd9a1hs",
-	"wFuX/QKH9NHfxN12a8pF6S/ViqOA5S9xLirPfdUmMU3jeQoxaNdmUu8vaF44whAjZhv7AruROJ0ZurWW",
-	"ZtWI6RJoJWO0Z33MQ/RCOvcIUnQUfaPqXt/EaVJ7AkbI1Ug3K9BcM+FiO2tb94LYK+/zO8v8jHfQ3qGg",
-	"jtG2FjG6VKgqtdoVSbo26WJlH+Gwd7Cb3JClUoy19Cu1da/LCVld+WU/b3el3XIuGQuXH6rSG3A/S0Po",
-	"eV1JCkt0zYa1NaytYW0Na/uzsLay761LjsvEgwFlGkMHGLGodyhC8Y5XdYd0VuRbpgsvU7bGvYjFeHU/",
-	"KBL2S2NO9+4uM3AbJtww4YYJN0z4z8KEy+GOPxkT3jQV2UvhmplQYdJ98CyuVXlC9fNygSmYYBXN3W6Z",
-	"qdi663SKXkyt437v5JeDN73D/nnv9cnBxeXZUcu1UGr1ED+wyI9pbboSLmZzbBFkMAgBkkNOGbmhC1Pn",
-	"EFPhKpW04LH5yiNpw09FFyhlypUGNRMe7FcQUEJtQmaRIBXaBkwknILMMi0P3TK75lPHvfPz3snr/tuD",
-	"s4PjwT45WUaTRZ8TPJknD3Eyr07PXvQOD49OvBPRikPvUG/mXG1+GoUU1Ztc7LWJAqoiqkeV/7O9ul62",
-	"qYKr7QctsZks+Ntkxq1SQ8XCpQ1T9dCoJBihqonub5BnsLpZa2tt+eCu/n7vwK07vaELD1HJ1dTakKKe",
-	"0teBdg2pFFjwszR14gxSulUAu2oznSBUH1SDWQ0E3elQZlHN/4bDfdD8b5MOsk41XoIb7Wh5ubP/vRH+",
-	"FqfhvondNu95ZW63KZCpXjYsHJzO8gU+46Or1UCRRyLIdq1WAdVrdPry/fVSvn1SuX/Cd3GOnznne0MK",
-	"X/r3JXbnYU1VaE1Le5tQWH/qXmpX8WgZzq4eW+d9a9qV6bR7vdst0vc6lKmOmtC9Vrs17U7Z2Dzh/ny7",
-	"/u/L8X9Cdd3iQkAGFJwx6uxaZUe1t0jsKYotNPONBFB2KsdjSCgOGzL62Yo1DOae9vxbFOVhWeOt8n8j",
-	"Ez5bbcO7bQxSgE0pGZsqll77Y0fCppVTv2bJmABBKmuJFXlpnEFy5ZOXz168esf3/v39Mf3l+tfj74/3",
-	"9g5fTCd7T99Ox2c74u31T6e9g+y38QLiznX5menRnJ/99ILnO73Xz8Xl6Nns8rd3F5dH6uyXX9j2jz9d",
-	"yZ/nRzc3P1y+6bU+rbX4b3sHH7pWyPMxhBnyfgbxJpVDtzr3Sop8ATng8u9Bl394T8dtnBDBuSfnp9/v",
-	"HOzs/ovz8Y9P5i/44S8ft49+/Y3KRfxj/Ot/f0hH//zXzvyd+u/HdG/Mj3v8/O3Z9/RpsvfD7rtdPvn5",
-	"pzfb9Nvp4l/nT55/9+7i+clBL35xcCvvxe0cBuYcPZ9BmQHZuocN2M+9PAw+AJUnBwzbWlbCgGKlPmP/",
-	"Q1m8zAX6Emqg3YqQP0AzoSfQEKBH60Fm+3CBWSlTlnBaaBToYtQKeiyvoamA9XsVS+guA49bD6UToOJg",
-	"5oU7JsiMFKUc9+XpEZdmP3ATe2IkV7beLh7zULvuyVp6IRri/SoiTHlOUoEX65IC/9QAbaEzyU/ocGWq",
-	"FlzCN03Dit6wxtZDnLcc2UCfDizFDSJhndt3KDvw1aI76zE+gGKgJ1i14OsRh3cui/iM7DfkHTV3tXWg",
-	"pwnOxiFPWYGVtSYdr078N3WXf0jdpWf6bF51WaR13ckuauJxTTyuicc18bgvGI+7v4pWpRNH7VZ7Q49s",
-	"JJYob3XBjHp9Da4PkOn9lLXaQj7Nf8Dz4jS44m57ccJrTi2uSvG7g1hxedfGxWw9n8DKoG4KbQnFNqs5",
-	"/aMqR2q1+RXxipr0v0YENiKwEYGNCPzri8By0uASAYjOCwNP6QvA8vt/jPi7jzz6H6gdvINELOdiNhKx",
-	"kYiNRGwk4l9fIlay3Px1T+mVIXCXNdk2eAMLJzIRjVXeiFoX/jJJWvluKEkvvkbZ+b9RZ14TSrpFP4HP",
-	"1fL70GTS1AKV3xMtqOIduD1SkKoG2z28IMemtSAIBHURsb0KsZkdSctM3z1sBJaUEuiuILvTi2QhUI8J",
-	"ZYF3vJiYF81qmxBkABIs2E2xjEeYlkWTpLsB3EfA9u+asnfHfIkHQ3pDn5cBnLY4qfZvuNMWRjA8yY1Y",
-	"yo+9n35+c3zyWQKDduzaqKD7sGVSxW/fIsyg5TeVJ80P9+Bd660Nn5HZCXz6tB4eZDlzfDBX3G3WW9m7",
-	"YGGeAvXpjj6+AGbefHwoh+rbW23E6hfWDHg3ElgrNIOdghncarvK+/JpI4lVdXBDk9YVt1wRDy20lBjy",
-	"+WtDbo/wu5RtGvXyCCoE2p+JjS7fWSpMmYbN+vd99+CU16tjSZcg4HyRNuZVh2CweGCqHwagFEZiiChj",
-	"uawv+7gtn75H1cs99ChX0+ORF1T2GBMTGwx95tKIMOfpfgUSqzSvzdUtVvftsKigSJ6q01c+a0FBkz7d",
-	"pE836dNN+nSTPt2kT//h6dN1TazLBXgFVj72Mw4aS7ObUh+ssBEQ5joilluNCGz6ETT9CJp+BJtez1K5",
-	"NfrliiVDLIT7GtQ3pa5gkdCXk32c0LnKtdkES/WA923hsWnbCJDLMC7m7eK3wHhyiPvY4KmorpCVjlpD",
-	"BpfP4gugv97kB4OHXsicjxY+DqXZ92BqZhgFYYRMzseTSJiGiVbwZQwK/6HHteZUrhuVcZmyzOtmZCdU",
-	"gGDinCIBk4JBZto6WTZC0S4bhwLMTOsNAPZDg50Z2OXsE23mD2BEb0sd+ARUOACCcl4Kd9V0MKtwZezd",
-	"XXeqBVcOxHd9z4PXv6L3AIex7Rr/Kj0QbhX236vvvdNIsUaKNVLs1lKsbkOAgqKW6VQZtYpeleFOYfnJ",
-	"n22ratm06cFQFZe34tI//rPoTPPrk9HZkx/Z9Hj3+fF3L99NZO/p+dWz/6hkmoz++aP6+c3ux/n5KH9+",
-	"fH5zH67c+yd7efR2+MOPr672dr+LL3+4uvnh6JTP1cvnV8e9K9k7E0MxOp08O42fPznfHU/Gi1/PJy9e",
-	"z+ZPng7Tf8qppOnLxb/eLSaUXjw5zt7859//PDhAF+f/QvudO3t765ClPnPwwBd6/VjORb6JQHF4GeVV",
-	"+DmPxSVCB72YT4csg5iqsJ2ESsorXE6tEC1mzGsuP2FpqRNKAZRjJBKUplHPKWpVopRrRdjWk81Fbl6l",
-	"efEs5qbBvlOl5npiv7FMrrufrf29nVt1WrIb/OHhEb0ePgaw3Md+9wQL6Cyg93LMavz7r1muSuWF3/i+",
-	"7aIvAfZNK9CNmE3VfYltCSJhxMaMx1ceJpViYAroIdMF4Tmh+MGBHnRAalw7YfDgNcvf6Em8SuUNxg9u",
-	"fRENQcEb9nX935AkCQo5jO3plNMuLLw7o0rdyCwB7XLM8j78uQ89Xqz2XnoFf/v0AVnvsvghfrBOOV1/",
-	"EH5WXjhsZYa/V8tbzb5zRQbBlCF9lEiXBQkt9T3gokgYLXHuN8FhibUunVXlFaqa6SvUMN4P3p6eXxCk",
-	"yG09V/zwpr2dd+FF995WJBxiFzlxhp35pvXJOvCuRDLgTpGwrfO4pkcLy+SmD6p12AAilZo0ixgnlOjm",
-	"koyZ0JQKHGJCKLb+8UyHoZQpo2K1HfTd6o4VxbkbED6OVJFyjD2UrlIkwru02g8Kv3o6uLtoK8LSt20i",
-	"7zOQeupABL6nD3GR/Yjx5cnZ0cvT1ye9/xwdesHiogVTuUuFMih9KPa4CtqMlK5zOeSO59pJ2TVLiY3s",
-	"h5fTza3ytvBwE0Pftl7Fzyen707q7FGzoupkJvMpFZ2M0QQoFQc3yn84/oGw5eHmKRmDCpCsJR27Go96",
-	"liQ0VOniHc8nZBCe0GC/TB72wlo6wT45bEzjRV2vkEg8OmeMvK/2+yMJV4ApsqjnNNVGfx33xlZ3C8hz",
-	"74fbpdItiUc3hLIq86WO/wF/TfmUIzipQTwodFGTTrD5JupBj/tvese9i/7Rv14eHR0eHXrbWtrV8LnP",
-	"tLkXUpIpwk7AYlTdd6AxXp+Ocpb1l2Uq0Clo21rx0gp+CefP9wUbXe2G8lyLtBH0A8wWVmpaqFA6pqVw",
-	"294mGH41Z35Gc/ZGH+OSw/9QKz+KA8bTpznrADE4Bdyp0K8Zcohb6K6eTn1uWk1NqaBjNtWX/MOn9pKk",
-	"GI/FGKmmh0OXN1dqDsibYT9ASNiPqYACETsbQF+16QUjANydD5Ver+lrqGnBxwAxhxdwxnRBqMPg4Mmg",
-	"7Zts07nKoWmh7DhlRYoipu2S+oPJ2tIWqpSMOSh5LsHZ+1IknCIyDAMNmVONSp2F0S1kJ0cXkTD5ZICM",
-	"KRbhPLxs7OpUaO48o+eMReL9GUuBHasJn5Ehy28YCw8B8VANPlK9KMi8MTpmjA6O0cExOlQkHTPGVtVa",
-	"AQ3qYRovFg5azwsw7fKkq6nNVNy09lvxhLGrRX8qhckR5YLnnKb9erydn+ZinDLyFnB22i1n4ey3eCqv",
-	"2ZAKKqjHgWpMoXL+VJJkTBmWNMsYmAXWOqrc6CzpzGiWLzwHdJixT8ihG0XfiRG9lnPwYQyKVwa1HvoV",
-	"uVBFFoK9RIZ44GpxVVyqAgHHwGWh2Atea5uAkElksCUxccaoCwFChYCHDYvXygAI+cUzNBLvg+y/etoM",
-	"HtkyCZ1dk5viBf7C207DG8vNao2nxmUu1W5nSIH3aW9oR/L67nVrqqPCp8pt4ygxhD+r8Y/Vot0uZuCF",
-	"CL8O/IK87xXkByKiftOLLejAU1uQTeYJGTA9kLN4UUlb50G8Sanb22OX2hb1TqHGKlt52atKSQCDp8lb",
-	"aYKyASDBbtJFx1BxcUPGQmYsAeLxiMm7KKanPl6UpRB67daUJXw+3YRRvAvdQiZKRzXx1jAQlHk4ur3m",
-	"xa9FT4Rv2JTy9Jv7sJiCX1aBuA2gOLi0atws9tVB0cPhGxUJ++duvdY3ypiarPDnwO4Fqp0xq4l51wi/",
-	"2/olnoDNX//ZtUtFx06XvKUZqKPg/OwMqbJq2S37dhaqnJexUHTZdgoLPuK0Gi58cHxwurmmBa57tfn1",
-	"/eD1kXVOLXFJjVnJI/UEnvYcUW2S8itWc+RaJyrvTt0WoEzfRJAygg7p/85pismnNigsM/Kr3pBUxpoV",
-	"mSPwsurahVPr7ldhGeuqGv8PEUtZ6/lBJc3ekxYdxrt7T1phmdbrHy/+ffDTSygd+DjjGVN9LsCYeo7Q",
-	"5KXb1krY6Omz562g3CVQt/aRHLoyG7farRuWpn1ggnpG027hzIBiIapYf56lrf3WJM9nan972wbN9Oua",
-	"PXZt0l9/5Ws86QZvflrpaw53psanEOjcVhWjMQROuraPvf9MTEGqC5cfFdgztomEMV/urKdp7s+SDncS",
-	"hbyrqTyugc+f0YxOWa5Fp/CtWaic1vzgxs/Zrp1giTxqWRIfMbCyZbX9e7tsenfJKfTZr/SJn1BF8GOJ",
-	"USkrOz1kkbCt5LU1FeQbY6wq4PSg0gqpOZz3V82e7fOBuMBkMYanmLEO8gXw9uNXa+ZlPpHbhsfecGDj",
-	"YkSv8KmHrfFNdppZt7f/1p2wXi7pm+XdkU24JT4NipE9Ms/ZCK06LCiwoX19OJGAfswZG3OVs8wInceP",
-	"C6b5+LELgVmvCvuYZzTOPbsXP2vS0Q0zGZBHwwVRs5TnEGgwezXimdJGSCrFliv1Nyw0EtzGOmiqJG7w",
-	"oFjGwNPr0xw1/RsKwBN+8pGRaaAj3l7nOAjJrcIxMEzh069lEpaO6ygdNAluiUJBv3Oapq7Wb7BtvjoI",
-	"+rSEk19POCsz1UGgdgqBimNokVpeY2lDbTaXVg8h16u13/p//6jb21BE3LZ3/EEhGTuFjQWRauQKP9Fr",
-	"SmY0vqJjyO/Rf4uluNZSBVr6bNBb3uXnlO5IuyjCsX/QVg+w+0i4wGEspzMpcLCJy8XEZCLTJscAB5Zi",
-	"/RvISyNtS5XIm4tNfKr8vszGxZ/mKpfTrrXfjDpSGsg8RGezkhwum6blJa3fexN38FmTj8tRMX6LZdYR",
-	"tP6VXJ69cfTrDQsYSb6OqwlFsNiZqoV/esX2e/dgnvG1WqKbrmfk/ljMyQdJr8MMrjvozfe0RL4PurHl",
-	"se+wu7Xk+QD76+pPzjfY5NJ4AQH7BTA2PrZ6tKVdDJ22IMWIj+foQC30mZLPuDcis4wpJiC51Zzs+Y+n",
-	"l2+gQCjUhQy4Bygzdnjm1fC1C16VLohxPluN6vLsjQLepC0jkGN2OHrFiq5rWFJow+9apXQmJyTadjWb",
-	"76A7hM5z6cKJ3coOB9p5WI9kZdWmqUtg3WmFElSWIEnjFv0Hbxljt0FHG15/Qf3ASxM3f8i4+VvPlPfD",
-	"YiaG0q12VfT8JlO6KNDrYzkW3LpQztEUiv3ujaiymVALV0TlNJ8r+M2WVOxHgpDH5Pff/4Z9P7Sldv33",
-	"CFrnRS3yt0+fyOC4f/D27fnR2S+9l0f9N6eveyf9y5Pzy7dvT88uIOZPBanpiKdHJrYqxXOneI/2zaMD",
-	"WF2BgO8lD4hvitwB40rEgfVEOYXH3yzNJ9i8L+StbkzRI7K5GQ93MwofocncchgWKxqXkmV9SzVZD7yj",
-	"GuyTIDW0RC3Q+gbvoWlMimQWtt10DnVoBxp28KTVxpg4BAR4zHQuz4/O+odHBy8ver8c4O2pcv2EQR9K",
-	"4Pk4xLnpX3F88G/CsdMDCM1ggWh+2SC11+jSlyI4HpakuK/g9x+x7rhrgOisz7OY1A2fsWSr2yTSNIk0",
-	"TSLNV59IU5/d0l2XLLM0+9w0I61Ppem59A/ImWEfOTYCCL2p1tXF8xJ7sr6lkcwgzQVc0CbK62Ei1iWy",
-	"BN4n6DigpC3R7Ubi/aHDmlgSGsaxO/qBrTJCBc2YK/eFTgmKJ2wlRs4b3Kh7FppsJCiDlWN9s6jolEHR",
-	"Q5Gk88B1D8Hxm9Rrb3b3obltmqYb0l2alvKEimyDgvZqhONq6is636sqwcGQUwpEUdzNLjkougNjpkGR",
-	"kp6xkEbJvUk0Eitp1IVXKzn0zup+v67/9cHbXv3U0GVavNipZuFukSGL6VyxSKz7DBQlmSLxXGpNLddW",
-	"O3BdzX3znMZXSms5etVKTplWA8csV2Qi0wT6zhHFITOqnLcnjPEPPqSKo7uI/Xq3ZBlNFamCSBlWSgRX",
-	"EaNELmZl6ugzI1r092E1LAOoZmGLEfQkK3M0wxVhgDqmc5CmX4TvYMJDaVuqFVZfhtmsuPN34zomPLGq",
-	"UTtGTUqpoZXokb1btbmZBgvH4EJ76aIHb3sQMDF9NFVuqcUNE0RtIvGIjzB8twVpElnCMnSamacMIG01",
-	"SGPLZxAp4UDrUZV0V6f6m+EAEMLa5pqJxhMpIRE2yAAFb1paykblU9MpNF1Ad3Xvdc2KctlGBmw0KwvW",
-	"EU7cxOVmXFOblIJQsbihC1Xe/UjoMaf6LkE6qlLzKWZvETqUxsdQmaLKMTKtzwThESMBpxCeKKRXeWZk",
-	"sEo0zVxmrv5GGGfL2BSgghHrcC5yntafkszKZ20w3duE5ibMiRwrr/0QyKNreWXcQyceZkatMDAKa9ks",
-	"vuaUQDA4IPYq43b7YX0yYTQbiMxzEZ2j36fwuFOltLVipABXmiF6do0fLQy5n7mQD5OtW04d0TLG/KMS",
-	"FloTYL0o78Fa0zAc8CvKwukLduN825vl3FABEUXvzXtkt1zU3Q8Ev/9CeR+YKBGJ2kwJslGihGZtSzIl",
-	"1kfr7Q6EVxy3wHl9wu8KxiCj00ASGQZuTNiazI8qB4EkEHi5A4l6awk4OMUPG8EHV45VM9xwGqBbuEoE",
-	"49Hd/UwxkP7F6c9HfiTkXI5yk8RE0LRTcgT1uWARwy1sXMAP6gJ2osScv9/9VqKXlKZ6CQvUTpA4G7dk",
-	"45Zs3JJfu1tyifm0NudrmbWGCX3LzTWYnLaqnMI7V8aT83m9Hm3TRMS5AmKqPwy+C0LJGA/O2vfKmB2l",
-	"DMUz808D8u6eryltL2D+oC/5jSRXXFOTbcRhXt3Xz3UIZC8O7B8Rilk5f4OCMLO1d7Q9jwXYDhCXm++b",
-	"9FtTkWOGhqWtGRsaqxkSITOWQTtyaWr7vBh3AM+trf1SS3Xcr8xZIYULol2yc0ANg7LOMu2Z4ynUuUpt",
-	"J8//qMpO85jJkrHU4ZMCeMIpuTRVA1icIQ1kNhyzoFM28LKGOTTH98E2oBNORvUd1fRiEibNkJGACoQZ",
-	"zXKFRqXmdjFAAynpL+b48vyCMA6J41M6CxJ6grlIAYVGRQotJJOmcsxjmmoeK1jWRgMY0naoWATvo/Hr",
-	"lfpN9S6b6ie7EL0xkfA6GFyeH52dHBwfDQzoGCzS5iHB3E9OLwJd3i28SNew19NPAAa8Y8NUnO5STLcp",
-	"032gMl2HKWqPAYvJAlbaBi7hagdUOSgylMkiEvWNngYrqvAGSCEvjgi3dXTL9xoeBQCl4OaX848jkbEx",
-	"zZJUb5rU/GU2z9FTIhauDshRjW1QoFkxEE0sMYGtRPjY08qi5r83hB6w6hL+o0l8tnVCZqt///1vZCg/",
-	"MrUNeKt/+/QJ/7YkTSgSR/Dd0aoEnpXJOm2i1RzYvOJ5n4eDFKzmGTkEMvShQx0uc/AAuFaXcG3eQQq0",
-	"1JhMueiofJGyjieMcBt6Jsyj5Xf913HGBrhgELW4mPAhNxhOUctA2kaiqGihygWibByG5x5GEVUWlqtn",
-	"6twGwaADvzrGiBrTsQW+1a6wZaQiQiPxdGeH/Hhx8TZIBkMpItamevmWDVLDdplEfMK5oRlkwiylne9N",
-	"itl7D8/nRiswhi/XMw6paaezt9OBZzvm2S1DO5qLo+4SyH/rJLGlIqORZg9YM2gz05SSg0iUKHOUypsl",
-	"tdz4J3i3c81pRym5ZQUPTLIPM+zPMjZi2g4bhOfUJT2TywPkANM3alck3g8MxpZScjtjCc9YnN+uplEp",
-	"aV8Myhtp4oJWAwrZzH+3PNUjrfCEvbOs8cEaPbzdKlhvjWENUI1cYKTOKDAQrcDXu+SQjeg8xYxv1FFD",
-	"G8wEdrge7L8QOGq3DCKCHrcV+mFgrOIt2/t0bExR+HO1x+mnDw/V3kZTwF0KROqr74ss0I0KQNR8qM3x",
-	"MjyWV41v5MZyQ0Yz5VJnYfzPfpwxEBc0be23rlm2mEmZqQnNWKJYnDHwk2HUrbXf+qj/VxiTNjMeUotH",
-	"UlZd6+7VOgIC953VyMyTgKOAgs+IZR/161ZFyqUtgKxbpyUbnYurErYcqKAs10zRoNnKKc9zBJ0fmElC",
-	"XZfxuFpc9WLAjGnrBFQa1yXWaLpcK4gpZ9dMFTE5+0lwS3bkqDPUYz4aecnDkbDBmPcO83zK4gkVXC3B",
-	"57XPbW3Vu3uto6BkKh/SnG5QOHBQYCusoEujJmEXZt/OrkvwJWFgK+x2yxV5LGT+2NW3JmzEhSaOm5I+",
-	"D/LWgV8OWZh4j4nJkAriUi+xFC6AIwJ+WjDSWKuiaDt2vzpckwDQfwXYCFmFNVIwZq8ouwpA4qsuK9AP",
-	"tP7hhxAGcEv8uZjjQecA9HP1yjVyzBFOwfS3mRbaqtHno68VVnFo0ogBYJGLksAZ0VSxUOLAnyqQC185",
-	"YofX1CuECboFDgbm3SkoaXa5wDUFlMW36oGHbgOC4SuvnwEGw1rkS4vBeJHfUzH97V64alK4m4bLt9GH",
-	"5NXlgSrn3aiiCLXAcwi3LwSAquW9fw5Qhk1QFr5mqINIOGAUY8yWjS+sPNMcEdjD3cERPPnzedERHmZN",
-	"DZ7Cl8NT0Ib0aaFDrj4yffkbBIYGgeGOCAz3obXPitlgfaCPjv/VO9zCY/KSEgNa+sN9pndEk1jS1HDT",
-	"cmHvjlW25XOVC58fnfV7J/r/vUSZQ6Mg2TPgRZZGTgFRvcmT+YJFxIioRhe3qZiMRFGiiOc7IPvEtwSW",
-	"Hq55tRJrW/6+Zq/UpsHqP2s2asc5+tfLN5fnvV9WDWAUH/YxTueKX5tOSDOKhce2T8pwsaQ6GT71ucqe",
-	"b1H0DP5iOQcPPsivMustvPp65M0qpDcrjjaBSWXoG+ll6Acqc2wtn9MxC3XWAutBy552JIpSCIq55CX/",
-	"zqhURWsPEtOFirDqzYSnKnC26SdmLNO8FYYPBoY1FNgjJhhjHjefTNk11TrYhMVXyiQYQjQE+5pgpTxm",
-	"10TC+9Ka/JA2oak+ufEEdQu9eaBN4Oig1k6X7Iby3Hd8BKnvYcl/ZaMiEe4Uue1GbZ43uYxFWyez3Wqv",
-	"rYhpC7SRe89kC+nr3K5weLctdUw5hX6TxvGraTJIltISsNhVvxjFb7VSMO6KG7q9vk37ko4v4dTQUY84",
-	"laX+8tUuTABSsLQVDK5yLZqmHGHvqHBv7C77DmrjJK0JcT3UJpWEnFmBJ+NepfLGJ4j1XUpMVOkWDRsr",
-	"8vIlNlNUwM+CIEjJtR8Yflqs+3U1iPtOjbpot7500Yhr5eWdkEG+Ma4i26jL8FvzI2IIQH89k1+VcAjO",
-	"0WxRRQWJhGkSaL1UVBCMopqV9A5JbL3ZOOEJy1i3NqCD5zukv/lBHuwqN5JySLM6B1R7VZwGPcbUBWg8",
-	"nPDyloNiPqNKEYhQGNVcW2O2F67zagTmepiPZQIy1SYBVqsHb4otsAp1OAhQfVz8tlZlw/v/YWkcxOnO",
-	"G2rvnuVsPqM246KfH9ik0OzPSkl2tjqnUegfOPG9rm0O5KPkQcpT1UlgjzUSoaPA3rqFkc/AK3g8T2lG",
-	"BldcJAM/Es9NZy2qrQN9wWy7v3KWJfq103ThN/YpRFzQcKnJym+y8pus/K8+K3/jPHOvrPrAPLVRWTV+",
-	"YJteU57qM13ay/Ilmmm5JIoxbNpuA3egUdgBMIcC63Sd7zRMhrfKtjkwMAD1wEwoRBOkedu6i/2ghYul",
-	"uCwE+Hphk/nzgG/PFSuDRVyzjI8MUYAdHYkaZwFYLRDXN/4KCy4AX8QsEa+loUDYQm7afboOk9Y9Yghp",
-	"Cl70IBfEK9yGzdCqJfaDNJAsZYljP4dIimQuEpapWGbMdW0OEqi1KnvDwZldZN9pbWuWcQk16V7GjC9Q",
-	"2pGYyBtmIQ/ceFopBHN6yExOIMzUxnnM6G7WQmtGabqAlgB6ocGeeQhiU0ZFdVPJkMWayMlcuJPVlxsT",
-	"m4FywK2Su5PnKZQti6SUCuSS9HlNsTIQ96X55oE30CaZc26u2p5DWtZ8y5+OHIXccbrox1KmfRfOXpI8",
-	"50Lj5ZByfUJd3bC1WXSfIRhdMJCa2stSINlnNmURM0rpuOrCCGjCv+aGggwroekNXUBQy/jmKvmlGZul",
-	"3F6evZ0dcvpzTdLCxg04a+fU+Pf/V/37xIOhsWQBDvUSuZqqjweOADhCvGsIIJjynWIAdoT7BgEaA6Ux",
-	"UBoD5as3UDY1Cmyu/MMYK9BnbNvM8cJmcSwrNA78N5hsYJQ0W2IJTlgYlJhui5ChDCnKjyNh2Wm5/G61",
-	"QUbCL7sc5gCOCT+KuchtW6MJoRxMJ6MOQl2aGUbCVL3KrEivos5s4TbeIvJMpoBYVgfNU+zchbRG5pEe",
-	"/h5wPQX7LYWO4AD7pv4giGJgAqLq04z1X58dHVzU3nWYV/AeTXnM/uF3h6h5T7CPeT/l4ip8t6Y71HYs",
-	"xTij+dzUPXYn+TStG1IfS9+YFcGou2tvZ7gLdlWlIT/UsedwN3nSv10eplc/6kcpbaVlqbVC1yIao8sy",
-	"z5hFpqKKuC4k2PdBW1ZzbVpacyzb6T7rxHI6oznXl97YjIjWVS1M16a4srFiPw+SCjLgSd/L+bI1tksa",
-	"aS5tWIF3UOV+Vly5mQRG4aZzgeYG9E4hx3RBikYGha5GyUxm1r0bFPuZ+tPC4PC4zoSKJGUqEk/e9g7R",
-	"A+HHyauDFQl/tpB8llJh6ikzNpXXWO1PyWiezzMWbuz/z97XdzeRI3t/Fa3v3jOEdZz3sHDPc86ECQyZ",
-	"gcASmLmzNI+tuGVbQ1vytLpDvBy++z1VJanV7XbihIQBRn/sLht3q/VSqvrVe6LszqLEHmxYLrVR9cvD",
-	"AP6NKiUi7CcWRI6njW4Zl8Y+315xrGW6pFkWuuYcXEeHQNPu3wbLMOgZ/6MUjNZhbLlQG4ZmpCkYUEgu",
-	"4OBd+seE53yImcuDN5vr9/n6fw7W/937f/31t9RwUuYsE2pcTKpGtOJ8KETKtvf2EhW8b1OM5rWOtXD9",
-	"5/Xd39re4afDVjaEKWTt/VMOVHVNR1JkKcoCLhXJidcvn9paF01Hn81LQ9NaIHRshDBSId2cIc8qqIJB",
-	"G7bVY5DdDX9H7JUoCuOwzsNatxSQVwcvjr4ziXozePH85BXbcMLRiniaE8qpwds7vodLPVkY5L4FC+6B",
-	"s203EI5Dw+BK1ogZLXxvaqRJ1Q18kAaqf9EFdBp2xwUVObxnjYKBgddz7rVFCEEHJRw39dXGfBnbO8A9",
-	"6facZmKty95PtIOdNtA+UbNcT2eFr+V6JlOX5lzRRFU9QxpLR1YvdL1iLiq2FnI4m8o0wSBNFq6fXv4O",
-	"lWedndFGVEWmGmvn6RnceoO1jE05GskhvI5ibQhvOp5nVU/bcdT+1ayaoGsfXwtamN6R4gHKtt7mWntz",
-	"oRBLzHgx2Sh0SEqX9Rnqds7XhxOuxi1huh8wHdvyNLi9Ex50N1j5HtpoKm4oqr/9HgbVHD8uxIvY2Fen",
-	"WQQQ8uUVnOsHDmj7uFiMsLC05xMjHA5fTCO0oRncjRNwt4KSUGucC2CyLGxAh0tCdA/jlaEIDdyk2wrM",
-	"ffXk5aNHL44OF413r9oWHZpwsDmziCa8ryREt3HSzkK2oFu64w0QeaHbFErvOGPsCXljui5ms4YvbRF0",
-	"625AfRyuPny3CxcAdXqAuUIRc+VhuCoM71Jo8UV/vULhQhhAmSIvqdMazBJTdjUwHyq0EbQowVkTtqVs",
-	"T9jVTA5BG6GIB2EoRZSKbLla21WLRDQotKjnMDCWG2xsmKh39mN4uISy8XhOHr385dHL/vHzV/1XL1+f",
-	"YOUMOqFQ36iQOJaHMPZoGnoDzIF8dCQXi7w0RZDa0Iy2uPmYIE9sh4+Oj9BOVrGVtj7u3rJLcSSRqXy+",
-	"MCG8nPb6kxJ3qku1YE57KMZSmaYgs8HcDiP6i+niidIybzpvP9XCZuHwDZvYZhPgpKqcnhIxfg4LW/2b",
-	"KxnaEmUJi92Wqe3ZydHJ4fEXaGvDvc7n9Td/fPiZzGt4Vn06q/qom/fubW7e39zc3Ny6Zbuc24HGbKKh",
-	"LhrqoqEuGuqioS4a6qKhLhrq/gqGupNnJ07FusxcF6Jsstm5dCpnSyGbXTjk5Za7RHnTHYuWu6hk/wmW",
-	"u6bK+pkMd8E9uab5LrxpX4wRL9zNaMOLNrxv0YZnBa6px26RSDsVNfnZYhVzCTOzMp9pg8yrVlXdX5Zr",
-	"Gvi0nvbfibnZgP+iQ8pE0XL6h8KmpVMHVFfKUWAucDlbtHTRCy+1nv4MQ6+QN0Ej0ci2OJXrv+q+W9ez",
-	"liRJWCh4YY7EzWRBLNNt6UTau4PRueoRbSN2jvQtgWkHwkVubbZ1IRMFHy9vPga/2uq7ubCoH/tX0rfw",
-	"u7UPos5wIjz0rqjCbuXGB/uPj4O3d1Yqa+2HsC/a/1mjNrtTjR2bC1Dx6jednw5TMRpffq9hB6x1rgZv",
-	"Lb29noFO9/KKad4lvkU1KUQK7BSY/O5NM3mQVY+fvz4O2ftry9/sJXA0HPn5zfJzu73vbTbfyHLsmFwQ",
-	"kwticsGXmVxwQ/2oVwAwDkA9Uul6odcxYkIN8znN9u2FtRO34ARbE6VfiiKX4uwq2OlHUXwycMqbn+19",
-	"JeAJoMOFJYSWsV63FSJl5czuNLYZhxF7nSXNCy78VEtbDDFnKVXRrw+HdUz79vb3pUrFefsI+JO3QmD1",
-	"U+9fVrVmCV6tf0c9aFgqkBprJ7nVBhBHOn/P81Sk/ZWgKPASQ9wWPuWNe34YLFL3TszXzYSj4uE8h7bp",
-	"U21GrZBVmj4Zl9tKhv06EeiApwLeaNeEg4QPlTO/A+798LFwi7DzNlyC1SrD213u42kucvdsrHNZTKbr",
-	"VYMPeLLHGCBlnIIelqBd1boh2MuYKO4GQLD9hryz60amtBh6bEnjHFM9vA67bh9eYx48h6WxXBc5cT4T",
-	"w4JE55RXFdFh1vVqUkM5m4i8EOcFbAk3Yn/3H9Xf/qFH//jp5PnxPyydi9lETEWOPUTsw/5P/yClbMqH",
-	"1Y9TPoQhgo+0ZE836jW1XJ5FKq5TUeMEA0n0s5g/xB1rb3ex2N14ymewWybwNhbaX/XG5tmnZLq19Npv",
-	"tdzAzcYdsEy1QYSf/WQ+Xno2nk8uqlkPnb666E0+X7fldNfDYrvAiddlesEZwBPuAPDf1WVpO4y/wTMP",
-	"wsyvBmf/1k7r8vMi+blqXWJP5IyqopPc5Lkg3ahL3keuGA3j47DQ752oAX4N21aCLJz7Jia+NumdwYeE",
-	"5pR0HrAPHz8O1np/ul4diyBExToq1lGxjor1pyvWK+m3n6xaz8oWLeakgM034gxEaJthe0GzflFeR7OW",
-	"qtKr0YpeKdXsme0LjBQC91oVwddvUeG+ic6HUdeOunbUtaOuHXXtqGtHXfu2de3G1t5mdH2MQPiWIhBu",
-	"JMzMgtP+mYfWu9tkKPEGlF9fPj/+sf/y+fNn/Z8f/XbS/+XRy5Oj52GN+V9zDYgkGlNu1ZjiIuKrgGIf",
-	"fDblhe3aV1c2gpysV8GPbiRnlrOBsP6+DxpUMUgUJg30YuhLtNBFC1200EUL3ddvoVvFTPaJBrpVwos3",
-	"PsD/P0o/fkKcsbUyUaS0szVdFHj8cP4SP3pDAci3Z9NrZRBBC2qN++DyPDwwwDZUaHyrTw2VNZk+qBfF",
-	"xMnOeDGp5pq77YnB0lFVicHSETFGxBgRY0SMMVj6qijsT4qeXgERBuHUnwwHm2HVXwggrHpefY2AMPqW",
-	"o285+pajbzn6lr8s3/LthAy7iVwaNewe/IICh6OOGXXMqGNGHTPqmLcfN3w7Wua1AolXUDKDyOJrKJlf",
-	"WoTxlZTPQP5/bqXzekHQUd+M+mbUN6O+GfXNr0HfDMJmY9RsdEXHqNloSohRs9E+Fe1T0T4V7VPRPvVn",
-	"Rc3ehnnqSmG0Gx8sxF4tpBYV8SvW7X04P3Gf+NIr+H5F8bOXTHUqxjqbeq3y/UQb4eZJhaZpS9P6jL1+",
-	"2T5PExxkDPWN+lUM9Y0wN8LcCHMjzI2hvhehw1sO610RlVYhvDcBSWMQ782iUj/xrwCRRtdsdM1G1+w3",
-	"5pq9OFD1M6orP4t5DUBHNeVG1RQ4UZ1HbSVqK1Fb+WsHjd6evnJBgCh9dOUSs9dTVZaGgn4dkaBfuN5y",
-	"6VRvT2m5qVjVqK9EfSXqK9+wvhKLg0Y33CpuuF6Mc4xxjn9enGPUtaOuHXXtbz0AbonOe8uBbl4MfWj3",
-	"H/4oihoA5ae6JBSe8QK2pimELqgJZKf2A/G6zo1CLQ/BlxCn+5mVxt5ggEHSS1HCH6qcwl5Pe6TM9u0x",
-	"nG31hmV+Jrb39rbur3NhQDfahs2v7tGK77RcLl4WkytrJl+/YjIrTzM5BCqs4T0jx4oXZU7H+j3P5FA0",
-	"eyGIFHf1ASmGEsjMv9aaMdX9RChem/ru9upY/EAxPeN/lILRea+OxH/AEzFoCxjq6YzDhtsaHwgZ4IMD",
-	"i++LiQAGPhTyTKSJsmM57kVnIHOWcVPgwcOH+dg/4QqMFIkSf5Q86zKuNGrplmNPuGFTnVYqeZsxjCta",
-	"qqXsFkoPmM1Sq1zASOp2toslfXX/wwvlzr3rFAU3g1U7SbSzPrf6z+fuOtZLgGYE/TcI+o+1211xLk1h",
-	"IvyO8DvC728dfl8D4n6670ubFjTyQy7gi4yj/W6p30ubJqTu3FSfwgijI4xeDqNXwlxXbNI11GokxyXR",
-	"920b5K8CQBmyIGmwwF6I4a8KTa+KOZ2xUKbu2ENuEBFJRCQRkXzbiIRwwAIM+DymwMrJt0quqyJVCY6q",
-	"EoU99lBbM8VFCnQ3Udyw9yLLGDeMZ5l3zLJcAPZKWaHDRGDnPgnSMi9qSVOBo1VDghzr9dm0XYbX3BZL",
-	"dd6aykvjB2be5kLCiulRot4MXjw/ecVW2fVBO3oAnHiJS3UtUTp3Ltsrne+Sb67uxV0SDFUP5Ll23+1P",
-	"kPoryVmbL+29vF1mYV/l7wviX2e5OJO6NNk8UZ7+Ynrmt5me2eLxRTbXY0ejGkNqJ4wuCTfgaFa0WSID",
-	"mUHBT1xZtgKck9t1RnQX0V1Ed3+VRNB26HRrmaDtZq5wFpfnhH4apBqL4mI8xfygiXJhzw5PSfVZ8RRe",
-	"eKHSmZaq+GJxTjTeReNd9IFHH/if4AOvcug/vzc8KkNfhDIUtZWorURt5S/pHW9XG24nJZRyOFabBGPP",
-	"VTZnAy/+BggeToUX3Rc2FPkk9YayRqLF+M+zGH8ZERCslj5s+FQwbhJV1N620XzZnMY5nTchZVTDvlU1",
-	"7EpBCKCUWG2py6aLdEVL9SEDxFLgOlW2lJtRIz4lrOOGojou0xsa+P9TUv02b1qNOTr+5eDp0WH/xcHL",
-	"g2eBKuOvVSO3LCozN6jMHFSXAdGSVEOd52IISv9jnTM7P3LbDDz9D/yZJGppwp9/2rsPK3Oms2fodJ6o",
-	"ltzBhSfh4kZFOirSUZGOinRUpL8tRfoqauxtBXsZodJX+hCx6sYHcSZU8Wo+Ex83PhTnrrtBqw7+KnSH",
-	"MWlIayk0gxHxv2CStlALjosl9DkzokDF1hJFUEOmroSfBDNbRf2GswUqxG+5idRpftpT4n0/dUO2KJp+",
-	"Az69DtKbIufK8GFB/ena9ZjgmXUJGhRIg9zqMeRxhBn1mHN82Ds0Fkogl+IqUUeHrFTyj1IwPsy18eRr",
-	"Kr8I6QZIkqwAmvwfcptg9FyiQo2TpgcbKJQpQZNKxXSmC6GGc9hfN3h9a3f22jcUqejP0dst27uwW+hq",
-	"XUSf2QpNbiKBVIHT+aH6c1Ozq/8BruiMF4XI1TrdeSDK8/XSiHxdpp1WqOCW4UmaUfdDLMAGb7Kjwy5d",
-	"LffnRNl7d3QIP7gCU4A6e+xVVT/p6JBN+ZzxzGBvi8HdQTdRU8EpBCnLGAlfe0W9Ag8fbejLDVV4qNFY",
-	"8urp04ePDo4PDn4MsGnf7qJVrgmZrpBb4I8zYPCwonbI9aVql+4sQLKgimnMqMyyORxtccNFBIARgyhx",
-	"DNF1zCEOHHJeJ1pOLNsmrmsnC9fy7TLxMVfDpZUCTuZqOMm1kkYEMOA7w0wBrMszJ5tURX/VKuBCgce3",
-	"xEGkYQcvjtj7iVDk3qUSapkeo8KEESWwZqlkIXnGjOIzMwF1zdp6Wj7SZVyh/1bhBZeqFDASBuv5L9LQ",
-	"iZJqmAu0aWUsFVnBjYtIxpHtWNq5nTFe21EuVlO6e6wLcfcBq8tPU85mOi8My/h/5uuZ5qlUYzKkvXks",
-	"s0IAc2wXISP3c1hCKcAUPfY0GJNNxfRU5JjGohXQHX1ZpG5TBrgQjLxBMuGJejN4qfWU5jF4e6fNogw8",
-	"Af4jU5pP3/Lwfq71lP5k51ePo2G/wr6Hq2b4M8DXtGtPyLBnr09euRo5ZOACysMScUbk3xkGfMoubSJn",
-	"luYrMvldS2XbSqNW7n5JFNw+RxUjfMDU6qoTa5UpS6UZ6jPcac8FvzOMn/GC5ywpNze39xOVSjPL+Byk",
-	"Hx734zIvJkBjmXwnGIUP2Hl2w2Fa5w87kcmxPM0E7d2pgK8PtTIyFblIWS7SUqVcFXXpbbeVM9glGGZg",
-	"ASww+EDI47aSa2Lh68Tv7T+tNWLMZ4m648r/DYxUQzFw1wd2MfdGVe/wAK0gk0qsdVkuxjxPM2EMxvkX",
-	"Gs4Bt0TnqPziWfFcVOvquYsCUMRQxT84TLORCX4mYCCVslmuRzITbDjhCkQlVfFEdZGlpT+yMZ/h6PCp",
-	"TJsCTwjuY1VJMBUjXmYFOxUTfiZ1iREw7kpQFyhHhsAfqk1LFG1Vl/FMqzGasem4LWN430boqPETsbcg",
-	"YGCuKyBfqrjJGV0zNsRckZSVxq3b/gB8DBun2f//08nz40SRvAJVQqcixbwLl9aGWMGSCmLFVBTwrDs1",
-	"CSQKJ4BTgJFhSGZHPJ37B6til8MJz/kQnV3woUHS+ZB0BonSM6HYac6HosdecOOnjgNKBQQEb5yioCil",
-	"zQTRCm7tKFEelDLMlEH84pbZug94xYd6OhUqJdXeaSSWyHJRmsCubl+dllkhZ5mgoplduiIEEzAeEY6e",
-	"zXSWVTDZl9BbmY+3OjHqcHt/f//+/uze7v7eve0lFWdpvM6V9JYDZtU5Rco8iEEnEi0zwRKbdCmtLnJq",
-	"OfJAifOif8qL4WRASkbFBE7niER4nkmgUBSt+qKQSnNve+/+bn939587/a37O7tLFokc6GprBLSe68xU",
-	"xKlDycICgYBtBuEsUSo4bo2VRrm9+kyP8IQxC4CyQwFeFZoNAHgOugQsuB/TMlSXuOR2qEv8g8mRZ6vI",
-	"HtS6mM4KC9sdK6W3TWHHsLw9UVYGuAEqfw87UjS9ITfOqA2D6bKohdj6anRjhTF4jrPjrtNXrbSQ06lI",
-	"JS9ENu+ymTZGnmZzhHTID3DSfr5uhwZYjnVAIKltmV2LSQgfIhOfcJMo4uspw1fILm7pNAXQTgTmBmxu",
-	"LX794dyx9q4/KDudtoKxrReqzLI+Tq2N4Hxt2VUorrKJASmVhYY7DrdizqY8f0dsWBPXO50nCjgKMTGC",
-	"ozbrRJrAjQGAbiqLQlgsW/tIoi75CkonWQCBm+Azz2G+7wHAyxEhh9oHLaknHT0awTBJp+Xb1sVhP5go",
-	"AjEXfxfhix+9VPyMywzEZNLpErephq/WQiPLNGvYOu3slvEQUfTJodpgJc7jXr1Ok+50wxkFftCLDUJT",
-	"fi6n5dRz1vdcFt2mvbTLrGG0ygWCXfESrkcxqY6N3NG5RRkpL/gaOwWZJpifnBuNxsAvi4zPjLDoMxTu",
-	"9mbzKv4ENTS6ylh80iy/SpuDLjN62ZgBt6j4XD2Y39CHage3s4mG37ZDs9yr7SYGBuJVeL/T1IjpOATp",
-	"MC6SvM3nQgFIgBP+fPcuAt67dx3kdewONYylAwDzo6t0965Q6eLrl8iTmkpE+5cGhj5YBdyxC77OLvg4",
-	"ohjCu2T3J3iPHwP24rDwAktfYVqte0KaHLt0U+GiOBxem1FjuhZv2ckc/MYk0NIUTSB1hskngqdkCBlm",
-	"VNjcKsMEB4ug8oKzHszEsOoSYN1DEmgqLYci7bEfgJj/KDGOp1shSpgHHmN9Bv5UA83IfgqUbhdtZVYN",
-	"srKPr/lr1bOEJOYs1V36xxDNIyOR18SRvbR8WJQoILxBgjhHNWff98GxzEpBcgTTCGMDltWkKWDbElF+",
-	"l/lNghNFvQvDWKSd+ISn5HCvnKV1OQTUYIM2bEC/HvIsNDIRs8QMgJCEBo62BjcFEUoj+sE6L8QJF/tr",
-	"9jvXTAW6NAKADzH63wd10eagahkMPSxNoad9Ctqxptr636zhtrK+5uOet//ikz16svPx7cdup1IOHLrf",
-	"q6F7L4HrU1rw2HWxUQUuT6ozSZUI/rZ/fz+/t39vt2mBpkcsalu6WHt6z+bspdZTdgz/Fw2xKhV550Gb",
-	"dbvboXOmnals0NMe9iNXNETtK5WtAIUUzv1KX/n+VJ82fq5/lb7g/Jq/a4kU8bd72/tm3+z/0dycCyhh",
-	"0Ut+07SBEw4JJGg0cMlUWmjikgMmI12/zDN0uAwfbGwEUXsbJ4+fzF9kP4jfXp88fnyejU//9du/p/qR",
-	"BqQXGPQ6DzqPrK4PemCnWz9S3G9YCEyhj4F/f9/a3dm+t3P/3v7u/ftm/Ps70+jDonM5lqpP3LcPE6c3",
-	"9v65vbu/txNSh32xMUCNPtofaaURgLBGjhU15OBj0Xmwu7e/udO6Jtpi51j40Jn2JiLXAl0GrVS7QKlv",
-	"u51pj2g+7dMXXHOSTfgJvrPwyzYQkGXR1z/bR2akTClHJ4ePT04ePV440gOYP3vG8zEvco3NZxa3AFgx",
-	"Rw7beao19ibBQF+Sku2nDme4u/Nikp+o65/6Yohp48zbHlj1xLe2d3bbD7x+4dHNZl3+VP7K2bwKce4b",
-	"2FDPDnJqwoUnaOLu+6SYZv4JoAI7aFJubu4MT/F/xCVfoGc37MNwUGbs1+p6jdzSQax2t9xGXGGr33Y7",
-	"1oDjfOMAjb2oLHZ217d39nb2+pv9TVhfqXLB077ShRxZ4Y/ScCLHk0yOJ4W7PlvdTviQ+/NeNUYxaR/q",
-	"7/RDrnXROvJO+8j7H1HuvFN6+A4Fz/b2Djfp7t5+U/LgI1+gVKap1z6yKHM/QSSjz4I8x3XfcSPjoCGY",
-	"q8i+RryZ3bemmvtUUn4r/Q7gVRaCMNOyCAWe53yO7udaaMNDpMLFwKk21/Y406c8Y7NcngHyxqpNzheB",
-	"lkkKEsLQAfeRA1opa+/VA185k0PRz6RpW+dRPcZfVIFRNsCB1AKDGTiV+oCFA1qjqNr1LLEt1sV5IRRq",
-	"V/AWqKxr4TrIYf5U1uLoFpahleiDQMM8mKo517IglMV06lWXX60I06jr60c96IbX/1yJdbQuYda2Sy9e",
-	"2IdQCWjPdcBAaPQdFBrFa+Y7INTM2lUhxPMiUQMMRBj4zO22WMZQwfg6LpSlXhdg4BVuYEAlGgrI9AeX",
-	"yoSn8aKyZi5Mz2tPbSl1+C18orcQ3FppW8vote35ism3RMjB4cxmIiVdfUmmj31mHZ9ZI09nvfUhBkFN",
-	"yLQsFLMwkxV6cRHLDrhlOvawV5sVzgVuI9luaAo0zjWp5QiHOLHuhsXQqPpzKcrIzqoBZ7B/SwPOnLer",
-	"sbussbldNuW4W9zQeWCwWaLw3w3HZdtkWxml01lXI7GvU07WBKTdZisacZ95UVC8OewmxZtramu4qtSs",
-	"qdJfx6Zgezo37UbUCVLUHRdDPOFFongu1HcFuvDzoGuWNxbrvIrpwRsJY6xVftAWuy6aR41gPBeJelPM",
-	"Z6DkhTB3SQQvPrhew9Br5CR4AyCa/Auzov1t+6NZC7bb76E/xZYj9mz1Bo938VRsnqRPbHXOax9XxfMg",
-	"0odCTw9eHHmfPsY4ToBDWAmNYTC2r+4AU4JlitZgOZ1lgM1EZgQ+EtRrsWbkBWYeoPgWKKHTOR2vC6JG",
-	"FFQDpN5JSfZ8gw7FohHa2mrjWbxyXuv8sBQaZ3MXp12FejcDvWt+y79v77/84/1Pz56+X5+nZuvHgyf9",
-	"f53//uTlD1uH/L7m5udNsffLUzV819/dC7Xv6fk6jrYuqfsxCoDOg87/T5K/t0GjRTV4YRFyKkzBpzN2",
-	"p5ngUfnkSyXPmZjp4WQN8CiNSsE4Ez0VNHyiLPW4JVMobHPtW/s727v/vL+3s72zuRcsTapif7fTVmrI",
-	"qWxtPj8ulfHBHfP1P0qekSpQNStG9vt+ookKlp3IEjNAWzB3beO/b9v2QJFsTpoQXMHkiIIlMCwC/k+w",
-	"bxiFchcHuevSBFwv0yl/J9XYio+ZFOSmIZboaLBirj1WBcFhTBfTo0Io5gI5EmUDwtC3hoPYolA8x+NF",
-	"LwtXbPD9wLIEPGxiGrkYiVxU0Zrs6NB0kTFgFCByd3vJeuxX5zEU50NBGgzFtoF8sAF2tUAaI2z5J54o",
-	"Cm+2EZVHhzYZ2j4P20JOQ9jLU4FvIhsgDtfIiv4e/tRu7alOkP5wUTYKLmWRjpqmuYWRQwPSEnrWM0JI",
-	"TJwXOV9SlMl/u4Gcxsvm3Z7DxanaFcUOhHE4jStMgWEYLABk5NJUPL8l11zFDYi6p3xue2BSEq6LDqCn",
-	"cUqwqIJlgoP0Un5ri/fae56BbEuUbSBqupapY6Uw7mL5+BhDL4RExekUcMeYF/IMEcMYZYOtxSqLyhkq",
-	"68kuW3v793Z37q3ElULp8WEJ2A5Db0NuRJc4zI3rMgvKaU9C8oKriZtvDxpbrKMLG2uh2WcH1acG1ZMe",
-	"JNFXgrDqN4MapbY6ov9rCk/QA2vAKjAvqQjCtMKJdm2wHVW5nfuACzwjRyc2mNYX17XYOGVzioXAcG4P",
-	"DZftSaLuyJ7oOjfymWBKs8aCiDmsWcYa7h2FXSRqgEY7chE/8YRr2MmT56+fHrKZnpUZ+Z6DAVDK5eJM",
-	"5GyW8yGGXXXZaWlDnJ8d/EbRFBJpXYmhMIbnc3YnCCjtJkqO2JBnQ/iAowQ6ThAC5zOhjDwTVezFVI4n",
-	"BRtOtDaCwmOzeaKqAAiJkZ3W3CNS0vTWSGqES7+rdHGXKaBuIH+3RLIcWb47Kw3pKCzwQuNMMFfoTHK6",
-	"cIs/sjAx7uDFUaLueFCYCwoYY8NM8JylYoSZHCQFkk6DQJPOWi9RNcZqvTV1fnqxq33LWofO+hcCyoH9",
-	"deBorIqrqeQRsUpKGp5lfBiYPt01vRaHdNkaVRkhG44XQIFgGj6lJSxVOBM5xlxQbSIjbNiuX4ab4Krp",
-	"bbCrNjBzYV8/dLZ624RjbClse8No4e9r9lh3f/WMUYo6ZhnSQl1Yfa1OtlRs4ATkgN1534oZ4A9Y0ShR",
-	"vV5vo6agrVy1qKnWOcUGGYYuxxOYi73hyF4oY85G0/ibR++ziVa6zEVKuAy2mlLVUj5Ej5hAJthOfgF5",
-	"uRdquo0cATtttvqvCNr7L82MT5t+suNJtpOb8ZNnv79bP/z92U8Hx/x9fv/Jk4PJ0/Huj0P96rf8RP72",
-	"249/PHrU7jUDtH5/a/P+P3f/uedWZK6uwVRul6lO4V7o/EKHG32I6sm0uNz27jVcbuR/CQ0VlF6GdA7Q",
-	"U1Plr6PDVtMpXWlzkU2TjqlSK0LesIQlLMNMPp57ZZbAlnOEXqJeK8xBGoSsblC7ltJUfcjrEWkTaQqd",
-	"z9mZNPJUZrKYE6O4nsp5MT++j8i6khFLtWp3g8sZ2Q4+KeO6lsvRBXF4JmEfziRP1ODF66WF0czGB/if",
-	"o/QjJtO3JdEPSJQH/JgilUlfqR2aTzjRSjTMEolqrXvhKPm1pf92o2CzWIK7/PZBf/VabnfXs5G317s3",
-	"S62EqEpeyVT4uu4SsalVYVypVWCqvACSkws5Ed2lIaeJqgIDMcC6St4oZ+7LF73UXcjiKOiou0zniRpU",
-	"iQSUUpaXYg3h5YcP/81O9bkwIK0E+++PH5267VxBQKNNBBtklCTKqlFAxIXAeWT8P/N+prmLrjGDIMMS",
-	"faG4P9aDRllDgdHBRnAXmLuMGS8umtLRE/bGoZAaG0oKlGQWAniDKExbRcUHqcLCN5orT5SNCPV5DbCc",
-	"RojlwOqeQYh0s9JzaFNd4k9xthiK2oxW1WhVjVbVaFWNVtVoVY1W1WhVjVbVaFWNVtVoVY1W1WhVjVbV",
-	"aFWNVtVoVY1W1UutqmF9gRVtqsteiRbVG7KourISnjMZUXSZq8hBVgpbiSdMy08UznyVLHvmJpNJU3Qp",
-	"EBYNBMfPX606QHj0VakbP2c4fZx3rXIAjY17f/HsLigBcPfuS3sEd++uaG22Fh+v5rXu5uUm6EurAdQS",
-	"cJfnAQXt+ECJs9q63acpnzMlbGS5tQogQQJ5wXwLXSWTNIrp+pTfNpmBLwWmgVPhy0FXlYppRopPhefb",
-	"+Bdf+h6VSa1Ej7lTYMFz35lEDYJEvgELbu6QK61AHezzTHIzqFmzMFyclQrrnub2RLxmX6tiZqvU7fky",
-	"mbqaAPAarLqIEMIUueBT+hOWsaDVw5comRk+ZbMlUBdMFNwI6tiiUIcNq4752qgAdK09j8ogJUrpxSH9",
-	"BOGDvtyPxR20JDhiZaRvdclOuVK2qFcmRoU9avaMCgRxVS07UdZ45AR2l030e5w0Yhf7tN06Z/pzD3tj",
-	"NCieML/wHTdvrLxj+9jgYSwWAg2tOLWqoBXrDCsv+vrERKmunkgFvmStwGk3UaWyM1usOvmrK2OV2Q0k",
-	"Erd2lXoVTVJnRK3W/SlW9E1tIcJcmIkbKVE0P2eGsXsE2rk12lR2QGxNSnY3qsNCPNAejnWL1bxN17OZ",
-	"17HE8lz9ixvFWi4A3LZmEdMjNqDxBr2mCAIVGu7+YoW3YO2y8ATp1lyxCO1KlPXaTYXttQWuvxIYDqGn",
-	"N7gtv78La4XLfOlim+ebqNUWG2BAgI0nVl60YcegqkJ0dUZXZ3R1RldndHVGV2d0dUZXZ3R1RldndHVG",
-	"V2d0dUZXZ3R1RldndHVGV+cX5eoM6iUuHGpeCkfGlTXPCQBH5yA87BBOaFJ/pIHrgUU+u8DGFlRtDqsz",
-	"LvZPsbXLgMtaR4inLuvlHIxyPQ1cppWosdRAVS6tbYtKXW64FmIryx0cCv5Lpu7dtaBdpyLHBVnhi1yK",
-	"M+G7s1jDHlpqlW78udXf4KFf3XBZ1QoPTXCXdO4lq2NAKK+srfIq1YSqOkCjqn8i8Lx6kX/vumvUV3Kf",
-	"bKPFZeU3mzp2CZulR4yerxUSMkEnYTSenDgo9eYlNiNoVh4yFxQPOlusPsSMQPbU3g8OaHyi31fVjryG",
-	"YFulHI0AHC0tEDpogi/jPKGugRxcZLzYtmMceUuMoLqAtveNM6I4p82U26ZDeG4hWONZW0GoHnVVwptD",
-	"08TudjotsyWV5PxTyxss1W0cC3VPL3EaXHrSVT8EPzQbZXwMqmJIf0/cr6I+XLOwYmAmaKvH2mqe0QXP",
-	"rjTp2sWgt1eZUk2w4DeOw9foglxZJdj10Sq2y+Iow1ZjYbc2+KcaX0LDFdX6eI0m2VJoCLkdHNS+pHDu",
-	"amXrbpSu7tJc7q5KW6/wcZF6GguP5YfPTF9u8m0TRFpbZXIfm+8uvGRWLozoIehisdXb4Yotl8k2XuTD",
-	"ieNsl/IzHwBEjBEOwjbhk4a9E3MHdKggndYF9gxGikFzkGFTkK7htamvzgkG7gapB21wNW8csfT4pwEG",
-	"QOvAqVFbEKXtiMYZ2Ba2w4KM9xOd+WXVxw7JxzIbooSVec5SZWK3Rl8/URjG7dfaJJ/1dUpsBlNsrbDp",
-	"q3Ovxqsalbo/RxFX/KRIWTlrE8qfqYIrTuKTCrj+DCNcXr/1Z7va26epcF/bKYtdRFhuovkyynLFzWPx",
-	"1k8q3hore8bAjBiYEQMzYmBGDMyIgRkxMCMGZsTAjBiYEQMzYmBGDMyIgRkxMCMGZsTAjG8wB/2Vv1Jh",
-	"ZrZHgssrb9b75l+vZGQziTeWjIzmumiui+a6aK6L5rporovmumiui+a6aK6L5rporovmumiui+a6aK6L",
-	"5rporlvRXBcWdawb665ZjdDCqatXI2RhMcLVB1hajDBRl1QjXKXS4VdajTCWkIqmz2j6jKbPaPqMps9o",
-	"+oymz2j6jKbPaPqMps9o+oymz2j6jKbPaPqMps9YQiqWkPoLlZAKrN60R85GSbpDJkbFalWmghv1VIyK",
-	"z1AbAPuBaNBGhXJ9QmDrr1OBAqe8pEpAo0VBax2BQvdTASD94k439p4Bz1gv9Dq9Uh2Vc0cQNSeKfkf7",
-	"KyJ66gfy5sS+fhi+LtW4/ZKI8wL0Ha0MvAMq/lq9PBINcynrU+K8sAzg7eKzrSeHOgjPmFF8ZiYaTysV",
-	"WcEbK7U9fPB/Qh+ELWXxEa2UwzKXxRwt9nwIet8r4Dn/KkUOf3z7sVv7+0PBc0BEb97CVfFtiDonczWc",
-	"5FpJ0+hhY9VvBRJ8KCQoveK9PxrcMT42sBFABMDHCjmUMzzXzluYYoucA1rd+AD/DWIurB6x8QF28COQ",
-	"y1i0aE4/ioIZPRXMvkTFG+rbZhHQUKuRHHtcg1AjE+5Wo76n8PagZj6pDwkLAy6G6zhK6cu23IOViJ5l",
-	"G9z8xWNuGIOxgVKxMHFSl+mIrLzAvkKnIlG8LCY6l7b90pS/85aboPCS61BSNzfyTA4rs/IQmY6Emc14",
-	"AXxT8Sk8R2fQCUm6yEvR7ZjhREx5UIGj4tAXqBOBlbK2Tlp7j/1QmgKEwHwmgm5NiYLZmBmC2UIzfqZl",
-	"yoYZNxNRN5V1dD7u+UXhYD065/blWTCy+uLewsMkndCwub252VB8AgvExu+GlNNqvFBZwun1Q+om47z7",
-	"hSbeRwtMixOonXfUttVOy9O/BYDzGXCHbmd3c2eFydspG9LqaO3wb5oXPJDnQ53C1J71Hz9/+fDo8PDR",
-	"MZxKnmtQrn7g2AmHp+nircQmN64RGS6p2qsmWCLsvk46+yMcfKFikJvKwtuK4XQY/FwnmWf918c/Hz//",
-	"9bjNLm7XsDiZSTnlaj0XPAVkYwe3bK8+/oFipSI9nZ7Sw2GZA7Vdim7sagJ445a9Ki1UTMNrGNaPXecd",
-	"HtZ5lvGd8aeVKGR5sOcwnwdsEBz0wJLS7k2T0vHzV/3Hz18fHwakdBDSD6xipEuVRsq5Sco51vVrCpgR",
-	"saKnoLpo8eYw4i4D+MCgl6iQWvxZDm4Wllws7p2XzSGQ1zBdrEH1FjSzsgU/nHwu/IBS3Q6BRVJPA0UJ",
-	"BnEhJsUkR8Mfqh6FnlkqHoRyY+AMKoSTK9ONV6UQyb/BoIhVdUIPees45+QGcI75C+Mc8/XgHNzhhzqd",
-	"f1kQx6Galg3uLSzy47UA22WCqiFvro7M0CNRIrFjjAhD+6QVpZu3IUp/OnleA2V2E+0dY5zBA65eZxSo",
-	"NwzF7GWiMDGHwGpbXkNXDw8O8cAGidK5E6D4hwjcI3CvCUOdytH8+rB976YJyZHuIh2B1J/2kN31sWJv",
-	"BW2kYQcvjiIh3SwhSWPROMa0hTeY4GuR6yyrvBoEB//H1nOGEwNIggQm6SmLSZfwqhu2OF4b2q9iU2x4",
-	"0m7axIjxY1YhoojHFpUhUS06A7u2yfGFyK3zIFoeW9dKRaiXrLU2x7/d2943+2b/j8unSRT0VRtIqat+",
-	"tJIutZLeOB4/Ov7l4OnRYf/FwcuDZ4Gg/F7pgpMbNoxDqQDjGc9k6rxzUVzeNO6yFiy804eDZdtek361",
-	"o4zoPKLzr9Gsjq5ZHm3rX5xtncJqF1pKudQTa2tnX4ap3Sb0+FDbIUKRqinCzVrhbwVit1nlU5HJM5Hb",
-	"Pg/OLG9N7TORYxQOEwpuOgWi34Kd/ZPAvfkLgfuFtVLA0heO7c1Xhu1v3zNQ+yX6B6J/4C/uH2B37Cdq",
-	"Jjem80SF7oG1LqtpsZfoMokKh63rMmtRmYnKTHQ1REKKrobrqDZtXghKOzIXuRZsErV90qd12c/axNZy",
-	"NtN50dxOTBn+hXp8ovJSAHIvbF0VNjj7395vIDHYIP/f3m+9f2MFGcq0kkOesSE3wmCH6kS9gddOal+1",
-	"SVMYMN/rbfxXbU7rbsZVw+VEhUkDlC/upoqpH1XvQMQ3Z3CzjMBE41xiGmPGRoIXZS6wyahdtkmUu82D",
-	"UpkCrkTfPTdAvcaI6kUPpFmAo7lKEwVzcEUNsrlLRXN7XytwAJo3aXwyx3GYHLFUGLg8vUQ9dh/LpIFj",
-	"wcRingtrRsnDzxR6PM6kGmMovD9gYjeJqh805qDQ/F0VidIy42q/7Lbgd7hbd6IomWvCiZPPRcEyrlLh",
-	"g8TgSz32OExC828z5BmqwNJLKhX5WLt8cGCB2vAM/oGSA09yNhM8t8tWKSk8VMvgVCAZqkTp0aiqz8S0",
-	"q+jgPgmzM+HkfE6xJZlUiCnQQaIot9QFyqWaGQ1kS0npWIDBp6QLegxvtycJ3MsRQCf8OyKLLjNVzJ3d",
-	"c0cRIAaFKtyp+EJBBNkKnSh0KcGNmwSfqcL5HCvJ9Hgs0nVJRUOw3IDSpG+H4xsviLvhBoSUQNlpte8l",
-	"qhY/CNMhzOS3Bo7qvTQT+PmdEDNPRHC41TB0jCMqTSHm350JslHlIhPcIAVZawoeU6ERa/rN45gwNcRo",
-	"RVbOxjlPMS8/17Nc8kJk8x47CK5+t7ntpOGWBivKuBsecAJVpbnAD3ZaptU/+otjubei5nUW+A/8MVTD",
-	"p3P3k1c3KynwppNv9jZ7W51u52yrtwVCo4ZJ6nCj9VvL+q/W5cqvE4EYWufIDDDfsWKG7gaCeHOSpT2Z",
-	"sT7qo1ZGHRKsZdg95hkkfD5gkl2Mb8KrwYfvfP0snyGId0qPcfZdJlUKJ2QrB/Fg4gmhvpbZV7lmofRt",
-	"KXDnZap77pJaZYsvLK/YE5ThCyGXf3HVxDAPC5YhgAVY1EBA1zD6fgogCaAR8SDG06lU0hS5TQC7rKjD",
-	"1qaDlz4blRJlsb5KKkdY66nI5pSAuZyTUvWDjx8//l8AAAD//w==",
+	"s8FkXJZkviFxjplg4E41RTXgQhmT0TwDNmsxerkp8/jrCtBZJkc8ZX2IDN9dAVEsx05ICR8tCPuQax0u",
+	"IWZ0jDsrn8VWbQbzrGO32x+v2ELrehsz3idmCOS5V2yh1b4tCLDTIaaGxiH0tUkNNZpeabbQi87aH+1l",
+	"+Z8kTP+sKyNA294k6isyKO/6oMgMvXNWqEuvqBKoTaiqek9GRc4sdcCcpV2Audtt01tihitqmtr22GVG",
+	"EpaynLW9ZLOBoU2olkBJ/P8RYbv0lT5mvLUWidWk+pYPTz+lCY6maXkAVy0mFdP8c8iTpACcHiRcmekP",
+	"IqEX3DY557bpXST8y/eu5ew3PCptV2ZjZ9P9Jod9vG/vPbfSWmzUYhZL8CCdLmiacU0ZhSx5rf3Z+YN3",
+	"I1WSONcybJdL5QAkyDscb1/IvL/JIXcj8WbFIRfHdXzw7yAHGzyDlmlQsQinZPG0FTrOza0p/OZ6HZVj",
+	"8g8F4w6JObBbHcxSVr5Eg7RbM59BDZ7bmuqqVJtU9b+N9Lw1bP4NfuUlfOTO0vVZq96VUBODlHJq+Vqt",
+	"OVzDf3x/xGYOgQvE5jWCxzjW/E8HveesC8P5LPxYm5RTs9TzvLI5BSmUPdsJy7GJn/dD3USW7kGNk9J4",
+	"UeoWa34MhvZH5tYTMpIZgHmDTlgqy1kbf7ZTaHtnUr9Xap3eoFjep9c0p1lR7WMrwyw1h8t8/PjQPbH/",
+	"+DG5ixmBX+xG4gybics6YYrw+iUNpIhGApt8KTPA0L2hWYJg2DQ3HW7bBWy35lYJz1icp8D49CTNv2zZ",
+	"HVZdFzsxKHEzI9lrpll0xsDupZqZR0LzROBz3s9a9cwSLsbpAjnfX0kB1YSUcDVL6QKjkV+Gkswnif7m",
+	"10dP3oY0BHULgvKDVKG7v/pgUBTtP7xpMmXgGJa+Hd/kSTV5Uk2e1P9wnpSLX5ajkjacGnCnZVFUNCb8",
+	"pjnLQGv+oD5z7UgYgxuwBeamDI6KukIE4+7WS1JeXYlr3kNFYovjoMO2Ju4gZ6SmLGIKg378+DcylB+Y",
+	"2r6hGRjKf/v0yVQIhC3GXOuANdvSJjy3WbJDhgtz8AnBpKCz/DCnXLDE6+WE/SX2ujvLN1jqDe3s7cBO",
+	"dnEV2zXLWLo+/Wcw6TpckOu/R+AmjVr6R38C9Eab9cYYXzcV/WzHPLsVCdAjTk5ta31/K912lGyfO6+/",
+	"Z2B2wD0AH85QKfPS3GBsWqn7Ipdnr9d9BF/qFC9p6uUjr+XcsiOoJBMgER+aa9l0oms60TWd6P7oTnSA",
+	"nLZRK7qlPegg+8p4SRNbvwe3wzg8Q5/jP59fHvyn9/Ly7JdWu3Vw2Tt6cXF+dnIYeByXNb8qhu/euk+U",
+	"nf+fq92amTW5YRBVKVqOWdCgNtadJEiv5o+RKECimr5sTV+2pi9b05et6cv2V+nL9oC2+PN5eoVi2sRp",
+	"EqedW5PblOT7ZUlr4Y2+t5TgzB4hSSrF2F/uOhO7ZBtHos44xv2tdQI4deVWZVFp6mSuhdgA75soit4r",
+	"KdK+SfMZa3vehUAMgSJlPN99U5lERZJJqIt3lRR9rNLp7nWfdJ8GP+Sqtb/79PunT3/c/f7773b2nhoP",
+	"0QalMMukod5Grwg23FFXqrxC4zMcAl+sKAsrECS81GZp0M7w6fDiB5tXjWoGu1kBqfBiIBCM9wvh3BLN",
+	"V8kBZGEYbF14xVoXEGQIp1WcG87pXQEfIeZp2nr/qXyidQqCV2tjoQHdhIr6GD1ElzwyphQlI3ZDplzM",
+	"c6a0tQPAGAnE6cHcMfhssdY8qZJClaDTCsraZOr5Et2mKOx5VHapKu4y+QT/QNhMxpMt609x61OR2HSF",
+	"ZMkCtWVYs8LgiiwtKnrnPLVu3bWGSB9OOSC00tGWtut9uapns0KgdcLIsHdfLXtIAfOaq3w5Jwh562qh",
+	"s5rPb3/E/zCVsGh5/iVdvnfw+PK88fc2/t4H8ve2C3ClAcat/y6zcRcvZtcwN7x/ptTCMby/F5d04IFa",
+	"3s2DvEmZtxF59a6oUAeoKe+2k719gXfj12782o1f+8/g165Tkb4272+pqLnx/Ta+38b32/h+G99v4/u9",
+	"j2l+aGouCifbn8bl297QpyuFJkYuxilz1vNwYcUqT1Z4c29nXmQsz7SK9aUMjM8L8fsZPcurwSkbr2/j",
+	"9W28vrf0+m7m09V2wNP63fd9sLZ00pKNdfWgLtE7fPBU4DKDXuMEbrdm8zqIrhm6QvVUpyynCc2pdX2E",
+	"zlOZmfJDracIdmNvrO0V6FXEmNaDxUOg3QAIovOGgeJR8FvUXfSj+yRjY0RV88pv4WVT9sg+YMc1B6Sl",
+	"pwDOWH9icHNxJkm7XENt3H+AGE/J3s4u+eni4k0kVE7zucLaBdLLK8/twHPEewy6tHmfjATOMimQVpxg",
+	"52F2ONwj8yZMFPRh03UOqli1/gxqcSSKGoMatCk8xbvIX5zs1+3e8xTwkkw9Xtiy7okUrOrRWi2Y9E4A",
+	"vfgCqiKQAC0/tx4k0I2DF7gic2ELyO8Gw3bCbupcMZ4k/rqz7Kp+FnsH9JHsPQjC+0POznAFr5NEja78",
+	"VfL9F8hZZWZ54YMaIeuYuN5ICAgtzx65Ygu17aGLLTc3CoQA02pkIsmEXjNLO7Zu0pocprkQgLShbkML",
+	"jx1RCxF7vVEuKk1GbL1j0RwEUJCoWBTf39evPrbHmy4I+NYJxSppd7TaItbix/SZ06aRzCdmGL2ESBAy",
+	"ZdMhy9SEz0BaMDL4TXIx2Pr/yGMqksf6O7CVvsQKFykz19+SirLQg9no7wTvtF0D0sEok1MTRsrloNZe",
+	"+4Ut1AtzVBsJDQX+MZXTLCco0awPj6u8S84dkBjEuKB/7ZDm8WSApaSRABRWWvRn0zqAIIxmKYfizhQa",
+	"qr4bbOvj3BSR5Il+eKsLNrJHRoDmMJ+lkq7cZasmc0VMA2jhYBWSSJR1Db/9Y3kI7A6ZptDF8gPCSJg1",
+	"eyQXylr1/d53Pz7tP336w5P+7o/QHQYkLrTSKUSuHuRW4ra96gSZSG53fpHAWmB3fjH2OrzHeZEOyRcz",
+	"AzwF2mcBfRsJ6DcDnifsL2tcf3NVcQ2DF3DCseUTdk7nOfTsjScGEHs+g0BmRc9R33/37Icf+989e7LX",
+	"33v65Lsle5/LL+BmWIpviVx7JR7sJeLBKps/VvDTOlYaiYB6S0UG/6Apj4uWRNjs9h9DOQy6FN0K5CRl",
+	"o/yO89fHDpdZj6F/w56NTCSdXHY0GTMRZwto4YmgZRDc9xo9Y3Q0Eo552wQ6f81xSjNaXnMi5+O7Lnpj",
+	"7N2KBKw7MfWwOgQ87/X3stfZsMcrZtW3oID0qLLnq/B4UQ1IKZ8uryJ9oX/WZiHrQCUw8FKt+mqrh0O7",
+	"7o6ejClHVk6w2zBtbKMUedECqV2UuoDwo+lYZjyfTInX+DqCRu0mCpexovkUIHfBDvg9/FXQoFaZdlaR",
+	"gFaY7aDXWDEnnmPHRddH0QJEBwuGDBHjqvcSRRzcMPTIosTFka/YAlGXgk3Ta0B9U85d+zMThXEASFAI",
+	"4+ThNaeReIfnhH9cgnlWdPi17Fu/g69sdcmjA30pETnXjm2axtnAjxUTA/9rA5g0NJlOGNxQvcPXNAXn",
+	"n7B182OaJYjepVcDkFSqAKDy2tNNu1t6X6zxDEESJtQ8M8FWDPh5u4aBVXM2NEfxI0XM2pFQEv1kSAou",
+	"9m8fbxdwYi5jQIt9hoEJ/RDyKYih6COraF9A+1r/erBqTilYX6+trzd5Vehvs2QYd29CicnHgiX9eJ5d",
+	"s73vvtv9cUWA08OBMi3GOnUNyGr5Il5PaJ8GTERfzQMypTPUQNxdh4Zi9s+RKK6+/iG4+aVAXo2Y2//Y",
+	"+vn1wctffn57/uK8dq21QT2953KeL3fPVjyzW3p2N5SbFLdE3gh9IzRxIwuEtWjVP7dajuqS3R1iPbtc",
+	"GZ4Ty+kUUWIM0FLogN3ZBAYhpJtNoEhQfiRshJ3U89rzan3eXvcjytN5xu4T49asXmBGSO77BpWJA5vU",
+	"TAPm0UYmSjMWQRe5TO86RIiBywPet9Wmi6kCk8u935EvzAWMCm5Qe8Cuy3jgp3QhaTeNoUF8sJ2zrFKn",
+	"bXODfgL8yewQsjmcb5eYFEjTsVxmeCKa9DDtpxhQvzflCiHArAUzCIhlYCya8GrV3ZF786Zlf5eCmRS/",
+	"MhcqEwxE5z/Ws5q21mikPlCEPJuLGZrmQ6rYs6e1mWyaO0B/gFuQ4K1Z4bn9SNkjSI7pbMaSgBtC9qF7",
+	"AT/ZNq108aZO6WzmzlOfBTwPQtVFAfs2ocANFYlHijEAd9on787NGz+fn56UoO/NYB19d7e21kIg6RMJ",
+	"9tGL2PzCFqd2zyoYLOVdcrqQyfAAq4asvJYF5LlRlvA4IjGI5js7T2InO+CfbB//esUWfZ7gnwZ47/E9",
+	"+wWjViQsZ9kUE7aNsfpO/+RGrVe1rtii4x7BYJrdj1PBLviUGYVhWf7PXcnstKKB6ylrK5gXhQfLBXAk",
+	"3N+tkySQy2TzTbXEp3cLV9NFrY7V7KLaaBu11HROdc/JHgkT5fqFLQgSmzlNy4oF06YUzRaGXaJgQ+uA",
+	"jye5CZL6qjl5af5lVGI0Ljo1bou5yHlKMjZLoa+E+bEm9L6JrvKxqqzsHxwcHPw0dqyv9fsvw9fjb0+y",
+	"3m8zQceLb2e9fz+bv3n99D83R6/2rr/94eWP6XSsRPqf31WrzN7qZ8AS/FKgNb18/fbDv/77aniTDX84",
+	"P37y7+9//I49f3Z68MPw5nksj//z8l/P/ysuxHc/HPz77X/O/8sPn36Xp89/jQ/p3uvvz26SX/7Fhm+3",
+	"f/39MBWjX3/+9sff5NXu8xvsAvJpHUu5vS5zER7sA1vaoOUXVkdhNzvPyz2saxMXN1zXmFXLre03mjmq",
+	"CVMkzqRSHcv6gztfbWf39Zf7rJsOhHCHzMIGmrBrKcbctkDOKA8UtrhW+5Ho6H+jHiVk4YWfUpWzjHi7",
+	"WNi/XkqeTcg7PQtG8v35NSNBnVJO2AcKUI3gi8Ddh8hC9QUHfu2iG2iWQuNzgmplxhBNWyy8nDk9HlDA",
+	"shEeKZaOfGJpA5H4f9nyKmoQApLglGEgt050lecyYwkJsGahTTya0zcyS1Q7mIB1qOhRhQQ/PlweR6WA",
+	"HK38GoxRxlhqzwO8K4AWP7IhknkOyj3iS2/La5bdZDw34o+jjq7lTMZossAFdMmB/gx01yk+ZL7gTH3v",
+	"M2Qq0fUgwKmgZeQVHGGQD5Cw6UzmzuWBVOeSkDy3ElckBQfFtSlYEiy/kdlVOxJYrAD9WDyfUUwx9/ay",
+	"d0DiCU1TJsaMzGeQdZlni1Jdm9A20L2L2iLBfUYxmHahPGqwqnQq5AFblWRryPw1EKCfvzDO7kNNhoU+",
+	"6headRoV+J7eG0/A24Klz1bmgxyjb2wga4RZ+Y1Wzrf40LeoRH+LSsPSn6BTHR0jZD38qsWt1yWyqjGA",
+	"XE1HVmCtmY1+9FvzaO2cggdqJ3gbHWbFHrhhvpWj8KvwHX8n/PVtsh/w+2b7oR9duR/BA19sP4KvVvbD",
+	"X9/6/ahk7zSFfE0hX1PI9/kB6kLxsAwWWtvJoI6PIBNUKmVV0Eq++To335pmCJqMCl+OceXgpmBgB0LC",
+	"VjvW+p3tX9ImN9CIxSTmRcJz76x2Q1ifXx85Xx+/r/fEuCaQ5nB4uEKRMH74krvQn3rp9hvmCrzvW8Ni",
+	"A9667Bc4pA/+Ju62W1MuSn+pVhwFLH+Jc1F57qs2iWkaz1OIQbs2k3p/QfPCEYYYMdvYF9iNxOnM0K21",
+	"NKtGTJdAKxmjPetjHqIX0rlHkKKj6BtV9/omTpPaEzBCrka6WYHmmgkX21nbuhfEXnmf31rmZ7yD9g4F",
+	"dYy2tYjRpUJVqdWuSNK1SRcr+wiHvYPd5IYslWKspV+prXtdTsjqyi/7ebsr7ZZzyVi4/FCV3oD7WRpC",
+	"z+tKUliiazasrWFtDWtrWNufhbWVfW9dclwmHgwo0xg6wIhFvUMRine8qjuksyLfMl14mbI17kUsxqv7",
+	"QZGwXxpzund3mYHbMOGGCTdMuGHCfxYmXA53/MmY8KapyF4K18yECpPug2dxrcoTqp+XC0zBBKto7nbL",
+	"TMXWXadT9GJqHfd7J78evO4d9s97r04OLi7PjlquhVKrh/iBRX5Ma9OVcDGbY4sgg0EIkBxyysgNXZg6",
+	"h5gKV6mkBY/NVx5JG34qukApU640qJnwYL+CgBJqEzKLBKnQNmAi4RRklml56JbZNZ867p2f905e9d8c",
+	"nB0cD/bJyTKaLPqc4Mk8eYiTeXl69rx3eHh04p2IVhx6h3oz52rz0yikqN7kYq9NFFAVUT2q/J/t1fWy",
+	"TRVcbT9oic1kwd8mM26VGioWLm2YqodGJcEIVU10f4M8g9XNWltrywd39fd7B27d6Q1deIhKrqbWhhT1",
+	"lL4OtGtIpcCCn6WpE2eQ0q0C2FWb6QSh+qAazGog6E6HMotq/jcc7oPmf5t0kHWq8RLcaEfLy53974zw",
+	"tzgN903stnnPK3O7TYFM9bJh4eB0li/wGR9drQaKPBJBtmu1Cqheo9OX76+X8u2Tyv0Tvotz/Mw53xtS",
+	"+NK/L7E7D2uqQmta2tuEwvpT91K7ikfLcHb12DrvWtOuTKfd691ukb7XoUx11ITutdqtaXfKxuYJ9+fb",
+	"9X9fjv8TqusWFwIyoOCMUWfXKjuqvUViT1FsoZlvJICyUzkeQ0Jx2JDRz1asYTD3tOffoCgPyxpvlf8b",
+	"mfDZahvebWOQAmxKydhUsfTaHzsSNq2c+jVLxgQIUllLrMhL4wySK5+8+O75y7d8798/HNNfr387/uF4",
+	"b+/w+XSy9/TNdHy2I95c/3zaO8h+Hy8g7lyXn5kezfnZz895vtN79Uxcjr6bXf7+9uLySJ39+ivb/unn",
+	"K/nL/Ojm5sfL173Wp7UW/23v4EPXCnk+hjBD3s8g3qRy6FbnXkmRLyAHXP496PIP7+m4jRMiOPfk/PSH",
+	"nYOd3X9xPv7pyfw5P/z1w/bRb79TuYh/in/774/p6J//2pm/Vf/9kO6N+XGPn785+4E+TfZ+3H27yye/",
+	"/Px6m347Xfzr/Mmz799ePDs56MXPD27lvbidw8Cco+czKDMgW/ewAfu5l4fBB6Dy5IBhW8tKGFCs1Gfs",
+	"vy+Ll7lAX0INtFsR8gdoJvQEGgL0aD3IbB8uMCtlyhJOC40CXYxaQY/lNTQVsH6vYgndZeBx66F0AlQc",
+	"zLxwxwSZkaKU4748PeLS7AduYk+M5MrW28VjHmrXPVlLL0RDvF9FhCnPSSrwYl1S4J8aoC10JvkJHa5M",
+	"1YJL+KZpWNEb1th6iPOWIxvo04GluEEkrHP7DmUHvlp0Zz3GB1AM9ASrFnw94vDOZRGfkf2GvKPmrrYO",
+	"9DTB2TjkKSuwstak49WJ/6bu8g+pu/RMn82rLou0rjvZRU08ronHNfG4Jh73BeNx91fRqnTiqN1qb+iR",
+	"jcQS5a0umFGvr8H1ATK9n7JWW8in+Q94XpwGV9xtL054zanFVSl+dxArLu/auJit5xNYGdRNoS2h2GY1",
+	"p39U5UitNr8iXlGT/teIwEYENiKwEYF/fRFYThpcIgDReWHgKX0BWH7/jxF/95FH/wO1g3eQiOVczEYi",
+	"NhKxkYiNRPzrS8RKlpu/7im9MgTusibbBm9g4UQmorHKG1Hrwl8mSSvfDSXpxdcoO/836sxrQkm36Cfw",
+	"uVp+H5pMmlqg8nuiBVW8A7dHClLVYLuHF+TYtBYEgaAuIrZXITazI2mZ6buHjcCSUgLdFWR3epEsBOox",
+	"oSzwjhcT86JZbROCDECCBbsplvEI07JoknQ3gPsI2P5dU/bumC/xYEhv6PMygNMWJ9X+DXfawgiGJ7kR",
+	"S/mp9/Mvr49PPktg0I5dGxV0H7ZMqvjtW4QZtPym8qT54R68a7214TMyO4FPn9bDgyxnjg/mirvNeit7",
+	"FyzMU6A+3dHHF8DMm48P5VB9e6uNWP3CmgHvRgJrhWawUzCDW21XeV8+bSSxqg5uaNK64pYr4qGFlhJD",
+	"Pn9tyO0RfpeyTaNeHkGFQPszsdHlO0uFKdOwWf++7x6c8np1LOkSBJwv0sa86hAMFg9M9cMAlMJIDBFl",
+	"LJf1ZR+35dP3qHq5hx7lano88oLKHmNiYoOhz1waEeY83a9AYpXmtbm6xeq+HRYVFMlTdfrKZy0oaNKn",
+	"m/TpJn26SZ9u0qeb9Ok/PH26rol1uQCvwMrHfsZBY2l2U+qDFTYCwlxHxHKrEYFNP4KmH0HTj2DT61kq",
+	"t0a/XLFkiIVwX4P6ptQVLBL6crIPEzpXuTabYKke8L4tPDZtGwFyGcbFvF38FhhPDnEfGzwV1RWy0lFr",
+	"yODyWXwB9Neb/GDw0AuZ89HCx6E0+x5MzQyjIIyQyfl4EgnTMNEKvoxB4T/0uNacynWjMi5TlnndjOyE",
+	"ChBMnFMkYFIwyExbJ8tGKNpl41CAmWm9AcB+aLAzA7ucfaLN/AGM6G2pA5+ACgdAUM5L4a6aDmYVroy9",
+	"u+tOteDKgfiu73nw6jf0HuAwtl3jX6UHwq3C/nv1vXcaKdZIsUaK3VqK1W0IUFDUMp0qo1bRqzLcKSw/",
+	"+bNtVS2bNj0YquLyVlz6p38WnWl+ezI6e/ITmx7vPjv+/sXbiew9Pb/67j8qmSajf/6kfnm9+2F+Psqf",
+	"HZ/f3Icr9/7JXhy9Gf7408urvd3v48sfr25+PDrlc/Xi2dVx70r2zsRQjE4n353Gz56c744n48Vv55Pn",
+	"r2bzJ0+H6T/lVNL0xeJfbxcTSi+eHGev//Pvfx4coIvzf6H9zp29vXXIUp85eOALvX4s5yLfRKA4vIzy",
+	"Kvycx+ISoYNezKdDlkFMVdhOQiXlFS6nVogWM+Y1l5+wtNQJpQDKMRIJStOo5xS1KlHKtSJs68nmIjev",
+	"0rx4FnPTYN+pUnM9sd9ZJtfdz9b+3s6tOi3ZDX7/8IheDx8DWO5jv3uCBXQW0Hs5ZjX+/VcsV6Xywm98",
+	"33bRlwD7phXoRsym6r7AtgSRMGJjxuMrD5NKMTAF9JDpgvCcUPzgQA86IDWunTB48Irlr/UkXqbyBuMH",
+	"t76IhqDgDfu6/m9IkgSFHMb2dMppFxbenVGlbmSWgHY5Znkf/tyHHi9Wey+9gr99eo+sd1n8ED9Yp5yu",
+	"Pwg/Ky8ctjLDj9XyVrPvXJFBMGVIHyXSZUFCS30PuCgSRkuc+01wWGKtS2dVeYWqZvoKNYx3gzen5xcE",
+	"KXJbzxU/vGlv51140b23FQmH2EVOnGFnvml9sg68K5EMuFMkbOs8runRwjK56YNqHTaASKUmzSLGCSW6",
+	"uSRjJjSlAoeYEIqtfzzTYShlyqhYbQd9v7pjRXHuBoSPI1WkHGMPpasUifAurfaDwq+eDu4u2oqw9G2b",
+	"yPsMpJ46EIHv6UNcZD9ifHlydvTi9NVJ7z9Hh16wuGjBVO5SoQxKH4o9roI2I6XrXA6547l2UnbNUmIj",
+	"++HldHOrvC083MTQt61X8cvJ6duTOnvUrKg6mcl8SkUnYzQBSsXBjfIfjn8gbHm4eUrGoAIka0nHrsaj",
+	"niUJDVW6eMvzCRmEJzTYL5OHvbCWTrBPDhvTeFHXKyQSj84ZI++q/f5IwhVgiizqOU210V/HvbHV3QLy",
+	"3Pvxdql0S+LRDaGsynyp43/AX1M+5QhOahAPCl3UpBNsvol60OP+695x76J/9K8XR0eHR4fetpZ2NXzu",
+	"M23uhZRkirATsBhV9x1ojNeno5xl/WWZCnQK2rZWvLSCX8L5833BRle7oTzXIm0E/QCzhZWaFiqUjmkp",
+	"3La3CYZfzZmf0Zy91se45PDf18qP4oDx9GnOOkAMTgF3KvQrhhziFrqrp1Ofm1ZTUyromE31JX//qb0k",
+	"KcZjMUaq6eHQ5c2VmgPyZtgPEBL2YyqgQMTOBtBXbXrBCAB350Ol12v6Gmpa8DFAzOEFnDFdEOowOHgy",
+	"aPsm23SucmhaKDtOWZGiiGm7pP5gsra0hSolYw5Knktw9r4UCaeIDMNAQ+ZUo1JnYXQL2cnRRSRMPhkg",
+	"Y4pFOA8vG7s6FZo7z+g5Y5F4d8ZSYMdqwmdkyPIbxsJDQDxUg49ULwoyb4yOGaODY3RwjA4VSceMsVW1",
+	"VkCDepjGi4WD1vMCTLs86WpqMxU3rf1WPGHsatGfSmFyRLngOadpvx5v5+e5GKeMvAGcnXbLWTj7LZ7K",
+	"azakggrqcaAaU6icP5UkGVOGJc0yBmaBtY4qNzpLOjOa5QvPAR1m7BNy6EbRd2JEr+UcfBiD4pVBrYd+",
+	"RS5UkYVgL5EhHrhaXBWXqkDAMXBZKPaC19omIGQSGWxJTJwx6kKAUCHgYcPitTIAQn7xDI3EuyD7r542",
+	"g0e2TEJn1+SmeIG/8LbT8MZys1rjqXGZS7XbGVLgfdob2pG8vnvdmuqo8Kly2zhKDOHPavxjtWi3ixl4",
+	"IcKvA78g73oF+YGIqN/0Ygs68NQWZJN5QgZMD+QsXlTS1nkQb1Lq9vbYpbZFvVOoscpWXvaqUhLA4Gny",
+	"VpqgbABIsJt00TFUXNyQsZAZS4B4PGLyLorpqY8XZSmEXrs1ZQmfTzdhFG9Dt5CJ0lFNvDUMBGUejm6v",
+	"efFr0RPhGzalPP3mPiym4JdVIG4DKA4urRo3i311UPRw+EZFwv65W6/1jTKmJiv8ObB7gWpnzGpi3jXC",
+	"77Z+iSdg89d/du1S0bHTJW9oBuooOD87Q6qsWnbLvp2FKudlLBRdtp3Cgo84rYYLHxwfnG6uaYHrXm1+",
+	"fTd4dWSdU0tcUmNW8kg9gac9R1SbpPyK1Ry51onKu1O3BSjTNxGkjKBD+r9zmmLyqQ0Ky4z8pjcklbFm",
+	"ReYIvKy6duHUuvtVWMa6qsb/Q8RS1np+UEmz96RFh/Hu3pNWWKb16qeLfx/8/AJKBz7MeMZUnwswpp4h",
+	"NHnptrUSNnr63bNWUO4SqFv7SA5dmY1b7dYNS9M+MEE9o2m3cGZAsRBVrD/P0tZ+a5LnM7W/vW2DZvp1",
+	"zR67Numvv/I1nnSDNz+t9DWHO1PjUwh0bquK0RgCJ13bx95/JqYg1YXLjwrsGdtEwpgvd9bTNPdnSYc7",
+	"iULe1lQe18Dnz2hGpyzXolP41ixUTmt+cOPnbNdOsEQetSyJjxhY2bLa/r1dNr275BT67Ff6xE+oIvix",
+	"xKiUlZ0eskjYVvLamgryjTFWFXB6UGmF1BzO+6tmz/b5QFxgshjDU8xYB/kCePvxqzXzMp/IbcNjbziw",
+	"cTGiV/jUw9b4JjvNrNvbf+tOWC+X9M3y7sgm3BKfBsXIHpnnbIRWHRYU2NC+PpxIQD/mjI25yllmhM7j",
+	"xwXTfPzYhcCsV4V9yDMa557di5816eiGmQzIo+GCqFnKcwg0mL0a8UxpIySVYsuV+hsWGgluYx00VRI3",
+	"eFAsY+Dp9WmOmv4NBeAJP/nIyDTQEW+vcxyE5FbhGBim8OnXMglLx3WUDpoEt0ShoN85TVNX6zfYNl8d",
+	"BH1awsmvJ5yVmeogUDuFQMUxtEgtr7G0oTabS6uHkOvV2m/9v3/U7W0oIm7bO/6gkIydwsaCSDVyhZ/p",
+	"NSUzGl/RMeT36L/FUlxrqQItfTboLe/yc0p3pF0U4dg/aKsH2H0kXOAwltOZFDjYxOViYjKRaZNjgANL",
+	"sf4N5KWRtqVK5M3FJj5Vfl9m4+JPc5XLadfab0YdKQ1kHqKzWUkOl03T8pLW772JO/isycflqBi/xTLr",
+	"CFr/Si7PXjv69YYFjCRfx9WEIljsTNXCP71i+717MM/4Wi3RTdczcn8q5uSDpNdhBtcd9OZ7WiLfB93Y",
+	"8th32N1a8nyA/XX1J+cbbHJpvICA/QIYGx9bPdrSLoZOW5BixMdzdKAW+kzJZ9wbkVnGFBOQ3GpO9vyn",
+	"08vXUCAU6kIG3AOUGTs882r42gWvShfEOJ+tRnV59loBb9KWEcgxOxy9YkXXNSwptOF3rVI6kxMSbbua",
+	"zXfQHULnuXThxG5lhwPtPKxHsrJq09QlsO60QgkqS5CkcYv+g7eMsdugow2vP6d+4KWJmz9k3PyNZ8r7",
+	"YTETQ+lWuyp6fpMpXRTo9bEcC25dKOdoCsV+90ZU2UyohSuicprPFfxmSyr2I0HIY/Lx49+w74e21K7/",
+	"HkHrvKhF/vbpExkc9w/evDk/Ovu19+Ko//r0Ve+kf3lyfvnmzenZBcT8qSA1HfH0yMRWpXjuFO/Rvnl0",
+	"AKsrEPC95AHxTZE7YFyJOLCeKKfw+Oul+QSb94W81Y0pekQ2N+PhbkbhIzSZWw7DYkXjUrKsb6km64F3",
+	"VIN9EqSGlqgFWt/gPTSNSZHMwrabzqEO7UDDDp602hgTh4AAj5nO5fnRWf/w6ODFRe/XA7w9Va6fMOhD",
+	"CTwfhzg3/SuOD/5NOHZ6AKEZLBDNLxuk9hpd+lIEx8OSFPcV/P4j1h13DRCd9XkWk7rhM5ZsdZtEmiaR",
+	"pkmk+eoTaeqzW7rrkmVWZJ9vKyW3M5ZwzRuXpqIfkBs2NDEi43kJ91hzr2weF2m63ygyzOQNoArISAh6",
+	"zceQyyvDhr4QB8oSeMwm82oF4Pz8tEB3QL3h+PL8gtjwP6g/VJCfLi7eEDt/Gys9Pz9Fj8aIQl8smVkj",
+	"hVAyo2PbZSy1Gfam1Viqx6CC9JI3eijNCbmYs0jA14zHml3rcabzNOezlEEFUwlvxllHlRSUMzPRC3l+",
+	"fgouKeMOVzV89PKsB91fw4ZoNp/BrlnLPH1fyj4EcJCG2eDeGPkEdrjVbnH9Kexj3G6ZPBQ79mWWVupt",
+	"fL2owhRr72uMeQVBEvcNAhfp86JXzPpX9bnZb7vTLzQBG8/3d9yqBBgb3K8Mo8W5dQTM5tlMKqxAtOKc",
+	"ChSd7AMv2lwQLqxst97lzYbWI9s3YHQcXLAbk7te+Cjr9h23quVvsYX2TV3yEo5eC+O7CmrqBzD5g/De",
+	"k529ehfyitukpz5hNAGS/dh6LVE9CDWDMl18CrnYmftAHbOo/+Yq/nY3jK0q+9v+yJNZL/m0lA2GLcdL",
+	"iuKgZkTI+JPz8cTyq0ho3tI7LFp0yYyPOVTLOweaUWYzNSCQ0Y+lHuDWyD0oATkyvAHYlRN723jBgC1D",
+	"xNvjZOjbfRi+itk2cK17yZtVvK6XvFnH6/R0BjwZWPVfL6noYmZtTKXkoHafIoEbBSgCVr4bykK2bhyJ",
+	"cOtmNJ8Ulw7O/H5sruHUDaf+q3BqV+9TgxaFrEsrqYiuAa6q31cmEgPDjOU8o2OWQOTa3FqTMtgZZZyJ",
+	"JF2gXsY+zNICRtTYE4jnbCnSwJUMGbFKJdbC5WVl+bZixoBuWm72WSSO6f5fn7vec/nWkKTuCD1MX7Cx",
+	"ZZ6X/AE2mDuSGfITmXFl0io9EPK6zPEg3AstvpS0mDjdSLw7dOBuS3IxceyOfmCrDAmnuYDF14HWZEof",
+	"/ypQyte4Ufes7N7IMxWsHAGFRMWJG1QZF1nxD1xoHBy/40Judnc28uQ836ZpuiHdpWkpMb9I7y1or8Yb",
+	"tZr6oIAPnHyqSnAw5JQCURTGcJccpKktCbDKhq0BzVhIo+TeJBqJlTTq8hkrRasuzPXuUvOzno2kXzNS",
+	"rXernxrmKBQvdqplb1tkyGI6VywS6z4DKAAGlQn5bQ527ZhqK53QPKfxlSI3E6ZXreSUScHIWNvCE5km",
+	"0OiZKA6lCOVCGWGibRC0rWSWFMmW3i1ZRlNFbQ5ShuX5wVXEtCyXJGaAqzLjy9Hfh9WgoJkLW/0Lqkp5",
+	"jma4Iu+mjukcpOkX4TtGHoXbUoU0+DLMZsWdvxvXMflAy1nOmUlTKtViVdK17N2qLYYy4JOmEYtXn3Xw",
+	"pgcZSqZxvcottbhhgjSpSDziI9QytgJ/lHvKdICoZkXZenWEJjsA9b5cX+Z87WY4QGCz+pFmovFESqg8",
+	"C0quwDhMS+VffGpa86eLNpHB65oV5bKNDNi4Mi06Xjhxkwg345rapBSEisUNXajy7kdCjzkFtV8sEAsE",
+	"yyUIHUoT1KtMUeWonhk7gCftSMAphCcK9Qxe3CZYJcZCnGGhvxEmtmVsCr05EFx8LnKe1p+SzMpnbZoo",
+	"tbUpgxYbcqy89kMgj67llYnHnnggdbXCwJhg5TjUNadgwITEXmXcbj9sEDRMHwUi82Ky5xhoLVJcqFIs",
+	"c1KAK80QvUCCn55Xttbxxj5IeVw5V1vLGPOPSh7WmozGi/IerI3FhAN+RWnvfcFuXDLJZknuVEAKn/fm",
+	"PdLJL+ruB3ab+kKJ1piZHIna1GSyUWayZm1LUpPXp8faHQivOG6BC7OG3xWMQQmVwQA1DNzEjGpSrasc",
+	"BLKu4eUOVMasJeDgFN9v1K+jcqya4YbTAN3Clf6aFIrdz5R01L84/eXITz06l6PcVA0QNO2UHAEgDljE",
+	"cAubnIsHzblwosScP1V2JqA5aK2EpnoJC9ROkDibPIAmD6DJA/ja8wCWmE9riyyWWWvGU73UXIPJaavK",
+	"KbxzZTw5n9fr0TZd+5wrIKb6w+C7IJSM8eCsfa+M2VEqCToz/7QOXvt8DZZUgatNNZHcSHLFNTXZznfm",
+	"1X39XIdAudDA/hF7nyjnb1CQ12ntHW3PI+KR60DBzfdNvZspgTdDw9LWjA2djA2JkBnLphwsdCx595JK",
+	"g/wEbe3jah1+Ce5X5qyQwgXRLtk5oIYBjkqZ9szxFOpcBUyF538UlIp5zKSlW+rwSQHDnuTSlOlipos0",
+	"PWrgmAWdsoFXpsdH2ij20e2g9WRG9R3V9GLyZMyQkYCS3xnNcoVGpeZ2MWBxKukvBsKxjEOl5pTOggz6",
+	"YC5SQGV/UbMG1VupHPOYpprHCpa10QD+DRNbFsH7aPx62BpTvcsmMmIXojcmEl7LsMvzo7OTg+OjgUH5",
+	"9ZKBFM795PQi0OXdwov8aHs9/Yo7aDBimIrTXYrpNrg4D4SL40D8g/BnyErbwCWKiH05KDKUycJkRVU6",
+	"qw5WwF4MkEKeHxFugSuW7zU8Coilwc0vF/xFImNjmiWp3jSp+ctsjjHpA7FwhfeOamxHMM2KgWhiaVIr",
+	"QsLHoKNtU/XOEHrAqkuA66bS0Bbmm63++PFvZCg/MLUNDQ7+9ukT/m1JXn4kjuC7o1UZ8yuz49tEqzmw",
+	"ecXzPg8HKVhN7HeQv+hDB+Ab5vC4cK2uwtG8gxRoqTGZctFR+SJlHU8Y4Tb0TJhHy+/6r+OMDVLYIGpx",
+	"MeFDbkBTo5bpIRGJooScKheIsnEYnnt5hFRZHNyeAZYYBIMO/HJ0I2pMi0T4VrvClpGKCI3E050dzJHx",
+	"qy9s8sy62grfskFq2C6TiE84NzSDiPhS2vnB1HS88wA0b7QCY/hyPeOQmnY6ezsdeLZjnt0ytKO5OOou",
+	"gfy3ThKXgzTS7AFBOvw0nSCjBVCCUnmzBDwJ/wTvdq457Sglt6zggUn2YYb9WcZGTNthg/CcuqRnkueB",
+	"HGD6Ru2KxLvavKxbgYgoJe2LAZ4ITVzQaoAJIX93SSgFaYUn7J1ljQ/W6OEbJEtptRQidUaBgWgFvt4l",
+	"h2xE5ymWWKKOGtpgJrBTl9iix22FfhgYq3jL5rmMjSkKf67muGAOy0P0k9QUcJeK7Hq4q6LsaqOKazUf",
+	"anO8jEfrwV8ZubHckNFMOSynNv/ZjzMG4oKmrf3WNcsWMykzNaEZSxSLMwZ+Moy6tfZbH/T/CmPSlqJC",
+	"Ld9Iyqpr3b1aR0DgvrMamXkSgMtQ8Bmx7MPs3goVqLQFUObmtGSjc3FVAnMGFZTlmima9hFyyvMcuzwN",
+	"zCQBSMF4XG0jo2LAjGnrxGR0OXMaNF2uFcSUs2umipic/SS4JTty1BnqMR+NvGq9SNhgzDvXZGjK4gkV",
+	"XC1piGGf29qqd/daR0HJVD6kOd2gUvegADNbQZdGTQJUy8DOrquoI2FgS+u4xUhckcdC5o8doEzCRlxo",
+	"4rgp6fMmQavAFQjSGrESEFJBXK0TYk8E+J/ATwtGGmtVFG3H7lcHJBh00FqB7kdWgfsVjNlDQaoi/vmq",
+	"ywq4Ma1/+CGEAdwSfy7meNA5oG+JXx+dY1FeCqa/zbTQVo0+H0jDhHVq0ogB0ZyLksAZ0VSxUOLAnyoY",
+	"Z185RJ7XRTfE5bwF8Bzm3SnAEHLFdzWIJcW36pE+b4M65yuvnwF3zlrkS9EXvGTbiulv98LBt8DdNFy+",
+	"jT4kLzUaVDnvRhWoLwWAWrh9IeJqLe/9c6CgbQJr9jVji0XCIREaY7ZsfCHUA+Rma/ZwdzQyT/58Xjiy",
+	"h1lTA2D25QDMtCF9WuiQq49MX/4G8qyBPLsj5Nl9aO2zgqRZH+ij43/1DrfwmLykxICW/nCf6R3h25Z0",
+	"Ed8Un8e7Y5Vt+Vz4POdHZ/3eif5/L1Hm0ChI9gx4kaWRU2hh1OTJfEHUHoQwpovbQJREosAEwfMdkH3i",
+	"WwJLD9e8Wom1LX9fs1dq02D1nzUbteMc/evF68vz3q+rBrBV7R/idK74tWk9OqOI9GMbEw4XS+CA4FOf",
+	"C2foFihD4C+Wc/Dgg/wqs97Cq69H3gySaDM0IhOYVIa+kV6GfqASYq9E5XTMQp21AFfTsqcdiaIUAktF",
+	"y/6dUQm2xh4kpgsVYdWbCU9V4GzTT8xYpnkrDB8MDGsowP5MMMY8bj6ZsmuqdbAJi6+USTCEaAg2EkRo",
+	"KsyuiYT3pTX5IW1CU1MjDbqF3jzQJnB0UGunS3ZDee47PoLU9xBjq7JRkQh3itx2ozbPm1zGoq2T2W61",
+	"18fP9OHcyL1nsoX0dW5XOLzbljqmnEKDd+P41TQZJEtpCVjsql+M4vc2LBh3xQ291E1s29O1l7VYDKeG",
+	"jnoEhl8CsFFkxgEq2NLei7jKtfD1coTNWsO9sbvsO6iNk7QmxPVQm1QScmYFnox7mcobnyDWtwU0UaVb",
+	"dEivyMsX2L1cAT8LgiAl135g+Gmx7tfVYKMlaut6zdaXLhpxvXO9EzIoLsZVZDvjGn7rIF4UodjQ2uRX",
+	"JRyCczRbVGH4ImG6clsvFRUEo6hmJb1DEltvNk54wjLWrQ3o4PkO6e9+kAfbOI+kHNKszgHVXhWnQY8x",
+	"dQEarzFPectBMZ9RpQhEKIxqrq0xixjhvBqBuR7mY5mATLUrl9XqwZtiC6xCHQ4CVB8Wv69V2fD+v18a",
+	"B3G684bau2c5m8+ozbjo50cSLDT7s1KSna3OaRT6B058r+tTCfkoeZDyVHUS2GONROgosLduYeQz8Aoe",
+	"z1OakcEVFwhb4mWhQp0K1daBvmAWJaWcZYl+7TRd+J00CxEXdDhtsvKbrPwmK/+rz8rfOM/cK6s+ME9t",
+	"VFaNH9im15Sn+kyXQlW9QDMtl0QxKAPGcm5w/GqNwg6AORRYp+t8p2EyvFW2zYGBAagHZkIhfDfN29Zd",
+	"7ActXCzFZSHA1wubzJ8HfHuuWBks4pplfGSIAuzoSNQ4C8Bqgbi+8VdYcAH4ImaJeKBGAnHCuUH/cy3d",
+	"rXvEENIUvOhBLohXuA2boVVLbMBuIFnKEsd+DqHLyVwkLFOxzGwmbimBWquyNxyc2UX2nda2ZhmXUJPu",
+	"Zcz4AqUdiYm8YRbywI2nlUIwp4fM5ATCTG2cx4zuZi20ZpSmC+jBpRca7JkH2Tv9/9n79u8mcmT/f0Wb",
+	"u/cMYR3nHRbu+Z4zYQJDZiCwJMzcWZqvrbhlW0Nb8rS6Q7wc/vd7qkpSq9vtxHkxwOiH3WXjbrUepXp8",
+	"6iW4mt9UdioGQOSsVP5k4XJTYDNSDsIqhT95mWHaskoboUA+SF+2JCsjcb+x39wPBlomcs7PFew5omXg",
+	"W+F09LDOHSez3kDrrOfd2QuC57xr/KJSXFVAXduwrVF0d+CMrhhIS+5lw5EcMpumiBlmfDQPYdRoIrzm",
+	"loIsK+HZBz5Dp5bF5ubiS3MxzaS7PFsbG+zlzy1BC0t3vG+dU8T3/6r4PgvK0DiyQEC9Qa426+OWPQCe",
+	"EK/rAqhN+Vo+ADfCTZ0A0UCJBko0UL54A2VZo8DFyt+OsYKNfdftHE9cFMeiROMafkPBBlZJcymWCMLi",
+	"oMy2N8cIZQxRvp8ox06b6XcXG2Ss/mUfw1wrx0QfpVjkjsvRRFcOhZNx37NI2xkmyma96rwKr+LebJHO",
+	"36KKXGdYsaytNE+1cyfaGZlPYPgblOup2G/DdYQH2LP5BzUvBgUgmh7PRe/H10/2T1rvOs6r9h7P5EB8",
+	"H7Zja3lPifOil0n1vv5uSzvW9YFWo5wXpc177I6LSdY2JBxLz5oVtVE3L72d9V1wq2oM+a6NPdd3U6a9",
+	"q8VhBvmjoZfSZVo2epl1XQsRgiyLXLjKVNww3/aPGq2BZVWCaenMsXyju7s20JMpLyRcemszUrWu+cR0",
+	"MMWN8xWHcZBcsb5Me0HMl8uxXdC5fmGHOLqDpgij4prd28gLNykVmRtY0Jq94DNWdQ6rdDXOpjp38G4t",
+	"2c/mn1YGR60gs0ozYRK1/erwgBCI0E8+P1gV8OcSyacZVzafMhcTfUbZ/pwNy6LMRX1jE2V3FiV2f91y",
+	"qfWqQTUG8K9XKRFhA98gcjxttKe7NPb57opjLbIlzaLQNefgOjwAmnb/phLSesr/KAWjdRhbLtSGoRlp",
+	"CgYUkgs4eJf+MeY5H2Dmcv/txtpDvvaf/bV/d/9fb+0ddXiXOcuEGhVjGogiRgdCpGxrdzdRwfs2xWhW",
+	"PXgKgmBazOq7v7m1zU8HrWwIU8jaGxbuq+qaDqXIUpQFtgIyxzaGVOui6eizeWkIrQVCx0YIU7+KlJxe",
+	"WaWqYNCG7a0eZHfD31H3ShSFcVjnYa09Icir/VeH35lEve2/enl8wtadcLQinuaEcqr/7p5vmlhPFga5",
+	"b5UF98DZlhsIx6FhcCWrxIzmvjcx0qTqFj5IA9W/6AI6DbvngoqcvmdBwQDg9Zx7dV6FoIMSjpv6amO+",
+	"jO094J50e04zsdphH8baqZ020D5R01xPpoWv5Yq1s6Uv+U00UVXPkMbSkbULXXPGi4qthRzOpjKNMUiT",
+	"heunl79D41lnZ7QRVZGpxtp5ega33mAtY1MOh3IAr6NYG8CbjudZ09O2+Ld/Ncsm6NrHVxGvJLq+J8Uj",
+	"lG3djdX2bp6hLjHlxXi90CEpXdbYs7NyvjYYczVqCdP9SAXciafB7R3zoEvE0vfQRlNxQ1H97fcwqOb4",
+	"aS5exMa+OssiUCFfX8G5vu8UbR8XixEWlvZ8YoTTw+fTCG1oBnfjBNytoCTUGucCNVkWNqDDJSGG/Rxs",
+	"hAZu0l0F5p48e/3kyavDg3nw7qRt0SGEI7HsTYTwvpIQ3cZJO4RszrZ0xxto5IVuMyi944yxZ+SN6biY",
+	"zXrDD/I5WHcD2uNw9eG7HbgAaNODmisUMVcehqvC8C6FFl/01ysULrZnFfXlwqpQWlHKrgbmQ4U2gp6A",
+	"OGvSbSnbE3Y1kwOwRijiQRhKEaUiW67WdtWTHAGFFvMcBsZyg40NE/VW2gwPl7RsPJ7jJ69/efK6d/Ty",
+	"pHfy+s0xVs6gEwrtjUoTx/IQxh5Nw26AOZCPjuRikZemCFIbmtEWtx8T5Int4MnRIeJkFVuReboGWzwL",
+	"A7wcsktxJJGpfL4wIbyc9vqTEXeqSzUHpz0WI6lMU5DZYG6nI/qL6eKJ0jJvOm9virBZdfiWIbbpGDip",
+	"KienRIyfA2Grf3MpoC1RlrDYXUFtL44Pjw+OvkCsDfc6n9Xf/PHxZ4LX8Kx6dFb1UTcePNjYeLixsbGx",
+	"ece4nNuBxmwiUBeBugjURaAuAnURqItAXQTq/gpA3fGLY2diXQbXhVo2YXYuncphKYTZhUNejtwlykN3",
+	"LCJ30cj+E5C7psn6mYC74J5cE74Lb9oXA+KFuxkxvIjhfYsYnhW4ph67RSLtVNTkZwsqdllTaX9Zrgnw",
+	"aT3pvRczsw7/RYeUiaLl9A+ETUunDqhV7/RTPnhfTueRLnrhtdaTn2HoJfImaCQa2Rancv1X3XfrdtaC",
+	"JAmrCl6pXfm7W7Vt6UTau4PRueohbSN2jvQtgWkHwkVubrR1IRMFHy1uPga/2uq7ubBaP/avpG/hd2sf",
+	"RJvhWHjVu6IKu5XrH+0/PvXf3VuqrLUfwr5o/2eV2uxONHZsLsDEq990fjpIxXB0+b2GHbDoXE29tfT2",
+	"Zgo23esrpnmX+BbVpBApsFPfrPw2mTzIqqcv3xyF7P2N5W/2Ejgajvz8dvm53V7XYX5oOXZMLojJBTG5",
+	"4MtMLrilftRLKDBOgXqi0rVCr2HEhBrkM5rtuwtrJ27CCbYmSr8WRS7F2VV0px9FcWPFKW9+tvuVKE+g",
+	"OlxYQmgR63VbIVJWTu1OY5txGLG7sqB5wYWfammLIWYspSr69eGwjmnP3v6eVKk4bx8Bf/IoBFY/9f5l",
+	"VWuW4M3699SDhqUCqbF2kpttCuJQ5x94noq0t5QqCrzEELeFT3lwzw+DRerei9maGXM0PJzn0DZ9qs2o",
+	"VWWVpkfgclvJsF/HAh3wVMAbcU04SPhQOfU74N4PHwu3CDtvwyVYrjK83eUenuY8d89GOpfFeLJWNfiA",
+	"J7uMgaaMU9CDEqyrWjcEexkTxd0AqGy/Je/smpEpLYYeW9A4x1QPr8Gu24dXmVeew9JYroucOJ+KQUGi",
+	"c8Kriugw63o1qYGcjkVeiPMCtoQbsbfzj+pv/9DDf/x0/PLoH5bOxXQsJiLHHiL2Yf+nf5BRNuGD6scJ",
+	"H8AQwUdasqcb9ZpaLs88FdepqHGCgST6Wcwe4461t7uY72484VPYLRN4Gwvtr3pj8+xTMt1ceO03W27g",
+	"RuMOWKbaIMLPfjKfLj0bzyfnzazHzl6d9yafr9lyumthsV3gxGsyveAM4Al3APjv6rK0Hcbf4JlHYeZX",
+	"g7N/a6d1+XmR/Fy2LrEnckZV0Ulu8lyQbdQh7yNXjIbxcVjo905UH7+GbStBFs58ExNfm/Re/2NCc0pW",
+	"HrGPnz71V7t/ul0diyBEwzoa1tGwjob1zQ3rpezbG5vW07LFijkuYPONOAMR2gZsz1nWr8rrWNZSVXY1",
+	"ouiVUc1e2L7ASCFwr1URfP0ODe7b6HwYbe1oa0dbO9ra0daOtna0te/a1m5s7V1G18cIhG8pAuFWwsys",
+	"cto786r1zhYBJR5A+fX1y6Mfe69fvnzR+/nJb8e9X568Pj58GdaY/zXXoJFEMOVOwRQXEV8FFPvgswkv",
+	"bNe+urER5GSdBD+6kRwsZwNh/X3vN6iinyhMGujG0JeI0EWELiJ0EaH7+hG6ZWCyGwJ0y4QXr3+E/3+Y",
+	"frpBnLFFmShS2mFNFwUeP569xo/eUgDy3WF6rQwiaEGtcR9cnodXDLANFYJv9amhsSbTR/WimDjZKS/G",
+	"1Vxztz0xWDqaKjFYOmqMUWOMGmPUGGOw9FW1sD8penoJjTAIp76xOtgMq/5CFMKq59XXqBBG33L0LUff",
+	"cvQtR9/yl+VbvpuQYTeRS6OG3YNfUOBwtDGjjRltzGhjRhvz7uOG78bKvFYg8RJGZhBZfA0j80uLML6S",
+	"8RnI/89tdF4vCDram9HejPZmtDejvfk12JtB2GyMmo2u6Bg1G6GEGDUb8amIT0V8KuJTEZ/6s6Jm7wKe",
+	"ulIY7fpHq2IvF1KLhvgV6/Y+nh27T3zpFXy/ovjZS6Y6ESOdTbxV+WGsjXDzpELTtKVpfcbevmyfpwkO",
+	"Mob6RvsqhvpGNTequVHNjWpuDPW9SDu847DeJbXSKoT3NlTSGMR7u1qpn/hXoJFG12x0zUbX7Dfmmr04",
+	"UPUzmis/i1lNgY5myq2aKXCiOo/WSrRWorXy1w4avTt75YIAUfro0iVmr2eqLAwF/ToiQb9wu+XSqd6d",
+	"0XJbsarRXon2SrRXvmF7JRYHjW64Zdxw3RjnGOMc/7w4x2hrR1s72trfegDcApv3jgPdvBj62O4//FEU",
+	"NQWUn+qStPCMF7A1TSF0QU0gO7UfiNet3Kqq5VXwBcTpfmalsTcY1CDppSjpH6qcwF5PumTM9uwxnG12",
+	"B2V+JrZ2dzcfrnFhwDbags2v7tGS77RcLl4W4ytbJl+/YTItTzM5ACqs6XtGjhQvypyO9XueyYFo9kIQ",
+	"Ke7qIzIMJZCZf601Y6pzQ1W8NvWdreV18X3F9JT/UQpG5728Jv4DnohBLGCgJ1MOG25rfKDKAB/sW/2+",
+	"GAtg4AMhz0SaKDuW4150BjJnGTcFHjx8mI/8E67ASJEo8UfJsw7jSqOVbjn2mBs20WllkreBYVzRUi1l",
+	"t1B6wGwWonIBI6njbBdL+ur+hxfKnXvHGQpuBst2kmhnfW71n8/ddaQXKJpR6b9Fpf9Iu90V59IUJqrf",
+	"Uf2O6ve3rn5fQ8W9ue9LmxZt5IdcwBcZR/xuod9Lm6ZKvXJbfQqjGh3V6MVq9FI61xWbdA20GspRSfR9",
+	"14D8VRRQhixIGiywF+rwV1VNr6pzOrBQpu7YQ24QNZKokUSN5NvWSEgPmFMDPg8UWDn5lsl1VWQqwVFV",
+	"orDLHmsLU1xkQHcSxQ37ILKMccN4lnnHLMsF6F4pK3SYCOzcJ0Fa5kUtaSrlaNmQIMd6fTZth+E1t8VS",
+	"nbem8tL4gZnHXEhYMT1M1Nv+q5fHJ2yZXe+3aw+gJ17iUl1NlM6dy/ZK57vgm8t7cRcEQ9UDea7dd/sG",
+	"Un8pOWvzpb2Xt8Os2lf5+4L412kuzqQuTTZLlKe/mJ75baZntnh8kc112eGwxpDaCaNDwg04mhVtlshA",
+	"ZlDwE1eWrQDn5HadUbuL2l3U7v4qiaDtqtOdZYK2w1zhLC7PCb2ZSjUSxcX6FPODJsqFPTt9SqrPqk/h",
+	"hRcqnWqpii9Wz4ngXQTvog88+sD/BB94lUP/+b3h0Rj6IoyhaK1EayVaK39J73i72XA3KaGUw7HcJBh7",
+	"qbIZ63vx10fl4VR40X1hQ5EbmTeUNRIR4z8PMf4yIiBYLX3Y8Ilg3CSqqL1to/myGY1zOmuqlNEM+1bN",
+	"sCsFIYBRYq2lDpvM0xUt1YcMEEuB61RhKbdjRtwkrOOWojousxsa+v9NUv02btuMOTz6Zf/54UHv1f7r",
+	"/ReBKeOvVSO3LBozt2jM7FeXAbUlqQY6z8UAjP6nOmd2fuS26Xv67/szSdTChD//tHcfVnCmwzN0OktU",
+	"S+7g3JNwcaMhHQ3paEhHQzoa0t+WIX0VM/augr2MUOmJPkBddf2jOBOqOJlNxaf1j8W5627QaoOfhO4w",
+	"Jg1ZLYVmMCL+F0zSFmrBcbGEPmdGFGjYWqIIasjUjfDjYGbLmN9wtkCF+C03kTrNT7pKfOilbsgWQ9Nv",
+	"wM3rIL0tcq4MHxTUn67djgmeWZNgQYE0yK0dQx5HmFGXOceHvUMjoQRyKa4SdXjASiX/KAXjg1wbT76m",
+	"8ouQbYAkyQqgyf8htwlGzyUqtDhperCBQpkSLKlUTKa6EGowg/11g9e3dnu3fUORiv4cu92yvQu7hS7X",
+	"RfSFrdDkJhJIFTidH6o/Ny27+h/gik55UYhcrdGdB6I8XyuNyNdkutKqKrhleJJm1P0QC7DBm+zwoENX",
+	"y/05UfbeHR7AD67AFGidXXZS1U86PGATPmM8M9jbon+/30nURHAKQcoyRsLXXlFvwMNHG/ZywxQeaARL",
+	"Tp4/f/xk/2h//8dAN+3ZXbTGNWmmS+QW+OMMGDysqF3l+lKtS3cWIFnQxDRmWGbZDI62uOUiAsCIQZQ4",
+	"hug65hAHDjmvEy3Hlm0T17WThWv5bpH4mKnBwkoBxzM1GOdaSSMCNeA7w0wBrMszJ5tURX/VKuBCgce3",
+	"xEGkYfuvDtmHsVDk3qUSapkeocGEESWwZqlkIXnGjOJTMwZzzWI9LR/pMK7Qf6vwgktVChgJg/X8F2no",
+	"REk1yAViWhlLRVZw4yKScWQ7lnZuZ4zXdpSL1ZTuH+lC3H/E6vLTlNOpzgvDMv6f2VqmeSrViIC0t09l",
+	"Vghgju0iZOh+DksoBTpFlz0PxmQTMTkVOaaxaAV0R18WqduUPi4EI2+QTHii3vZfaz2hefTf3WtDlIEn",
+	"wH9kSvPpWR7ey7We0J/s/OpxNOxX2Pdw1Qx/BvU17dgTMuzFm+MTVyOHAC6gPCwRZ0T+nWHAp+zSxnJq",
+	"ab4ik9+1VLatNFrl7pdEwe1zVDHEB0ytrjqxVpmyVJqBPsOd9lzwO8P4GS94zpJyY2NrL1GpNNOMz0D6",
+	"4XE/LfNiDDSWyfeCUfiAnWcnHKZ1/rATmRzJ00zQ3p0K+PpAKyNTkYuU5SItVcpVUZfedls5g12CYfpW",
+	"gQUGHwh53FZyTcx9nfi9/adFI0Z8mqh7rvxf30g1EH13fWAXcw+qeocHWAWZVGK1w3Ix4nmaCWMwzr/Q",
+	"cA64JTpH4xfPiueiWlfXXRRQRQxV/IPDNOuZ4GcCBlIpm+Z6KDPBBmOuQFRSFU80F1la+iMb8SmODp/K",
+	"tCnwhOA+VpUEUzHkZVawUzHmZ1KXGAHjrgR1gXJkCPyh2rRE0VZ1GM+0GiGMTcdtGcOHNkJHi5+IvUUD",
+	"Bua6hOZLFTc5o2vGBpgrkrLSuHXbH4CPYeM0+/9/On55lCiSV2BK6FSkmHfh0tpQV7CkgrpiKgp41p2a",
+	"BBKFE8ApwMgwJLMjns78g1Wxy8GY53yAzi74UD9Z+Zis9BOlp0Kx05wPRJe94sZPHQeUCggI3jhFQVFK",
+	"mwmiFdzaYaK8UsowUwb1F7fM1n3AKz7Qk4lQKZn2ziKxRJaL0gS4un11UmaFnGaCimZ26IqQmoDxiHD0",
+	"bKqzrFKTfQm9pfl4qxOjrm7v7e093Js+2NnbfbC1oOIsjbdyJbtln1lzTpExD2LQiUTLTLDEJl1Ka4uc",
+	"Wo7cV+K86J3yYjDuk5FRMYHTGWoiPM8kUCiKVn1RSKV5sLX7cKe3s/PP7d7mw+2dBYtEDnS1NYK2nuvM",
+	"VMSpQ8nCAoGAbQbhLFEqOG6NlUa5vfpMD/GEMQuAskNBvSo064Pi2e+QYsH9mJahusQlt0Md4h9MDj1b",
+	"Rfag1sRkWli13bFSetsUdgzL2xNlZYAboPL3sENF0xtw40BtGEyXRS3E1lejGymMwXOcHXedvmqlhZxM",
+	"RCp5IbJZh021MfI0m6FKh/wAJ+3n63aoj+VY+6QktS2zY3US0g+RiY+5SRTx9ZThK4SLWzpNQWknAnMD",
+	"NrcWv/545lh7xx+UnU5bwdjWC1VmWQ+n1kZwvrbsMhRXYWJASmWh4Y7DrZixCc/fExvWxPVOZ4kCjkJM",
+	"jNRRm3UiTeDGAIVuIotCWF229pFEXfIVlE6yAAI3wWdewnw/gAIvh6Q51D5oST1Z0cMhDJOstHzbujjs",
+	"BxNFSszF30X1xY9eKn7GZQZiMlnpELephq/WQiPLNGtgnXZ2i3iIKHrkUG2wEudxr16nSa90whkFftCL",
+	"AaEJP5eTcuI56wcui04TL+0wC4xWuUCwK17CdSkm1bGRezq3WkbKC77KTkGmCeYn50ajMfDLIuNTI6z2",
+	"GQp3e7N5FX+CFhpdZSw+aRZfpY1+hxm9aMyAW1R8rh7Mb+hDtYPb3kDgt+3QLPdqu4kBQLwM73eWGjEd",
+	"p0E6HRdJ3uZzoQAkhRP+fP8+Krz37zuV17E7tDAWDgDMj67S/ftCpfOvXyJPaiYR7V8aAH2wCrhjF3yd",
+	"XfBx1GJI3yXcn9R7/BiwF6cLz7H0JabVuidkybFLNxUuitPDazNqTNfqW3Yy+78xCbQ0QQikzjD5WPCU",
+	"gJBBRoXNrTFM6mARVF5w6MFUDKouAdY9JIGm0nIg0i77AYj5jxLjeDqVRgnzwGOsz8CfamAZ2U+B0e2i",
+	"rcyyQVb28VV/rbqWkMSMpbpD/xggPDIUeU0c2UvLB0WJAsIDEsQ5qjn7vg+OZVYGkiOYRhgbsKwmTQHb",
+	"lqjld5jfJDhRtLswjEXaiY95Sg73yllal0NADTZowwb06wHPQpCJmCVmAIQk1He01b8tFaE0ohes80I9",
+	"4WJ/zd7KNVOBLo0A4AOM/vdBXbQ5aFoGQw9KU+hJj4J2LFRb/5sFbiv0NR91Pf6LT3bpyZVP7z51Virj",
+	"wGn3uzXt3kvg+pTmPHYdbFSBy5PqTFIlgr/tPdzLH+w92Gki0PSI1doWLtae3osZe631hB3B/0UgVqUi",
+	"X3nUhm53VuicaWcqDHrSxX7kioaofaXCClBI4dyv9JXvT/Vp4+f6V+kLzq/5u5ZIEX97sLVn9szeH83N",
+	"uYAS5r3kt00bOOGQQIJGA5dMpYUmLjlgAul6ZZ6hw2XwaH09iNpbP376bPYq+0H89ub46dPzbHT6r9/+",
+	"PdFPNGh6AaC38mjlibX1wQ5c6dSPFPcbFgJT6GHg3983d7a3Hmw/fLC38/ChGf3+3jT6sOhcjqTqEfft",
+	"wcTpjd1/bu3s7W6H1GFfbAxQo4/2R1ppBFRYI0eKGnLwkVh5tLO7t7HduibaYudY+Lgy6Y5FrgW6DFqp",
+	"do5S33VWJl2i+bRHX3DNSTbgJ/jO3C9bQECWRV//bJ+YoTKlHB4fPD0+fvJ07kj3Yf7sBc9HvMg1Np+Z",
+	"3wJgxRw57MpzrbE3CQb6kpRsP3U4w53tV+P8WF3/1OdDTBtn3vbAsie+ubW9037g9QuPbjbr8qfyVw7z",
+	"KsS5b2BDPTvIqQkXnlQTd9/HxSTzTwAV2EGTcmNje3CK/yMu+QI9u24fhoMyI79W12vkjg5iubvlNuIK",
+	"W/2us2IBHOcbB9XYi8pie2dta3t3e7e30duA9ZUqFzztKV3IoRX+KA3HcjTO5GhcuOuz2VkJH3J/3q3G",
+	"KMbtQ/2dfsi1LlpH3m4fee8Typ33Sg/eo+DZ2trmJt3Z3WtKHnzkC5TKNPXaR+Zl7g1EMvosyHNc9x03",
+	"Mg4agrmK7GvEm9l9a5q5zyXlt9LvoLzKQpDOtChCgec5n6H7uRba8BipcD5wqs21Pcr0Kc/YNJdnoHlj",
+	"1Sbni0BkkoKEMHTAfWSfVsrae/XAV87kQPQyadrWeViP8RdVYJQNcCCzwGAGTmU+YOGA1iiqdjtLbIk1",
+	"cV4IhdYVvAUm62q4DnKYP5e1OLq5ZWgleiDQMA+mas61KAhlPp162eVXK8I06vr60Q665fW/VGIN0SXM",
+	"2nbpxXP7EBoB7bkOGAiNvoNCo3jNfAeEGqxdFUI8LxLVx0CEvs/cbotlDA2Mr+NCWep1AQbe4AYGVCJQ",
+	"QNAfXCoTnsarCs2cm563ntpS6vBb+ER3Lri1srYW0Wvb8xWTb4mQg8OZTkVKtvqCTB/7zBo+s0qeznrr",
+	"QwyCGhO0LBSzaiYr9PwiFh1wy3TsYS83K5wL3EbCbmgKNM41qeUQhzi27ob50Kj6cynKyJVlA85g/xYG",
+	"nDlvV2N3WWNzO2zCcbe4ofPAYLNE4b8bjsu2ybYySmezLkdiX6ecrAlIu81WNOI+86KgeHPYTYo319TW",
+	"cFmpWTOlv45NwfZ0btqNqBOkqHsuhnjMi0TxXKjvCnTh50HXLA8W67yK6cEbCWOsVn7QFlwX4VEjGM9F",
+	"ot4WsykYeaGauyCCFx9cq+nQq+QkeAtKNPkXpkX72/ZHsxpst99Df4otR+zZ6i0e7/yp2DxJn9jqnNc+",
+	"rornQaQPhZ7uvzr0Pn2McRwDh7ASGsNgbF/dPqYEyxTRYDmZZqCbicwIfCSo12Jh5DlmHmjxLaqETmd0",
+	"vC6IGrWgmkLqnZSE5xt0KBaN0NZWjGf+ynmr8+NC1TibuTjtKtS7Gehd81v+fWvv9R8ffnrx/MPaLDWb",
+	"P+4/6/3r/Pdnr3/YPOAPNTc/b4jdX56rwfvezm5ofU/O13C0NUndj1EArDxa+f9J8vc21WjeDJ5bhJwI",
+	"U/DJlN1rJnhUPvlSyXMmpnowXgV9lEalYJyxnggaPlGWetySKRS2ufbNve2tnX8+3N3e2t7YDZYmVbG3",
+	"s9JWasiZbG0+Py6V8cEds7U/Sp6RKVA1K0b2+2GsiQoWncgCGKAtmLu28d+3bXtgSDYnTRpcweSQgiUw",
+	"LAL+T7BvGIVyHwe579IEXC/TCX8v1ciKj6kU5KYhluhosGKuXVYFwWFMF9PDQijmAjkSZQPC0LeGg9ii",
+	"UDzH40UvC1es/33fsgQ8bGIauRiKXFTRmuzwwHSQMWAUIHJ3e8m67FfnMRTnA0EWDMW2gXywAXa1QBoj",
+	"bPknnigKb7YRlYcHNhnaPg/bQk5D2MtTgW8iGyAO18iK/h7+1I72VCdIf7goGwWXMk9HTWhubuQQQFpA",
+	"z3pKGhIT50XOFxRl8t9uaE6jRfNuz+HiVO2KYgfCOJzGFabAMAwWADJyaSqe35JrruIGRN0TPrM9MCkJ",
+	"10UH0NM4JVhUwTLBQXopv7XFB+09z0C2Jco2EDUdy9SxUhh3sXx8hKEXQqLhdAp6x4gX8gw1hhHKBluL",
+	"VRaVM1TWk102d/ce7Gw/WIorhdLj4wJlOwy9DbkRXeIwN67DrFJOexKSF1xN3Hx70NhiHV3YWAvNPtuv",
+	"PtWvnvRKEn0lCKt+269Raqsj+r8m8AQ9sAqsAvOSiiBMK5xoxwbbUZXbmQ+4wDNydGKDaX1xXasbp2xG",
+	"sRAYzu1Vw0V7kqh7sis6zo18JpjSrLEgYg6rlrGGe0dhF4nqI2hHLuJnnnANO3728s3zAzbV0zIj33Mw",
+	"AEq5XJyJnE1zPsCwqw47LW2I84v93yiaQiKtKzEQxvB8xu4FAaWdRMkhG/BsAB9wlEDHCULgfCqUkWei",
+	"ir2YyNG4YIOx1kZQeGw2S1QVACExstPCPSIlS2+VpEa49PtKF/eZAuoG8ndLJOTI8t1pachGYYEXGmeC",
+	"uUJnktOFm/+RhYlx+68OE3XPK4W5oIAxNsgEz1kqhpjJQVIgWWkQaLKy2k1UjbFab02dn17sat+06NBZ",
+	"70KFsm9/7Tsaq+JqKnlErJKShqcZHwTQp7um1+KQLlujKiNkw/ECVSCYhk9pCUsVTkWOMRdUm8gIG7br",
+	"l+EmuGx6G+yqDcyc29ePK5vdLdJjbClse8No4R9qeKy7v3rKKEUdswxpoS6svlYnWyrWdwKyz+59aNUZ",
+	"4A9Y0ShR3W53vWagLV21qGnWOcMGGYYuR2OYi73hyF4oY85G0/ibR++zsVa6zEVKehlsNaWqpXyAHjGB",
+	"TLCd/ALyci/UbBs5BHbabPVfEbT3X5opnzT9ZEfjbDs3o2cvfn+/dvD7i5/2j/iH/OGzZ/vj56OdHwf6",
+	"5Lf8WP72249/PHnS7jUDbf3h5sbDf+78c9etyFzdgqncLhOdwr3Q+YUON/oQ1ZNpcbntPmi43Mj/EgIV",
+	"lF6GdA6qp6bKX4cHrdApXWlzEaZJx1SZFSFvWMASFulMPp57aZbAFnOEbqLeKMxB6oesrl+7ltJUfcjr",
+	"EWljaQqdz9iZNPJUZrKYEaO4nsl5MT9+iJp1JSMWWtXuBpdTwg5ulHFdy+XogDg8k7APZ5Inqv/qzcLC",
+	"aGb9I/zPYfoJk+nbkuj7JMoDfkyRymSv1A7NJ5xoJRqwRKJa6144Sn5j6b8dFGwWS3CX3z7or17L7e54",
+	"NvLuevdmIUqIpuSVoMI3dZeITa0K40qtAVPlBZCcnMuJ6CwMOU1UFRiIAdZV8kY5dV++6KXOXBZHQUfd",
+	"YTpPVL9KJKCUsrwUq6hefvz43+xUnwsD0kqw//70yZnbzhUENNrUYIOMkkRZMwqIuBA4j4z/Z9bLNHfR",
+	"NaYfZFiiLxT3x3rQKGsoAB1sBHeBucuY8eKiKR09YW8cCqmxoaRASWYugDeIwrRVVHyQKix8vbnyRNmI",
+	"UJ/XAMtphFj2re0ZhEg3Kz2HmOoCf4rDYihqM6KqEVWNqGpEVSOqGlHViKpGVDWiqhFVjahqRFUjqhpR",
+	"1YiqRlQ1oqoRVY2o6qWoalhfYElMddErEVG9JUTVlZXwnMmIosNcRQ5CKWwlnjAtP1E482Wy7JmbTCZN",
+	"0aFAWAQIjl6eLDtAePRVqRs/Zzh9nHetcgCNjXt/8ewuKAFw//5rewT37y+JNlvEx5t5rbt5OQR9aTWA",
+	"WgLu4jygoB0fGHHWWrf7NOEzpoSNLLeoABIkkBfMt9BVMkmjmK5P+W2TGfhSAA2cCl8OuqpUTDNSfCI8",
+	"38a/+NL3aExqJbrMnQILnvvOJKofJPL1WXBzB1xpBeZgj2eSm34NzcJwcVYqrHua2xPxln2tipmtUrfr",
+	"y2TqagLAa7DqIqoQpsgFn9CfsIwFrR6+RMnM8CmbLYG2YKLgRlDHFoU2bFh1zNdGBUXX4nlUBilRSs8P",
+	"6ScIH/TlfqzeQUuCI1ZG+laX7JQrZYt6ZWJY2KNmL6hAEFfVshNlwSMnsDtsrD/gpFF3sU/brXPQn3vY",
+	"g9FgeML8wnfcvLHyju1jg4cxXwg0RHFqVUEr1hlWXvT1iYlSXT2RSvmStQKnnUSVys5svurkr66MVWY3",
+	"kEjc4ir1KppkzoharftTrOib2kKEuTBjN1KiaH4OhrF7BNa5BW0qHBBbkxLuRnVYiAfaw7FusZq36XqY",
+	"eV2XWJyrf3GjWMsFgNvWEDE9ZH0ar99tiiAwoeHuz1d4C9YuC0+Qbs0Vi9CuRFm3HSpsry1w/ZXAcKh6",
+	"esBt8f2dWytc5ksX2zzfRC232EAHBLXx2MqLNt0xqKoQXZ3R1RldndHVGV2d0dUZXZ3R1RldndHVGV2d",
+	"0dUZXZ3R1RldndHVGV2d0dX5Rbk6g3qJc4eal8KRcYXmOQHg6ByEhx3CCU3qj9R3PbDIZxdgbEHV5rA6",
+	"43z/FFu7DLisdYR46rJezv4w15PAZVqJGksNVOXSYltU6nLdtRBbWu7gUPBfMnXvrgbtOhU5LgiFL3Ip",
+	"zoTvzmKBPURqlW78udXf4FW/OnBZ1QoPIbhLOvcS6hgQyonFKq9STaiqAzSs+icCz6sX+feuu0Z9JffJ",
+	"NlpcVH6zaWOXsFl6yOj5WiEhE3QSRvDk2KlSb19jM4Jm5SFzQfGgs/nqQ8wIZE/t/eCAxsf6Q1XtyFsI",
+	"tlXK4RCUo4UFQvtN5cs4T6hrIAcXGS+27RhH3hIjqC6g7X3jQBTntJlw23QIzy1U1njWVhCqS12V8ObQ",
+	"NLG7nU7LbEElOf/U4gZLdYxjru7pJU6DS0+66ofgh2bDjI/AVAzp75n7VdSHaxZWDGCCtnqsrfCMLnh2",
+	"pUnXLga9vcyUaoIFv3EUvkYX5MomwY6PVrFdFocZthoLu7XBP9XoEhquqNbHazTJlkJDyO3gVO1LCucu",
+	"V7buVunqPs3l/rK0dYKPi9TTWHgsP3xm+nKTb5sg0toyk/vUfHfuJbN0YUSvgs4XW70brthymWzjRT4Y",
+	"O852KT/zAUDEGOEgbBM+adh7MXOKDhWk07rAnsFIMQgHGTYB6Rpem/rqnGDgbpB60AZXs8YRS6//NJQB",
+	"sDpwatQWRGk7onEA29x2WCXjw1hnfln1sUPyscyGKGFpnrPQmNip0ddPFIZx97U2yWd9nRKbwRRbK2z6",
+	"6tzL8apGpe7PUcQVPylSVk7bhPJnquCKk7hRAdefYYTL67f+bFd79zQV7ms7ZbGLCMtNNF9EWa64eSze",
+	"eqPirbGyZwzMiIEZMTAjBmbEwIwYmBEDM2JgRgzMiIEZMTAjBmbEwIwYmBEDM2JgRgzM+AZz0E/8lQoz",
+	"s70muLjyZr1v/vVKRjaTeGPJyAjXRbguwnURrotwXYTrIlwX4boI10W4LsJ1Ea6LcF2E6yJcF+G6CNdF",
+	"uG5JuC4s6lgH665ZjdCqU1evRsjCYoTLD7CwGGGiLqlGuEylw6+0GmEsIRWhzwh9RugzQp8R+ozQZ4Q+",
+	"I/QZoc8IfUboM0KfEfqM0GeEPiP0GaHPWEIqlpD6C5WQClBv2iOHUZLtkIlhsVyVqeBGPRfD4jPUBsB+",
+	"IBqsUaFcnxDY+utUoMApL6gS0GhR0FpHoNC9VICSfnGnG3vPgGesFXqNXqmOyrkjiJoTRb8j/ooaPfUD",
+	"eXtsXz8IX5dq1H5JxHkB9o5WBt4BE3+1Xh6JhrmU9SlxXlgG8G7+2daTQxuEZ8woPjVjjaeViqzgjZXa",
+	"Hj74P6EPwpay+IQo5aDMZTFDxJ4PwO47AZ7zr1Lk8Md3nzq1vz8WPAeN6O07uCq+DdHK8UwNxrlW0jR6",
+	"2FjzW4EEHwgJRq/44I8Gd4yPDGwEEAHwsUIO5BTPdeUdTLFFzgGtrn+E/wYxF1aPWP8IO/gJyGUkWiyn",
+	"H0XBjJ4IZl+i4g31bbMa0ECroRx5vQZVjUy4W432nsLbg5b5uD4kLAy4GK7jMKUv23IPViJ6lm1w8+eP",
+	"uQEGYwOlYm7iZC7TEVl5gX2FTkWieFmMdS5t+6UJf++Rm6DwkutQUocbeSYHFaw8QKYjYWZTXgDfVHwC",
+	"z9EZrIQkXeSl6KyYwVhMeFCBo+LQF5gTAUpZWyetvct+KE0BQmA2FUG3pkTBbMwUldlCM36mZcoGGTdj",
+	"UYfKVnQ+6vpF4WBdOuf25VllZPnFvYOHSTohsLm1sdEwfAIEYv13Q8ZpNV5oLOH0eiF1EzjvfqGJ9xCB",
+	"aXECtfOO2rbaaXn6twrgbArcobOys7G9xOTtlA1ZdbR2+DfNCx7I84FOYWovek9fvn58eHDw5AhOJc81",
+	"GFc/cOyEw9N0/lZikxvXiAyXVO1VU1ki3X2NbPYnOPhcxSA3lbm3FcPpMPi5TjIvem+Ofj56+etRGy5u",
+	"1zA/mXE54WotFzwFzcYObtleffx9xUpFdjo9pQeDMgdqu1S7sasJ1Bu37GVpoWIa3sKwfuw67/BqnWcZ",
+	"3xl/WolClgd7DvN5xPrBQfctKe3cNikdvTzpPX355uggIKX9kH5gFUNdqjRSzm1SzpGuX1PQGVFX9BRU",
+	"Fy0eDiPu0ocP9LuJCqnFn2X/dtWSi8W987I5DeQNTBdrUL0Dy6xs0R+OP5f+gFLdDoFFUk8DQwkGcSEm",
+	"xThH4A9Nj0JPLRX3Q7nRd4AK6ckVdONNKdTk32JQxLI2oVd563rO8S3oOeYvrOeYr0fPwR1+rNPZl6Xi",
+	"OK2mZYO7c4v8dC2F7TJB1ZA3V9fM0CNRIrFjjAhDfNKK0o27EKU/Hb+sKWV2E+0dY5zBA65eZxSot6yK",
+	"2ctEYWJOA6tteU27erx/gAfWT5TOnQDFP0TFPSruNWGoUzmcXV9t371tQnKkO09HIPUnXWR3PazYW6k2",
+	"0rD9V4eRkG6XkKSx2jjGtIU3mNTXItdZVnk1SB38H1vPGU4MVBIkMElPWZ10Aa+6ZcTx2qr9Mphiw5N2",
+	"2xAjxo9Zg4giHltMhkS12Azs2pDjK5Fb50FEHlvXSkWoF6y1Nse/PdjaM3tm74/Lp0kU9FUDpNRVP6Kk",
+	"C1HSW9fHD49+2X9+eNB7tf96/0UgKL9XuuDkhg3jUCqF8YxnMnXeuSgub1vvsggW3umD/qJtr0m/2lFG",
+	"7Txq518jrI6uWR6x9S8OW6ew2rmWUi71xGLt7MuA2m1Cjw+1HaAqUjVFuF0U/k5U7DZUPhWZPBO57fPg",
+	"YHkLtU9FjlE4TCi46RSIfgc4+42Ue/MXUu7n1koBS1+4bm++Mt3+7j0DtV+ifyD6B/7i/gF2z36iBrkx",
+	"nScqdA+sdljNir3ElklUOGzdllmNxkw0ZqKrIRJSdDVcx7Rp80JQ2pG5yLVgk6jtkz6ty37WJraW06nO",
+	"i+Z2YsrwL9TjE42XAjT3wtZVYf2z/+3+BhKD9fP/7f7W/TdWkKFMKzngGRtwIwx2qE7UW3jtuPZVmzSF",
+	"AfPd7vp/1ea05mZcNVxOVJg0QPnibqqY+lH1DkT95gxulhGYaJxLTGPM2FDwoswFNhm1yzaJcre5XypT",
+	"wJXouef6aNcYUb3oFWkW6NFcpYmCObiiBtnMpaK5va8VOADLmyw+meM4TA5ZKgxcnm6inrqPZdLAsWBi",
+	"Mc+FhVHy8DOFHo0yqUYYCu8PmNhNouoHjTkoNH9XRaK0zLjaL7st+B3u1p0oSuYac+LkM1GwjKtU+CAx",
+	"+FKXPQ2T0PzbDHmGKrD0kkpFPtIuHxxYoDY8g3+g5MCTnE4Fz+2yVUoGD9UyOBVIhipRejis6jMx7So6",
+	"uE/C7Ew4OZ9TbEkmFWICdJAoyi11gXKpZkYD2VJSOhZg8Cnpgh7D2+1JAvdyCKoT/h01iw4zVcyd3XNH",
+	"ESAGhSrcqfhCQaSyFTpR6FKCGzcOPlOF8zlWkunRSKRrkoqGYLkBpcneDsc3XhB3wg0IKYGy02rfS1Qt",
+	"fhCmQzqT3xo4qg/SjOHn90JMPRHB4VbD0DEOqTSFmH13JgijykUmuEEKsmgKHlOhUdf0m8cxYWqA0Yqs",
+	"nI5ynmJefq6nueSFyGZdth9c/U5z28nCLQ1WlHE3POAEqkpzgR/stEyrf/QXx3LvxMxbmeM/8MfQDJ/M",
+	"3E/e3KykwNuVfKO70d1c6aycbXY3QWjUdJK6utH6rUX9V+ty5dexQB1a58gMMN+xYobuBoJ4c5KlPZmx",
+	"PuqTVkYdEqxl2F3mGSR8PmCSHYxvwqvBB+99/SyfIYh3So9w9h0mVQonZCsH8WDiCWl9LbOvcs1C6dtS",
+	"4M7LVPfcJbXK5l9YXLEnKMMXqlz+xWUTw7xasEgDmFOLGhrQNUDfmygkgWpEPIjxdCKVNEVuE8AuK+qw",
+	"ueHUS5+NSomyWF8llUOs9VRkM0rAXMxJqfrBp0+f/i8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
