@@ -306,7 +306,9 @@ func (e *env) send(method, requestURI, token string, signed bool, body map[strin
 		}
 		req.Header.Set("Authorization", h)
 	}
-	return testenv.DoRequest(e.t, req)
+	// The API's only redirects (the SSO redirect endpoints) are answers
+	// to check, not to follow.
+	return testenv.DoRequestNoFollow(e.t, req)
 }
 
 // remoteServer is a federation identity for signed requests: it publishes

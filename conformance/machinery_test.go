@@ -85,28 +85,28 @@ func TestExampleCheckTreatsMapKeysAsDataAndErrcodeAsContract(t *testing.T) {
 }
 
 func TestExampleRequestsAreBuiltFromTheSpec(t *testing.T) {
-	r, err := buildRequest(find(t, "DeleteDevice"))
+	r, err := buildRequest(find(t, "DeleteDevice"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.URI != "/_matrix/client/v3/devices/QBUAZIFURK" || !r.UIA {
 		t.Fatalf("x-example path parameter or UIA detection: %+v", r)
 	}
-	r, err = buildRequest(find(t, "Register"))
+	r, err = buildRequest(find(t, "Register"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.URI != "/_matrix/client/v3/register?kind=user" || r.Body["username"] != "cheeky_monkey" || r.Body["password"] != "ilovebananas" {
 		t.Fatalf("register example from query x-example and property examples: %+v", r)
 	}
-	r, err = buildRequest(find(t, "GetUserDevices"))
+	r, err = buildRequest(find(t, "GetUserDevices"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.URI != "/_matrix/federation/v1/user/devices/@alice:example.org" {
 		t.Fatalf("user ID path parameter: %q", r.URI)
 	}
-	r, err = buildRequest(find(t, "Login"))
+	r, err = buildRequest(find(t, "Login"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

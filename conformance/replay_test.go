@@ -110,8 +110,9 @@ type request struct {
 }
 
 // buildRequest assembles op's example request: x-example values for path
-// and query parameters, the documented body.
-func buildRequest(o operation) (request, error) {
+// and query parameters (or, for a parameter the spec gives no example,
+// its value in params), the documented body.
+func buildRequest(o operation, params map[string]string) (request, error) {
 	path := o.Path
 	q := url.Values{}
 	for _, p := range o.Op.Parameters {
@@ -119,6 +120,9 @@ func buildRequest(o operation) (request, error) {
 		ex, ok := pv.Extensions["x-example"]
 		if !ok && pv.Example != nil {
 			ex, ok = pv.Example, true
+		}
+		if v, given := params[pv.Name]; !ok && given {
+			ex, ok = v, true
 		}
 		switch {
 		case !ok && pv.Required:
@@ -215,7 +219,7 @@ func replay(t *testing.T, b testenv.Backend, v *validate.Validator, o operation,
 	if o.Op.Responses.Status(target) == nil && st.Unsupported == "" {
 		t.Fatalf("state table: %s does not declare status %d", o.ID(), target)
 	}
-	req, err := buildRequest(o)
+	req, err := buildRequest(o, st.Params)
 	if err != nil {
 		t.Fatalf("%s: %v", o.ID(), err)
 	}

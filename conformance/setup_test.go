@@ -52,6 +52,9 @@ type state struct {
 	// Absent lists example keys (dotted paths) the server deliberately
 	// does not send, with the reason; the README's list of deviations.
 	Absent map[string]string
+	// Params are values of parameters the spec gives no example for
+	// (by name).
+	Params map[string]string
 	// CrossSigning uploads cross-signing keys for the account (after its
 	// devices), as a client sets them up.
 	CrossSigning bool
@@ -81,6 +84,11 @@ func (s state) password() string {
 // entry is replayed once against a fresh server: with an account when it
 // needs an access token, signed by a remote server when it needs that.
 var states = map[string][]state{
+	// No examples upstream: a web client's redirectUrl, and an IdP ID.
+	"RedirectToSSO": {{Status: http.StatusFound, Why: "the browser is sent to the sign-in page",
+		Params: map[string]string{"redirectUrl": "https://client.example.org/login?from=sso", "action": "login"}}},
+	"RedirectToIdP": {{Status: http.StatusNotFound, Why: "GET /login lists no identity providers, so every idpId is unknown",
+		Params: map[string]string{"redirectUrl": "https://client.example.org/login", "idpId": "com.example.idp.github"}}},
 	"GetVersions": {{Absent: map[string]string{
 		"unstable_features.org.example.my_feature": "an illustrative vendor feature; Myelin advertises none",
 		"versions[0]": "/versions lists only what the coverage table allows (see its table)",

@@ -298,6 +298,42 @@ func (e QueryKeys200JSONResponseBodyUserSigningKeysUsage) Valid() bool {
 	}
 }
 
+// Defines values for RedirectToSSOParamsAction.
+const (
+	RedirectToSSOParamsActionLogin    RedirectToSSOParamsAction = "login"
+	RedirectToSSOParamsActionRegister RedirectToSSOParamsAction = "register"
+)
+
+// Valid indicates whether the value is a known member of the RedirectToSSOParamsAction enum.
+func (e RedirectToSSOParamsAction) Valid() bool {
+	switch e {
+	case RedirectToSSOParamsActionLogin:
+		return true
+	case RedirectToSSOParamsActionRegister:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RedirectToIdPParamsAction.
+const (
+	RedirectToIdPParamsActionLogin    RedirectToIdPParamsAction = "login"
+	RedirectToIdPParamsActionRegister RedirectToIdPParamsAction = "register"
+)
+
+// Valid indicates whether the value is a known member of the RedirectToIdPParamsAction enum.
+func (e RedirectToIdPParamsAction) Valid() bool {
+	switch e {
+	case RedirectToIdPParamsActionLogin:
+		return true
+	case RedirectToIdPParamsActionRegister:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RegisterParamsKind.
 const (
 	Guest RegisterParamsKind = "guest"
@@ -1207,6 +1243,44 @@ type Login200JSONResponseBody_WellKnown struct {
 	} `json:"m.identity_server,omitempty"`
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
+
+// RedirectToSSOParams defines parameters for RedirectToSSO.
+type RedirectToSSOParams struct {
+	// RedirectUrl URI to which the user will be redirected after the homeserver has
+	// authenticated the user with SSO.
+	RedirectUrl string `form:"redirectUrl" json:"redirectUrl"`
+
+	// Action The action that the user wishes to take at the SSO redirect.
+	//
+	// The following values are supported:
+	//   * `login`: the SSO redirect is for the purposes of signing an
+	//     existing user in.
+	//   * `register`: the SSO redirect is for the purpose of registering a
+	//     new user account.
+	Action *RedirectToSSOParamsAction `form:"action,omitempty" json:"action,omitempty"`
+}
+
+// RedirectToSSOParamsAction defines parameters for RedirectToSSO.
+type RedirectToSSOParamsAction string
+
+// RedirectToIdPParams defines parameters for RedirectToIdP.
+type RedirectToIdPParams struct {
+	// RedirectUrl URI to which the user will be redirected after the homeserver has
+	// authenticated the user with SSO.
+	RedirectUrl string `form:"redirectUrl" json:"redirectUrl"`
+
+	// Action The action that the user wishes to take at the SSO redirect.
+	//
+	// The following values are supported:
+	//   * `login`: the SSO redirect is for the purposes of signing an
+	//     existing user in.
+	//   * `register`: the SSO redirect is for the purpose of registering a
+	//     new user account.
+	Action *RedirectToIdPParamsAction `form:"action,omitempty" json:"action,omitempty"`
+}
+
+// RedirectToIdPParamsAction defines parameters for RedirectToIdP.
+type RedirectToIdPParamsAction string
 
 // RefreshJSONBody defines parameters for Refresh.
 type RefreshJSONBody struct {
@@ -3055,6 +3129,12 @@ type ServerInterface interface {
 	// Login Authenticates the user.
 	// (POST /_matrix/client/v3/login)
 	Login(ctx echo.Context) error
+	// RedirectToSSO Redirect the user's browser to the SSO interface.
+	// (GET /_matrix/client/v3/login/sso/redirect)
+	RedirectToSSO(ctx echo.Context, params RedirectToSSOParams) error
+	// RedirectToIdP Redirect the user's browser to the SSO interface for an IdP.
+	// (GET /_matrix/client/v3/login/sso/redirect/{idpId})
+	RedirectToIdP(ctx echo.Context, idpId string, params RedirectToIdPParams) error
 	// Logout Invalidates a user access token
 	// (POST /_matrix/client/v3/logout)
 	Logout(ctx echo.Context) error
@@ -3548,6 +3628,63 @@ func (w *ServerInterfaceWrapper) Login(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Login(ctx)
+	return err
+}
+
+// RedirectToSSO converts echo context to params.
+func (w *ServerInterfaceWrapper) RedirectToSSO(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RedirectToSSOParams
+	// ------------- Required query parameter "redirectUrl" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "redirectUrl", ctx.QueryParams(), &params.RedirectUrl, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter redirectUrl: %s", err))
+	}
+
+	// ------------- Optional query parameter "action" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "action", ctx.QueryParams(), &params.Action, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter action: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RedirectToSSO(ctx, params)
+	return err
+}
+
+// RedirectToIdP converts echo context to params.
+func (w *ServerInterfaceWrapper) RedirectToIdP(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "idpId" -------------
+	var idpId string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "idpId", ctx.Param("idpId"), &idpId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter idpId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RedirectToIdPParams
+	// ------------- Required query parameter "redirectUrl" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "redirectUrl", ctx.QueryParams(), &params.RedirectUrl, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter redirectUrl: %s", err))
+	}
+
+	// ------------- Optional query parameter "action" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "action", ctx.QueryParams(), &params.Action, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter action: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RedirectToIdP(ctx, idpId, params)
 	return err
 }
 
@@ -4207,6 +4344,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/_matrix/client/v3/keys/upload", wrapper.UploadKeys, options.OperationMiddlewares["uploadKeys"]...)
 	router.GET(options.BaseURL+"/_matrix/client/v3/login", wrapper.GetLoginFlows, options.OperationMiddlewares["getLoginFlows"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/login", wrapper.Login, options.OperationMiddlewares["login"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/login/sso/redirect", wrapper.RedirectToSSO, options.OperationMiddlewares["redirectToSSO"]...)
+	router.GET(options.BaseURL+"/_matrix/client/v3/login/sso/redirect/:idpId", wrapper.RedirectToIdP, options.OperationMiddlewares["redirectToIdP"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout", wrapper.Logout, options.OperationMiddlewares["logout"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/logout/all", wrapper.LogoutAll, options.OperationMiddlewares["logout_all"]...)
 	router.POST(options.BaseURL+"/_matrix/client/v3/refresh", wrapper.Refresh, options.OperationMiddlewares["refresh"]...)
@@ -6641,6 +6780,63 @@ func (response Login429JSONResponse) VisitLoginResponse(w http.ResponseWriter) e
 	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+type RedirectToSSORequestObject struct {
+	Params RedirectToSSOParams
+}
+
+type RedirectToSSOResponseObject interface {
+	VisitRedirectToSSOResponse(w http.ResponseWriter) error
+}
+
+type RedirectToSSO302ResponseHeaders struct {
+	Location *string
+}
+
+type RedirectToSSO302Response struct {
+	Headers RedirectToSSO302ResponseHeaders
+}
+
+func (response RedirectToSSO302Response) VisitRedirectToSSOResponse(w http.ResponseWriter) error {
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(302)
+	return nil
+}
+
+type RedirectToIdPRequestObject struct {
+	IdpId  string `json:"idpId"`
+	Params RedirectToIdPParams
+}
+
+type RedirectToIdPResponseObject interface {
+	VisitRedirectToIdPResponse(w http.ResponseWriter) error
+}
+
+type RedirectToIdP302ResponseHeaders struct {
+	Location *string
+}
+
+type RedirectToIdP302Response struct {
+	Headers RedirectToIdP302ResponseHeaders
+}
+
+func (response RedirectToIdP302Response) VisitRedirectToIdPResponse(w http.ResponseWriter) error {
+	if response.Headers.Location != nil {
+		w.Header().Set("Location", fmt.Sprint(*response.Headers.Location))
+	}
+	w.WriteHeader(302)
+	return nil
+}
+
+type RedirectToIdP404Response struct {
+}
+
+func (response RedirectToIdP404Response) VisitRedirectToIdPResponse(w http.ResponseWriter) error {
+	w.WriteHeader(404)
+	return nil
 }
 
 type LogoutRequestObject struct {
@@ -9445,6 +9641,12 @@ type StrictServerInterface interface {
 	// Login Authenticates the user.
 	// (POST /_matrix/client/v3/login)
 	Login(ctx context.Context, request LoginRequestObject) (LoginResponseObject, error)
+	// RedirectToSSO Redirect the user's browser to the SSO interface.
+	// (GET /_matrix/client/v3/login/sso/redirect)
+	RedirectToSSO(ctx context.Context, request RedirectToSSORequestObject) (RedirectToSSOResponseObject, error)
+	// RedirectToIdP Redirect the user's browser to the SSO interface for an IdP.
+	// (GET /_matrix/client/v3/login/sso/redirect/{idpId})
+	RedirectToIdP(ctx context.Context, request RedirectToIdPRequestObject) (RedirectToIdPResponseObject, error)
 	// Logout Invalidates a user access token
 	// (POST /_matrix/client/v3/logout)
 	Logout(ctx context.Context, request LogoutRequestObject) (LogoutResponseObject, error)
@@ -10917,6 +11119,57 @@ func (sh *strictHandler) Login(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(LoginResponseObject); ok {
 		return validResponse.VisitLoginResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RedirectToSSO operation middleware
+func (sh *strictHandler) RedirectToSSO(ctx echo.Context, params RedirectToSSOParams) error {
+	var request RedirectToSSORequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RedirectToSSO(ctx.Request().Context(), request.(RedirectToSSORequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RedirectToSSO")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RedirectToSSOResponseObject); ok {
+		return validResponse.VisitRedirectToSSOResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RedirectToIdP operation middleware
+func (sh *strictHandler) RedirectToIdP(ctx echo.Context, idpId string, params RedirectToIdPParams) error {
+	var request RedirectToIdPRequestObject
+
+	request.IdpId = idpId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RedirectToIdP(ctx.Request().Context(), request.(RedirectToIdPRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RedirectToIdP")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RedirectToIdPResponseObject); ok {
+		return validResponse.VisitRedirectToIdPResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}

@@ -57,6 +57,8 @@ var SpecOperations = []SpecOperation{
 	{ID: "uploadKeys", Method: "POST", Path: "/_matrix/client/v3/keys/upload", AddedIn: "", Changes: []SpecChange{{"1.2", "added request.fallback_keys"}}},
 	{ID: "getLoginFlows", Method: "GET", Path: "/_matrix/client/v3/login", AddedIn: "", Changes: []SpecChange{{"1.7", "added response 200.flows.get_login_token"}}},
 	{ID: "login", Method: "POST", Path: "/_matrix/client/v3/login", AddedIn: "", Changes: []SpecChange{{"1.3", "added request.refresh_token"}, {"1.3", "added response 200.expires_in_ms"}, {"1.3", "added response 200.refresh_token"}}},
+	{ID: "redirectToSSO", Method: "GET", Path: "/_matrix/client/v3/login/sso/redirect", AddedIn: "1.1", Changes: []SpecChange{{"1.18", "added parameter action"}}},
+	{ID: "redirectToIdP", Method: "GET", Path: "/_matrix/client/v3/login/sso/redirect/{idpId}", AddedIn: "1.1", Changes: []SpecChange{{"1.18", "added parameter action"}}},
 	{ID: "logout", Method: "POST", Path: "/_matrix/client/v3/logout", AddedIn: ""},
 	{ID: "logout_all", Method: "POST", Path: "/_matrix/client/v3/logout/all", AddedIn: ""},
 	{ID: "refresh", Method: "POST", Path: "/_matrix/client/v3/refresh", AddedIn: "1.3"},

@@ -41,6 +41,7 @@ var apis = []api{
 			"client-server/refresh.yaml",
 			"client-server/registration.yaml",
 			"client-server/registration_tokens.yaml",
+			"client-server/sso_login_redirect.yaml",
 			"client-server/sync.yaml",
 			"client-server/to_device.yaml",
 			"client-server/versions.yaml",

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/myelin-hs/myelin/impl/app"
+	"github.com/myelin-hs/myelin/impl/config"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/testenv"
 	"github.com/myelin-hs/myelin/impl/tokens"
@@ -18,7 +19,8 @@ import (
 
 func TestLoginFlowsArePasswordAndToken(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
-		s := testenv.Start(t, b, nil)
+		// (With --auth both, m.login.sso comes too: impl/ssocompat's tests.)
+		s := testenv.Start(t, b, func(c *config.Config) { c.Auth = config.AuthLegacy })
 		r := s.Do(t, "GET", v3+"/login", "", nil)
 		testenv.WantStatus(t, r, 200)
 		want := []any{map[string]any{"type": "m.login.password"}, map[string]any{"type": "m.login.token"}}

@@ -40,6 +40,7 @@ import (
 	"github.com/myelin-hs/myelin/impl/server"
 	"github.com/myelin-hs/myelin/impl/sessions"
 	"github.com/myelin-hs/myelin/impl/ssapi"
+	"github.com/myelin-hs/myelin/impl/ssocompat"
 	"github.com/myelin-hs/myelin/impl/storage"
 	"github.com/myelin-hs/myelin/impl/syncstream"
 	"github.com/myelin-hs/myelin/impl/todevice"
@@ -200,6 +201,9 @@ func (a *App) routes(e *echo.Echo) {
 		(&oauth.Handler{OAuth: a.Services.OAuth, Auth: a.Auth, Log: a.Log}).Mount(e)
 		mounts = append(mounts, (&oauth.Pages{OAuth: a.Services.OAuth, Accounts: a.Services.Accounts,
 			RegistrationMode: a.Config.Registration}).Mount)
+		if ssocompat.Enabled(a.Config) {
+			mounts = append(mounts, (&ssocompat.Pages{SSO: &ssocompat.Service{Tokens: a.Services.Sessions, Limits: a.Services.Sessions.Limits}}).Mount)
+		}
 	} else {
 		oauth.MountDisabled(e)
 	}

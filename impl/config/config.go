@@ -159,7 +159,8 @@ type RateLimits struct {
 	PerAccount Bucket `yaml:"per_account"`
 	// FailedLogin limits failed logins per account, across all processes.
 	FailedLogin Bucket `yaml:"failed_login"`
-	// LoginToken limits POST /login/get_token per account, across all
+	// LoginToken limits POST /login/get_token (and the login tokens of
+	// confirmed SSO logins) per account, across all
 	// processes (the spec suggests about one a minute); unset (zero) is
 	// the default, 1 a minute with a burst of 3.
 	LoginToken Bucket `yaml:"login_token"`

@@ -89,12 +89,6 @@ func (s *Server) CheckUsernameAvailability(ctx context.Context, req clientapi.Ch
 	return clientapi.CheckUsernameAvailability200JSONResponse{Available: &available}, nil
 }
 
-// loginFlow is the generated (anonymous) type of one entry of GET /login.
-type loginFlow = struct {
-	GetLoginToken *bool  `json:"get_login_token,omitempty"`
-	Type          string `json:"type"`
-}
-
 // expiresIn is expires_in_ms: absent when the access token never expires.
 func expiresIn(ms int64) *int {
 	if ms == 0 {
@@ -108,21 +102,20 @@ func (s *Server) GetLoginFlows(context.Context, clientapi.GetLoginFlowsRequestOb
 	if !s.Config.LegacyAuth() {
 		return nil, errLegacyOff()
 	}
-	var resp clientapi.GetLoginFlows200JSONResponse
-	flows := make([]loginFlow, 0, 2)
+	var flows []loginFlowJSON
 	for _, t := range accounts.LoginFlows() {
-		f := loginFlow{Type: t}
+		f := loginFlowJSON{Type: t}
 		if t == accounts.LoginToken && s.Sessions.LoginTokensEnabled(auth.Principal{}) {
 			yes := true
 			f.GetLoginToken = &yes
 		}
 		flows = append(flows, f)
 	}
+	flows = append(flows, s.ssoFlows()...)
 	if s.AppServices.Any() {
-		flows = append(flows, loginFlow{Type: accounts.LoginAppService})
+		flows = append(flows, loginFlowJSON{Type: accounts.LoginAppService})
 	}
-	resp.Flows = &flows
-	return resp, nil
+	return loginFlowsResponse{Flows: flows}, nil
 }
 
 func (s *Server) Login(ctx context.Context, req clientapi.LoginRequestObject) (clientapi.LoginResponseObject, error) {

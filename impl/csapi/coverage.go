@@ -46,6 +46,7 @@ var Features = []specversions.Feature{
 	{Version: "1.9", Op: "claimKeys", What: "fallback keys are marked `fallback: true`"},
 	{Version: "1.13", Op: "claimKeys", What: "one-time keys are claimed oldest upload first (MSC4225)"},
 	{Version: "1.15", Op: "getAuthMetadata", What: "the OAuth 2.0 API (MSC3861)"},
+	{Version: "1.18", Op: "getLoginFlows", What: "m.login.sso with oauth_aware_preferred, for OAuth 2.0 aware clients (MSC3824)"},
 }
 
 // CoverageRows is the coverage table of the client-server API.

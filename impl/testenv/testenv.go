@@ -278,7 +278,22 @@ func Do(t testing.TB, base, method, path, token string, body any) Response {
 // does not build (signed federation requests, other headers).
 func DoRequest(t testing.TB, req *http.Request) Response {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	return doRequest(t, http.DefaultClient, req)
+}
+
+// noFollow is a client that answers a redirect as it is.
+var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// DoRequestNoFollow is DoRequest answering a redirect (3xx) as it is,
+// not following it.
+func DoRequestNoFollow(t testing.TB, req *http.Request) Response {
+	t.Helper()
+	return doRequest(t, noFollow, req)
+}
+
+func doRequest(t testing.TB, client *http.Client, req *http.Request) Response {
+	t.Helper()
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
