@@ -49,13 +49,19 @@ conformance:
 # core flows, matrix-js-sdk's secret storage and key backup with Rust
 # crypto, matrix-js-sdk's emoji (SAS) verification of a user's new device
 # and its Olm to-device messages between two federated myelin processes,
-# and mautrix-go through cross-signing set-up. Installs
-# matrix-js-sdk from the lockfile when missing; needs /usr/bin/python3 with
-# python3-matrix-nio (Debian) and Node 20.
-clients:
-	test -d conformance/clients/js/node_modules || (cd conformance/clients/js && npm ci --no-audit --no-fund)
+# mautrix-go through cross-signing set-up, and the OAuth 2.0 API with
+# matrix-js-sdk's OIDC helpers in headless Chromium and golang.org/x/oauth2.
+# Installs matrix-js-sdk and esbuild from the lockfile when missing or
+# stale; needs /usr/bin/python3 with python3-matrix-nio (Debian), Node 20
+# and Chromium.
+clients: conformance/clients/js/node_modules/.package-lock.json
 	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -count=1 -v -run '^(TestRealClients|TestMatrixJSSDK|TestGolangOAuth2)' ./conformance/
 	MYELIN_TEST_REQUIRE_CLIENTS=1 $(GO) test -tags $(GOTAGS) -count=1 -v ./conformance/clients/mautrix/
+
+# npm ci (dev dependencies included: esbuild bundles the browser client)
+# when node_modules is missing or older than the lockfile.
+conformance/clients/js/node_modules/.package-lock.json: conformance/clients/js/package-lock.json conformance/clients/js/package.json
+	cd conformance/clients/js && npm ci --include=dev --no-audit --no-fund
 
 # The load benchmark (cmd/myelin-bench: a real myelin process against
 # in-run baselines, on SQLite and on PostgreSQL when reachable), then the
