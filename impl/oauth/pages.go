@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
@@ -75,30 +74,12 @@ func describeScope(sc Scope) []string {
 	return out
 }
 
-// allowOrigins widens the page's Content-Security-Policy so the consent
-// form may send the browser to the client's redirect URI and the page may
-// show the client's logo.
-func allowOrigins(c echo.Context, redirect, logo string) {
-	h := c.Response().Header()
-	csp := h.Get("Content-Security-Policy")
-	if u, err := url.Parse(redirect); err == nil && u.Scheme != "" {
-		src := u.Scheme + ":"
-		if u.Host != "" {
-			src = u.Scheme + "://" + u.Host
-		}
-		csp = strings.Replace(csp, "form-action 'self'", "form-action 'self' "+src, 1)
-	}
-	if u, err := url.Parse(logo); err == nil && u.Scheme == "https" && u.Host != "" {
-		csp = strings.Replace(csp, "img-src 'self' data:", "img-src 'self' data: https://"+u.Host, 1)
-	}
-	h.Set("Content-Security-Policy", csp)
-}
-
 func (p *Pages) renderConsent(c echo.Context, client *Client, scope Scope, redirect, action string, hidden url.Values) error {
 	lang := c.Request().Header.Get("Accept-Language")
 	d := consentData{Name: client.Name(lang), URI: client.ClientURI, Logo: client.Logo(lang), TOS: client.TOS(lang),
 		Policy: client.Policy(lang), Redirect: redirect, Action: action, Scopes: describeScope(scope), Hidden: hidden}
-	allowOrigins(c, redirect, d.Logo)
+	web.AllowFormTarget(c, redirect)
+	web.AllowImage(c, d.Logo)
 	return web.Render(c, http.StatusOK, web.Page{Title: "Allow access"}, func(pg web.Page) templ.Component { return consentPage(pg, d) })
 }
 

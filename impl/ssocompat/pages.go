@@ -2,7 +2,6 @@ package ssocompat
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -34,7 +33,7 @@ func (p *Pages) confirmPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	allowFormTarget(c, u)
+	web.AllowFormTarget(c, u.String())
 	d := confirmData{Target: Target(u), RedirectURL: raw, Action: ConfirmPath}
 	return web.Render(c, http.StatusOK, web.Page{Title: "Continue to " + d.Target}, func(pg web.Page) templ.Component { return confirmPage(pg, d) })
 }
@@ -47,16 +46,4 @@ func (p *Pages) confirm(c echo.Context) error {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, to)
-}
-
-// allowFormTarget widens the page's Content-Security-Policy so that the
-// confirmation form's answer may send the browser on to the client
-// (browsers apply form-action to the redirects that follow a form).
-func allowFormTarget(c echo.Context, u *url.URL) {
-	src := u.Scheme + ":"
-	if u.Host != "" {
-		src = u.Scheme + "://" + u.Host
-	}
-	h := c.Response().Header()
-	h.Set("Content-Security-Policy", strings.Replace(h.Get("Content-Security-Policy"), "form-action 'self'", "form-action 'self' "+src, 1))
 }

@@ -189,6 +189,36 @@ func (s *Site) headers(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// AllowFormTarget widens the page's Content-Security-Policy so its form's
+// answer may send the browser on to target's origin (browsers apply
+// form-action to the redirects that follow a form): a client's redirect
+// URI, web (scheme://host) or native (scheme:). Unparsable targets are
+// left out.
+func AllowFormTarget(c echo.Context, target string) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" {
+		return
+	}
+	src := u.Scheme + ":"
+	if u.Host != "" {
+		src = u.Scheme + "://" + u.Host
+	}
+	widenCSP(c, "form-action 'self'", src)
+}
+
+// AllowImage lets the page show an image from an https URL's origin (a
+// client's logo).
+func AllowImage(c echo.Context, image string) {
+	if u, err := url.Parse(image); err == nil && u.Scheme == "https" && u.Host != "" {
+		widenCSP(c, "img-src 'self' data:", "https://"+u.Host)
+	}
+}
+
+func widenCSP(c echo.Context, directive, src string) {
+	h := c.Response().Header()
+	h.Set("Content-Security-Policy", strings.Replace(h.Get("Content-Security-Policy"), directive, directive+" "+src, 1))
+}
+
 // Nonce is the CSP nonce of the current page.
 func Nonce(c echo.Context) string { s, _ := c.Get("web.nonce").(string); return s }
 
