@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -475,6 +476,61 @@ func TestStoppingAnswersWaitingLongPollsAtOnce(t *testing.T) {
 		start = time.Now()
 		if r, err := n.sync.Sync(context.Background(), syncstream.Request{Device: bb.Device, Since: since, Timeout: 20 * time.Second}); err != nil || time.Since(start) > time.Second {
 			t.Fatalf("a poll after Stop: %v %+v after %v", err, r, time.Since(start))
+		}
+	})
+}
+
+// gateSource is a stream that takes a while to read and records how many
+// reads ran at once.
+type gateSource struct {
+	running, most, reads *atomic.Int64
+}
+
+func (gateSource) Key() string { return "g" }
+
+func (g gateSource) Collect(_ context.Context, _ syncstream.Device, from int64, _ bool, _ *syncstream.Response) (int64, bool, error) {
+	n := g.running.Add(1)
+	for {
+		m := g.most.Load()
+		if n <= m || g.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(2 * time.Millisecond)
+	g.running.Add(-1)
+	g.reads.Add(1)
+	return from, false, nil
+}
+
+func TestManyLongPollsArrivingTogetherReadTheStreamsAFewAtATime(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		n, _ := setup(t, b)
+		bb := n.login(t, bob, "B1")
+		since := n.syncNow(t, bb, "").NextBatch
+		g := gateSource{new(atomic.Int64), new(atomic.Int64), new(atomic.Int64)}
+		n.sync.Sources = append(n.sync.Sources, g)
+		const polls = 200
+		chans := make([]chan answer, polls)
+		for i := range chans {
+			chans[i] = n.poll(bb, since, 20*time.Second)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for g.reads.Load() < polls {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d polls read their streams", g.reads.Load(), polls)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Each poll's reads wait for the database pool anyway: beyond
+		// twice its size (8 here), a waiting reader only holds memory.
+		if most := g.most.Load(); most > 16 {
+			t.Fatalf("%d polls read at once, want at most 16", most)
+		}
+		n.sync.Stop()
+		for _, ch := range chans {
+			if got := <-ch; got.err != nil {
+				t.Fatalf("a poll answered %v", got.err)
+			}
 		}
 	})
 }
