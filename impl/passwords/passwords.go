@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -185,7 +186,84 @@ func inHashSlot(f func()) {
 	hashWaiting.Add(1)
 	hashSlots <- struct{}{}
 	hashWaiting.Add(-1)
-	defer func() { <-hashSlots }()
+	hashStarts.Add(1)
+	defer func() {
+		<-hashSlots
+		// The last hash of a burst arms the quiet hook: nothing else runs
+		// and nothing waits (a hash that starts later cancels it). Two
+		// hashes ending together may both arm it; that is one timer.
+		if len(hashSlots) == 0 && hashWaiting.Load() == 0 {
+			quiet.arm()
+		}
+	}()
+	f()
+}
+
+// hashStarts counts hashes started, so that a quiet hook armed before a
+// later hash can tell that hashing did not stay quiet.
+var hashStarts atomic.Uint64
+
+// QuietAfter is how long hashing must stay idle after a burst before the
+// quiet hook runs, and quietEvery the least time between two runs.
+const (
+	QuietAfter = 100 * time.Millisecond
+	quietEvery = time.Second
+)
+
+var quiet quietHook
+
+// OnQuiet sets f to be called, on its own goroutine, once hashing goes
+// quiet after a burst: when the last hash in progress has finished, none
+// has waited or started for QuietAfter, and f has not run in the last
+// second. Each Argon2id hash allocates its memory cost (19 MiB by
+// default) and drops it as garbage; after a login burst the heap goal
+// still counts the hashes that were live at the last collection, and the
+// process would keep that memory until the runtime's periodic collection
+// minutes later. The server passes debug.FreeOSMemory, which hands it
+// back at once. OnQuiet(nil) removes the hook.
+func OnQuiet(f func()) {
+	quiet.mu.Lock()
+	defer quiet.mu.Unlock()
+	quiet.hook = f
+}
+
+type quietHook struct {
+	mu    sync.Mutex
+	hook  func()
+	timer *time.Timer
+	gen   uint64    // hashStarts when the timer was armed
+	last  time.Time // when hook last ran
+}
+
+func (q *quietHook) arm() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.hook == nil {
+		return
+	}
+	q.gen = hashStarts.Load()
+	wait := QuietAfter
+	if next := time.Until(q.last.Add(quietEvery)); next > wait {
+		wait = next
+	}
+	if q.timer == nil {
+		q.timer = time.AfterFunc(wait, q.fire)
+	} else {
+		q.timer.Reset(wait)
+	}
+}
+
+func (q *quietHook) fire() {
+	q.mu.Lock()
+	f := q.hook
+	busy := hashStarts.Load() != q.gen || len(hashSlots) > 0 || hashWaiting.Load() > 0
+	if f == nil || busy {
+		// A hash started since: its own end re-arms the timer.
+		q.mu.Unlock()
+		return
+	}
+	q.last = time.Now()
+	q.mu.Unlock()
 	f()
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -489,6 +490,88 @@ func BenchmarkVerifyDefault(b *testing.B) {
 	for b.Loop() {
 		if ok, _, err := h.Verify("correct horse battery staple", enc); !ok || err != nil {
 			b.Fatalf("ok=%v err=%v", ok, err)
+		}
+	}
+}
+
+// quietCalls installs a quiet hook that records when it ran and what
+// HashLoad said then; it is removed when the test ends.
+func quietCalls(t *testing.T) func() []quietCall {
+	t.Helper()
+	var mu sync.Mutex
+	var calls []quietCall
+	OnQuiet(func() {
+		r, w := HashLoad()
+		mu.Lock()
+		calls = append(calls, quietCall{at: time.Now(), running: r, waiting: w})
+		mu.Unlock()
+	})
+	t.Cleanup(func() { OnQuiet(nil) })
+	return func() []quietCall {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]quietCall(nil), calls...)
+	}
+}
+
+type quietCall struct {
+	at               time.Time
+	running, waiting int
+}
+
+func TestQuietHookRunsOnceWhenALoginBurstEndsAndNotWhileHashesRun(t *testing.T) {
+	calls := quietCalls(t)
+	h := New(Params{MemoryKiB: 4096, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}, nil)
+	// A stream of hashes whose gaps are shorter than QuietAfter, each
+	// step a burst of more hashes than there are slots.
+	var end time.Time
+	for step := 0; step < 6; step++ {
+		var wg sync.WaitGroup
+		for i := 0; i < 3*cap(hashSlots); i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); mustHash(t, h, "pw") }()
+		}
+		wg.Wait()
+		end = time.Now()
+		time.Sleep(QuietAfter / 3)
+	}
+	if got := calls(); len(got) != 0 {
+		t.Fatalf("hook ran %d times while hashing went on, first at %v before the end", len(got), end.Sub(got[0].at))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(calls()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(3 * QuietAfter) // a second call would come by now
+	got := calls()
+	if len(got) != 1 {
+		t.Fatalf("hook ran %d times after the burst, want once", len(got))
+	}
+	if got[0].running != 0 || got[0].waiting != 0 {
+		t.Fatalf("hook ran with %d hashes running and %d waiting", got[0].running, got[0].waiting)
+	}
+	if d := got[0].at.Sub(end); d < QuietAfter {
+		t.Fatalf("hook ran %v after the last hash, want at least QuietAfter (%v) of quiet", d, QuietAfter)
+	}
+}
+
+func TestQuietHookRunsAtMostOncePerSecond(t *testing.T) {
+	calls := quietCalls(t)
+	h := New(fastParams(), nil)
+	start := time.Now()
+	// Single hashes spaced wider than QuietAfter: each would arm the hook.
+	for time.Since(start) < 1500*time.Millisecond {
+		mustHash(t, h, "pw")
+		time.Sleep(QuietAfter + QuietAfter/2)
+	}
+	time.Sleep(quietEvery + QuietAfter)
+	got := calls()
+	if len(got) < 2 || len(got) > 3 {
+		t.Fatalf("hook ran %d times in %v of spaced hashes, want 2 or 3 (once per second)", len(got), time.Since(start))
+	}
+	for i := 1; i < len(got); i++ {
+		if d := got[i].at.Sub(got[i-1].at); d < quietEvery-10*time.Millisecond {
+			t.Fatalf("hook ran twice %v apart, want at least %v", d, quietEvery)
 		}
 	}
 }
