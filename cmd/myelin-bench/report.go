@@ -120,9 +120,10 @@ func (r *report) idle(backend, server string, p *proc) {
 		mb(p.statusKB("RssFile")), mb(p.statusKB("RssAnon")), mb(p.statusKB("RssShmem")))
 }
 
-// afterLoad records the server's RSS once the load shared with Dendrite
-// (reads, renames, logins) has run.
+// afterLoad records the server's RSS a second after the load shared with
+// Dendrite (reads, renames, logins) has run, for both servers alike.
 func (r *report) afterLoad(backend, server string, p *proc) {
+	time.Sleep(time.Second) // as idle does: the load is over, not still running
 	kb := p.statusKB("VmRSS")
 	r.afterKB[key(backend, "|", server)] = kb
 	fmt.Printf("%-8s %-6s %-34s %4s %9s %8s %8s %8s\n", backend, server, "RSS after the load", "", "", "", "", mb(kb))
