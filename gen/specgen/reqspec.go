@@ -1,6 +1,9 @@
 package main
 
-import "strings"
+import (
+	"maps"
+	"strings"
+)
 
 // The server validates requests against an embedded copy of each document
 // (gen/<api>/reqspec), and everything it parses stays on its heap for the
@@ -63,7 +66,64 @@ func requestsOnly(doc map[string]any) map[string]any {
 	}
 	delete(out, "webhooks")
 	out["info"] = deepCopy(doc["info"])
+	spellOutAnyValue(out, false)
 	return out
+}
+
+// anyValue stands for the empty schema {}: {"nullable": true}. Both accept
+// every value, null included, under the validator the server uses,
+// kin-openapi's built-in one (see impl/server's as30), which reads {} as
+// OpenAPI 3.0 does and refuses null; JSON Schema 2020-12 ignores the
+// keyword, so under it the two are {} alike. (A list of every type would
+// say the same in 3.1's own words, but oapi-codegen, which embeds this
+// document, cannot type such a list.)
+var anyValue = map[string]any{"nullable": true}
+
+// schemaKeywords hold one schema; schemaLists a list of schemas; schemaMaps
+// map names to schemas.
+var (
+	schemaKeywords = map[string]bool{"schema": true, "items": true, "additionalProperties": true, "not": true,
+		"if": true, "then": true, "else": true, "contains": true, "propertyNames": true, "contentSchema": true}
+	schemaLists = map[string]bool{"allOf": true, "oneOf": true, "anyOf": true, "prefixItems": true}
+	schemaMaps  = map[string]bool{"properties": true, "patternProperties": true, "$defs": true,
+		"dependentSchemas": true, "schemas": true}
+)
+
+// spellOutAnyValue replaces, in place, every empty schema under v (v
+// itself when isSchema) by anyValue.
+func spellOutAnyValue(v any, isSchema bool) any {
+	switch t := v.(type) {
+	case map[string]any:
+		if isSchema && len(t) == 0 {
+			return maps.Clone(anyValue)
+		}
+		for k, sv := range t {
+			switch {
+			case schemaKeywords[k]:
+				t[k] = spellOutAnyValue(sv, true)
+			case schemaLists[k]:
+				if l, ok := sv.([]any); ok {
+					for i := range l {
+						l[i] = spellOutAnyValue(l[i], true)
+					}
+				}
+			case schemaMaps[k]:
+				if m, ok := sv.(map[string]any); ok {
+					for name := range m {
+						m[name] = spellOutAnyValue(m[name], true)
+					}
+				}
+			case dataKeywords[k]:
+			default:
+				t[k] = spellOutAnyValue(sv, false)
+			}
+		}
+	case []any:
+		for i := range t {
+			t[i] = spellOutAnyValue(t[i], false)
+		}
+	}
+	return v
 }
 
 // strip copies an object (a map whose keys are keywords) without the

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -368,5 +369,49 @@ func TestRequestValidationCopyDropsProseExamplesAndResponsesButKeepsPropertiesSo
 	}
 	if dig(doc, "paths", "/x", "post", "description") != "operation prose" {
 		t.Error("the full document was modified")
+	}
+}
+
+func TestRequestValidationCopySpellsTheEmptySchemaSoNullPassesItAsIn31(t *testing.T) {
+	doc := map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]any{"title": "T", "version": "1"},
+		"paths": map[string]any{"/x": map[string]any{"post": map[string]any{
+			"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{
+				"schema": map[string]any{
+					"type": "object",
+					"properties": map[string]any{
+						"auth":  map[string]any{"type": "object", "additionalProperties": map[string]any{"description": "anything"}},
+						"any":   map[string]any{},
+						"edus":  map[string]any{"type": "array", "items": map[string]any{"allOf": []any{map[string]any{"type": "object"}, map[string]any{}}}},
+						"typed": map[string]any{"type": "string"},
+					},
+					"default": map[string]any{"auth": map[string]any{}},
+				},
+			}}},
+			"responses": map[string]any{"200": map[string]any{"description": "ok"}},
+			"security":  []any{map[string]any{}},
+		}}},
+	}
+	got := requestsOnly(doc)
+	op := dig(got, "paths", "/x", "post").(map[string]any)
+	props := dig(op, "requestBody", "content", "application/json", "schema", "properties").(map[string]any)
+	for _, at := range [][]string{{"auth", "additionalProperties"}, {"any"}} {
+		if v := dig(props, at...); !reflect.DeepEqual(v, map[string]any{"nullable": true}) {
+			t.Errorf("%v: got %v, want {nullable: true}", at, v)
+		}
+	}
+	if v := dig(props, "edus", "items", "allOf").([]any)[1]; !reflect.DeepEqual(v, map[string]any{"nullable": true}) {
+		t.Errorf("allOf's empty schema: got %v", v)
+	}
+	if v := dig(props, "typed"); !reflect.DeepEqual(v, map[string]any{"type": "string"}) {
+		t.Errorf("a typed schema changed: %v", v)
+	}
+	// Empty objects that are not schemas stay as they are.
+	if v := dig(op, "requestBody", "content", "application/json", "schema", "default", "auth"); !reflect.DeepEqual(v, map[string]any{}) {
+		t.Errorf("a default value changed: %v", v)
+	}
+	if v := op["security"].([]any)[0]; !reflect.DeepEqual(v, map[string]any{}) {
+		t.Errorf("the optional security requirement changed: %v", v)
 	}
 }

@@ -20,16 +20,16 @@ import (
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"xFXdahs9EH0VM1ffB0q2bkuhe9c/SgihadNCwRijrsbOJLuSLM2aLMu+e5G0dez1umlLf3xjPDqaOWdm",
-	"jtxCYSprNGr2kLfgsagdcXNVXGOFKUQrjeoDrmv0HAPxDHL4fHIh2dEdCODGhsg1s4Wu6wSQXpoAZuIy",
-	"nCTk5ArdBt1J+pq8uDyb/HfRYEl64ksq8H8QsEHnyWjIYXo6fQ6dAGNRS0uQw5PT6ekjEGAlX0dy2aKK",
-	"ibMlKnSSyehsM808apW1fKfPVBdgto7Mje0xZwpyuEKtPjqpvSxCLKZ1skJG5yGftUCBRCgFArSMkmNK",
-	"EOBwXZNDBTm7GkXqiYyCUyc8O9Ir6Lp5AqPnl0Y1AVEYzagjIWltSUWifeOD6HYnlSzLd8vIxLpAnSlN",
-	"xDhakR4pJvqjhY/9XaSZLo2rJEMOpPnZ0/thkWZcoQvXrKojlBgrv5PYfLnBggOiD0jnZANhwPcdmH0j",
-	"NFK+Tz0XBxmHonBI4Zj6nfYdsERVL1LwcBD7lLdIsU04RrKbj2kfwA4v7lcLKxID3hrto4pObK0WJQ5M",
-	"Npt385DjyHrXHl2mcEMF+qwNv/o9X+HInr9F/uTRvU74H1rzlPLn9/y3CrzFxmdFKamKFjZ+RNurcBzU",
-	"vdGFa2yIn2Pj4ddNN7CaxgVThYtAJl5WisJNWV7uAY/FDxx6zFnb1RlYa4/Av9m0OIh1ja45Poj34fgP",
-	"DiJt+4NjGD5gw77PehcL0HVZwvzB/u/W/Qvdv8Um2zzO0gP6PUenf9BzbGBQMHy+BgAA//8=",
+	"xFVta9swEP4r4T5toNbLNgbzt70xSinr1g0GIQTVuqRqbUmVzqHG+L+Pk7w0cZx1G3vJl5DTo+eee3mU",
+	"FgpbOWvQUIC8hYBF7TU1F8UVVphCemVQfcLbGgPFQDyDHL4enUny+g4EUOM4ckXkoOs6AdosLYNJU8kn",
+	"CTm5QL9Gf5S+Jq/OTyaPzhostZmEUhf4GASs0QdtDeQwPZ6+hE6AdWik05DDs+Pp8RMQ4CRdRXHZoorE",
+	"2RIVeknammw9zQIalbV0Z05UxzBXR+XW9ZgTBTlcoFGfvTRBFhyLtF5WSOgD5LMWNIvgVCDAyFhypAQB",
+	"Hm9r7VFBTr5GkXoiY8GpE4G8NivounkCY6DXVjWMKKwhNFGQdK7URZJ9HbjodotKluWHZVTiPEsnnSZi",
+	"vV5pM5JM9EeLEPu7SDNdWl9Jghy0oRfP74elDeEKPV9zqo5QTViFLWJ7eY0FMaIPSO9lAzzg+w7Mvgsa",
+	"Sd9Tz8Ue47AoHEo4VP1W+/ZUoqoXKbg/iF3JG6TYEI6KNHVZykteYR50Nx9rxeDWPs9u8kjEgeCsCbGo",
+	"TmycFyseeG427+bMcWDb64A+U7jWBYas5V/92q9wZO3fI30J6N8m/E9tfaL89bX/owXeYBOyopS6io62",
+	"YaS2N3zM1b0zhW8cx0+xCfD7Hhw4z+CCdIULFhMvK6X5pizPd4CH4nuGPWS0zeoMnLYj4P9sWhzEbY2+",
+	"OTyIj3z8FweRtv3BMQzfs2HfZ72LRfQ5zB/s/3bef9D9G2yy9dMsvac/cnT6Qz3FBgYJ+fMtAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
