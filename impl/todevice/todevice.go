@@ -282,16 +282,24 @@ func (s *Service) enqueue(ctx context.Context, tx bun.Tx, sender, eventType stri
 		users = append(users, u)
 	}
 	slices.Sort(users)
+	// The recipients with the length of their inbox, in one round trip:
+	// counted up to the limit only, so a full inbox costs no more than
+	// maxQ index entries to recognise.
+	maxQ := orDefault(s.MaxQueue, DefaultMaxQueue)
+	queued := tx.NewSelect().Model((*storage.ToDeviceMessage)(nil)).ColumnExpr("1").
+		Where("?TableAlias.user_id = device.user_id AND ?TableAlias.device_id = device.device_id").Limit(int64(maxQ))
 	var rows []struct {
 		UserID   string `bun:"user_id"`
 		DeviceID string `bun:"device_id"`
+		Queued   int    `bun:"queued"`
 	}
 	q := tx.NewSelect().Model((*storage.Device)(nil)).Column("user_id", "device_id").
+		ColumnExpr("(SELECT COUNT(*) FROM (?) AS q) AS queued", queued).
 		Where("user_id IN (?)", bun.In(users)).Order("user_id", "device_id")
 	if s.Store.Dialect == storage.Postgres {
 		// The devices may not be deleted before this commits (their
 		// messages' foreign key); a deletion waits, then takes them along.
-		q = q.For("KEY SHARE")
+		q = q.For("KEY SHARE OF device")
 	}
 	if err := q.Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("find recipient devices: %w", err)
@@ -303,16 +311,20 @@ func (s *Service) enqueue(ctx context.Context, tx bun.Tx, sender, eventType stri
 		if !ok {
 			c, ok = m["*"]
 		}
-		if ok {
-			targets = append(targets, target{r.UserID, r.DeviceID, c})
+		if !ok {
+			continue
 		}
+		if r.Queued >= maxQ {
+			if strict {
+				return queueFull(r.UserID, r.DeviceID, maxQ)
+			}
+			s.log().Warn("send-to-device: inbox full; dropping a message from another server", "user_id", r.UserID, "device_id", r.DeviceID)
+			continue
+		}
+		targets = append(targets, target{r.UserID, r.DeviceID, c})
 	}
 	if len(targets) == 0 {
 		return nil
-	}
-	targets, err := s.checkQueues(ctx, tx, targets, strict)
-	if err != nil || len(targets) == 0 {
-		return err
 	}
 	now := s.now().UnixMilli()
 	for start := 0; start < len(targets); start += 500 {
@@ -352,47 +364,6 @@ func (s *Service) enqueue(ctx context.Context, tx bun.Tx, sender, eventType stri
 		}
 	}
 	return wake.Publish(ctx, tx, recipients...)
-}
-
-// checkQueues returns the targets whose inbox has room for one more
-// message (all of them, or an error, when strict).
-func (s *Service) checkQueues(ctx context.Context, tx bun.Tx, targets []target, strict bool) ([]target, error) {
-	maxQ := orDefault(s.MaxQueue, DefaultMaxQueue)
-	users := make([]string, 0)
-	for i, t := range targets {
-		if i == 0 || t.userID != targets[i-1].userID {
-			users = append(users, t.userID)
-		}
-	}
-	var counts []struct {
-		UserID   string `bun:"user_id"`
-		DeviceID string `bun:"device_id"`
-		N        int    `bun:"n"`
-	}
-	if err := tx.NewSelect().Model((*storage.ToDeviceMessage)(nil)).ColumnExpr("user_id, device_id, COUNT(*) AS n").
-		Where("user_id IN (?)", bun.In(users)).Group("user_id", "device_id").
-		Having("COUNT(*) >= ?", maxQ).Scan(ctx, &counts); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("count queued messages: %w", err)
-	}
-	if len(counts) == 0 {
-		return targets, nil
-	}
-	full := map[[2]string]bool{}
-	for _, c := range counts {
-		full[[2]string{c.UserID, c.DeviceID}] = true
-	}
-	kept := targets[:0:0]
-	for _, t := range targets {
-		if !full[[2]string{t.userID, t.deviceID}] {
-			kept = append(kept, t)
-			continue
-		}
-		if strict {
-			return nil, queueFull(t.userID, t.deviceID, maxQ)
-		}
-		s.log().Warn("send-to-device: inbox full; dropping a message from another server", "user_id", t.userID, "device_id", t.deviceID)
-	}
-	return kept, nil
 }
 
 // Receive applies an incoming m.direct_to_device EDU from origin inside

@@ -333,6 +333,27 @@ func TestIncomingMessagesAreAppliedOncePerMessageIDAndOnlyFromTheOriginsUsers(t 
 	})
 }
 
+func TestAnIncomingMessageSkipsOnlyTheDeviceWhoseInboxIsFull(t *testing.T) {
+	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
+		f := setup(t, b)
+		f.svc.MaxQueue = 2
+		ctx := context.Background()
+		for i := range 2 {
+			if err := f.svc.Send(ctx, alice, "ALICE1", "m.test", fmt.Sprint(i), msgs(bob, "BOB1", `{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		receive(t, f, "remote.example", map[string]any{"sender": "@carol:remote.example", "type": "m.test", "message_id": "m1",
+			"messages": map[string]any{bob: map[string]any{"*": map[string]any{"from": "carol"}}}})
+		if got := contents(f.pending(t, bob, "BOB1", 0)); got != "{} {}" {
+			t.Fatalf("BOB1 (full): %s", got)
+		}
+		if got := contents(f.pending(t, bob, "BOB2", 0)); got != `{"from":"carol"}` {
+			t.Fatalf("BOB2: %s", got)
+		}
+	})
+}
+
 func TestConcurrentSendersGetGapFreeOrderedPositions(t *testing.T) {
 	testenv.ForEachBackend(t, func(t *testing.T, b testenv.Backend) {
 		f := setup(t, b)
