@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -141,6 +142,32 @@ func newResponse() *Response {
 		ToDevice:                     ToDevice{Events: []todevice.Event{}},
 		DeviceOneTimeKeysCount:       map[string]int{},
 		DeviceUnusedFallbackKeyTypes: []string{},
+	}
+}
+
+// merge adds what a source collected into o (see collect) to r.
+func (r *Response) merge(o *Response) {
+	r.Presence.Events = append(r.Presence.Events, o.Presence.Events...)
+	r.AccountData.Events = append(r.AccountData.Events, o.AccountData.Events...)
+	r.ToDevice.Events = append(r.ToDevice.Events, o.ToDevice.Events...)
+	if o.DeviceLists != nil {
+		if r.DeviceLists == nil {
+			r.DeviceLists = &DeviceList{Changed: []string{}, Left: []string{}}
+		}
+		for _, u := range o.DeviceLists.Changed {
+			r.changedUser(u)
+		}
+		for _, u := range o.DeviceLists.Left {
+			if !slices.Contains(r.DeviceLists.Left, u) {
+				r.DeviceLists.Left = append(r.DeviceLists.Left, u)
+			}
+		}
+	}
+	maps.Copy(r.DeviceOneTimeKeysCount, o.DeviceOneTimeKeysCount)
+	for _, t := range o.DeviceUnusedFallbackKeyTypes {
+		if !slices.Contains(r.DeviceUnusedFallbackKeyTypes, t) {
+			r.DeviceUnusedFallbackKeyTypes = append(r.DeviceUnusedFallbackKeyTypes, t)
+		}
 	}
 }
 
@@ -459,18 +486,36 @@ func (s *Service) maxTimeout() time.Duration {
 	return 50 * time.Second
 }
 
-// collect reads every source once.
+// collect reads every source once. The sources are independent reads, so
+// they run at once: a woken long poll learns what changed after one
+// database round trip, not one per stream. Each writes into a response of
+// its own, merged in the order of s.Sources.
 func (s *Service) collect(ctx context.Context, dev Device, since Token, initial bool) (*Response, bool, error) {
+	parts := make([]*Response, len(s.Sources))
+	pos := make([]int64, len(s.Sources))
+	changed := make([]bool, len(s.Sources))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, src := range s.Sources {
+		parts[i] = newResponse()
+		g.Go(func() error {
+			var err error
+			pos[i], changed[i], err = src.Collect(gctx, dev, since.Pos[src.Key()], initial, parts[i])
+			if err != nil {
+				return fmt.Errorf("sync %s: %w", src.Key(), err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, false, err
+	}
 	r := newResponse()
 	next := Token{UserTag: tag(dev.UserID), DeviceTag: tag(dev.DeviceID), Pos: map[string]int64{}}
 	anyChanged := false
-	for _, src := range s.Sources {
-		pos, changed, err := src.Collect(ctx, dev, since.Pos[src.Key()], initial, r)
-		if err != nil {
-			return nil, false, fmt.Errorf("sync %s: %w", src.Key(), err)
-		}
-		next.Pos[src.Key()] = pos
-		anyChanged = anyChanged || changed
+	for i, src := range s.Sources {
+		r.merge(parts[i])
+		next.Pos[src.Key()] = pos[i]
+		anyChanged = anyChanged || changed[i]
 	}
 	r.NextBatch = next.String()
 	return r, anyChanged, nil
