@@ -44,7 +44,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -371,13 +370,35 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 		}
 		var r *Response
 		var changed bool
+		var fin *finals
 		var err error
-		run(func() { r, changed, err = s.collect(ctx, req.Device, since, initial) })
+		// After a wake-up, or when the answer goes out whatever the
+		// streams hold, the answer's last reads (finals) run together with
+		// the streams': a woken poll answers after one database round
+		// trip. A first look that may well find nothing reads the streams
+		// alone.
+		if waited || timeout == 0 {
+			run(func() {
+				g, gctx := errgroup.WithContext(ctx)
+				g.Go(func() (err error) {
+					r, changed, err = s.collect(gctx, req.Device, since, initial)
+					return err
+				})
+				g.Go(func() (err error) {
+					fin, err = s.finals(gctx, req, waited || timeout > 0)
+					return err
+				})
+				err = g.Wait()
+			})
+		} else {
+			run(func() { r, changed, err = s.collect(ctx, req.Device, since, initial) })
+		}
 		if err != nil {
 			cancel()
 			return nil, err
 		}
 		if !changed && timeout > 0 {
+			fin = nil // read after the wait, not before it
 			select {
 			case <-woken:
 				cancel()
@@ -394,50 +415,59 @@ func (s *Service) sync(ctx context.Context, req Request) (*Response, error) {
 			waited = true
 		}
 		cancel()
-		// The answer's last reads are independent: run them at once, so
-		// the woken poll answers after one database round trip, not three.
-		var alive atomic.Bool
-		alive.Store(true)
-		var otk map[string]int
-		var fb []string
-		run(func() {
-			g, gctx := errgroup.WithContext(ctx)
-			if (waited || timeout > 0) && req.TokenHash != "" {
-				// The token may have been revoked since the request was
-				// authenticated: while this poll waited (a logout or
-				// device deletion wakes it), or just before its first
-				// read (which then finds the logout's own device-list
-				// change). Say so at once, rather than answer that
-				// change to a dead token.
-				g.Go(func() error {
-					ok, err := s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
-						Where("token_hash = ?", req.TokenHash).Exists(gctx)
-					alive.Store(ok)
-					return err
-				})
+		if fin == nil {
+			run(func() { fin, err = s.finals(ctx, req, true) })
+			if err != nil {
+				return nil, err
 			}
-			if s.Keys != nil {
-				g.Go(func() (err error) {
-					otk, fb, err = s.Keys.KeyCounts(gctx, req.UserID, req.DeviceID)
-					return err
-				})
-			}
-			err = g.Wait()
-		})
-		if err != nil {
-			return nil, err
 		}
-		if !alive.Load() {
+		if !fin.alive {
 			return nil, matrixerr.UnknownToken()
 		}
-		if otk != nil {
-			r.DeviceOneTimeKeysCount = otk
+		if fin.otk != nil {
+			r.DeviceOneTimeKeysCount = fin.otk
 		}
-		if fb != nil {
-			r.DeviceUnusedFallbackKeyTypes = fb
+		if fin.fb != nil {
+			r.DeviceUnusedFallbackKeyTypes = fin.fb
 		}
 		return r, nil
 	}
+}
+
+// finals are the last reads of an answer: whether its token still lives
+// and the device's key counts.
+type finals struct {
+	alive bool
+	otk   map[string]int
+	fb    []string
+}
+
+// finals reads them at once. With checkToken, it checks that the token
+// still exists: it may have been revoked since the request was
+// authenticated, while the poll waited (a logout or device deletion
+// wakes it) or just before its first read (which then finds the logout's
+// own device-list change). The poll then says so at once, rather than
+// answer that change to a dead token.
+func (s *Service) finals(ctx context.Context, req Request, checkToken bool) (*finals, error) {
+	f := &finals{alive: true}
+	g, gctx := errgroup.WithContext(ctx)
+	if checkToken && req.TokenHash != "" {
+		g.Go(func() (err error) {
+			f.alive, err = s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
+				Where("token_hash = ?", req.TokenHash).Exists(gctx)
+			return err
+		})
+	}
+	if s.Keys != nil {
+		g.Go(func() (err error) {
+			f.otk, f.fb, err = s.Keys.KeyCounts(gctx, req.UserID, req.DeviceID)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // ack acknowledges (deletes) what the since token says the device has
