@@ -42,6 +42,8 @@ type Store struct {
 	R       *bun.DB
 	Dialect Dialect
 	DSN     string
+
+	reads sync.Map // *Read → *sql.Stmt prepared on R (see ScanRead)
 }
 
 // Options tunes the pools.
@@ -189,6 +191,7 @@ func openPostgres(dsn string, opt Options) (*Store, error) {
 
 // Close closes every handle.
 func (s *Store) Close() error {
+	s.closeReads()
 	err := s.DB.Close()
 	if s.R != s.DB {
 		if e := s.R.Close(); err == nil {
