@@ -272,14 +272,18 @@ func (s *Service) Get(ctx context.Context, caller, userID, eventType string) (js
 	return json.RawMessage(content), nil
 }
 
+// changedSince is Since's read (every /sync asks it), prepared.
+var changedSince = storage.NewRead("account data changed since", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+	return r.NewSelect().Model((*storage.AccountData)(nil)).Column("event_type", "content", "stream_id").
+		Where("user_id = ? AND stream_id > ?", p.Next(), p.Next()).Order("stream_id")
+})
+
 // Since returns userID's account data types changed after stream position
 // after (all of them for 0), in stream order, and the position to ask from
 // next time: the last one returned, or after when nothing changed.
 func (s *Service) Since(ctx context.Context, userID string, after int64) ([]Event, int64, error) {
 	var rows []storage.AccountData
-	if err := s.Store.R.NewSelect().Model(&rows).Column("event_type", "content", "stream_id").
-		Where("user_id = ? AND stream_id > ?", userID, after).Order("stream_id").
-		Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.Store.ScanRead(ctx, changedSince, &rows, userID, after); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, after, err
 	}
 	events := make([]Event, len(rows))

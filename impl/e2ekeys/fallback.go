@@ -78,35 +78,57 @@ func claimFallback(ctx context.Context, tx bun.Tx, userID, deviceID, alg string)
 }
 
 func oneTimeKeyCounts(ctx context.Context, db bun.IDB, userID, deviceID string) (map[string]int, error) {
-	var rows []struct {
-		Algorithm string `bun:"algorithm"`
-		N         int    `bun:"n"`
-	}
+	var rows []keyCount
 	if err := db.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
 		Where("user_id = ? AND device_id = ?", userID, deviceID).Group("algorithm").Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
+	return countsOf(rows), nil
+}
+
+type keyCount struct {
+	Algorithm string `bun:"algorithm"`
+	N         int    `bun:"n"`
+}
+
+func countsOf(rows []keyCount) map[string]int {
 	counts := make(map[string]int, len(rows))
 	for _, r := range rows {
 		counts[r.Algorithm] = r.N
 	}
-	return counts, nil
+	return counts
 }
 
 // OneTimeKeyCounts returns the device's unclaimed one-time keys per
 // algorithm (/sync's device_one_time_keys_count; algorithms with none are
 // absent).
 func (s *Service) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error) {
-	return oneTimeKeyCounts(ctx, s.Store.R, userID, deviceID)
+	var rows []keyCount
+	if err := s.Store.ScanRead(ctx, keyCounts, &rows, userID, deviceID); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	return countsOf(rows), nil
 }
+
+// keyCounts and unusedFallbackKeys are OneTimeKeyCounts' and
+// UnusedFallbackKeyTypes' reads (every /sync asks both), prepared.
+var (
+	keyCounts = storage.NewRead("one-time key counts", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+		return r.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
+			Where("user_id = ? AND device_id = ?", p.Next(), p.Next()).Group("algorithm")
+	})
+	unusedFallbackKeys = storage.NewRead("unused fallback keys", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+		return r.NewSelect().Model((*storage.FallbackKey)(nil)).Column("algorithm").
+			Where("user_id = ? AND device_id = ? AND used = ?", p.Next(), p.Next(), false).Order("algorithm")
+	})
+)
 
 // UnusedFallbackKeyTypes returns the algorithms of the device's fallback
 // keys that no claim has handed out yet, sorted (/sync's
 // device_unused_fallback_key_types; never nil).
 func (s *Service) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
 	var algs []string
-	if err := s.Store.R.NewSelect().Model((*storage.FallbackKey)(nil)).Column("algorithm").
-		Where("user_id = ? AND device_id = ? AND used = ?", userID, deviceID, false).Order("algorithm").Scan(ctx, &algs); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.Store.ScanRead(ctx, unusedFallbackKeys, &algs, userID, deviceID); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
 	if algs == nil {

@@ -452,10 +452,13 @@ func (s *Service) finals(ctx context.Context, req Request, checkToken bool) (*fi
 	f := &finals{alive: true}
 	g, gctx := errgroup.WithContext(ctx)
 	if checkToken && req.TokenHash != "" {
-		g.Go(func() (err error) {
-			f.alive, err = s.Store.R.NewSelect().Model((*storage.AccessToken)(nil)).
-				Where("token_hash = ?", req.TokenHash).Exists(gctx)
-			return err
+		g.Go(func() error {
+			var found []int
+			if err := s.Store.ScanRead(gctx, tokenAlive, &found, req.TokenHash); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			f.alive = len(found) > 0
+			return nil
 		})
 	}
 	if s.Keys != nil {
@@ -631,14 +634,27 @@ type DeviceListSource struct {
 func (DeviceListSource) Key() string { return "d" }
 
 func (s DeviceListSource) current(ctx context.Context, userID string) (int64, error) {
-	var id int64
-	err := s.Store.R.NewSelect().Model((*storage.UserStream)(nil)).Column("stream_id").
-		Where("user_id = ?", userID).Scan(ctx, &id)
-	if errors.Is(err, sql.ErrNoRows) {
+	var ids []int64
+	if err := s.Store.ScanRead(ctx, deviceListPosition, &ids, userID); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	if len(ids) == 0 {
 		return 0, nil
 	}
-	return id, err
+	return ids[0], nil
 }
+
+// deviceListPosition reads a user's device-list stream_id (every /sync),
+// prepared.
+var deviceListPosition = storage.NewRead("device-list position", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+	return r.NewSelect().Model((*storage.UserStream)(nil)).Column("stream_id").Where("user_id = ?", p.Next())
+})
+
+// tokenAlive finds an access token by its hash (a long poll's answer
+// checks its token still lives), prepared.
+var tokenAlive = storage.NewRead("access token alive", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+	return r.NewSelect().Model((*storage.AccessToken)(nil)).ColumnExpr("1").Where("token_hash = ?", p.Next()).Limit(1)
+})
 
 // Collect implements Source. Only an incremental sync reports changes.
 func (s DeviceListSource) Collect(ctx context.Context, dev Device, from int64, initial bool, r *Response) (int64, bool, error) {

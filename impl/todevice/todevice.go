@@ -434,9 +434,15 @@ func (s *Service) Pending(ctx context.Context, userID, deviceID string, after in
 		limit = MaxBatch
 	}
 	var rows []storage.ToDeviceMessage
-	if err := s.Store.R.NewSelect().Model(&rows).Column("pos", "sender", "type", "content").
-		Where("user_id = ? AND device_id = ? AND pos > ?", userID, deviceID, after).
-		Order("pos").Limit(int64(limit + 1)).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var err error
+	if limit == MaxBatch {
+		err = s.Store.ScanRead(ctx, pendingBatch, &rows, userID, deviceID, after)
+	} else {
+		err = s.Store.R.NewSelect().Model(&rows).Column("pos", "sender", "type", "content").
+			Where("user_id = ? AND device_id = ? AND pos > ?", userID, deviceID, after).
+			Order("pos").Limit(int64(limit + 1)).Scan(ctx)
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Batch{}, err
 	}
 	b := Batch{Next: after, Events: []Event{}}
@@ -449,6 +455,14 @@ func (s *Service) Pending(ctx context.Context, userID, deviceID string, after in
 	}
 	return b, nil
 }
+
+// pendingBatch is Pending's read of a full batch (every /sync asks one),
+// prepared; one more row than the batch tells whether more wait.
+var pendingBatch = storage.NewRead("pending to-device messages", func(r *bun.DB, p *storage.Params) fmt.Stringer {
+	return r.NewSelect().Model((*storage.ToDeviceMessage)(nil)).Column("pos", "sender", "type", "content").
+		Where("user_id = ? AND device_id = ? AND pos > ?", p.Next(), p.Next(), p.Next()).
+		Order("pos").Limit(MaxBatch + 1)
+})
 
 // HasPending reports whether messages wait for the device after position
 // after.
