@@ -79,11 +79,17 @@ func claimFallback(ctx context.Context, tx bun.Tx, userID, deviceID, alg string)
 
 func oneTimeKeyCounts(ctx context.Context, db bun.IDB, userID, deviceID string) (map[string]int, error) {
 	var rows []keyCount
-	if err := db.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
-		Where("user_id = ? AND device_id = ?", userID, deviceID).Group("algorithm").Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := keyCountsQuery(db, userID, deviceID).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}
 	return countsOf(rows), nil
+}
+
+// keyCountsQuery counts a device's one-time keys per algorithm; the user
+// and device are values, or a prepared read's placeholders.
+func keyCountsQuery(db bun.IDB, userID, deviceID any) *bun.SelectQuery {
+	return db.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
+		Where("user_id = ? AND device_id = ?", userID, deviceID).Group("algorithm")
 }
 
 type keyCount struct {
@@ -114,8 +120,7 @@ func (s *Service) OneTimeKeyCounts(ctx context.Context, userID, deviceID string)
 // UnusedFallbackKeyTypes' reads (every /sync asks both), prepared.
 var (
 	keyCounts = storage.NewRead("one-time key counts", func(r *bun.DB, p *storage.Params) fmt.Stringer {
-		return r.NewSelect().Model((*storage.OneTimeKey)(nil)).ColumnExpr("algorithm, COUNT(*) AS n").
-			Where("user_id = ? AND device_id = ?", p.Next(), p.Next()).Group("algorithm")
+		return keyCountsQuery(r, p.Next(), p.Next())
 	})
 	unusedFallbackKeys = storage.NewRead("unused fallback keys", func(r *bun.DB, p *storage.Params) fmt.Stringer {
 		return r.NewSelect().Model((*storage.FallbackKey)(nil)).Column("algorithm").

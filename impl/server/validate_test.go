@@ -135,7 +135,7 @@ func TestTheKeywordCheckCatchesA31OnlyKeyword(t *testing.T) {
 	}
 }
 
-// verdicts validates value against schema with both validators and
+// disagreement validates value against schema with both validators and
 // describes a disagreement ("" when they agree).
 func disagreement(schema *openapi3.Schema, value any) string {
 	legacy := schema.VisitJSON(value, openapi3.VisitAsRequest())
@@ -182,12 +182,12 @@ func mutations(value any) []any {
 	return out
 }
 
-// requestExamples returns the spec's request body examples (the full
-// documents keep them) by operation ("METHOD path").
-func requestExamples(t *testing.T) map[string][]any {
+// jsonBodies returns the application/json request bodies of the
+// documents by operation ("METHOD path").
+func jsonBodies(t *testing.T, docs ...func() (*openapi3.T, error)) map[string]*openapi3.MediaType {
 	t.Helper()
-	out := map[string][]any{}
-	for _, get := range []func() (*openapi3.T, error){fullspec.GetSpec, fedfullspec.GetSpec} {
+	out := map[string]*openapi3.MediaType{}
+	for _, get := range docs {
 		doc, err := get()
 		if err != nil {
 			t.Fatal(err)
@@ -197,38 +197,46 @@ func requestExamples(t *testing.T) map[string][]any {
 				if op.RequestBody == nil || op.RequestBody.Value == nil {
 					continue
 				}
-				mt := op.RequestBody.Value.Content.Get("application/json")
-				if mt == nil {
-					continue
+				if mt := op.RequestBody.Value.Content.Get("application/json"); mt != nil {
+					out[method+" "+path] = mt
 				}
-				key := method + " " + path
-				add := func(ex any) {
-					if ex == nil {
-						return
-					}
-					// Round-trip, so the value is what a decoded request holds.
-					raw, err := json.Marshal(ex)
-					if err != nil {
-						t.Fatal(err)
-					}
-					var v any
-					if err := json.Unmarshal(raw, &v); err != nil {
-						t.Fatal(err)
-					}
-					out[key] = append(out[key], v)
-				}
-				add(mt.Example)
-				for _, ex := range mt.Examples {
-					if ex.Value != nil {
-						add(ex.Value.Value)
-					}
-				}
-				if mt.Schema != nil && mt.Schema.Value != nil {
-					add(mt.Schema.Value.Example)
-					for _, ex := range mt.Schema.Value.Examples {
-						add(ex)
-					}
-				}
+			}
+		}
+	}
+	return out
+}
+
+// requestExamples returns the spec's request body examples (the full
+// documents keep them) by operation ("METHOD path").
+func requestExamples(t *testing.T) map[string][]any {
+	t.Helper()
+	out := map[string][]any{}
+	for key, mt := range jsonBodies(t, fullspec.GetSpec, fedfullspec.GetSpec) {
+		add := func(ex any) {
+			if ex == nil {
+				return
+			}
+			// Round-trip, so the value is what a decoded request holds.
+			raw, err := json.Marshal(ex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatal(err)
+			}
+			out[key] = append(out[key], v)
+		}
+		add(mt.Example)
+		for _, ex := range mt.Examples {
+			if ex.Value != nil {
+				add(ex.Value.Value)
+			}
+		}
+		if mt.Schema != nil && mt.Schema.Value != nil {
+			add(mt.Schema.Value.Example)
+			for _, ex := range mt.Schema.Value.Examples {
+				add(ex)
 			}
 		}
 	}
@@ -238,39 +246,26 @@ func requestExamples(t *testing.T) map[string][]any {
 func TestBothValidatorsGiveTheSameVerdictOnTheSpecsRequestExamplesAndTheirMutations(t *testing.T) {
 	examples := requestExamples(t)
 	bodies, checked := 0, 0
-	for _, get := range []func() (*openapi3.T, error){reqspec.GetSpec, fedreqspec.GetSpec} {
-		doc, err := get()
-		if err != nil {
-			t.Fatal(err)
+	for key, mt := range jsonBodies(t, reqspec.GetSpec, fedreqspec.GetSpec) {
+		if mt.Schema == nil || mt.Schema.Value == nil {
+			continue
 		}
-		for path, item := range doc.Paths.Map() {
-			for method, op := range item.Operations() {
-				if op.RequestBody == nil || op.RequestBody.Value == nil {
-					continue
-				}
-				mt := op.RequestBody.Value.Content.Get("application/json")
-				if mt == nil || mt.Schema == nil || mt.Schema.Value == nil {
-					continue
-				}
-				bodies++
-				key := method + " " + path
-				values := []any{}
-				for _, ex := range examples[key] {
-					values = append(values, ex)
-					values = append(values, mutations(ex)...)
-				}
-				values = append(values, mutations(map[string]any{})...)
-				var bad []string
-				for _, v := range values {
-					checked++
-					if d := disagreement(mt.Schema.Value, v); d != "" {
-						bad = append(bad, d)
-					}
-				}
-				if len(bad) > 0 {
-					t.Errorf("%s: the validators disagree on %d of %d bodies, e.g. %s", key, len(bad), len(values), strings.Join(bad, "\n"))
-				}
+		bodies++
+		values := []any{}
+		for _, ex := range examples[key] {
+			values = append(values, ex)
+			values = append(values, mutations(ex)...)
+		}
+		values = append(values, mutations(map[string]any{})...)
+		var bad []string
+		for _, v := range values {
+			checked++
+			if d := disagreement(mt.Schema.Value, v); d != "" {
+				bad = append(bad, d)
 			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("%s: the validators disagree on %d of %d bodies:\n%s", key, len(bad), len(values), strings.Join(bad, "\n"))
 		}
 	}
 	if bodies < 30 || checked < 1500 {

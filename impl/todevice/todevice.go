@@ -434,15 +434,7 @@ func (s *Service) Pending(ctx context.Context, userID, deviceID string, after in
 		limit = MaxBatch
 	}
 	var rows []storage.ToDeviceMessage
-	var err error
-	if limit == MaxBatch {
-		err = s.Store.ScanRead(ctx, pendingBatch, &rows, userID, deviceID, after)
-	} else {
-		err = s.Store.R.NewSelect().Model(&rows).Column("pos", "sender", "type", "content").
-			Where("user_id = ? AND device_id = ? AND pos > ?", userID, deviceID, after).
-			Order("pos").Limit(int64(limit + 1)).Scan(ctx)
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.Store.ScanRead(ctx, pendingBatch, &rows, userID, deviceID, after); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Batch{}, err
 	}
 	b := Batch{Next: after, Events: []Event{}}
@@ -456,8 +448,8 @@ func (s *Service) Pending(ctx context.Context, userID, deviceID string, after in
 	return b, nil
 }
 
-// pendingBatch is Pending's read of a full batch (every /sync asks one),
-// prepared; one more row than the batch tells whether more wait.
+// pendingBatch is Pending's read (every /sync asks it), prepared: a full
+// batch and one more row, which tells whether more wait.
 var pendingBatch = storage.NewRead("pending to-device messages", func(r *bun.DB, p *storage.Params) fmt.Stringer {
 	return r.NewSelect().Model((*storage.ToDeviceMessage)(nil)).Column("pos", "sender", "type", "content").
 		Where("user_id = ? AND device_id = ? AND pos > ?", p.Next(), p.Next(), p.Next()).
